@@ -1,0 +1,8 @@
+"""gnpool: learnable pooling that extrapolates, for PyTorch Geometric."""
+
+from . import functional
+from .aggr import GNPAggregation, register
+
+__version__ = "0.1.0"
+
+__all__ = ["GNPAggregation", "functional", "register", "__version__"]

@@ -1,0 +1,24 @@
+"""Make gnpool's aggregations resolvable from PyG aggregation strings."""
+
+from __future__ import annotations
+
+import torch_geometric.nn.aggr as pyg_aggr
+
+
+def _aggregations() -> list[type]:
+    from .gnp import GNPAggregation
+    return [GNPAggregation]
+
+
+def register() -> None:
+    """Let PyG resolve ``'gnp'`` (and gnpool's other aggregations) by name.
+
+    PyG's ``aggregation_resolver`` scans the classes of ``torch_geometric.nn.aggr``
+    when a string is resolved, so this adds gnpool's classes there. Afterwards
+    ``GraphConv(16, 16, aggr='gnp')`` and ``MultiAggregation(['sum', 'gnp'])`` work.
+    Calling it again changes nothing; importing gnpool alone never touches PyG.
+    """
+    for cls in _aggregations():
+        setattr(pyg_aggr, cls.__name__, cls)
+        if cls.__name__ not in pyg_aggr.__all__:
+            pyg_aggr.__all__.append(cls.__name__)

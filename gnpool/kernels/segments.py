@@ -1,0 +1,75 @@
+"""How elements are grouped into sets: an index vector, a CSR pointer, or both."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+class Segments:
+    """The grouping of ``num_elements`` rows into ``size`` sets.
+
+    Built from either ``index`` (set of each element, any order) or ``ptr``
+    (CSR boundaries, elements grouped by set). The other representation is
+    derived on first use, so a backend that only needs one of them pays for
+    nothing else.
+    """
+
+    __slots__ = ("num_elements", "size", "_index", "_ptr", "_count", "_sorted")
+
+    def __init__(
+        self,
+        num_elements: int,
+        size: int,
+        index: Optional[Tensor] = None,
+        ptr: Optional[Tensor] = None,
+        sorted: Optional[bool] = None,
+    ) -> None:
+        if index is None and ptr is None:
+            raise ValueError("Segments needs 'index' or 'ptr'")
+        self.num_elements = num_elements
+        self.size = size
+        self._index = index
+        self._ptr = ptr
+        self._count: Optional[Tensor] = None
+        # A ptr always describes grouped elements; an index may or may not be.
+        self._sorted = True if ptr is not None else sorted
+
+    @property
+    def index(self) -> Tensor:
+        """Set of each element, ``[num_elements]`` int64."""
+        if self._index is None:
+            sets = torch.arange(self.size, device=self._ptr.device)
+            self._index = torch.repeat_interleave(
+                sets, self.count, output_size=self.num_elements)
+        return self._index
+
+    @property
+    def count(self) -> Tensor:
+        """Number of elements of each set, ``[size]`` int64."""
+        if self._count is None:
+            if self._ptr is not None:
+                self._count = self._ptr[1:] - self._ptr[:-1]
+            else:
+                self._count = torch.zeros(self.size, dtype=torch.long,
+                                          device=self._index.device)
+                self._count.scatter_add_(0, self._index,
+                                         torch.ones_like(self._index))
+        return self._count
+
+    @property
+    def is_sorted(self) -> bool:
+        """Whether elements of a set are contiguous and sets come in order."""
+        if self._sorted is None:
+            idx = self._index
+            self._sorted = bool((idx[1:] >= idx[:-1]).all()) if idx.numel() > 1 else True
+        return self._sorted
+
+    @property
+    def ptr(self) -> Optional[Tensor]:
+        """CSR boundaries ``[size + 1]`` when the elements are grouped, else ``None``."""
+        if self._ptr is None and self.is_sorted:
+            self._ptr = torch.cat([self.count.new_zeros(1), self.count.cumsum(0)])
+        return self._ptr
