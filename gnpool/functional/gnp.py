@@ -7,7 +7,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ..kernels import Segments, resolve_backend
+from ..kernels import Segments, cpu, resolve_backend, segment_tensors
 from ..kernels.gnp_composite import PartState, gnp_backward, gnp_forward
 from ._sets import (check_features, compute_dtype, from_rows, make_segments, normalize_dim,
                     per_column, reduce_like, to_rows)
@@ -27,26 +27,38 @@ class GNPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, p_pos: Tensor, q_pos: Tensor, p_neg: Tensor, q_neg: Tensor,
-                index: Optional[Tensor], ptr: Optional[Tensor], size: int,
-                backend: Optional[str]) -> Tensor:
-        prims = resolve_backend(backend)
-        seg = Segments(x.size(0), size, index=index, ptr=ptr)
-        out, pos, neg = gnp_forward(prims, x, seg, p_pos, q_pos, p_neg, q_neg)
-        ctx.save_for_backward(x, p_pos, q_pos, p_neg, q_neg, index, ptr, *pos, *neg)
+                index: Optional[Tensor], ptr: Optional[Tensor], perm: Optional[Tensor],
+                size: int, backend: str) -> Tensor:
+        params = (p_pos, q_pos, p_neg, q_neg)
+        if backend == "cpu":
+            out, state = cpu.gnp_forward(x, ptr, perm, size, params)
+            state = (state,)
+        else:
+            seg = Segments(x.size(0), size, index=index, ptr=ptr)
+            out, pos, neg = gnp_forward(resolve_backend(backend), x, seg, *params)
+            state = (*pos, *neg)
+        ctx.save_for_backward(x, *params, index, ptr, perm, *state)
         ctx.size, ctx.backend = size, backend
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, p_pos, q_pos, p_neg, q_neg, index, ptr, *state = ctx.saved_tensors
-        seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
-        pos, neg = PartState(*state[:3]), PartState(*state[3:])
-        grads = gnp_backward(resolve_backend(ctx.backend), grad.contiguous(), x, seg,
-                             p_pos, q_pos, p_neg, q_neg, pos, neg,
-                             tuple(ctx.needs_input_grad[:5]))
-        grad_x, gp, gq, gpn, gqn = grads
-        return (grad_x, reduce_like(gp, p_pos), reduce_like(gq, q_pos), reduce_like(gpn, p_neg),
-                reduce_like(gqn, q_neg), None, None, None, None)
+        x, p_pos, q_pos, p_neg, q_neg, index, ptr, perm, *state = ctx.saved_tensors
+        params = (p_pos, q_pos, p_neg, q_neg)
+        needs = tuple(ctx.needs_input_grad[:5])
+        if ctx.backend == "cpu":
+            grad_x, grad_params = cpu.gnp_backward(grad, x, ptr, perm, ctx.size, params, state[0],
+                                                   needs[0], any(needs[1:]))
+            grads = [grad_x] + [None if grad_params is None else g for g in grad_params]
+        else:
+            seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
+            pos, neg = PartState(*state[:3]), PartState(*state[3:])
+            grads = gnp_backward(resolve_backend(ctx.backend), grad.contiguous(), x, seg,
+                                 *params, pos, neg, needs)
+        grad_x, *grad_params = grads
+        grad_params = [reduce_like(g, p) if need else None
+                       for g, p, need in zip(grad_params, params, needs[1:])]
+        return (grad_x, *grad_params, None, None, None, None, None)
 
 
 def _check_p(name: str, p: Tensor) -> None:
@@ -103,7 +115,8 @@ def gnp(
             with 1 or ``x.size(-1)`` (per-channel) values. ``p`` must satisfy
             ``P_MIN <= |p| <= P_MAX``.
         p_neg, q_neg: the same for the negative part (default: ``p`` and ``q``).
-        backend: ``"native"``, ``"scatter"`` or ``None`` (the fastest available).
+        backend: ``"cpu"`` (fused kernels), ``"scatter"``, ``"native"`` or ``None`` (the
+            fastest one that supports ``x``).
 
     Returns:
         ``x`` with ``dim`` reduced to ``dim_size``, in ``x``'s dtype (fp16/bf16 inputs
@@ -121,15 +134,6 @@ def gnp(
         t = per_column(name, value, rows, dtype)
         (_check_p if name.startswith("p") else _check_q)(name, t)
         params.append(t)
-    prims = resolve_backend(backend)
-    index_t, ptr_t = _segment_tensors(prims.name, seg)
-    out = GNPFunction.apply(rows.data, *params, index_t, ptr_t, seg.size, prims.name)
+    name = resolve_backend(backend, rows.data).name
+    out = GNPFunction.apply(rows.data, *params, *segment_tensors(name, seg), seg.size, name)
     return from_rows(out, rows, seg.size, x.dtype)
-
-
-def _segment_tensors(backend: str, seg: Segments) -> tuple[Optional[Tensor], Optional[Tensor]]:
-    # The native backend works on the index; the others prefer CSR where elements are grouped.
-    if backend == "native" or torch.compiler.is_compiling():
-        return seg.index, None
-    ptr = seg.ptr
-    return (None, ptr) if ptr is not None else (seg.index, None)

@@ -1,39 +1,66 @@
 """Backends the functional layer dispatches to.
 
+- ``cpu``: fused C++ kernels built at install (float32/float64 CPU tensors).
+- ``scatter``: torch-scatter's CSR (grouped) and scatter (any order) kernels, when installed.
 - ``native``: plain torch scatter/index ops; always available, works under torch.compile.
-- ``scatter``: torch-scatter's CSR (sorted) and scatter (unsorted) kernels, when installed.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Optional
 
 import torch
+from torch import Tensor
 
-from . import native, scatter
+from . import cpu, native, scatter
 from .segments import Segments
 
-_BACKENDS: dict[str, ModuleType] = {"native": native, "scatter": scatter}
+_BACKENDS: dict[str, ModuleType] = {"cpu": cpu, "scatter": scatter, "native": native}
 
 
 def available_backends() -> list[str]:
     """Names of the backends usable in this installation, fastest first."""
-    names = ["scatter"] if scatter.available else []
-    return names + ["native"]
+    return [name for name, mod in _BACKENDS.items() if getattr(mod, "available", True)]
 
 
-def resolve_backend(name: str | None) -> ModuleType:
-    """The backend module for ``name``; ``None`` or ``"auto"`` picks the fastest usable one."""
+def _supports(mod: ModuleType, x: Optional[Tensor]) -> bool:
+    return x is None or not hasattr(mod, "supports") or mod.supports(x)
+
+
+def resolve_backend(name: Optional[str], x: Optional[Tensor] = None) -> ModuleType:
+    """The backend module for ``name``; ``None`` or ``"auto"`` picks the fastest one usable
+    for ``x`` (the native one while torch.compile traces)."""
     if name is None or name == "auto":
         if torch.compiler.is_compiling():
             return native
-        return _BACKENDS[available_backends()[0]]
+        for candidate in available_backends():
+            if _supports(_BACKENDS[candidate], x):
+                return _BACKENDS[candidate]
+        return native
     if name not in _BACKENDS:
         raise ValueError(f"backend must be one of {sorted(_BACKENDS)} or 'auto', got {name!r}")
+    mod = _BACKENDS[name]
     if name not in available_backends():
         raise ValueError(f"backend {name!r} is not available here "
                          f"(available: {available_backends()})")
-    return _BACKENDS[name]
+    if not _supports(mod, x):
+        raise ValueError(f"backend {name!r} does not support a {x.dtype} tensor on {x.device}")
+    if torch.compiler.is_compiling() and name != "native":
+        raise ValueError(f"backend {name!r} cannot be traced by torch.compile; use 'native'")
+    return mod
 
 
-__all__ = ["Segments", "available_backends", "resolve_backend"]
+def segment_tensors(backend: str, seg: Segments
+                    ) -> tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """``(index, ptr, perm)`` in the form ``backend`` consumes: native works on the index,
+    scatter on ptr where elements are grouped, cpu on ptr plus a permutation."""
+    if backend == "native":
+        return seg.index, None, None
+    if backend == "cpu":
+        return (None, *cpu.csr(seg))
+    ptr = seg.ptr
+    return (None, ptr, None) if ptr is not None else (seg.index, None, None)
+
+
+__all__ = ["Segments", "available_backends", "resolve_backend", "segment_tensors"]

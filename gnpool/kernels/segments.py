@@ -17,7 +17,7 @@ class Segments:
     nothing else.
     """
 
-    __slots__ = ("num_elements", "size", "_index", "_ptr", "_count", "_sorted")
+    __slots__ = ("num_elements", "size", "_index", "_ptr", "_perm", "_count", "_sorted")
 
     def __init__(
         self,
@@ -25,6 +25,7 @@ class Segments:
         size: int,
         index: Optional[Tensor] = None,
         ptr: Optional[Tensor] = None,
+        perm: Optional[Tensor] = None,
         sorted: Optional[bool] = None,
     ) -> None:
         if index is None and ptr is None:
@@ -33,17 +34,21 @@ class Segments:
         self.size = size
         self._index = index
         self._ptr = ptr
+        self._perm = perm
         self._count: Optional[Tensor] = None
-        # A ptr always describes grouped elements; an index may or may not be.
-        self._sorted = True if ptr is not None else sorted
+        # A ptr without perm describes grouped elements; an index may or may not be.
+        self._sorted = (perm is None) if ptr is not None else sorted
 
     @property
     def index(self) -> Tensor:
         """Set of each element, ``[num_elements]`` int64."""
         if self._index is None:
             sets = torch.arange(self.size, device=self._ptr.device)
-            self._index = torch.repeat_interleave(
-                sets, self.count, output_size=self.num_elements)
+            grouped = torch.repeat_interleave(sets, self.count, output_size=self.num_elements)
+            if self._perm is None:
+                self._index = grouped
+            else:
+                self._index = torch.empty_like(grouped).index_copy_(0, self._perm, grouped)
         return self._index
 
     @property
@@ -72,4 +77,14 @@ class Segments:
         """CSR boundaries ``[size + 1]`` when the elements are grouped, else ``None``."""
         if self._ptr is None and self.is_sorted:
             self._ptr = torch.cat([self.count.new_zeros(1), self.count.cumsum(0)])
+        return self._ptr if self._perm is None else None
+
+    @property
+    def perm(self) -> Optional[Tensor]:
+        """With :attr:`csr_ptr`: the elements of set s are ``perm[csr_ptr[s]:csr_ptr[s+1]]``."""
+        return self._perm
+
+    @property
+    def csr_ptr(self) -> Optional[Tensor]:
+        """CSR boundaries over the elements reordered by :attr:`perm` (if any)."""
         return self._ptr

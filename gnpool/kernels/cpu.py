@@ -1,0 +1,127 @@
+"""Fused CPU kernels (``cpu.cpp``, built at install) called through ctypes.
+
+One pass over the input per reduction sweep, per-set statistics kept in cache, and a
+backward that reads x once and writes its gradient once. Used for contiguous float32 /
+float64 CPU tensors outside torch.compile; elsewhere the torch backends take over.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .segments import Segments
+
+name = "cpu"
+
+
+_P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_SIGNATURES = {
+    "gnpool_gnp_forward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I64, _P, _P, _INT],
+    "gnpool_gnp_backward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I64, _P, _P, _P, _P, _INT],
+}
+
+
+def _levels() -> list[str]:
+    # Builds of cpu.cpp per instruction-set level (setup.py), best first.
+    capability = torch.backends.cpu.get_cpu_capability()
+    levels = ["generic"]
+    if capability.startswith("AVX2") or capability.startswith("AVX512"):
+        levels.insert(0, "avx2")
+    if capability.startswith("AVX512"):
+        levels.insert(0, "avx512")
+    return levels
+
+
+def _load() -> Optional[ctypes.CDLL]:
+    here = Path(__file__).parent
+    for path in (p for level in _levels() for p in sorted(here.glob(f"_cpu_{level}.*so"))):
+        try:
+            lib = ctypes.CDLL(str(path))
+            if lib.gnpool_abi_version() != 1:
+                continue
+        except (OSError, AttributeError):
+            continue
+        for prefix, argtypes in _SIGNATURES.items():
+            for suffix in ("f32", "f64"):
+                fn = getattr(lib, f"{prefix}_{suffix}")
+                fn.argtypes, fn.restype = argtypes, None
+        lib.gnpool_csr_from_index.argtypes = [_P, _I64, _I64, _P, _P]
+        lib.gnpool_csr_from_index.restype = _INT
+        return lib
+    return None
+
+
+_lib = _load()
+available = _lib is not None
+#: The file the kernels were loaded from (None when no build is usable).
+library = None if _lib is None else _lib._name
+_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def supports(x: Tensor) -> bool:
+    """Whether these kernels can pool ``x`` (``[E, K]`` rows)."""
+    return available and x.device.type == "cpu" and x.dtype in _DTYPES
+
+
+def _p(t: Optional[Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+def csr(seg: Segments) -> tuple[Tensor, Optional[Tensor]]:
+    """``(ptr, perm)`` of the sets: ``perm`` is ``None`` when elements are already grouped."""
+    if seg.ptr is not None:
+        return seg.ptr.contiguous(), None
+    index = seg.index.contiguous()
+    ptr = torch.empty(seg.size + 1, dtype=torch.long)
+    perm = torch.empty(seg.num_elements, dtype=torch.long)
+    if _lib.gnpool_csr_from_index(_p(index), ctypes.c_int64(index.numel()),
+                                  ctypes.c_int64(seg.size), _p(ptr), _p(perm)):
+        raise ValueError(f"index values must lie in [0, {seg.size})")
+    return ptr, perm
+
+
+def _params(x: Tensor, params: tuple[Tensor, ...]) -> tuple[list[Tensor], int]:
+    flat = [p.detach().reshape(-1).to(x.dtype).contiguous() for p in params]
+    stride = 0 if all(p.numel() == 1 for p in flat) else 1
+    columns = x.size(1)
+    if stride:
+        flat = [p.expand(columns).contiguous() for p in flat]
+    return flat, stride
+
+
+def gnp_forward(x: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int,
+                params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    """GNP of ``x`` per set; returns the output and the ``[6, S, K]`` backward state."""
+    x = x.contiguous()
+    columns = x.size(1)
+    flat, stride = _params(x, params)
+    out = x.new_empty(size, columns)
+    state = x.new_empty(6, size, columns)
+    fn = getattr(_lib, f"gnpool_gnp_forward_{_DTYPES[x.dtype]}")
+    fn(_p(x), _p(ptr), _p(perm), ctypes.c_int64(size), ctypes.c_int64(columns),
+       *(_p(p) for p in flat), ctypes.c_int64(stride), _p(out), _p(state),
+       ctypes.c_int(torch.get_num_threads()))
+    return out, state
+
+
+def gnp_backward(grad: Tensor, x: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int,
+                 params: tuple[Tensor, ...], state: Tensor, need_x: bool, need_params: bool
+                 ) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """``grad_x`` ``[E, K]`` and the parameter gradients ``[4, K]`` (p, q, p_neg, q_neg)."""
+    x = x.contiguous()
+    grad = grad.to(x.dtype).contiguous()
+    columns = x.size(1)
+    flat, stride = _params(x, params)
+    grad_x = torch.empty_like(x) if need_x else None
+    threads = torch.get_num_threads()
+    partial = x.new_zeros(threads, 4, columns) if need_params else None
+    fn = getattr(_lib, f"gnpool_gnp_backward_{_DTYPES[x.dtype]}")
+    fn(_p(x), _p(ptr), _p(perm), ctypes.c_int64(size), ctypes.c_int64(columns),
+       *(_p(p) for p in flat), ctypes.c_int64(stride), _p(grad), _p(state), _p(grad_x),
+       _p(partial), ctypes.c_int(threads))
+    return grad_x, None if partial is None else partial.sum(0)
