@@ -156,20 +156,18 @@ class GNPAggregation(Aggregation):
         mixed = (index >= sizes.numel() // 2).view(-1, 1)
         x = torch.where(mixed, 2 * x - 1, x)
         num = sizes.numel()
-        scale = torch.zeros(num, self.channels, dtype=torch.float64).index_reduce_(
-            0, index, x.abs(), "mean", include_self=False)
+        cols = index.view(-1, 1).expand_as(x)
+
+        def reduce(values: Tensor, how: str) -> Tensor:
+            out = torch.zeros(num, self.channels, dtype=torch.float64)
+            return out.scatter_reduce_(0, cols, values, how, include_self=False)
+
+        scale = reduce(x.abs(), "mean")
         out = gnp(x, index, dim_size=num, p=self.p.double(), q=self.q.double(),
                   p_neg=self.p_neg.double(), q_neg=self.q_neg.double())
         names = sorted(CLASSIC)
-        errors = []
-        for name in names:
-            ref = torch.zeros(num, self.channels, dtype=torch.float64)
-            if name == "sum":
-                ref.index_add_(0, index, x)
-            else:
-                reduce = {"mean": "mean", "max": "amax", "min": "amin"}[name]
-                ref.index_reduce_(0, index, x, reduce, include_self=False)
-            errors.append(((out - ref).abs() / scale).mean(0))
+        how = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}
+        errors = [((out - reduce(x, how[name])).abs() / scale).mean(0) for name in names]
         best = torch.stack(errors).argmin(0).tolist()
         result = [names[i] for i in best]
         return result[0] if self.channels == 1 else result

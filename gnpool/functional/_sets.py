@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -107,7 +108,7 @@ class Rows(NamedTuple):
 
 def to_rows(x: Tensor, dim: int, dtype: torch.dtype) -> Rows:
     moved = x.movedim(dim, 0)
-    data = moved.reshape(moved.size(0), -1).to(dtype).contiguous()
+    data = moved.reshape(moved.size(0), math.prod(moved.shape[1:])).to(dtype).contiguous()
     channels = x.size(-1) if dim != x.dim() - 1 else None
     return Rows(data, tuple(moved.shape), dim, channels)
 

@@ -49,7 +49,7 @@ class GNPFunction(torch.autograd.Function):
         if ctx.backend == "cpu":
             grad_x, grad_params = cpu.gnp_backward(grad, x, ptr, perm, ctx.size, params, state[0],
                                                    needs[0], any(needs[1:]))
-            grads = [grad_x] + [None if grad_params is None else g for g in grad_params]
+            grads = [grad_x] + ([None] * 4 if grad_params is None else list(grad_params))
         else:
             seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
             pos, neg = PartState(*state[:3]), PartState(*state[3:])

@@ -1,0 +1,76 @@
+"""Shared fixtures and independent float64 references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gnpool.kernels import available_backends
+
+BACKENDS = available_backends()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+def naive_gnp(x: torch.Tensor, index: torch.Tensor, num_sets: int, p, q, p_neg, q_neg
+              ) -> torch.Tensor:
+    """GNP straight from its definition, set by set, in float64 (differentiable where
+    the formula is)."""
+    columns = x.size(1)
+
+    def col(v):
+        v = torch.as_tensor(v, dtype=torch.float64)
+        return v.expand(columns) if v.numel() == 1 else v
+
+    p, q, p_neg, q_neg = col(p), col(q), col(p_neg), col(q_neg)
+    rows = []
+    for s in range(num_sets):
+        xs = x[index == s].double()
+        n = xs.size(0)
+        if n == 0:
+            rows.append(torch.zeros(columns, dtype=torch.float64))
+            continue
+        parts = []
+        for y, pp, qq in ((xs.clamp_min(0), p, q), ((-xs).clamp_min(0), p_neg, q_neg)):
+            # A zero with p < 0 makes the part exactly 0 (kept out of autograd's way).
+            dead = (pp < 0) & (y == 0).any(0)
+            y = torch.where(dead, torch.ones_like(y), y)
+            g = (n ** -qq * y.pow(pp).sum(0)).pow(1 / pp)
+            parts.append(torch.where(dead, torch.zeros_like(g), g))
+        rows.append(parts[0] - parts[1])
+    return torch.stack(rows)
+
+
+def log_space_gnp(values: list[float], p: float, q: float, p_neg: float, q_neg: float) -> float:
+    """GNP of one scalar set with math.fsum in log space: a reference for extreme values."""
+    n = len(values)
+    out = 0.0
+    for sign, pp, qq in ((1.0, p, q), (-1.0, p_neg, q_neg)):
+        ys = [max(sign * v, 0.0) for v in values]
+        if pp < 0 and min(ys) == 0.0 or pp > 0 and max(ys) == 0.0:
+            continue
+        logs = [pp * math.log(y) for y in ys if y > 0]
+        m = max(logs)
+        log_g = (m + math.log(math.fsum(math.exp(v - m) for v in logs)) - qq * math.log(n)) / pp
+        out += sign * math.exp(log_g)
+    return out
+
+
+def random_sets(num_elements: int, num_sets: int, columns: int, seed: int = 0,
+                dtype=torch.float64, sort: bool = False):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_elements, columns, generator=gen, dtype=dtype)
+    index = torch.randint(0, num_sets, (num_elements,), generator=gen)
+    if sort:
+        index = index.sort().values
+    return x, index
+
+
+def to_ptr(index: torch.Tensor, num_sets: int) -> torch.Tensor:
+    count = torch.bincount(index, minlength=num_sets)
+    return torch.cat([count.new_zeros(1), count.cumsum(0)])

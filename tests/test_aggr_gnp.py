@@ -1,0 +1,206 @@
+"""GNPAggregation inside PyG: message passing, readout, compile, serialisation."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import naive_gnp, random_sets, to_ptr
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GraphConv, SAGEConv
+from torch_geometric.nn import aggr as pyg
+
+from gnpool import GNPAggregation, register
+from gnpool.functional import P_MAX, P_MIN, gnp
+
+
+def test_index_and_ptr_give_the_same_result():
+    x, index = random_sets(300, 25, 8, seed=0, dtype=torch.float32, sort=True)
+    aggr = GNPAggregation(channels=8, p=2.0, q=0.5)
+    torch.testing.assert_close(aggr(x, index, dim_size=25), aggr(x, ptr=to_ptr(index, 25)))
+
+
+def test_per_channel_parameters_act_per_channel():
+    x, index = random_sets(200, 10, 3, seed=1)
+    aggr = GNPAggregation(channels=3, p=[1.0, 2.0, -3.0], q=[0.0, 0.5, 1.0], p_neg=[1.0, 4.0, 2.0])
+    out = aggr(x, index).double()
+    torch.testing.assert_close(out, naive_gnp(x, index, 10, aggr.p.double(), aggr.q.double(),
+                                              aggr.p_neg.double(), aggr.q_neg.double()))
+    assert torch.allclose(aggr.p, torch.tensor([1.0, 2.0, -3.0]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean"])
+def test_graphconv_with_fixed_gnp_equals_pyg_aggregation(name):
+    torch.manual_seed(0)
+    x = torch.randn(30, 16)
+    edge_index = torch.randint(0, 30, (2, 120))
+    ref = GraphConv(16, 8, aggr=name)
+    ours = GraphConv(16, 8, aggr=GNPAggregation.from_pooling(name, learn=False))
+    ours.load_state_dict(ref.state_dict(), strict=False)
+    torch.testing.assert_close(ours(x, edge_index), ref(x, edge_index), rtol=1e-5, atol=1e-5)
+
+
+def test_sageconv_with_gnp_matches_manual_computation():
+    torch.manual_seed(1)
+    x = torch.randn(20, 6)
+    edge_index = torch.randint(0, 20, (2, 70))
+    aggr = GNPAggregation(channels=6, p=2.0, q=0.5)
+    conv = SAGEConv(6, 4, aggr=aggr)
+    out = conv(x, edge_index)
+    pooled = gnp(x[edge_index[0]], edge_index[1], dim_size=20, p=aggr.p, q=aggr.q)
+    ref = conv.lin_l(pooled) + conv.lin_r(x)
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    assert aggr.p_logit.grad is not None and bool(aggr.q.grad.abs().sum() > 0)
+
+
+def test_multi_aggregation_concatenates_gnp():
+    x, index = random_sets(100, 7, 4, seed=2, dtype=torch.float32)
+    g = GNPAggregation(p=3.0, q=1.0)
+    multi = pyg.MultiAggregation([pyg.SumAggregation(), g])
+    out = multi(x, index, dim_size=7)
+    torch.testing.assert_close(out, torch.cat([pyg.SumAggregation()(x, index, dim_size=7),
+                                               g(x, index, dim_size=7)], dim=-1))
+
+
+def test_readout_over_a_batch():
+    graphs = [Data(x=torch.randn(n, 5)) for n in (3, 9, 1, 6)]
+    batch = Batch.from_data_list(graphs)
+    aggr = GNPAggregation(channels=5, p=4.0, q=1.0, p_neg=-4.0)
+    out = aggr(batch.x, batch.batch, dim_size=batch.num_graphs)
+    assert out.shape == (4, 5)
+    for i, data in enumerate(graphs):
+        torch.testing.assert_close(out[i], aggr(data.x).squeeze(0))
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    x, index = random_sets(120, 10, 8, seed=3, dtype=torch.float32)
+    aggr = GNPAggregation(channels=8, p=2.0, q=0.5, p_neg=-2.0)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    eager = aggr(x1, index, dim_size=10)
+    eager.square().sum().backward()
+    grads = (x1.grad.clone(), aggr.p_logit.grad.clone(), aggr.q.grad.clone())
+    aggr.zero_grad()
+    compiled = torch.compile(aggr, fullgraph=True)
+    out = compiled(x2, index, dim_size=10)
+    torch.testing.assert_close(out, eager)
+    out.square().sum().backward()
+    for a, b in zip((x2.grad, aggr.p_logit.grad, aggr.q.grad), grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_state_dict_round_trip_and_pickling():
+    x, index = random_sets(80, 6, 4, seed=4, dtype=torch.float32)
+    aggr = GNPAggregation(channels=4, p=-2.0, q=0.3, p_neg=5.0, q_neg=1.0)
+    with torch.no_grad():
+        aggr.q.add_(0.25)
+        aggr.p_logit.add_(0.5)
+    expected = aggr(x, index)
+    fresh = GNPAggregation(channels=4, p=-2.0, p_neg=5.0)
+    buffer = io.BytesIO()
+    torch.save(aggr.state_dict(), buffer)
+    buffer.seek(0)
+    fresh.load_state_dict(torch.load(buffer))
+    torch.testing.assert_close(fresh(x, index), expected)
+    torch.testing.assert_close(pickle.loads(pickle.dumps(aggr))(x, index), expected)
+    torch.testing.assert_close(copy.deepcopy(aggr)(x, index), expected)
+
+
+def test_repr_shows_current_parameters():
+    aggr = GNPAggregation(p=2.0, q=0.5, p_neg=-3.0)
+    text = repr(aggr)
+    assert "p=2.000" in text and "q=0.500" in text and "p_neg=-3.000" in text
+    with torch.no_grad():
+        aggr.q.fill_(0.75)
+    assert "q=0.750" in repr(aggr)
+    many = repr(GNPAggregation(channels=3, p=[1.0, 2.0, 3.0]))
+    assert "p=mean 2.000 [1.000, 3.000]" in many
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+def test_closest_pooling_recognises_the_classic_poolings(name):
+    assert GNPAggregation.from_pooling(name).closest_pooling() == name
+    assert GNPAggregation.from_pooling(name, channels=2).closest_pooling() == [name, name]
+
+
+def test_closest_pooling_follows_the_parameters():
+    aggr = GNPAggregation(channels=2, p=[1.0, 60.0], q=[0.0, 1.0], p_neg=[1.0, -60.0])
+    assert aggr.closest_pooling() == ["sum", "max"]
+
+
+def test_fixed_pooling_has_no_parameters():
+    aggr = GNPAggregation.from_pooling("mean", learn=False)
+    assert list(aggr.parameters()) == []
+    assert float(aggr.p) == pytest.approx(1.0) and float(aggr.q) == 1.0
+
+
+def test_learned_p_stays_inside_its_bounds():
+    aggr = GNPAggregation(channels=4, p=[0.2, 1.0, -1.0, 90.0], p_min=0.2, p_max=90.0)
+    opt = torch.optim.SGD(aggr.parameters(), lr=1e4)
+    x, index = random_sets(60, 5, 4, seed=5, dtype=torch.float32)
+    x = x.abs()
+    for direction in (1.0, -1.0):
+        for _ in range(3):
+            opt.zero_grad()
+            (direction * aggr(x, index).sum()).backward()
+            opt.step()
+            mag = aggr.p.detach().abs()
+            assert bool(((mag >= 0.2 - 1e-5) & (mag <= 90.0 + 1e-3)).all())
+            assert torch.equal(torch.sign(aggr.p.detach()), torch.tensor([1.0, 1.0, -1.0, 1.0]))
+    assert bool(torch.isfinite(aggr(x, index)).all())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"channels": 0}, "channels must be a positive int"),
+    ({"p": 0.01}, r"0.1 <= \|p\|"),
+    ({"p_neg": -200.0}, r"\|p_neg\|"),
+    ({"p": [1.0, 2.0], "channels": 3}, "1 or channels=3"),
+    ({"q": float("nan")}, "q must be finite"),
+    ({"p_min": 0.05}, "p_min and p_max"),
+    ({"p_min": 5.0, "p_max": 2.0}, "p_min and p_max"),
+])
+def test_bad_construction_is_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GNPAggregation(**kwargs)
+
+
+def test_from_pooling_rejects_unknown_names():
+    with pytest.raises(ValueError, match="must be one of"):
+        GNPAggregation.from_pooling("median")
+
+
+def test_bounds_are_the_documented_ones():
+    assert (P_MIN, P_MAX) == (0.1, 100.0)
+
+
+def test_register_makes_gnp_resolvable_and_import_alone_does_not():
+    code = (
+        "import torch, gnpool\n"
+        "from torch_geometric.nn import GraphConv, aggr\n"
+        "from torch_geometric.nn.resolver import aggregation_resolver\n"
+        "try:\n"
+        "    aggregation_resolver('gnp')\n"
+        "    print('resolved-before')\n"
+        "except ValueError:\n"
+        "    print('unresolved-before')\n"
+        "gnpool.register(); gnpool.register()\n"
+        "conv = GraphConv(4, 4, aggr='gnp')\n"
+        "assert isinstance(conv.aggr_module, gnpool.GNPAggregation)\n"
+        "multi = aggr.MultiAggregation(['sum', 'gnp'])\n"
+        "out = conv(torch.randn(5, 4), torch.tensor([[0, 1, 2], [1, 2, 3]]))\n"
+        "print('ok', tuple(out.shape), aggr.__all__.count('GNPAggregation'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["unresolved-before", "ok", "(5,", "4)", "1"]
+
+
+def test_register_in_process():
+    register()
+    conv = GraphConv(8, 8, aggr="gnp", aggr_kwargs={"channels": 8, "p": 2.0})
+    assert isinstance(conv.aggr_module, GNPAggregation) and conv.aggr_module.channels == 8

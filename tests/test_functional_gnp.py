@@ -1,0 +1,351 @@
+"""gnpool.functional.gnp against independent references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import BACKENDS, log_space_gnp, naive_gnp, random_sets, to_ptr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch_geometric.nn import aggr as pyg
+
+from gnpool.functional import P_MAX, P_MIN, gnp
+
+# (p, q, p_neg, q_neg): sum, mean, RMS-like, mixed signs, concave, min-like.
+PARAMS = [
+    (1.0, 0.0, 1.0, 0.0),
+    (1.0, 1.0, 1.0, 1.0),
+    (2.0, 0.5, 3.0, 1.0),
+    (2.5, 0.3, -1.5, 0.7),
+    (0.3, 0.2, 0.5, 1.0),
+    (-3.0, 1.0, 2.0, 0.5),
+    (40.0, 1.0, -40.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_forward_matches_float64_formula(backend, params):
+    x, index = random_sets(200, 13, 5, seed=1)
+    out = gnp(x, index, dim_size=15, p=params[0], q=params[1], p_neg=params[2],
+              q_neg=params[3], backend=backend)
+    ref = naive_gnp(x, index, 15, *params)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_per_channel_parameters_match_formula(backend):
+    x, index = random_sets(150, 9, 4, seed=2)
+    p = torch.tensor([1.0, 2.0, -2.0, 7.0], dtype=torch.float64)
+    q = torch.tensor([0.0, 1.0, 0.5, -0.5], dtype=torch.float64)
+    p_neg = torch.tensor([1.5, -1.0, 3.0, 0.5], dtype=torch.float64)
+    out = gnp(x, index, p=p, q=q, p_neg=p_neg, q_neg=0.25, backend=backend)
+    torch.testing.assert_close(out, naive_gnp(x, index, 9, p, q, p_neg, 0.25))
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_gradients_match_float64_formula(backend, params):
+    x, index = random_sets(120, 7, 3, seed=3)
+    # Keep every element away from 0, where the formula's own autograd is undefined.
+    x = torch.where(x.abs() < 0.05, torch.full_like(x, 0.3), x)
+    tensors = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in params]
+    x1 = x.clone().requires_grad_()
+    x2 = x.clone().requires_grad_()
+    weight = torch.randn(7, 3, dtype=torch.float64)
+    (gnp(x1, index, p=tensors[0], q=tensors[1], p_neg=tensors[2], q_neg=tensors[3],
+         backend=backend) * weight).sum().backward()
+    ours = [x1.grad] + [t.grad.clone() for t in tensors]
+    for t in tensors:
+        t.grad = None
+    (naive_gnp(x2, index, 7, *tensors) * weight).sum().backward()
+    ref = [x2.grad] + [t.grad for t in tensors]
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def _gradcheck_inputs():
+    # Ties, exact zeros, an all-zero set, a set without positives, a single element.
+    # (At a zero, |p| in (1, 2) makes central differences converge only like eps^(p-1),
+    # so the parameters below keep |p| = 1 or |p| >= 2 or p < 0.)
+    x = torch.tensor([[1.0, 0.0], [1.0, 2.0], [0.0, -1.0],
+                      [0.0, 0.0], [0.0, 0.0],
+                      [-2.0, 3.0], [-2.0, 3.0], [0.5, -0.7],
+                      [0.0, -1.0], [-1.0, -2.0],
+                      [4.0, -4.0]], dtype=torch.float64)
+    index = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4])
+    return x, index
+
+
+@pytest.mark.parametrize("params", [(1.0, 0.0, 1.0, 0.0), (1.0, 1.0, 1.0, 1.0),
+                                    (2.0, 0.5, 2.0, 0.5), (3.0, 0.3, 2.0, 1.0),
+                                    (-2.0, 1.0, -3.0, 0.5), (2.5, -0.5, -2.0, 2.0)])
+@pytest.mark.parametrize("layout", ["index", "ptr"])
+def test_gradcheck_with_ties_and_zeros(backend, params, layout):
+    x, index = _gradcheck_inputs()
+    x.requires_grad_()
+    p, q = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in params[:2])
+    p_neg, q_neg = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in params[2:])
+    kwargs = {"index": index} if layout == "index" else {"ptr": to_ptr(index, 6)}
+
+    def fn(x, p, q, p_neg, q_neg):
+        return gnp(x, dim_size=6, p=p, q=q, p_neg=p_neg, q_neg=q_neg, backend=backend, **kwargs)
+
+    assert torch.autograd.gradcheck(fn, (x, p, q, p_neg, q_neg), eps=1e-7, atol=1e-5)
+
+
+def test_gradcheck_per_channel_unsorted(backend):
+    x, index = random_sets(40, 6, 3, seed=4)
+    x[::7, 1] = 0.0
+    x[3] = x[5]
+    x.requires_grad_()
+    p = torch.tensor([1.0, 2.0, -1.5], dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64, requires_grad=True)
+
+    def fn(x, p, q):
+        return gnp(x, index, dim_size=7, p=p, q=q, p_neg=2.0, q_neg=q, backend=backend)
+
+    assert torch.autograd.gradcheck(fn, (x, p, q), eps=1e-7, atol=1e-5)
+
+
+def test_sum_and_mean_equal_pyg(backend):
+    x, index = random_sets(500, 40, 8, seed=5, dtype=torch.float32)
+    sum_ = gnp(x, index, dim_size=42, p=1.0, q=0.0, backend=backend)
+    mean = gnp(x, index, dim_size=42, p=1.0, q=1.0, backend=backend)
+    torch.testing.assert_close(sum_, pyg.SumAggregation()(x, index, dim_size=42),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mean, pyg.MeanAggregation()(x, index, dim_size=42),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_and_min_within_documented_tolerance(backend, name):
+    # |p| = P_MAX with q = 1 matches max/min of a set of n elements within a relative
+    # n^(1/P_MAX) - 1 of the set's largest magnitude.
+    x, index = random_sets(2000, 60, 6, seed=6, dtype=torch.float64)
+    x[index == 3] = -x[index == 3].abs()  # a set with no positive element
+    x[index == 4] = x[index == 4].abs()
+    sign = 1.0 if name == "max" else -1.0
+    out = gnp(x, index, p=sign * P_MAX, q=1.0, p_neg=-sign * P_MAX, q_neg=1.0, backend=backend)
+    ref = (pyg.MaxAggregation() if name == "max" else pyg.MinAggregation())(x, index)
+    n = torch.bincount(index).double().view(-1, 1)
+    scale = pyg.MaxAggregation()(x.abs(), index)
+    tol = (n ** (1 / P_MAX) - 1) * scale
+    assert bool(((out - ref).abs() <= tol + 1e-12).all())
+    # ... and the bound is not vacuous: the error is a visible fraction of it somewhere.
+    assert float(((out - ref).abs() / tol).max()) > 0.1
+
+
+def test_index_ptr_and_unsorted_agree(backend):
+    x, index = random_sets(300, 20, 4, seed=7, sort=True)
+    ptr = to_ptr(index, 20)
+    perm = torch.randperm(300, generator=torch.Generator().manual_seed(0))
+    kw = dict(p=2.0, q=0.7, p_neg=-1.5, q_neg=0.2, backend=backend)
+    a = gnp(x, index, dim_size=20, **kw)
+    b = gnp(x, ptr=ptr, **kw)
+    c = gnp(x[perm], index[perm], dim_size=20, **kw)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_backends_agree(dtype):
+    x, index = random_sets(3000, 150, 16, seed=8, dtype=dtype)
+    x[::11] = 0.0
+    p = torch.linspace(-4, 4, 16, dtype=dtype)
+    p = torch.where(p.abs() < 0.5, torch.ones_like(p), p).requires_grad_()
+    grads, outs = [], []
+    for name in BACKENDS:
+        xi = x.clone().requires_grad_()
+        out = gnp(xi, index, p=p, q=0.5, p_neg=2.0, q_neg=1.0, backend=name)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append((xi.grad, p.grad.clone()))
+        p.grad = None
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-11)
+    for out, (gx, gp) in zip(outs[1:], grads[1:]):
+        torch.testing.assert_close(out, outs[0], **tol)
+        torch.testing.assert_close(gx, grads[0][0], **tol)
+        torch.testing.assert_close(gp, grads[0][1], **tol)
+
+
+def test_empty_sets_pool_to_zero(backend):
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([0, 0, 2, 2, 2, 5])
+    for kw in ({"index": index, "dim_size": 8}, {"ptr": torch.tensor([0, 2, 2, 5, 5, 5, 6, 6, 6])}):
+        out = gnp(x, p=-2.0, q=0.5, p_neg=3.0, backend=backend, **kw)
+        assert out.shape == (8, 3)
+        assert torch.equal(out[[1, 3, 4, 6, 7]], torch.zeros(5, 3, dtype=torch.float64))
+        out.sum().backward()
+        assert bool(torch.isfinite(x.grad).all())
+        x.grad = None
+
+
+def test_nan_stays_in_its_set(backend):
+    x, index = random_sets(100, 5, 3, seed=9)
+    x[index == 2] = x[index == 2].abs()  # NaN among zeros-free positives ...
+    first2, first4 = (index == 2).nonzero()[0], (index == 4).nonzero()[0]
+    x[first2, 0] = float("nan")
+    x[index == 4] = -x[index == 4].abs()  # ... and in a set whose positive part is all zero
+    x[first4, 1] = float("nan")
+    x.requires_grad_()
+    out = gnp(x, index, p=2.0, q=0.5, p_neg=2.0, backend=backend)
+    assert bool(out[2, 0].isnan()) and bool(out[4, 1].isnan())
+    clean = torch.ones_like(out, dtype=torch.bool)
+    clean[2, 0] = clean[4, 1] = False
+    assert bool(torch.isfinite(out[clean]).all())
+    ref = naive_gnp(x.detach().nan_to_num(0.0), index, 5, 2.0, 0.5, 2.0, 0.5)
+    torch.testing.assert_close(out[[0, 1, 3]], ref[[0, 1, 3]])
+    out.masked_fill(~clean, 0.0).sum().backward()
+    # Elements of the other sets get finite gradients.
+    others = (index != 2) & (index != 4)
+    assert bool(torch.isfinite(x.grad[others]).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_is_computed_in_float32(backend, dtype):
+    x, index = random_sets(200, 10, 4, seed=10, dtype=torch.float32)
+    x = x.to(dtype)
+    out = gnp(x, index, p=3.0, q=1.0, backend=backend)
+    assert out.dtype == dtype
+    ref = gnp(x.float(), index, p=3.0, q=1.0, backend=backend).to(dtype)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_pooled_dimension_and_batch_dimensions(backend):
+    x = torch.randn(3, 50, 4, dtype=torch.float64)
+    index = torch.randint(0, 6, (50,), generator=torch.Generator().manual_seed(11))
+    p = torch.tensor([1.0, 2.0, 3.0, -2.0], dtype=torch.float64)
+    out = gnp(x, index, dim_size=6, dim=1, p=p, q=0.5, backend=backend)
+    assert out.shape == (3, 6, 4)
+    for b in range(3):
+        torch.testing.assert_close(out[b], naive_gnp(x[b], index, 6, p, 0.5, p, 0.5))
+    # Pooling the last dimension (scalar parameters only) and a 1-D input.
+    y = torch.randn(4, 30, dtype=torch.float64)
+    last = gnp(y, torch.arange(30) % 3, dim=-1, p=2.0, backend=backend)
+    torch.testing.assert_close(last, naive_gnp(y.t(), torch.arange(30) % 3, 3, 2.0, 0.0, 2.0,
+                                               0.0).t())
+    v = torch.randn(30, dtype=torch.float64)
+    torch.testing.assert_close(gnp(v, dim=0, p=2.0, q=1.0, backend=backend),
+                               naive_gnp(v.view(-1, 1), torch.zeros(30, dtype=torch.long), 1,
+                                         2.0, 1.0, 2.0, 1.0).view(1))
+
+
+def test_saves_only_set_statistics_for_backward(backend):
+    # Besides the input itself, nothing saved for backward may scale with the elements.
+    e, s, k = 4000, 50, 8
+    x, index = random_sets(e, s, k, seed=12, dtype=torch.float32)
+    x.requires_grad_()
+    p = torch.full((k,), 2.0, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = gnp(x, index, dim_size=s, p=p, q=0.5, backend=backend)
+    big = [t for t in saved if t.numel() >= e and t.data_ptr() != x.data_ptr()]
+    # Integer index vectors (one entry per element, not per element x channel) are allowed.
+    assert all(t.dim() == 1 and not t.is_floating_point() for t in big), \
+        [tuple(t.shape) for t in big]
+    assert all(t.numel() <= 6 * s * k or t.dim() == 1 for t in saved if t.data_ptr() != x.data_ptr())
+    out.sum().backward()
+    assert x.grad is not None and p.grad is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_permutation_invariance(data):
+    n = data.draw(st.integers(1, 40))
+    sets = data.draw(st.integers(1, 5))
+    seed = data.draw(st.integers(0, 2**16))
+    x, index = random_sets(n, sets, 3, seed=seed)
+    p = data.draw(st.sampled_from([1.0, 2.0, -2.0, 0.5, 30.0]))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    for name in BACKENDS:
+        a = gnp(x, index, dim_size=sets, p=p, q=0.5, p_neg=-p, backend=name)
+        b = gnp(x[perm], index[perm], dim_size=sets, p=p, q=0.5, p_neg=-p, backend=name)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 12), min_size=1, max_size=8), seed=st.integers(0, 2**16))
+def test_index_and_ptr_equivalence(sizes, seed):
+    count = torch.tensor(sizes)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), count.cumsum(0)])
+    index = torch.repeat_interleave(torch.arange(len(sizes)), count)
+    x = torch.randn(int(count.sum()), 2, generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float64)
+    for name in BACKENDS:
+        a = gnp(x, index, dim_size=len(sizes), p=3.0, q=0.3, p_neg=-2.0, backend=name)
+        b = gnp(x, ptr=ptr, p=3.0, q=0.3, p_neg=-2.0, backend=name)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+magnitudes = st.floats(-30, 30).map(lambda e: 10.0 ** e)
+signed = st.tuples(magnitudes, st.sampled_from([-1.0, 0.0, 1.0])).map(lambda t: t[0] * t[1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(signed, min_size=1, max_size=6),
+       p=st.floats(P_MIN, P_MAX), sign=st.sampled_from([-1.0, 1.0]),
+       p_neg=st.floats(P_MIN, P_MAX), sign_neg=st.sampled_from([-1.0, 1.0]),
+       q=st.floats(-1, 1), q_neg=st.floats(-1, 1))
+def test_extreme_values_stay_finite_and_accurate(values, p, sign, p_neg, sign_neg, q, q_neg):
+    # Magnitudes 1e-30..1e30, zeros, ties, mixed signs, any |p| in [P_MIN, P_MAX]: float64
+    # outputs and gradients are finite and agree with a log-space fsum reference.
+    p, p_neg = sign * p, sign_neg * p_neg
+    ref = log_space_gnp(values, p, q, p_neg, q_neg)
+    if not math.isfinite(ref) or abs(ref) > 1e300:
+        return
+    for name in BACKENDS:
+        x = torch.tensor(values, dtype=torch.float64).view(-1, 1).requires_grad_()
+        pt = torch.tensor(p, dtype=torch.float64, requires_grad=True)
+        qt = torch.tensor(q, dtype=torch.float64, requires_grad=True)
+        out = gnp(x, dim=0, p=pt, q=qt, p_neg=p_neg, q_neg=q_neg, backend=name)
+        assert math.isclose(out.item(), ref, rel_tol=1e-9, abs_tol=1e-300), (name, out.item())
+        out.sum().backward()
+        for g in (x.grad, pt.grad, qt.grad):
+            assert bool(torch.isfinite(g).all()), (name, g)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(signed, min_size=1, max_size=6), p=st.floats(1.0, P_MAX),
+       sign=st.sampled_from([-1.0, 1.0]), q=st.floats(0, 1))
+def test_float32_extremes_stay_finite(values, p, sign, q):
+    # In float32 the true value of these parameters stays below 6 * 1e30, so it is finite.
+    for name in BACKENDS:
+        x = torch.tensor(values, dtype=torch.float32).view(-1, 1).requires_grad_()
+        out = gnp(x, dim=0, p=sign * p, q=q, p_neg=-sign * p, backend=name)
+        ref = log_space_gnp(values, sign * p, q, -sign * p, q)
+        assert math.isclose(out.item(), ref, rel_tol=1e-4, abs_tol=1e-35), (name, out.item(), ref)
+        out.sum().backward()
+        assert bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"x": torch.ones(4, 2, dtype=torch.long)}, "floating-point"),
+    ({"x": torch.ones(4, 2, dtype=torch.bool)}, "floating-point"),
+    ({"index": torch.tensor([0, 1, 1])}, "index has 3 entries"),
+    ({"index": torch.tensor([0, 1, 2, 5]), "dim_size": 3}, r"\[0, dim_size=3\)"),
+    ({"index": torch.tensor([0, -1, 1, 1])}, "must lie in"),
+    ({"index": torch.tensor([0.0, 1.0, 1.0, 1.0])}, "int32/int64"),
+    ({"ptr": torch.tensor([0, 3, 2, 4])}, "non-decreasing"),
+    ({"ptr": torch.tensor([0, 2, 3])}, "end at the number of elements"),
+    ({"ptr": torch.tensor([1, 2, 4])}, "start at 0"),
+    ({"ptr": torch.tensor([0, 2, 4]), "dim_size": 3}, "len\\(ptr\\) - 1 = 2"),
+    ({"p": 0.05}, r"0.1 <= \|p\| <= 100"),
+    ({"p": -0.0}, r"\|p\|"),
+    ({"p_neg": 150.0}, r"\|p_neg\|"),
+    ({"p": float("nan")}, r"\|p\|"),
+    ({"q": float("inf")}, "q must be finite"),
+    ({"p": torch.ones(3)}, "1 or 2"),
+    ({"dim": 2}, "dim must be in"),
+    ({"dim_size": 2}, "dim_size must be 1"),
+    ({"backend": "gpu"}, "backend must be one of"),
+])
+def test_bad_input_is_rejected_with_a_clear_error(kwargs, message):
+    args = {"x": torch.randn(4, 2)}
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=message):
+        gnp(**args)
