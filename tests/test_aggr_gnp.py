@@ -90,7 +90,7 @@ def test_torch_compile_fullgraph_matches_eager():
     out = compiled(x2, index, dim_size=10)
     torch.testing.assert_close(out, eager)
     out.square().sum().backward()
-    for a, b in zip((x2.grad, aggr.p_logit.grad, aggr.q.grad), grads):
+    for a, b in zip((x2.grad, aggr.p_logit.grad, aggr.q.grad), grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 

@@ -59,7 +59,7 @@ def test_gradients_match_float64_formula(backend, params):
         t.grad = None
     (naive_gnp(x2, index, 7, *tensors) * weight).sum().backward()
     ref = [x2.grad] + [t.grad for t in tensors]
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
@@ -162,7 +162,7 @@ def test_backends_agree(dtype):
         grads.append((xi.grad, p.grad.clone()))
         p.grad = None
     tol = dict(rtol=2e-4, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-11)
-    for out, (gx, gp) in zip(outs[1:], grads[1:]):
+    for out, (gx, gp) in zip(outs[1:], grads[1:], strict=True):
         torch.testing.assert_close(out, outs[0], **tol)
         torch.testing.assert_close(gx, grads[0][0], **tol)
         torch.testing.assert_close(gp, grads[0][1], **tol)
@@ -248,7 +248,8 @@ def test_saves_only_set_statistics_for_backward(backend):
     # Integer index vectors (one entry per element, not per element x channel) are allowed.
     assert all(t.dim() == 1 and not t.is_floating_point() for t in big), \
         [tuple(t.shape) for t in big]
-    assert all(t.numel() <= 6 * s * k or t.dim() == 1 for t in saved if t.data_ptr() != x.data_ptr())
+    others = [t for t in saved if t.data_ptr() != x.data_ptr()]
+    assert all(t.numel() <= 6 * s * k or t.dim() == 1 for t in others)
     out.sum().backward()
     assert x.grad is not None and p.grad is not None
 

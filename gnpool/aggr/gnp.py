@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -11,7 +11,7 @@ from torch_geometric.nn.aggr import Aggregation
 
 from ..functional import P_MAX, P_MIN, gnp
 
-Init = Union[float, Sequence[float], Tensor]
+Init = float | Sequence[float] | Tensor
 
 #: The classic poolings as (p, q, p_neg, q_neg); "inf" stands for the module's p_max.
 CLASSIC = {
@@ -53,9 +53,9 @@ class GNPAggregation(Aggregation):
     """
 
     def __init__(self, channels: int = 1, p: Init = 1.0, q: Init = 0.0,
-                 p_neg: Optional[Init] = None, q_neg: Optional[Init] = None, learn: bool = True,
+                 p_neg: Init | None = None, q_neg: Init | None = None, learn: bool = True,
                  p_min: float = P_MIN, p_max: float = P_MAX,
-                 backend: Optional[str] = None) -> None:
+                 backend: str | None = None) -> None:
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
@@ -135,13 +135,13 @@ class GNPAggregation(Aggregation):
         """Current exponent of the negative part, ``[channels]``."""
         return self._exponent("p_neg")
 
-    def forward(self, x: Tensor, index: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
-                dim_size: Optional[int] = None, dim: int = -2) -> Tensor:
+    def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
+                dim_size: int | None = None, dim: int = -2) -> Tensor:
         return gnp(x, index=index, ptr=ptr, dim_size=dim_size, dim=dim, p=self.p, q=self.q,
                    p_neg=self.p_neg, q_neg=self.q_neg, backend=self.backend)
 
     @torch.no_grad()
-    def closest_pooling(self) -> Union[str, list[str]]:
+    def closest_pooling(self) -> str | list[str]:
         """The classic pooling whose outputs the current parameters reproduce best.
 
         Measured, not read off the parameters: GNP and sum, mean, max and min pool a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -38,8 +38,8 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
-def make_segments(num_elements: int, index: Optional[Tensor], ptr: Optional[Tensor],
-                  dim_size: Optional[int], device: torch.device) -> Segments:
+def make_segments(num_elements: int, index: Tensor | None, ptr: Tensor | None,
+                  dim_size: int | None, device: torch.device) -> Segments:
     """Validate ``index``/``ptr``/``dim_size`` and describe the sets.
 
     With neither ``index`` nor ``ptr`` all elements form one set. With both, ``ptr``
@@ -103,7 +103,7 @@ class Rows(NamedTuple):
     data: Tensor
     shape: tuple  # x's shape with the pooled dimension moved first
     dim: int
-    channels: Optional[int]  # size of the last dimension when it is not the pooled one
+    channels: int | None  # size of the last dimension when it is not the pooled one
 
 
 def to_rows(x: Tensor, dim: int, dtype: torch.dtype) -> Rows:
@@ -137,7 +137,7 @@ def per_column(name: str, value: object, rows: Rows, dtype: torch.dtype) -> Tens
     return t.repeat(columns // rows.channels).view(1, columns)
 
 
-def reduce_like(grad: Optional[Tensor], param: Tensor) -> Optional[Tensor]:
+def reduce_like(grad: Tensor | None, param: Tensor) -> Tensor | None:
     """Sum a ``[columns]`` gradient down to a parameter of shape ``[1, 1]`` or ``[1, K]``."""
     if grad is None:
         return None

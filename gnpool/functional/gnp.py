@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import torch
 from torch import Tensor
 
 from ..kernels import Segments, cpu, resolve_backend, segment_tensors
 from ..kernels.gnp_composite import PartState, gnp_backward, gnp_forward
-from ._sets import (check_features, compute_dtype, from_rows, make_segments, normalize_dim,
-                    per_column, reduce_like, to_rows)
+from ._sets import (
+    check_features,
+    compute_dtype,
+    from_rows,
+    make_segments,
+    normalize_dim,
+    per_column,
+    reduce_like,
+    to_rows,
+)
 
 #: Smallest allowed |p|: the function is singular at p = 0.
 P_MIN = 0.1
@@ -19,7 +25,7 @@ P_MIN = 0.1
 #: (4.5% at n = 100, 6.7% at n = 1000).
 P_MAX = 100.0
 
-Param = Union[float, Tensor]
+Param = float | Tensor
 
 
 class GNPFunction(torch.autograd.Function):
@@ -27,7 +33,7 @@ class GNPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, p_pos: Tensor, q_pos: Tensor, p_neg: Tensor, q_neg: Tensor,
-                index: Optional[Tensor], ptr: Optional[Tensor], perm: Optional[Tensor],
+                index: Tensor | None, ptr: Tensor | None, perm: Tensor | None,
                 size: int, backend: str) -> Tensor:
         params = (p_pos, q_pos, p_neg, q_neg)
         if backend == "cpu":
@@ -57,7 +63,7 @@ class GNPFunction(torch.autograd.Function):
                                  *params, pos, neg, needs)
         grad_x, *grad_params = grads
         grad_params = [reduce_like(g, p) if need else None
-                       for g, p, need in zip(grad_params, params, needs[1:])]
+                       for g, p, need in zip(grad_params, params, needs[1:], strict=True)]
         return (grad_x, *grad_params, None, None, None, None, None)
 
 
@@ -82,15 +88,15 @@ def _values(t: Tensor) -> str:
 
 def gnp(
     x: Tensor,
-    index: Optional[Tensor] = None,
-    ptr: Optional[Tensor] = None,
-    dim_size: Optional[int] = None,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
     dim: int = -2,
     p: Param = 1.0,
     q: Param = 0.0,
-    p_neg: Optional[Param] = None,
-    q_neg: Optional[Param] = None,
-    backend: Optional[str] = None,
+    p_neg: Param | None = None,
+    q_neg: Param | None = None,
+    backend: str | None = None,
 ) -> Tensor:
     r"""Generalized norm-based pooling of the sets of ``x`` along ``dim``.
 

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -24,11 +23,11 @@ def available_backends() -> list[str]:
     return [name for name, mod in _BACKENDS.items() if getattr(mod, "available", True)]
 
 
-def _supports(mod: ModuleType, x: Optional[Tensor]) -> bool:
+def _supports(mod: ModuleType, x: Tensor | None) -> bool:
     return x is None or not hasattr(mod, "supports") or mod.supports(x)
 
 
-def resolve_backend(name: Optional[str], x: Optional[Tensor] = None) -> ModuleType:
+def resolve_backend(name: str | None, x: Tensor | None = None) -> ModuleType:
     """The backend module for ``name``; ``None`` or ``"auto"`` picks the fastest one usable
     for ``x`` (the native one while torch.compile traces)."""
     if name is None or name == "auto":
@@ -52,7 +51,7 @@ def resolve_backend(name: Optional[str], x: Optional[Tensor] = None) -> ModuleTy
 
 
 def segment_tensors(backend: str, seg: Segments
-                    ) -> tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+                    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """``(index, ptr, perm)`` in the form ``backend`` consumes: native works on the index,
     scatter on ptr where elements are grouped, cpu on ptr plus a permutation."""
     if backend == "native":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -37,7 +36,7 @@ def _levels() -> list[str]:
     return levels
 
 
-def _load() -> Optional[ctypes.CDLL]:
+def _load() -> ctypes.CDLL | None:
     here = Path(__file__).parent
     for path in (p for level in _levels() for p in sorted(here.glob(f"_cpu_{level}.*so"))):
         try:
@@ -68,11 +67,11 @@ def supports(x: Tensor) -> bool:
     return available and x.device.type == "cpu" and x.dtype in _DTYPES
 
 
-def _p(t: Optional[Tensor]) -> Optional[int]:
+def _p(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def csr(seg: Segments) -> tuple[Tensor, Optional[Tensor]]:
+def csr(seg: Segments) -> tuple[Tensor, Tensor | None]:
     """``(ptr, perm)`` of the sets: ``perm`` is ``None`` when elements are already grouped."""
     if seg.ptr is not None:
         return seg.ptr.contiguous(), None
@@ -94,7 +93,7 @@ def _params(x: Tensor, params: tuple[Tensor, ...]) -> tuple[list[Tensor], int]:
     return flat, stride
 
 
-def gnp_forward(x: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int,
+def gnp_forward(x: Tensor, ptr: Tensor, perm: Tensor | None, size: int,
                 params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
     """GNP of ``x`` per set; returns the output and the ``[6, S, K]`` backward state."""
     x = x.contiguous()
@@ -109,9 +108,9 @@ def gnp_forward(x: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int,
     return out, state
 
 
-def gnp_backward(grad: Tensor, x: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int,
+def gnp_backward(grad: Tensor, x: Tensor, ptr: Tensor, perm: Tensor | None, size: int,
                  params: tuple[Tensor, ...], state: Tensor, need_x: bool, need_params: bool
-                 ) -> tuple[Optional[Tensor], Optional[Tensor]]:
+                 ) -> tuple[Tensor | None, Tensor | None]:
     """``grad_x`` ``[E, K]`` and the parameter gradients ``[4, K]`` (p, q, p_neg, q_neg)."""
     x = x.contiguous()
     grad = grad.to(x.dtype).contiguous()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -23,10 +21,10 @@ class Segments:
         self,
         num_elements: int,
         size: int,
-        index: Optional[Tensor] = None,
-        ptr: Optional[Tensor] = None,
-        perm: Optional[Tensor] = None,
-        sorted: Optional[bool] = None,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        perm: Tensor | None = None,
+        sorted: bool | None = None,
     ) -> None:
         if index is None and ptr is None:
             raise ValueError("Segments needs 'index' or 'ptr'")
@@ -35,7 +33,7 @@ class Segments:
         self._index = index
         self._ptr = ptr
         self._perm = perm
-        self._count: Optional[Tensor] = None
+        self._count: Tensor | None = None
         # A ptr without perm describes grouped elements; an index may or may not be.
         self._sorted = (perm is None) if ptr is not None else sorted
 
@@ -73,18 +71,18 @@ class Segments:
         return self._sorted
 
     @property
-    def ptr(self) -> Optional[Tensor]:
+    def ptr(self) -> Tensor | None:
         """CSR boundaries ``[size + 1]`` when the elements are grouped, else ``None``."""
         if self._ptr is None and self.is_sorted:
             self._ptr = torch.cat([self.count.new_zeros(1), self.count.cumsum(0)])
         return self._ptr if self._perm is None else None
 
     @property
-    def perm(self) -> Optional[Tensor]:
+    def perm(self) -> Tensor | None:
         """With :attr:`csr_ptr`: the elements of set s are ``perm[csr_ptr[s]:csr_ptr[s+1]]``."""
         return self._perm
 
     @property
-    def csr_ptr(self) -> Optional[Tensor]:
+    def csr_ptr(self) -> Tensor | None:
         """CSR boundaries over the elements reordered by :attr:`perm` (if any)."""
         return self._ptr
