@@ -350,3 +350,12 @@ def test_bad_input_is_rejected_with_a_clear_error(kwargs, message):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=message):
         gnp(**args)
+
+
+def test_negative_zero_counts_as_zero(backend):
+    # -0.0 must behave like 0.0: with an odd negative p, (-0.0)^p would be -inf.
+    for values in ([0.0, -1e-21], [-0.0, 2.0], [-0.0, -0.0]):
+        x = torch.tensor(values, dtype=torch.float64).view(-1, 1)
+        for p, p_neg in ((-1.0, -15.0), (-3.0, 1.0), (1.0, -1.0)):
+            out = gnp(x, dim=0, p=p, p_neg=p_neg, backend=backend)
+            assert out.item() == log_space_gnp(values, p, 0.0, p_neg, 0.0)

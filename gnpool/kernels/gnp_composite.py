@@ -46,7 +46,9 @@ def _reference(mx: Tensor, mn: Tensor, p: Tensor, sign: int) -> Tensor:
 
 
 def _part(sign: int, x: Tensor) -> Tensor:
-    return x.clamp_min(0) if sign > 0 else x.clamp_max(0).neg_()
+    # relu(x) or relu(-x) with every zero as +0.0: a -0.0 would turn 0^p into -inf for
+    # odd negative p.
+    return (x.clamp_min(0) if sign > 0 else x.clamp_max(0)).abs_()
 
 
 def _forward_part(prims: ModuleType, x: Tensor, seg: Segments, mx: Tensor, mn: Tensor,
