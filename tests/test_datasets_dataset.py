@@ -63,3 +63,10 @@ def test_check_storage_rejects_inconsistent_storage(tmp_path):
                 ["not", "a", "dict"]):
         with pytest.raises(CacheError, match="inconsistent"):
             check_storage(bad)
+
+
+def test_generation_shows_progress(tmp_path, capsys):
+    load_task("set_mean", "val", root=tmp_path, num_val=3)
+    assert "set_mean/val" in capsys.readouterr().err
+    load_task("set_mean", "val", root=tmp_path, num_val=3, force_reload=True, progress=False)
+    assert capsys.readouterr().err == ""

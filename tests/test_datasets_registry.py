@@ -74,8 +74,9 @@ def test_invalid_parameter_lists_parameters(tmp_path):
         load_task("max_degree", "train", root=tmp_path, num_train=-3)
     with pytest.raises(ValueError, match="split='test'.*train, val, test_interp, test_extrap"):
         load_task("max_degree", "test", root=tmp_path)
-    with pytest.raises(ValueError, match="seed=-1.*non-negative integer"):
-        load_task("max_degree", "train", root=tmp_path, seed=-1)
+    for seed in (-1, 1.5, "0", True):
+        with pytest.raises(ValueError, match=f"seed={seed!r}.*non-negative integer"):
+            load_task("max_degree", "train", root=tmp_path, seed=seed)
 
 
 def test_string_parameters_equal_python_values():
