@@ -1,8 +1,8 @@
 """gnpool: learnable pooling that extrapolates, for PyTorch Geometric."""
 
 from . import functional
-from .aggr import GNPAggregation, register
+from .aggr import AttSetsAggregation, GNPAggregation, register
 
 __version__ = "0.1.0"
 
-__all__ = ["GNPAggregation", "functional", "register", "__version__"]
+__all__ = ["AttSetsAggregation", "GNPAggregation", "functional", "register", "__version__"]

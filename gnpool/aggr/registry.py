@@ -6,16 +6,18 @@ import torch_geometric.nn.aggr as pyg_aggr
 
 
 def _aggregations() -> list[type]:
+    from .attsets import AttSetsAggregation
     from .gnp import GNPAggregation
-    return [GNPAggregation]
+    return [GNPAggregation, AttSetsAggregation]
 
 
 def register() -> None:
-    """Let PyG resolve ``'gnp'`` (and gnpool's other aggregations) by name.
+    """Let PyG resolve ``'gnp'`` and ``'attsets'`` by name.
 
     PyG's ``aggregation_resolver`` scans the classes of ``torch_geometric.nn.aggr``
     when a string is resolved, so this adds gnpool's classes there. Afterwards
-    ``GraphConv(16, 16, aggr='gnp')`` and ``MultiAggregation(['sum', 'gnp'])`` work.
+    ``GraphConv(16, 16, aggr='gnp')``, ``MultiAggregation(['sum', 'gnp'])`` and
+    ``SAGEConv(16, 16, aggr='attsets', aggr_kwargs={'in_channels': 16})`` work.
     Calling it again changes nothing; importing gnpool alone never touches PyG.
     """
     for cls in _aggregations():

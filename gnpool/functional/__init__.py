@@ -1,5 +1,6 @@
 """Pure pooling functions over sets given by ``index`` or ``ptr``."""
 
+from .attsets import attsets
 from .gnp import P_MAX, P_MIN, gnp
 
-__all__ = ["gnp", "P_MIN", "P_MAX"]
+__all__ = ["attsets", "gnp", "P_MIN", "P_MAX"]

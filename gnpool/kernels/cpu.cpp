@@ -299,11 +299,98 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
   }
 }
 
+
+template <typename T>
+void attsets_forward_impl(const T* x, const T* z, const int64_t* ptr, const int64_t* perm,
+                          int64_t S, int64_t K, T* out, T* state, int nthreads) {
+  // state: [2, S, K] = per-set max score m and l = sum exp(z - m)
+  T* m_out = state;
+  T* l_out = state + S * K;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> m(K), l(K), num(K);
+#pragma omp for schedule(dynamic, 256)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t b = ptr[s], e = ptr[s + 1];
+      const int64_t o = s * K;
+      if (e <= b) {
+        for (int64_t k = 0; k < K; ++k) out[o + k] = m_out[o + k] = l_out[o + k] = T(0);
+        continue;
+      }
+      const T* first = z + (perm ? perm[b] : b) * K;
+      for (int64_t k = 0; k < K; ++k) {
+        m[k] = first[k];
+        l[k] = num[k] = T(0);
+      }
+      for (int64_t i = b + 1; i < e; ++i) {
+        const T* row = z + (perm ? perm[i] : i) * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) {
+          const T v = row[k];
+          m[k] = ((v > m[k]) | (v != v)) ? v : m[k];
+        }
+      }
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t r = perm ? perm[i] : i;
+        const T* zr = z + r * K;
+        const T* xr = x + r * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) {
+          const T w = fexp(zr[k] - m[k]);
+          l[k] += w;
+          num[k] += w * xr[k];
+        }
+      }
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k) {
+        out[o + k] = num[k] / l[k];
+        m_out[o + k] = m[k];
+        l_out[o + k] = l[k];
+      }
+    }
+  }
+}
+
+template <typename T>
+void attsets_backward_impl(const T* x, const T* z, const int64_t* ptr, const int64_t* perm,
+                           int64_t S, int64_t K, const T* grad, const T* out, const T* m_in,
+                           const T* l_in, T* grad_x, T* grad_z, int nthreads) {
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> g(K), go(K), m(K), il(K), scratch_x(K), scratch_z(K);
+#pragma omp for schedule(dynamic, 256)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t b = ptr[s], e = ptr[s + 1];
+      const int64_t o = s * K;
+      for (int64_t k = 0; k < K; ++k) {
+        g[k] = grad[o + k];
+        go[k] = grad[o + k] * out[o + k];
+        m[k] = m_in[o + k];
+        il[k] = T(1) / l_in[o + k];
+      }
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t r = perm ? perm[i] : i;
+        const T* zr = z + r * K;
+        const T* xr = x + r * K;
+        // Without one of the gradients the loop writes that one to scratch.
+        T* gx = grad_x ? grad_x + r * K : scratch_x.data();
+        T* gz = grad_z ? grad_z + r * K : scratch_z.data();
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) {
+          const T w = fexp(zr[k] - m[k]) * il[k];
+          gx[k] = g[k] * w;
+          gz[k] = w * (g[k] * xr[k] - go[k]);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
 
-int gnpool_abi_version() { return 1; }
+int gnpool_abi_version() { return 2; }
 
 void gnpool_gnp_forward_f32(const float* x, const int64_t* ptr, const int64_t* perm, int64_t S,
                             int64_t K, const float* p_pos, const float* q_pos, const float* p_neg,
@@ -337,6 +424,34 @@ void gnpool_gnp_backward_f64(const double* x, const int64_t* ptr, const int64_t*
                              double* grad_params, int nthreads) {
   gnp_backward_impl<double>(x, ptr, perm, S, K, {p_pos, q_pos, p_neg, q_neg, stride}, grad,
                             state, grad_x, grad_params, nthreads);
+}
+
+void gnpool_attsets_forward_f32(const float* x, const float* z, const int64_t* ptr,
+                                const int64_t* perm, int64_t S, int64_t K, float* out,
+                                float* state, int nthreads) {
+  attsets_forward_impl<float>(x, z, ptr, perm, S, K, out, state, nthreads);
+}
+
+void gnpool_attsets_forward_f64(const double* x, const double* z, const int64_t* ptr,
+                                const int64_t* perm, int64_t S, int64_t K, double* out,
+                                double* state, int nthreads) {
+  attsets_forward_impl<double>(x, z, ptr, perm, S, K, out, state, nthreads);
+}
+
+void gnpool_attsets_backward_f32(const float* x, const float* z, const int64_t* ptr,
+                                 const int64_t* perm, int64_t S, int64_t K, const float* grad,
+                                 const float* out, const float* m, const float* l, float* grad_x,
+                                 float* grad_z, int nthreads) {
+  attsets_backward_impl<float>(x, z, ptr, perm, S, K, grad, out, m, l, grad_x, grad_z,
+                               nthreads);
+}
+
+void gnpool_attsets_backward_f64(const double* x, const double* z, const int64_t* ptr,
+                                 const int64_t* perm, int64_t S, int64_t K, const double* grad,
+                                 const double* out, const double* m, const double* l, double* grad_x,
+                                 double* grad_z, int nthreads) {
+  attsets_backward_impl<double>(x, z, ptr, perm, S, K, grad, out, m, l, grad_x, grad_z,
+                                nthreads);
 }
 
 // Counting sort of an index vector into CSR: ptr [S + 1] and a stable perm [E].

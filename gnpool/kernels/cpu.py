@@ -1,4 +1,4 @@
-"""Fused CPU kernels (``cpu.cpp``, built at install) called through ctypes.
+"""Fused CPU kernels for GNP and AttSets (``cpu.cpp``, built at install) called through ctypes.
 
 One pass over the input per reduction sweep, per-set statistics kept in cache, and a
 backward that reads x once and writes its gradient once. Used for contiguous float32 /
@@ -22,7 +22,10 @@ _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
     "gnpool_gnp_forward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I64, _P, _P, _INT],
     "gnpool_gnp_backward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I64, _P, _P, _P, _P, _INT],
+    "gnpool_attsets_forward": [_P, _P, _P, _P, _I64, _I64, _P, _P, _INT],
+    "gnpool_attsets_backward": [_P, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _INT],
 }
+_ABI_VERSION = 2
 
 
 def _levels() -> list[str]:
@@ -41,7 +44,7 @@ def _load() -> ctypes.CDLL | None:
     for path in (p for level in _levels() for p in sorted(here.glob(f"_cpu_{level}.*so"))):
         try:
             lib = ctypes.CDLL(str(path))
-            if lib.gnpool_abi_version() != 1:
+            if lib.gnpool_abi_version() != _ABI_VERSION:
                 continue
         except (OSError, AttributeError):
             continue
@@ -78,8 +81,7 @@ def csr(seg: Segments) -> tuple[Tensor, Tensor | None]:
     index = seg.index.contiguous()
     ptr = torch.empty(seg.size + 1, dtype=torch.long)
     perm = torch.empty(seg.num_elements, dtype=torch.long)
-    if _lib.gnpool_csr_from_index(_p(index), ctypes.c_int64(index.numel()),
-                                  ctypes.c_int64(seg.size), _p(ptr), _p(perm)):
+    if _lib.gnpool_csr_from_index(_p(index), index.numel(), seg.size, _p(ptr), _p(perm)):
         raise ValueError(f"index values must lie in [0, {seg.size})")
     return ptr, perm
 
@@ -102,9 +104,8 @@ def gnp_forward(x: Tensor, ptr: Tensor, perm: Tensor | None, size: int,
     out = x.new_empty(size, columns)
     state = x.new_empty(6, size, columns)
     fn = getattr(_lib, f"gnpool_gnp_forward_{_DTYPES[x.dtype]}")
-    fn(_p(x), _p(ptr), _p(perm), ctypes.c_int64(size), ctypes.c_int64(columns),
-       *(_p(p) for p in flat), ctypes.c_int64(stride), _p(out), _p(state),
-       ctypes.c_int(torch.get_num_threads()))
+    fn(_p(x), _p(ptr), _p(perm), size, columns, *(_p(p) for p in flat), stride, _p(out),
+       _p(state), torch.get_num_threads())
     return out, state
 
 
@@ -120,7 +121,35 @@ def gnp_backward(grad: Tensor, x: Tensor, ptr: Tensor, perm: Tensor | None, size
     threads = torch.get_num_threads()
     partial = x.new_zeros(threads, 4, columns) if need_params else None
     fn = getattr(_lib, f"gnpool_gnp_backward_{_DTYPES[x.dtype]}")
-    fn(_p(x), _p(ptr), _p(perm), ctypes.c_int64(size), ctypes.c_int64(columns),
-       *(_p(p) for p in flat), ctypes.c_int64(stride), _p(grad), _p(state), _p(grad_x),
-       _p(partial), ctypes.c_int(threads))
+    fn(_p(x), _p(ptr), _p(perm), size, columns, *(_p(p) for p in flat), stride, _p(grad),
+       _p(state), _p(grad_x), _p(partial), threads)
     return grad_x, None if partial is None else partial.sum(0)
+
+
+def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int
+                    ) -> tuple[Tensor, Tensor]:
+    """AttSets of ``x`` with ``scores`` (both ``[E, K]``); returns the output and the
+    ``[2, S, K]`` backward state (per-set max score and sum of exponentials)."""
+    x, scores = x.contiguous(), scores.contiguous()
+    columns = x.size(1)
+    out = x.new_empty(size, columns)
+    state = x.new_empty(2, size, columns)
+    fn = getattr(_lib, f"gnpool_attsets_forward_{_DTYPES[x.dtype]}")
+    fn(_p(x), _p(scores), _p(ptr), _p(perm), size, columns, _p(out), _p(state),
+       torch.get_num_threads())
+    return out, state
+
+
+def attsets_backward(grad: Tensor, x: Tensor, scores: Tensor, ptr: Tensor,
+                     perm: Optional[Tensor], size: int, out: Tensor, m: Tensor, l: Tensor,
+                     need_x: bool, need_scores: bool) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """Gradients of AttSets for ``x`` and ``scores`` (``[E, K]`` each, or ``None``)."""
+    x, scores = x.contiguous(), scores.contiguous()
+    grad = grad.to(x.dtype).contiguous()
+    grad_x = torch.empty_like(x) if need_x else None
+    grad_scores = torch.empty_like(scores) if need_scores else None
+    fn = getattr(_lib, f"gnpool_attsets_backward_{_DTYPES[x.dtype]}")
+    fn(_p(x), _p(scores), _p(ptr), _p(perm), size, x.size(1), _p(grad), _p(out.contiguous()),
+       _p(m.contiguous()), _p(l.contiguous()), _p(grad_x), _p(grad_scores),
+       torch.get_num_threads())
+    return grad_x, grad_scores

@@ -1,0 +1,94 @@
+"""AttSets: feature-wise attention pooling over sets, with a memory-light backward."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..kernels import Segments, cpu, resolve_backend, segment_tensors
+from ..kernels.attsets_composite import attsets_backward, attsets_forward
+from ._sets import check_features, compute_dtype, from_rows, make_segments, normalize_dim, to_rows
+
+
+class AttSetsFunction(torch.autograd.Function):
+    """Autograd for AttSets on ``[E, K]`` rows: the weights are recomputed in backward
+    from per-set statistics instead of being stored."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scores: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
+                perm: Optional[Tensor], size: int, backend: str) -> Tensor:
+        if backend == "cpu":
+            out, state = cpu.attsets_forward(x, scores, ptr, perm, size)
+            state = (state[0], state[1])
+        else:
+            seg = Segments(x.size(0), size, index=index, ptr=ptr)
+            out, *state = attsets_forward(resolve_backend(backend), x, scores, seg)
+        ctx.save_for_backward(x, scores, index, ptr, perm, out, *state)
+        ctx.size, ctx.backend = size, backend
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, scores, index, ptr, perm, out, m, l = ctx.saved_tensors
+        need_x, need_scores = ctx.needs_input_grad[:2]
+        if ctx.backend == "cpu":
+            grad_x, grad_scores = cpu.attsets_backward(grad, x, scores, ptr, perm, ctx.size, out,
+                                                       m, l, need_x, need_scores)
+        else:
+            seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
+            grad_x, grad_scores = attsets_backward(resolve_backend(ctx.backend),
+                                                   grad.contiguous(), x, scores, seg, out, m, l,
+                                                   need_x, need_scores)
+        return grad_x, grad_scores, None, None, None, None, None
+
+
+def attsets(
+    x: Tensor,
+    scores: Tensor,
+    index: Optional[Tensor] = None,
+    ptr: Optional[Tensor] = None,
+    dim_size: Optional[int] = None,
+    dim: int = -2,
+    backend: Optional[str] = None,
+) -> Tensor:
+    r"""Attention pooling with a separate softmax per channel (AttSets).
+
+    .. math::
+        s_i = \mathrm{softmax}_{j \in \text{set}}(z_j)_i \ \text{(per channel)}, \qquad
+        \mathrm{AttSets}(X) = \sum_i s_i \odot x_i
+
+    A one-element set passes through unchanged, empty sets pool to 0, and the softmax is
+    computed relative to each set's largest score, so any finite score magnitude is safe.
+    The backward recomputes the weights, saving only ``x``, ``scores`` and per-set
+    statistics.
+
+    Args:
+        x: features of any rank, pooled along ``dim``.
+        scores: attention scores, the shape of ``x``, or with a last dimension of 1 (one
+            score per element, shared by all channels).
+        index: set of each element along ``dim`` (any order).
+        ptr: CSR boundaries of the sets. Without ``index`` and ``ptr`` all elements form one
+            set.
+        dim_size: number of sets (inferred when omitted).
+        dim: the dimension pooled over.
+        backend: ``"cpu"``, ``"scatter"``, ``"native"`` or ``None`` (the fastest one that
+            supports the input).
+    """
+    check_features("x", x)
+    check_features("scores", scores)
+    if scores.shape != x.shape:
+        if scores.shape[:-1] != x.shape[:-1] or scores.size(-1) != 1:
+            raise ValueError(f"scores must have the shape of x {tuple(x.shape)} or "
+                             f"{tuple(x.shape[:-1]) + (1,)}, got {tuple(scores.shape)}")
+        scores = scores.expand_as(x)
+    dim = normalize_dim(x, dim)
+    dtype = torch.promote_types(compute_dtype(x), compute_dtype(scores))
+    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device)
+    rows = to_rows(x, dim, dtype)
+    score_rows = to_rows(scores, dim, dtype)
+    name = resolve_backend(backend, rows.data).name
+    out = AttSetsFunction.apply(rows.data, score_rows.data, *segment_tensors(name, seg),
+                                seg.size, name)
+    return from_rows(out, rows, seg.size, x.dtype)
