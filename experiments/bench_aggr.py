@@ -19,14 +19,16 @@ import subprocess
 import sys
 import time
 
-METHODS = ["copy", "sum", "mean", "powermean", "softmax", "gnp", "gnp-scatter", "gnp-native"]
-# gnp-scatter and gnp-native (GNP on its torch backends) take ~15 s a step at full size.
-DEFAULT_METHODS = METHODS[:6]
+METHODS = ["copy", "sum", "mean", "powermean", "softmax", "attention", "gnp", "attsets",
+           "gnp-scatter", "gnp-native", "attsets-native"]
+# The last three (gnpool on its torch backends) take up to ~15 s a step at full size.
+DEFAULT_METHODS = METHODS[:8]
 LAYOUTS = ["sorted", "unsorted", "ptr"]
 
 
 def build(name: str, channels: int):
     """The aggregation module for a method name (``None`` for the copy baseline)."""
+    import torch
     from torch_geometric.nn import aggr as pyg
 
     import gnpool
@@ -38,7 +40,11 @@ def build(name: str, channels: int):
         "mean": lambda: pyg.MeanAggregation(),
         "powermean": lambda: pyg.PowerMeanAggregation(learn=True, channels=channels),
         "softmax": lambda: pyg.SoftmaxAggregation(learn=True, channels=channels),
+        "attention": lambda: pyg.AttentionalAggregation(
+            gate_nn=torch.nn.Linear(channels, channels)),
         "gnp": lambda: gnpool.GNPAggregation(channels=channels),
+        "attsets": lambda: gnpool.AttSetsAggregation(channels),
+        "attsets-native": lambda: gnpool.AttSetsAggregation(channels, backend="native"),
         "gnp-scatter": lambda: gnpool.GNPAggregation(channels=channels, backend="scatter"),
         "gnp-native": lambda: gnpool.GNPAggregation(channels=channels, backend="native"),
     }

@@ -33,8 +33,9 @@ def attsets_forward(prims: ModuleType, x: Tensor, scores: Tensor, seg: Segments
     e.exp_()
     l = prims.segment_sum(e, seg)
     out = prims.segment_sum(e.mul_(x), seg)
-    # Empty sets have l = 0 and pool to 0; every other set has l >= 1.
-    out = torch.where(l > 0, out / l.clamp_min(torch.finfo(l.dtype).tiny), torch.zeros_like(out))
+    # Every non-empty set has l >= 1 (or NaN, which must show); empty sets pool to 0.
+    empty = (seg.count == 0).view(-1, 1)
+    out = torch.where(empty, torch.zeros_like(out), out / torch.where(empty, 1.0, l))
     return out, m, l
 
 

@@ -1,0 +1,148 @@
+"""gnpool.functional.attsets against independent references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import BACKENDS, random_sets, to_ptr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gnpool.functional import attsets
+
+
+def naive_attsets(x: torch.Tensor, scores: torch.Tensor, index: torch.Tensor, num_sets: int
+                  ) -> torch.Tensor:
+    """Softmax per channel over each set by hand, in float64."""
+    out = torch.zeros(num_sets, x.size(1), dtype=torch.float64)
+    for s in range(num_sets):
+        member = index == s
+        if member.any():
+            z = scores[member].double()
+            w = (z - z.max(0).values).exp()
+            out[s] = (w / w.sum(0) * x[member].double()).sum(0)
+    return out
+
+
+def test_forward_matches_float64_reference(backend):
+    x, index = random_sets(300, 20, 6, seed=0)
+    scores = torch.randn(300, 6, dtype=torch.float64) * 4
+    out = attsets(x, scores, index, dim_size=22, backend=backend)
+    torch.testing.assert_close(out, naive_attsets(x, scores, index, 22))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("layout", ["index", "ptr", "unsorted"])
+def test_gradcheck(backend, shared, layout):
+    x, index = random_sets(40, 6, 3, seed=1, sort=layout != "unsorted")
+    x.requires_grad_()
+    scores = torch.randn(40, 1 if shared else 3, dtype=torch.float64, requires_grad=True)
+    scores.data[5] = scores.data[6]  # ties
+    kwargs = {"ptr": to_ptr(index, 7)} if layout == "ptr" else {"index": index, "dim_size": 7}
+
+    def fn(x, scores):
+        return attsets(x, scores, backend=backend, **kwargs)
+
+    assert torch.autograd.gradcheck(fn, (x, scores))
+
+
+def test_one_element_sets_pass_through_and_empty_sets_are_zero(backend):
+    x = torch.randn(3, 4)
+    scores = torch.randn(3, 4) * 100
+    out = attsets(x, scores, torch.tensor([0, 2, 3]), dim_size=5, backend=backend)
+    assert torch.equal(out[[0, 2, 3]], x)
+    assert torch.equal(out[[1, 4]], torch.zeros(2, 4))
+
+
+def test_any_score_magnitude_is_safe(backend):
+    x, index = random_sets(200, 10, 4, seed=2, dtype=torch.float32)
+    scores = torch.randn(200, 4) * 1e30
+    out = attsets(x, scores, index, backend=backend)
+    # Huge scores make the softmax a hard argmax per channel.
+    ref = naive_attsets(x, scores.double(), index, 10).float()
+    torch.testing.assert_close(out, ref)
+    xr, sr = x.clone().requires_grad_(), scores.clone().requires_grad_()
+    attsets(xr, sr, index, backend=backend).sum().backward()
+    assert bool(torch.isfinite(xr.grad).all() and torch.isfinite(sr.grad).all())
+
+
+def test_backends_agree_in_float32():
+    x, index = random_sets(5000, 200, 32, seed=3, dtype=torch.float32)
+    scores = torch.randn(5000, 32) * 3
+    results = []
+    for name in BACKENDS:
+        xr, sr = x.clone().requires_grad_(), scores.clone().requires_grad_()
+        out = attsets(xr, sr, index, backend=name)
+        out.square().sum().backward()
+        results.append((out.detach(), xr.grad, sr.grad))
+    for other in results[1:]:
+        for a, b in zip(other, results[0], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_nan_stays_in_its_set(backend):
+    x, index = random_sets(60, 4, 2, seed=4)
+    scores = torch.randn(60, 2, dtype=torch.float64)
+    scores[(index == 1).nonzero()[0], 0] = float("nan")
+    out = attsets(x, scores, index, backend=backend)
+    assert bool(out[1, 0].isnan())
+    keep = torch.ones_like(out, dtype=torch.bool)
+    keep[1, 0] = False
+    torch.testing.assert_close(out[keep], naive_attsets(x, scores, index, 4)[keep])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_is_computed_in_float32(backend, dtype):
+    x, index = random_sets(100, 8, 4, seed=5, dtype=torch.float32)
+    x, scores = x.to(dtype), torch.randn(100, 4).to(dtype)
+    out = attsets(x, scores, index, backend=backend)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out, attsets(x.float(), scores.float(), index,
+                                            backend=backend).to(dtype), rtol=0, atol=0)
+
+
+def test_saves_only_set_statistics_for_backward(backend):
+    e, s, k = 3000, 40, 8
+    x, index = random_sets(e, s, k, seed=6, dtype=torch.float32)
+    x.requires_grad_()
+    scores = torch.randn(e, k, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = attsets(x, scores, index, dim_size=s, backend=backend)
+    inputs = {x.data_ptr(), scores.data_ptr()}
+    big = [t for t in saved if t.data_ptr() not in inputs and t.numel() >= e]
+    assert all(t.dim() == 1 and not t.is_floating_point() for t in big), \
+        [tuple(t.shape) for t in big]
+    out.sum().backward()
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_permutation_invariance_and_index_ptr_equivalence(sizes, seed):
+    count = torch.tensor(sizes)
+    index = torch.repeat_interleave(torch.arange(len(sizes)), count)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(index.numel(), 3, generator=gen, dtype=torch.float64)
+    scores = torch.randn(index.numel(), 3, generator=gen, dtype=torch.float64)
+    perm = torch.randperm(index.numel(), generator=gen)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), count.cumsum(0)])
+    for name in BACKENDS:
+        a = attsets(x, scores, index, dim_size=len(sizes), backend=name)
+        b = attsets(x[perm], scores[perm], index[perm], dim_size=len(sizes), backend=name)
+        c = attsets(x, scores, ptr=ptr, backend=name)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"x": torch.ones(4, 3, dtype=torch.long)}, "x must be a floating-point"),
+    ({"scores": torch.ones(4, 3, dtype=torch.int32)}, "scores must be a floating-point"),
+    ({"scores": torch.ones(4, 2)}, "scores must have the shape of x"),
+    ({"scores": torch.ones(3, 3)}, "scores must have the shape of x"),
+    ({"index": torch.tensor([0, 1])}, "index has 2 entries"),
+])
+def test_bad_input_is_rejected(kwargs, message):
+    args = {"x": torch.randn(4, 3), "scores": torch.randn(4, 3)}
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=message):
+        attsets(**args)
