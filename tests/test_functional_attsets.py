@@ -8,7 +8,7 @@ from conftest import BACKENDS, random_sets, to_ptr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gnpool.functional import attsets
+from gnpool.functional import attsets, attsets_linear
 
 
 def naive_attsets(x: torch.Tensor, scores: torch.Tensor, index: torch.Tensor, num_sets: int
@@ -146,3 +146,54 @@ def test_bad_input_is_rejected(kwargs, message):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=message):
         attsets(**args)
+
+
+@pytest.mark.parametrize("activation", [None, "tanh"])
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("layout", ["sorted", "unsorted", "ptr"])
+def test_attsets_linear_matches_linear_then_attsets(monkeypatch, activation, shared, layout):
+    # Small chunks so that the fused path runs over many chunks and a set larger than one.
+    import gnpool.kernels.attsets_linear as fused
+    monkeypatch.setattr(fused, "CHUNK_ROWS", 16)
+    x, index = random_sets(300, 25, 5, seed=7, sort=layout != "unsorted")
+    index[index == 3] = 4  # one big set
+    x.requires_grad_()
+    weight = torch.randn(1 if shared else 5, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(1 if shared else 5, dtype=torch.float64, requires_grad=True)
+    kwargs = {"ptr": to_ptr(index, 25)} if layout == "ptr" else {"index": index, "dim_size": 25}
+    upstream = torch.randn(25, 5, dtype=torch.float64)
+    outs, grads = [], []
+    for name in BACKENDS:
+        out = attsets_linear(x, weight, bias, activation, backend=name, **kwargs)
+        grads.append(torch.autograd.grad((out * upstream).sum(), (x, weight, bias)))
+        outs.append(out)
+    scores = torch.nn.functional.linear(x, weight, bias)
+    scores = torch.tanh(scores) if activation else scores
+    ref = naive_attsets(x.detach(), scores.detach().expand_as(x), index, 25)
+    for out in outs:
+        torch.testing.assert_close(out.detach(), ref)
+    for other in grads[1:]:
+        for a, b in zip(other, grads[0], strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_attsets_linear_gradcheck_on_the_fused_path(monkeypatch):
+    import gnpool.kernels.attsets_linear as fused
+    monkeypatch.setattr(fused, "CHUNK_ROWS", 8)
+    x, index = random_sets(40, 6, 3, seed=8)
+    x.requires_grad_()
+    weight = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    backend = BACKENDS[0]
+
+    def fn(x, weight, bias):
+        return attsets_linear(x, weight, bias, "tanh", index, dim_size=6, backend=backend)
+
+    assert torch.autograd.gradcheck(fn, (x, weight, bias))
+
+
+def test_attsets_linear_rejects_bad_weights():
+    with pytest.raises(ValueError, match=r"weight must have shape \[4, 4\] or \[1, 4\]"):
+        attsets_linear(torch.randn(5, 4), torch.randn(3, 4))
+    with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
+        attsets_linear(torch.randn(5, 4), torch.randn(4, 4), activation="relu")

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
-from ..functional import attsets
+from ..functional import attsets_linear
 
 _ACTIVATIONS = (None, "tanh")
 
@@ -58,11 +58,9 @@ class AttSetsAggregation(Aggregation):
         if x.size(-1) != self.in_channels:
             raise ValueError(f"x must have in_channels={self.in_channels} features in its last "
                              f"dimension, got shape {tuple(x.shape)}")
-        scores = self.score(x)
-        if self.activation == "tanh":
-            scores = torch.tanh(scores)
-        return attsets(x, scores, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
-                       backend=self.backend)
+        return attsets_linear(x, self.score.weight, self.score.bias, self.activation,
+                              index=index, ptr=ptr, dim_size=dim_size, dim=dim,
+                              backend=self.backend)
 
     def __repr__(self) -> str:
         extra = "" if self.activation is None else f", activation={self.activation!r}"

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import Segments, cpu, resolve_backend, segment_tensors
+from ..kernels import attsets_linear as attsets_linear_kernels
 from ..kernels.attsets_composite import attsets_backward, attsets_forward
 from ._sets import check_features, compute_dtype, from_rows, make_segments, normalize_dim, to_rows
 
@@ -20,8 +21,7 @@ class AttSetsFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, scores: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
                 perm: Optional[Tensor], size: int, backend: str) -> Tensor:
         if backend == "cpu":
-            out, state = cpu.attsets_forward(x, scores, ptr, perm, size)
-            state = (state[0], state[1])
+            out, *state = cpu.attsets_forward(x, scores, ptr, perm, size)
         else:
             seg = Segments(x.size(0), size, index=index, ptr=ptr)
             out, *state = attsets_forward(resolve_backend(backend), x, scores, seg)
@@ -92,3 +92,70 @@ def attsets(
     out = AttSetsFunction.apply(rows.data, score_rows.data, *segment_tensors(name, seg),
                                 seg.size, name)
     return from_rows(out, rows, seg.size, x.dtype)
+
+
+class AttSetsLinearFunction(torch.autograd.Function):
+    """AttSets with scores ``x W^T + b`` computed chunk by chunk and recomputed in
+    backward (fused CPU kernels only)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                activation: Optional[str], ptr: Tensor, perm: Optional[Tensor],
+                size: int) -> Tensor:
+        out, m, l = attsets_linear_kernels.forward(x, weight, bias, activation, ptr, perm, size)
+        ctx.save_for_backward(x, weight, bias, ptr, perm, out, m, l)
+        ctx.activation = activation
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight, bias, ptr, perm, out, m, l = ctx.saved_tensors
+        grads = attsets_linear_kernels.backward(grad, x, weight, bias, ctx.activation, ptr, perm,
+                                                out, m, l, tuple(ctx.needs_input_grad[:3]))
+        return (*grads, None, None, None, None)
+
+
+def attsets_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    activation: Optional[str] = None,
+    index: Optional[Tensor] = None,
+    ptr: Optional[Tensor] = None,
+    dim_size: Optional[int] = None,
+    dim: int = -2,
+    backend: Optional[str] = None,
+) -> Tensor:
+    r"""AttSets with a linear scoring layer: ``attsets(x, act(x W^T + b), ...)``.
+
+    On the fused CPU kernels the scores are computed chunk by chunk and recomputed in
+    backward, so no ``[elements, channels]`` tensor besides ``x`` and its gradient is
+    ever held; elsewhere this is exactly the composition of ``linear`` and
+    :func:`attsets`.
+
+    Args:
+        x: features ``[..., F]`` pooled along ``dim``.
+        weight: ``[F, F]`` (one score per channel) or ``[1, F]`` (one score per element).
+        bias: ``[F]`` or ``[1]``, or ``None``.
+        activation: ``None`` or ``"tanh"`` applied to the scores.
+        index, ptr, dim_size, dim, backend: as in :func:`attsets`.
+    """
+    check_features("x", x)
+    features = x.size(-1)
+    if weight.dim() != 2 or weight.size(1) != features or weight.size(0) not in (1, features):
+        raise ValueError(f"weight must have shape [{features}, {features}] or [1, {features}] "
+                         f"for x with {features} features, got {tuple(weight.shape)}")
+    if activation not in (None, "tanh"):
+        raise ValueError(f"activation must be None or 'tanh', got {activation!r}")
+    dim = normalize_dim(x, dim)
+    fused = x.dim() == 2 and dim == 0 and x.dtype == weight.dtype
+    if not fused or resolve_backend(backend, x).name != "cpu":
+        scores = torch.nn.functional.linear(x, weight, bias)
+        if activation == "tanh":
+            scores = torch.tanh(scores)
+        return attsets(x, scores, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
+                       backend=backend)
+    seg = make_segments(x.size(0), index, ptr, dim_size, x.device)
+    _, csr_ptr, perm = segment_tensors("cpu", seg)
+    return AttSetsLinearFunction.apply(x.contiguous(), weight, bias, activation, csr_ptr, perm,
+                                       seg.size)

@@ -302,10 +302,8 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
 
 template <typename T>
 void attsets_forward_impl(const T* x, const T* z, const int64_t* ptr, const int64_t* perm,
-                          int64_t S, int64_t K, T* out, T* state, int nthreads) {
-  // state: [2, S, K] = per-set max score m and l = sum exp(z - m)
-  T* m_out = state;
-  T* l_out = state + S * K;
+                          int64_t S, int64_t K, T* out, T* m_out, T* l_out, int nthreads) {
+  // m_out, l_out: [S, K] per-set max score m and l = sum exp(z - m)
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> m(K), l(K), num(K);
@@ -428,14 +426,14 @@ void gnpool_gnp_backward_f64(const double* x, const int64_t* ptr, const int64_t*
 
 void gnpool_attsets_forward_f32(const float* x, const float* z, const int64_t* ptr,
                                 const int64_t* perm, int64_t S, int64_t K, float* out,
-                                float* state, int nthreads) {
-  attsets_forward_impl<float>(x, z, ptr, perm, S, K, out, state, nthreads);
+                                float* m, float* l, int nthreads) {
+  attsets_forward_impl<float>(x, z, ptr, perm, S, K, out, m, l, nthreads);
 }
 
 void gnpool_attsets_forward_f64(const double* x, const double* z, const int64_t* ptr,
                                 const int64_t* perm, int64_t S, int64_t K, double* out,
-                                double* state, int nthreads) {
-  attsets_forward_impl<double>(x, z, ptr, perm, S, K, out, state, nthreads);
+                                double* m, double* l, int nthreads) {
+  attsets_forward_impl<double>(x, z, ptr, perm, S, K, out, m, l, nthreads);
 }
 
 void gnpool_attsets_backward_f32(const float* x, const float* z, const int64_t* ptr,

@@ -22,7 +22,7 @@ _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
     "gnpool_gnp_forward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I64, _P, _P, _INT],
     "gnpool_gnp_backward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I64, _P, _P, _P, _P, _INT],
-    "gnpool_attsets_forward": [_P, _P, _P, _P, _I64, _I64, _P, _P, _INT],
+    "gnpool_attsets_forward": [_P, _P, _P, _P, _I64, _I64, _P, _P, _P, _INT],
     "gnpool_attsets_backward": [_P, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _INT],
 }
 _ABI_VERSION = 2
@@ -126,28 +126,34 @@ def gnp_backward(grad: Tensor, x: Tensor, ptr: Tensor, perm: Tensor | None, size
     return grad_x, None if partial is None else partial.sum(0)
 
 
-def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int
-                    ) -> tuple[Tensor, Tensor]:
-    """AttSets of ``x`` with ``scores`` (both ``[E, K]``); returns the output and the
-    ``[2, S, K]`` backward state (per-set max score and sum of exponentials)."""
+def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int,
+                    out: Optional[Tensor] = None, m: Optional[Tensor] = None,
+                    l: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """AttSets of ``x`` with ``scores`` (both ``[E, K]``): the ``[S, K]`` output and the
+    per-set max score ``m`` and sum of exponentials ``l`` (written into the given
+    contiguous buffers when provided)."""
     x, scores = x.contiguous(), scores.contiguous()
     columns = x.size(1)
-    out = x.new_empty(size, columns)
-    state = x.new_empty(2, size, columns)
+    out, m, l = (x.new_empty(size, columns) if t is None else t for t in (out, m, l))
     fn = getattr(_lib, f"gnpool_attsets_forward_{_DTYPES[x.dtype]}")
-    fn(_p(x), _p(scores), _p(ptr), _p(perm), size, columns, _p(out), _p(state),
+    fn(_p(x), _p(scores), _p(ptr), _p(perm), size, columns, _p(out), _p(m), _p(l),
        torch.get_num_threads())
-    return out, state
+    return out, m, l
 
 
 def attsets_backward(grad: Tensor, x: Tensor, scores: Tensor, ptr: Tensor,
                      perm: Optional[Tensor], size: int, out: Tensor, m: Tensor, l: Tensor,
-                     need_x: bool, need_scores: bool) -> tuple[Optional[Tensor], Optional[Tensor]]:
-    """Gradients of AttSets for ``x`` and ``scores`` (``[E, K]`` each, or ``None``)."""
+                     need_x: bool, need_scores: bool, grad_x: Optional[Tensor] = None,
+                     grad_scores: Optional[Tensor] = None
+                     ) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """Gradients of AttSets for ``x`` and ``scores`` (``[E, K]`` each, or ``None``), written
+    into the given contiguous buffers when provided."""
     x, scores = x.contiguous(), scores.contiguous()
     grad = grad.to(x.dtype).contiguous()
-    grad_x = torch.empty_like(x) if need_x else None
-    grad_scores = torch.empty_like(scores) if need_scores else None
+    if need_x and grad_x is None:
+        grad_x = torch.empty_like(x)
+    if need_scores and grad_scores is None:
+        grad_scores = torch.empty_like(scores)
     fn = getattr(_lib, f"gnpool_attsets_backward_{_DTYPES[x.dtype]}")
     fn(_p(x), _p(scores), _p(ptr), _p(perm), size, x.size(1), _p(grad), _p(out.contiguous()),
        _p(m.contiguous()), _p(l.contiguous()), _p(grad_x), _p(grad_scores),
