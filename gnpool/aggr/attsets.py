@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
@@ -35,9 +33,9 @@ class AttSetsAggregation(Aggregation):
         backend: kernel backend passed to :func:`gnpool.functional.attsets`.
     """
 
-    def __init__(self, in_channels: int, activation: Optional[str] = None,
+    def __init__(self, in_channels: int, activation: str | None = None,
                  per_channel: bool = True, bias: bool = True,
-                 backend: Optional[str] = None) -> None:
+                 backend: str | None = None) -> None:
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
@@ -53,8 +51,8 @@ class AttSetsAggregation(Aggregation):
         if self.score.bias is not None:
             torch.nn.init.zeros_(self.score.bias)
 
-    def forward(self, x: Tensor, index: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
-                dim_size: Optional[int] = None, dim: int = -2) -> Tensor:
+    def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
+                dim_size: int | None = None, dim: int = -2) -> Tensor:
         if x.size(-1) != self.in_channels:
             raise ValueError(f"x must have in_channels={self.in_channels} features in its last "
                              f"dimension, got shape {tuple(x.shape)}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -18,8 +16,8 @@ class AttSetsFunction(torch.autograd.Function):
     from per-set statistics instead of being stored."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, scores: Tensor, index: Optional[Tensor], ptr: Optional[Tensor],
-                perm: Optional[Tensor], size: int, backend: str) -> Tensor:
+    def forward(ctx, x: Tensor, scores: Tensor, index: Tensor | None, ptr: Tensor | None,
+                perm: Tensor | None, size: int, backend: str) -> Tensor:
         if backend == "cpu":
             out, *state = cpu.attsets_forward(x, scores, ptr, perm, size)
         else:
@@ -47,11 +45,11 @@ class AttSetsFunction(torch.autograd.Function):
 def attsets(
     x: Tensor,
     scores: Tensor,
-    index: Optional[Tensor] = None,
-    ptr: Optional[Tensor] = None,
-    dim_size: Optional[int] = None,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
     dim: int = -2,
-    backend: Optional[str] = None,
+    backend: str | None = None,
 ) -> Tensor:
     r"""Attention pooling with a separate softmax per channel (AttSets).
 
@@ -99,8 +97,8 @@ class AttSetsLinearFunction(torch.autograd.Function):
     backward (fused CPU kernels only)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
-                activation: Optional[str], ptr: Tensor, perm: Optional[Tensor],
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None,
+                activation: str | None, ptr: Tensor, perm: Tensor | None,
                 size: int) -> Tensor:
         out, m, l = attsets_linear_kernels.forward(x, weight, bias, activation, ptr, perm, size)
         ctx.save_for_backward(x, weight, bias, ptr, perm, out, m, l)
@@ -118,13 +116,13 @@ class AttSetsLinearFunction(torch.autograd.Function):
 def attsets_linear(
     x: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
-    activation: Optional[str] = None,
-    index: Optional[Tensor] = None,
-    ptr: Optional[Tensor] = None,
-    dim_size: Optional[int] = None,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
     dim: int = -2,
-    backend: Optional[str] = None,
+    backend: str | None = None,
 ) -> Tensor:
     r"""AttSets with a linear scoring layer: ``attsets(x, act(x W^T + b), ...)``.
 

@@ -10,7 +10,6 @@ are still in cache when the pooling kernel reads them after the matrix product.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -33,7 +32,7 @@ def _chunks(ptr: Tensor, rows: int) -> Iterator[tuple[int, int, int, int]]:
         yield s0, s1, ptr_list[s0], ptr_list[s1]
 
 
-def _scores(x_c: Tensor, weight: Tensor, bias: Optional[Tensor], activation: Optional[str],
+def _scores(x_c: Tensor, weight: Tensor, bias: Tensor | None, activation: str | None,
             columns: int, buffer: Tensor) -> Tensor:
     z = buffer[: x_c.size(0)]
     if weight.size(0) == columns:
@@ -48,12 +47,12 @@ def _scores(x_c: Tensor, weight: Tensor, bias: Optional[Tensor], activation: Opt
     return z
 
 
-def _rows(x: Tensor, perm: Optional[Tensor], r0: int, r1: int) -> Tensor:
+def _rows(x: Tensor, perm: Tensor | None, r0: int, r1: int) -> Tensor:
     return x[r0:r1] if perm is None else x.index_select(0, perm[r0:r1])
 
 
-def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: Optional[str],
-            ptr: Tensor, perm: Optional[Tensor], size: int
+def forward(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str | None,
+            ptr: Tensor, perm: Tensor | None, size: int
             ) -> tuple[Tensor, Tensor, Tensor]:
     """Pooled output ``[S, K]`` and the per-set statistics ``(m, l)``."""
     columns = x.size(1)
@@ -69,10 +68,10 @@ def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: Optio
     return out, m, l
 
 
-def backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor],
-             activation: Optional[str], ptr: Tensor, perm: Optional[Tensor], out: Tensor,
+def backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None,
+             activation: str | None, ptr: Tensor, perm: Tensor | None, out: Tensor,
              m: Tensor, l: Tensor, needs: tuple[bool, bool, bool]
-             ) -> tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+             ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients for ``(x, weight, bias)``."""
     columns = x.size(1)
     grad = grad.to(x.dtype).contiguous()

@@ -126,9 +126,9 @@ def gnp_backward(grad: Tensor, x: Tensor, ptr: Tensor, perm: Tensor | None, size
     return grad_x, None if partial is None else partial.sum(0)
 
 
-def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Optional[Tensor], size: int,
-                    out: Optional[Tensor] = None, m: Optional[Tensor] = None,
-                    l: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Tensor | None, size: int,
+                    out: Tensor | None = None, m: Tensor | None = None,
+                    l: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """AttSets of ``x`` with ``scores`` (both ``[E, K]``): the ``[S, K]`` output and the
     per-set max score ``m`` and sum of exponentials ``l`` (written into the given
     contiguous buffers when provided)."""
@@ -142,10 +142,10 @@ def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Optional[Tenso
 
 
 def attsets_backward(grad: Tensor, x: Tensor, scores: Tensor, ptr: Tensor,
-                     perm: Optional[Tensor], size: int, out: Tensor, m: Tensor, l: Tensor,
-                     need_x: bool, need_scores: bool, grad_x: Optional[Tensor] = None,
-                     grad_scores: Optional[Tensor] = None
-                     ) -> tuple[Optional[Tensor], Optional[Tensor]]:
+                     perm: Tensor | None, size: int, out: Tensor, m: Tensor, l: Tensor,
+                     need_x: bool, need_scores: bool, grad_x: Tensor | None = None,
+                     grad_scores: Tensor | None = None
+                     ) -> tuple[Tensor | None, Tensor | None]:
     """Gradients of AttSets for ``x`` and ``scores`` (``[E, K]`` each, or ``None``), written
     into the given contiguous buffers when provided."""
     x, scores = x.contiguous(), scores.contiguous()
