@@ -1,8 +1,11 @@
 """gnpool: learnable pooling that extrapolates, for PyTorch Geometric."""
 
-from . import functional
+from . import functional, nn, training
 from .aggr import AttSetsAggregation, GNPAggregation, register
 
 __version__ = "0.1.0"
 
-__all__ = ["AttSetsAggregation", "GNPAggregation", "functional", "register", "__version__"]
+__all__ = [
+    "AttSetsAggregation", "GNPAggregation", "functional", "nn", "register", "training",
+    "__version__",
+]
