@@ -7,6 +7,7 @@ ratios measured in one run.
     python experiments/bench_aggr.py                 # E=2,000,000, F=64, 100,000 sets
     python experiments/bench_aggr.py --small         # E=200,000, F=64, 10,000 sets
     python experiments/bench_aggr.py --methods gnp,mean --layout ptr
+    python experiments/bench_aggr.py --report experiments/results/aggr   # the full suite
 """
 
 from __future__ import annotations
@@ -102,22 +103,26 @@ def worker(args: argparse.Namespace) -> dict:
     return {"method": args.method, "time": min(times), "peak": peak}
 
 
+def run_one(method: str, elements: int, channels: int, sets: int, layout: str = "sorted",
+            inference: bool = False, repeat: int = 3, seed: int = 0) -> dict:
+    """Time and peak memory of one method, measured in a fresh subprocess."""
+    cmd = [sys.executable, __file__, "--worker", method, "--elements", str(elements),
+           "--channels", str(channels), "--sets", str(sets), "--layout", layout,
+           "--repeat", str(repeat), "--seed", str(seed)]
+    if inference:
+        cmd.append("--inference")
+    print(f"  {method:14s} E={elements:>10,} F={channels:<4d} {layout:8s}"
+          f"{' inference' if inference else ''}", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return {"method": method, "time": float("nan"), "peak": float("nan")}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_all(args: argparse.Namespace) -> list[dict]:
-    results = []
-    for method in args.methods:
-        cmd = [sys.executable, __file__, "--worker", method, "--elements", str(args.elements),
-               "--channels", str(args.channels), "--sets", str(args.sets), "--layout",
-               args.layout, "--repeat", str(args.repeat), "--seed", str(args.seed)]
-        if args.inference:
-            cmd.append("--inference")
-        print(f"running {method} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
-            results.append({"method": method, "time": float("nan"), "peak": float("nan")})
-            continue
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    return results
+    return [run_one(m, args.elements, args.channels, args.sets, args.layout, args.inference,
+                    args.repeat, args.seed) for m in args.methods]
 
 
 def table(results: list[dict], ref: str) -> str:
@@ -129,6 +134,85 @@ def table(results: list[dict], ref: str) -> str:
         lines.append(f"| {r['method']} | {r['time']:.3f} | {r['time'] / base['time']:.2f} | "
                      f"{r['peak'] / 2**20:.0f} | {r['peak'] / base['peak']:.2f} |")
     return "\n".join(lines)
+
+
+# The full report: the main comparison, the three set layouts, inference only, and scaling
+# in the number of elements and channels.
+REPORT_METHODS = ["copy", "sum", "mean", "powermean", "softmax", "attention", "gnp", "attsets"]
+LAYOUT_METHODS = ["mean", "gnp", "attsets"]
+SCALING_METHODS = ["copy", "mean", "gnp", "attsets"]
+ELEMENTS = [100_000, 300_000, 1_000_000, 3_000_000, 10_000_000]
+CHANNELS = [8, 32, 64, 128, 256]
+
+
+def report(args: argparse.Namespace) -> str:
+    e, f, s, r = args.elements, args.channels, args.sets, args.repeat
+    head = (f"E={e:,} elements, F={f} channels, {s:,} sets, float32, {os.cpu_count()} CPU "
+            f"threads, best of {r}; each method in a fresh process.")
+    print("main comparison (forward+backward)", file=sys.stderr)
+    parts = ["## Forward+backward, sorted index", "", head, "",
+             table([run_one(m, e, f, s, "sorted", False, r) for m in REPORT_METHODS], "mean")]
+    print("layouts", file=sys.stderr)
+    rows = ["| method | " + " | ".join(f"{lay} (s)" for lay in LAYOUTS) + " |",
+            "|---|" + "---:|" * len(LAYOUTS)]
+    for m in LAYOUT_METHODS:
+        times = [run_one(m, e, f, s, lay, False, r)["time"] for lay in LAYOUTS]
+        rows.append(f"| {m} | " + " | ".join(f"{t:.3f}" for t in times) + " |")
+    parts += ["", "## Set layouts (forward+backward)", "",
+              "sorted: an index grouped by set; unsorted: a random index; ptr: CSR pointers.",
+              "", "\n".join(rows)]
+    print("inference", file=sys.stderr)
+    parts += ["", "## Inference only (forward, no autograd)", "",
+              table([run_one(m, e, f, s, "sorted", True, r) for m in REPORT_METHODS], "mean")]
+    scaling = {"elements": [], "channels": []}
+    print("scaling", file=sys.stderr)
+    for n in ELEMENTS:
+        scaling["elements"].append(
+            {m: run_one(m, n, 64, max(n // 20, 1), "sorted", False, r) for m in SCALING_METHODS})
+    for c in CHANNELS:
+        scaling["channels"].append(
+            {m: run_one(m, 1_000_000, c, 50_000, "sorted", False, r) for m in SCALING_METHODS})
+    parts += ["", "## Scaling (forward+backward, 20 elements per set)", "",
+              scaling_table("E (F=64)", ELEMENTS, scaling["elements"]), "",
+              scaling_table("F (E=1,000,000)", CHANNELS, scaling["channels"]), "",
+              "![scaling](scaling.png)"]
+    os.makedirs(args.report, exist_ok=True)
+    plot(scaling, os.path.join(args.report, "scaling.png"))
+    with open(os.path.join(args.report, "scaling.json"), "w") as fh:
+        json.dump(scaling, fh, indent=1)
+    return "\n".join(parts) + "\n"
+
+
+def scaling_table(label: str, sizes: list[int], points: list[dict]) -> str:
+    lines = [f"| {label} | " + " | ".join(f"{m} (s)" for m in SCALING_METHODS)
+             + " | gnp / mean | attsets / mean |", "|---:|" + "---:|" * (len(SCALING_METHODS) + 2)]
+    for n, point in zip(sizes, points, strict=True):
+        t = {m: point[m]["time"] for m in SCALING_METHODS}
+        lines.append(f"| {n:,} | " + " | ".join(f"{t[m]:.3f}" for m in SCALING_METHODS)
+                     + f" | {t['gnp'] / t['mean']:.2f} | {t['attsets'] / t['mean']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(scaling: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, sizes, xlabel in ((axes[0], "elements", ELEMENTS, "elements E (F = 64)"),
+                                  (axes[1], "channels", CHANNELS, "channels F (E = 1,000,000)")):
+        for m in SCALING_METHODS:
+            ax.plot(sizes, [p[m]["time"] for p in scaling[key]], marker="o", label=m)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("forward+backward time (s)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("Aggregation time, 20 elements per set, float32, 2 CPU threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (min is kept)")
     parser.add_argument("--inference", action="store_true", help="forward only, no autograd")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", metavar="DIR",
+                        help="run the full suite (methods, layouts, inference, scaling) and "
+                             "write DIR/README.md and DIR/scaling.png")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.elements is None:
@@ -156,6 +243,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         args.method = args.worker
         print(json.dumps(worker(args)))
+        return
+    if args.report:
+        text = report(args)
+        with open(os.path.join(args.report, "README.md"), "w") as fh:
+            fh.write("# Aggregation benchmark\n\n`python experiments/bench_aggr.py --report "
+                     f"{args.report}`\n\n" + text)
+        print(text)
         return
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(METHODS))
