@@ -22,14 +22,16 @@
 namespace {
 
 // Branch-free float log and exp (Cephes polynomials, ~1 ulp on normal numbers) so that
-// the element loops vectorise. Special values: log(0) = -inf, log(inf) = inf,
-// log(<0) = NaN, exp(-inf) = 0, exp(inf) = inf, NaN in -> NaN out. exp flushes results
-// below ~2e-38 to 0.
-inline float flog(float x) {
+// the element loops vectorise. The cores handle only what the element loops need:
+// log_core: x >= 0 with subnormals, log(0) = -inf (inf and NaN give unspecified finite
+// values); exp_core: exp(-inf) = 0, results below ~2e-38 flush to 0, arguments above
+// ~88.7 clamp to ~3.4e38. Every element loop masks the lanes where those cases occur;
+// flog and fexp add full special-value handling for the per-set code.
+inline float log_core(float x) {
   const bool sub = x < 1.17549435e-38f;
   const float xs = sub ? x * 8388608.0f : x;
   const uint32_t ix = __builtin_bit_cast(uint32_t, xs);
-  int e = static_cast<int>((ix >> 23) & 0xffu) - 127 - (sub ? 23 : 0);
+  int e = static_cast<int>(ix >> 23) - 127 - (sub ? 23 : 0);
   float m = __builtin_bit_cast(float, (ix & 0x007fffffu) | 0x3f800000u);
   const bool big = m > 1.41421356f;
   m = big ? m * 0.5f : m;
@@ -49,14 +51,11 @@ inline float flog(float x) {
   const float fe = static_cast<float>(e);
   y += fe * -2.12194440e-4f;
   y += -0.5f * z;
-  float r = f + y + fe * 0.693359375f;
-  r = (x == 0.0f) ? -std::numeric_limits<float>::infinity() : r;
-  r = (x == std::numeric_limits<float>::infinity()) ? x : r;
-  r = ((x < 0.0f) | (x != x)) ? std::numeric_limits<float>::quiet_NaN() : r;
-  return r;
+  const float r = f + y + fe * 0.693359375f;
+  return x == 0.0f ? -std::numeric_limits<float>::infinity() : r;
 }
 
-inline float fexp(float x) {
+inline float exp_core(float x) {
   const float lo = -87.33654f, hi = 88.72283f;
   const float xc = x < lo ? lo : (x > hi ? hi : x);
   // Round to nearest by the 1.5 * 2^23 trick (no floor instruction needed): |g| <= ln2 / 2.
@@ -72,13 +71,26 @@ inline float fexp(float x) {
   y = y * z + g + 1.0f;
   // 2^(n-1) * 2 keeps the exponent field valid up to n = 128.
   const float scale = __builtin_bit_cast(float, (static_cast<int32_t>(n) + 126) << 23);
-  float r = y * scale * 2.0f;
-  r = x < lo ? 0.0f : r;
-  r = x > hi ? std::numeric_limits<float>::infinity() : r;
+  const float r = y * scale * 2.0f;
+  return x < lo ? 0.0f : r;
+}
+
+inline float flog(float x) {
+  float r = log_core(x);
+  r = (x == std::numeric_limits<float>::infinity()) ? x : r;
+  r = ((x < 0.0f) | (x != x)) ? std::numeric_limits<float>::quiet_NaN() : r;
+  return r;
+}
+
+inline float fexp(float x) {
+  float r = exp_core(x);
+  r = x > 88.72283f ? std::numeric_limits<float>::infinity() : r;
   r = x != x ? x : r;
   return r;
 }
 
+inline double log_core(double x) { return std::log(x); }
+inline double exp_core(double x) { return std::exp(x); }
 inline double flog(double x) { return std::log(x); }
 inline double fexp(double x) { return std::exp(x); }
 
@@ -157,7 +169,7 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
           const T v = row[k], ip = inv_p[k], in = inv_n[k], p_p = pp[k], p_n = pn[k];
           const bool neg = v < T(0);
           const T y = neg ? -v * in : v * ip;
-          const T w = fexp((neg ? p_n : p_p) * flog(y));
+          const T w = exp_core((neg ? p_n : p_p) * log_core(y));
           acc_p[k] += v > T(0) ? w : T(0);
           acc_n[k] += neg ? w : T(0);
         }
@@ -167,8 +179,9 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
       for (int64_t k = 0; k < K; ++k) {
         const bool bad = mx[k] != mx[k];
         const T rp = r_pos[o + k], rn = r_neg[o + k];
-        T gp = fexp(flog(rp) + (flog(acc_p[k]) - qp[k] * log_n) / pp[k]);
-        T gn = fexp(flog(rn) + (flog(acc_n[k]) - qn[k] * log_n) / pn[k]);
+        // acc >= 1 and r > 0 in a regular set; a zero set (r == 0) is selected away below.
+        T gp = fexp(log_core(rp) + (log_core(acc_p[k]) - qp[k] * log_n) / pp[k]);
+        T gn = fexp(log_core(rn) + (log_core(acc_n[k]) - qn[k] * log_n) / pn[k]);
         gp = rp > T(0) ? gp : T(0);
         gn = rn > T(0) ? gn : T(0);
         gp = bad ? nan : gp;
@@ -183,13 +196,15 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
   }
 }
 
-// Per-set factor A of dG/dy_i = A * t_i^(p-1) (see gnp_composite.py), given the zero count
-// of the part (only consulted for a zero set with p < 0).
+// Per-set factor A of dG/dy_i = A * t_i^(p-1) (see gnp_composite.py) from log s, given the
+// zero count of the part (only consulted for a zero set with p < 0). NaN in the set's
+// output makes A NaN, so the set's gradients show it.
 template <typename T>
-inline T factor(T r, T s, T p, T q, T log_n, T zeros) {
-  const T regular = fexp((-q * log_n + (T(1) - p) * flog(s)) / p);
-  const T at_zero = ((p > T(0)) | (zeros == T(1))) ? fexp(-q * log_n / p) : T(0);
-  return r > T(0) ? regular : at_zero;
+inline T factor(T r, T log_s, T g, T p, T q, T log_n, T zeros) {
+  const T regular = exp_core((-q * log_n + (T(1) - p) * log_s) / p);
+  const T at_zero = ((p > T(0)) | (zeros == T(1))) ? exp_core(-q * log_n / p) : T(0);
+  const T a = r > T(0) ? regular : at_zero;
+  return g != g ? g : a;
 }
 
 template <typename T>
@@ -209,7 +224,7 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
   {
     const int tid = omp_get_thread_num();
     std::vector<T> pp(K), pn(K), qp(K), qn(K), ga_p(K), ga_n(K), inv_p(K), inv_n(K), half0(K),
-        zp(K), zn(K), st_p(K), st_n(K), scratch(K);
+        zp(K), zn(K), st_p(K), st_n(K), d_p(K), d_n(K), scratch(K);
     T* acc = grad_params ? grad_params + static_cast<int64_t>(tid) * 4 * K : nullptr;
     for (int64_t k = 0; k < K; ++k) {
       pp[k] = prm.p_pos[k * prm.stride];
@@ -228,7 +243,7 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
       bool count = false;
       for (int64_t k = 0; k < K; ++k) {
         zp[k] = zn[k] = T(0);
-        count |= (r_pos[o + k] == T(0) && pp[k] < T(0)) || (r_neg[o + k] == T(0) && pn[k] < T(0));
+        count |= ((r_pos[o + k] == T(0)) & (pp[k] < T(0))) | ((r_neg[o + k] == T(0)) & (pn[k] < T(0)));
       }
       if (count && grad_x) {
         for (int64_t i = b; i < e; ++i) {
@@ -244,8 +259,12 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
       for (int64_t k = 0; k < K; ++k) {
         const T g = grad[o + k];
         const T rp = r_pos[o + k], rn = r_neg[o + k];
-        ga_p[k] = g * factor(rp, s_pos[o + k], pp[k], qp[k], log_n, zp[k]);
-        ga_n[k] = g * factor(rn, s_neg[o + k], pn[k], qn[k], log_n, zn[k]);
+        // s >= 1 in a regular set; zero sets take the other branch of factor().
+        const T ls_p = log_core(s_pos[o + k]), ls_n = log_core(s_neg[o + k]);
+        ga_p[k] = g * factor(rp, ls_p, g_pos[o + k], pp[k], qp[k], log_n, zp[k]);
+        ga_n[k] = g * factor(rn, ls_n, g_neg[o + k], pn[k], qn[k], log_n, zn[k]);
+        d_p[k] = (ls_p - qp[k] * log_n) / pp[k];
+        d_n[k] = (ls_n - qn[k] * log_n) / pn[k];
         inv_p[k] = rp > T(0) ? T(1) / rp : T(0);
         inv_n[k] = rn > T(0) ? T(1) / rn : T(0);
         // At x == 0 each part's one-sided derivative: t = 0 gives t^(p-1) = [p == 1] in a
@@ -267,8 +286,8 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
           const bool neg = v < T(0);
           const T p = neg ? p_n : p_p;
           const T t = neg ? -v * in : v * ip;
-          const T lt = flog(t);
-          T phi = fexp((p - T(1)) * lt);
+          const T lt = log_core(t);
+          T phi = exp_core((p - T(1)) * lt);
           // t == 0 off the kink: y/r underflowed (regular set) or a zero set with p < 0.
           phi = t == T(0) ? (p == T(1) ? T(1) : T(0)) : phi;
           const T c = ((t > T(0)) & (t < inf)) ? t * phi * lt : T(0);
@@ -281,19 +300,18 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
         }
       }
       if (!acc) continue;
+      // dG/dp = G/p (sum t^p log t / s - d), dG/dq = -G log n / p; parts with G == 0 (zero
+      // and empty sets) or NaN contribute nothing.
+#pragma omp simd
       for (int64_t k = 0; k < K; ++k) {
         const T g = grad[o + k];
         const T gp = g_pos[o + k], gn = g_neg[o + k];
-        if (gp > T(0)) {
-          const T d = (flog(s_pos[o + k]) - qp[k] * log_n) / pp[k];
-          acc[k] += g * gp / pp[k] * (st_p[k] / s_pos[o + k] - d);
-          acc[K + k] += -g * gp * log_n / pp[k];
-        }
-        if (gn > T(0)) {
-          const T d = (flog(s_neg[o + k]) - qn[k] * log_n) / pn[k];
-          acc[2 * K + k] -= g * gn / pn[k] * (st_n[k] / s_neg[o + k] - d);
-          acc[3 * K + k] -= -g * gn * log_n / pn[k];
-        }
+        const T sp = s_pos[o + k], sn = s_neg[o + k];
+        const bool live_p = gp > T(0), live_n = gn > T(0);
+        acc[k] += live_p ? g * gp / pp[k] * (st_p[k] / sp - d_p[k]) : T(0);
+        acc[K + k] += live_p ? -g * gp * log_n / pp[k] : T(0);
+        acc[2 * K + k] -= live_n ? g * gn / pn[k] * (st_n[k] / sn - d_n[k]) : T(0);
+        acc[3 * K + k] -= live_n ? -g * gn * log_n / pn[k] : T(0);
       }
     }
   }
@@ -334,7 +352,7 @@ void attsets_forward_impl(const T* x, const T* z, const int64_t* ptr, const int6
         const T* xr = x + r * K;
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
-          const T w = fexp(zr[k] - m[k]);
+          const T w = exp_core(zr[k] - m[k]);
           l[k] += w;
           num[k] += w * xr[k];
         }
@@ -375,7 +393,7 @@ void attsets_backward_impl(const T* x, const T* z, const int64_t* ptr, const int
         T* gz = grad_z ? grad_z + r * K : scratch_z.data();
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
-          const T w = fexp(zr[k] - m[k]) * il[k];
+          const T w = exp_core(zr[k] - m[k]) * il[k];
           gx[k] = g[k] * w;
           gz[k] = w * (g[k] * xr[k] - go[k]);
         }
