@@ -151,21 +151,22 @@ def test_bad_input_is_rejected(kwargs, message):
 @pytest.mark.parametrize("activation", [None, "tanh"])
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("layout", ["sorted", "unsorted", "ptr"])
-def test_attsets_linear_matches_linear_then_attsets(monkeypatch, activation, shared, layout):
-    # Small chunks so that the fused path runs over many chunks and a set larger than one.
-    import gnpool.kernels.attsets_linear as fused
-    monkeypatch.setattr(fused, "CHUNK_ROWS", 16)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_attsets_linear_matches_linear_then_attsets(activation, shared, layout, with_bias):
     x, index = random_sets(300, 25, 5, seed=7, sort=layout != "unsorted")
     index[index == 3] = 4  # one big set
     x.requires_grad_()
     weight = torch.randn(1 if shared else 5, 5, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(1 if shared else 5, dtype=torch.float64, requires_grad=True)
     kwargs = {"ptr": to_ptr(index, 25)} if layout == "ptr" else {"index": index, "dim_size": 25}
+    if not with_bias:
+        bias = None
     upstream = torch.randn(25, 5, dtype=torch.float64)
     outs, grads = [], []
     for name in BACKENDS:
         out = attsets_linear(x, weight, bias, activation, backend=name, **kwargs)
-        grads.append(torch.autograd.grad((out * upstream).sum(), (x, weight, bias)))
+        inputs = (x, weight) if bias is None else (x, weight, bias)
+        grads.append(torch.autograd.grad((out * upstream).sum(), inputs))
         outs.append(out)
     scores = torch.nn.functional.linear(x, weight, bias)
     scores = torch.tanh(scores) if activation else scores
@@ -177,17 +178,17 @@ def test_attsets_linear_matches_linear_then_attsets(monkeypatch, activation, sha
             torch.testing.assert_close(a, b)
 
 
-def test_attsets_linear_gradcheck_on_the_fused_path(monkeypatch):
-    import gnpool.kernels.attsets_linear as fused
-    monkeypatch.setattr(fused, "CHUNK_ROWS", 8)
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("activation", [None, "tanh"])
+def test_attsets_linear_gradcheck(backend, shared, activation):
     x, index = random_sets(40, 6, 3, seed=8)
     x.requires_grad_()
-    weight = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    backend = BACKENDS[0]
+    rows = 1 if shared else 3
+    weight = torch.randn(rows, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(rows, dtype=torch.float64, requires_grad=True)
 
     def fn(x, weight, bias):
-        return attsets_linear(x, weight, bias, "tanh", index, dim_size=6, backend=backend)
+        return attsets_linear(x, weight, bias, activation, index, dim_size=6, backend=backend)
 
     assert torch.autograd.gradcheck(fn, (x, weight, bias))
 

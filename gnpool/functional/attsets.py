@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 
 from ..kernels import Segments, cpu, resolve_backend, segment_tensors
-from ..kernels import attsets_linear as attsets_linear_kernels
 from ..kernels.attsets_composite import attsets_backward, attsets_forward
 from ._sets import check_features, compute_dtype, from_rows, make_segments, normalize_dim, to_rows
 
@@ -93,14 +92,14 @@ def attsets(
 
 
 class AttSetsLinearFunction(torch.autograd.Function):
-    """AttSets with scores ``x W^T + b`` computed chunk by chunk and recomputed in
-    backward (fused CPU kernels only)."""
+    """AttSets with scores ``act(x W^T + b)`` computed inside the fused CPU kernels and
+    recomputed in backward: nothing of size elements x channels is saved besides ``x``."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None,
                 activation: str | None, ptr: Tensor, perm: Tensor | None,
                 size: int) -> Tensor:
-        out, m, l = attsets_linear_kernels.forward(x, weight, bias, activation, ptr, perm, size)
+        out, m, l = cpu.attsets_linear_forward(x, weight, bias, activation, ptr, perm, size)
         ctx.save_for_backward(x, weight, bias, ptr, perm, out, m, l)
         ctx.activation = activation
         return out
@@ -108,9 +107,12 @@ class AttSetsLinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight, bias, ptr, perm, out, m, l = ctx.saved_tensors
-        grads = attsets_linear_kernels.backward(grad, x, weight, bias, ctx.activation, ptr, perm,
-                                                out, m, l, tuple(ctx.needs_input_grad[:3]))
-        return (*grads, None, None, None, None)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x, grad_w, grad_b = cpu.attsets_linear_backward(
+            grad, x, weight, bias, ctx.activation, ptr, perm, out, m, l, need_x,
+            need_w or need_b)
+        return (grad_x, grad_w if need_w else None, grad_b if need_b else None,
+                None, None, None, None)
 
 
 def attsets_linear(
@@ -126,10 +128,10 @@ def attsets_linear(
 ) -> Tensor:
     r"""AttSets with a linear scoring layer: ``attsets(x, act(x W^T + b), ...)``.
 
-    On the fused CPU kernels the scores are computed chunk by chunk and recomputed in
-    backward, so no ``[elements, channels]`` tensor besides ``x`` and its gradient is
-    ever held; elsewhere this is exactly the composition of ``linear`` and
-    :func:`attsets`.
+    On the fused CPU kernels each element's scores are computed from the element while it
+    is in cache and recomputed in backward, so no ``[elements, channels]`` tensor besides
+    ``x`` and its gradient is ever held; elsewhere this is exactly the composition of
+    ``linear`` and :func:`attsets`.
 
     Args:
         x: features ``[..., F]`` pooled along ``dim``.

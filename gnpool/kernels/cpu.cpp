@@ -402,11 +402,156 @@ void attsets_backward_impl(const T* x, const T* z, const int64_t* ptr, const int
   }
 }
 
+
+// AttSets with its scoring layer z = act(W x + b) fused in: the scores of a row are
+// computed from the row while it is in cache (twice in forward: for the max, then for the
+// sums; once more in backward), so no [E, K] score tensor ever exists. W is [Ko, F] with
+// Ko = K (one score per channel) or Ko = 1 (one score shared by every channel); Wt is W
+// transposed. act: 0 none, 1 tanh.
+template <typename T>
+inline void score_row(const T* xr, const T* Wt, const T* bias, int64_t K, int64_t Ko, int act,
+                      T* z) {
+  if (Ko == 1) {
+    T acc = bias ? bias[0] : T(0);
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < K; ++j) acc += Wt[j] * xr[j];
+    if (act) acc = std::tanh(acc);
+    for (int64_t k = 0; k < K; ++k) z[k] = acc;
+    return;
+  }
+  for (int64_t k = 0; k < K; ++k) z[k] = bias ? bias[k] : T(0);
+  for (int64_t j = 0; j < K; ++j) {
+    const T xj = xr[j];
+    const T* w = Wt + j * K;
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) z[k] += w[k] * xj;
+  }
+  if (act)
+    for (int64_t k = 0; k < K; ++k) z[k] = std::tanh(z[k]);
+}
+
+template <typename T>
+void attsets_linear_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64_t S,
+                                 int64_t K, const T* Wt, const T* bias, int64_t Ko, int act,
+                                 T* out, T* m_out, T* l_out, int nthreads) {
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> z(K), m(K), l(K), num(K);
+#pragma omp for schedule(dynamic, 256)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t b = ptr[s], e = ptr[s + 1];
+      const int64_t o = s * K;
+      if (e <= b) {
+        for (int64_t k = 0; k < K; ++k) out[o + k] = m_out[o + k] = l_out[o + k] = T(0);
+        continue;
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        m[k] = -std::numeric_limits<T>::infinity();
+        l[k] = num[k] = T(0);
+      }
+      for (int64_t i = b; i < e; ++i) {
+        score_row(x + (perm ? perm[i] : i) * K, Wt, bias, K, Ko, act, z.data());
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) {
+          const T v = z[k];
+          m[k] = ((v > m[k]) | (v != v)) ? v : m[k];
+        }
+      }
+      for (int64_t i = b; i < e; ++i) {
+        const T* xr = x + (perm ? perm[i] : i) * K;
+        score_row(xr, Wt, bias, K, Ko, act, z.data());
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) {
+          const T w = exp_core(z[k] - m[k]);
+          l[k] += w;
+          num[k] += w * xr[k];
+        }
+      }
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k) {
+        out[o + k] = num[k] / l[k];
+        m_out[o + k] = m[k];
+        l_out[o + k] = l[k];
+      }
+    }
+  }
+}
+
+template <typename T>
+void attsets_linear_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64_t S,
+                                  int64_t K, const T* W, const T* Wt, const T* bias, int64_t Ko,
+                                  int act, const T* grad, const T* out, const T* m_in,
+                                  const T* l_in, T* grad_x, T* grad_w, int nthreads) {
+  // grad_w: [nthreads, Ko * K + Ko] partial sums of dW and db (or null).
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int tid = omp_get_thread_num();
+    std::vector<T> z(K), g(K), go(K), m(K), il(K), gz(K), scratch(K);
+    T* gw = grad_w ? grad_w + static_cast<int64_t>(tid) * (Ko * K + Ko) : nullptr;
+    if (gw)
+      for (int64_t j = 0; j < Ko * K + Ko; ++j) gw[j] = T(0);
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t b = ptr[s], e = ptr[s + 1];
+      const int64_t o = s * K;
+      for (int64_t k = 0; k < K; ++k) {
+        g[k] = grad[o + k];
+        go[k] = grad[o + k] * out[o + k];
+        m[k] = m_in[o + k];
+        il[k] = T(1) / l_in[o + k];
+      }
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t r = perm ? perm[i] : i;
+        const T* xr = x + r * K;
+        T* gx = grad_x ? grad_x + r * K : scratch.data();
+        score_row(xr, Wt, bias, K, Ko, act, z.data());
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) {
+          const T w = exp_core(z[k] - m[k]) * il[k];
+          gx[k] = g[k] * w;
+          // d/d(score) of the softmax-weighted sum, then through tanh when present.
+          const T d = w * (g[k] * xr[k] - go[k]);
+          gz[k] = act ? d * (T(1) - z[k] * z[k]) : d;
+        }
+        if (Ko == 1) {
+          T total = T(0);
+#pragma omp simd reduction(+ : total)
+          for (int64_t k = 0; k < K; ++k) total += gz[k];
+#pragma omp simd
+          for (int64_t j = 0; j < K; ++j) gx[j] += W[j] * total;
+          if (gw) {
+#pragma omp simd
+            for (int64_t j = 0; j < K; ++j) gw[j] += total * xr[j];
+            gw[K] += total;
+          }
+          continue;
+        }
+        for (int64_t k = 0; k < K; ++k) {
+          const T gk = gz[k];
+          const T* wk = W + k * K;
+#pragma omp simd
+          for (int64_t j = 0; j < K; ++j) gx[j] += wk[j] * gk;
+        }
+        if (gw) {
+          for (int64_t k = 0; k < K; ++k) {
+            const T gk = gz[k];
+            T* gwk = gw + k * K;
+#pragma omp simd
+            for (int64_t j = 0; j < K; ++j) gwk[j] += gk * xr[j];
+          }
+#pragma omp simd
+          for (int64_t k = 0; k < K; ++k) gw[Ko * K + k] += gz[k];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
 
-int gnpool_abi_version() { return 2; }
+int gnpool_abi_version() { return 3; }
 
 void gnpool_gnp_forward_f32(const float* x, const int64_t* ptr, const int64_t* perm, int64_t S,
                             int64_t K, const float* p_pos, const float* q_pos, const float* p_neg,
@@ -468,6 +613,42 @@ void gnpool_attsets_backward_f64(const double* x, const double* z, const int64_t
                                  double* grad_z, int nthreads) {
   attsets_backward_impl<double>(x, z, ptr, perm, S, K, grad, out, m, l, grad_x, grad_z,
                                 nthreads);
+}
+
+void gnpool_attsets_linear_forward_f32(const float* x, const int64_t* ptr, const int64_t* perm,
+                                       int64_t S, int64_t K, const float* Wt, const float* bias,
+                                       int64_t Ko, int act, float* out, float* m, float* l,
+                                       int nthreads) {
+  attsets_linear_forward_impl<float>(x, ptr, perm, S, K, Wt, bias, Ko, act, out, m, l,
+                                     nthreads);
+}
+
+void gnpool_attsets_linear_forward_f64(const double* x, const int64_t* ptr, const int64_t* perm,
+                                       int64_t S, int64_t K, const double* Wt,
+                                       const double* bias, int64_t Ko, int act, double* out,
+                                       double* m, double* l, int nthreads) {
+  attsets_linear_forward_impl<double>(x, ptr, perm, S, K, Wt, bias, Ko, act, out, m, l,
+                                      nthreads);
+}
+
+void gnpool_attsets_linear_backward_f32(const float* x, const int64_t* ptr, const int64_t* perm,
+                                        int64_t S, int64_t K, const float* W, const float* Wt,
+                                        const float* bias, int64_t Ko, int act,
+                                        const float* grad, const float* out, const float* m,
+                                        const float* l, float* grad_x, float* grad_w,
+                                        int nthreads) {
+  attsets_linear_backward_impl<float>(x, ptr, perm, S, K, W, Wt, bias, Ko, act, grad, out, m, l,
+                                      grad_x, grad_w, nthreads);
+}
+
+void gnpool_attsets_linear_backward_f64(const double* x, const int64_t* ptr,
+                                        const int64_t* perm, int64_t S, int64_t K,
+                                        const double* W, const double* Wt, const double* bias,
+                                        int64_t Ko, int act, const double* grad,
+                                        const double* out, const double* m, const double* l,
+                                        double* grad_x, double* grad_w, int nthreads) {
+  attsets_linear_backward_impl<double>(x, ptr, perm, S, K, W, Wt, bias, Ko, act, grad, out, m,
+                                       l, grad_x, grad_w, nthreads);
 }
 
 // Counting sort of an index vector into CSR: ptr [S + 1] and a stable perm [E].

@@ -24,8 +24,12 @@ _SIGNATURES = {
     "gnpool_gnp_backward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I64, _P, _P, _P, _P, _INT],
     "gnpool_attsets_forward": [_P, _P, _P, _P, _I64, _I64, _P, _P, _P, _INT],
     "gnpool_attsets_backward": [_P, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _INT],
+    "gnpool_attsets_linear_forward": [_P, _P, _P, _I64, _I64, _P, _P, _I64, _INT, _P, _P, _P,
+                                      _INT],
+    "gnpool_attsets_linear_backward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _I64, _INT, _P, _P,
+                                       _P, _P, _P, _P, _INT],
 }
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 
 
 def _levels() -> list[str]:
@@ -159,3 +163,48 @@ def attsets_backward(grad: Tensor, x: Tensor, scores: Tensor, ptr: Tensor,
        _p(m.contiguous()), _p(l.contiguous()), _p(grad_x), _p(grad_scores),
        torch.get_num_threads())
     return grad_x, grad_scores
+
+
+_ACTIVATION_CODES = {None: 0, "tanh": 1}
+
+
+def attsets_linear_forward(x: Tensor, weight: Tensor, bias: Tensor | None,
+                           activation: str | None, ptr: Tensor, perm: Tensor | None, size: int
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+    """AttSets with scores ``act(x W^T + b)`` computed row by row inside the kernel: the
+    ``[S, K]`` output and the per-set statistics ``(m, l)``."""
+    x = x.contiguous()
+    columns = x.size(1)
+    wt = weight.detach().to(x.dtype).t().contiguous()
+    b = None if bias is None else bias.detach().to(x.dtype).contiguous()
+    out, m, l = (x.new_empty(size, columns) for _ in range(3))
+    fn = getattr(_lib, f"gnpool_attsets_linear_forward_{_DTYPES[x.dtype]}")
+    fn(_p(x), _p(ptr), _p(perm), size, columns, _p(wt), _p(b), weight.size(0),
+       _ACTIVATION_CODES[activation], _p(out), _p(m), _p(l), torch.get_num_threads())
+    return out, m, l
+
+
+def attsets_linear_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None,
+                            activation: str | None, ptr: Tensor, perm: Tensor | None,
+                            out: Tensor, m: Tensor, l: Tensor, need_x: bool, need_params: bool
+                            ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Gradients for ``(x, weight, bias)`` (scores recomputed row by row)."""
+    x = x.contiguous()
+    columns, rows_out = x.size(1), weight.size(0)
+    grad = grad.to(x.dtype).contiguous()
+    w = weight.detach().to(x.dtype).contiguous()
+    wt = w.t().contiguous()
+    b = None if bias is None else bias.detach().to(x.dtype).contiguous()
+    grad_x = torch.empty_like(x) if need_x else None
+    threads = torch.get_num_threads()
+    partial = x.new_empty(threads, rows_out * columns + rows_out) if need_params else None
+    fn = getattr(_lib, f"gnpool_attsets_linear_backward_{_DTYPES[x.dtype]}")
+    fn(_p(x), _p(ptr), _p(perm), out.size(0), columns, _p(w), _p(wt), _p(b), rows_out,
+       _ACTIVATION_CODES[activation], _p(grad), _p(out.contiguous()), _p(m.contiguous()),
+       _p(l.contiguous()), _p(grad_x), _p(partial), threads)
+    if partial is None:
+        return grad_x, None, None
+    total = partial.sum(0)
+    grad_w = total[: rows_out * columns].view_as(weight).to(weight.dtype)
+    grad_b = None if bias is None else total[rows_out * columns:].to(bias.dtype)
+    return grad_x, grad_w, grad_b
