@@ -404,10 +404,52 @@ void attsets_backward_impl(const T* x, const T* z, const int64_t* ptr, const int
 
 
 // AttSets with its scoring layer z = act(W x + b) fused in: the scores of a row are
-// computed from the row while it is in cache (twice in forward: for the max, then for the
-// sums; once more in backward), so no [E, K] score tensor ever exists. W is [Ko, F] with
+// computed from the row while it is in cache (in forward once per row for sets of up to
+// 64 rows, twice for larger ones; once more in backward), so no [E, K] score tensor ever
+// exists. W is [Ko, K] with
 // Ko = K (one score per channel) or Ko = 1 (one score shared by every channel); Wt is W
-// transposed. act: 0 none, 1 tanh.
+// transposed. act: 0 none, 1 tanh. The small matrix products are register-blocked over
+// BLOCK outputs so that the accumulators stay in vector registers.
+// A 64-byte vector of T (GCC vector extension: split into the target's registers).
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(64)));
+  static constexpr int64_t lanes = 64 / sizeof(T);
+  static type load(const T* p) {
+    type v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
+  static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
+  static type zero() { return type{} * T(0); }
+};
+
+// out[c] = init[c] + sum_j a[j] * M[j * ld + c] for c in [0, n): a row vector times a
+// matrix, two vectors of outputs at a time kept in registers.
+template <typename T>
+inline void vecmat(const T* a, const T* M, int64_t rows, int64_t ld, int64_t n, const T* init,
+                   T* out) {
+  using V = Vec<T>;
+  constexpr int64_t L = V::lanes;
+  int64_t c0 = 0;
+  for (; c0 + 2 * L <= n; c0 += 2 * L) {
+    typename V::type acc0 = init ? V::load(init + c0) : V::zero();
+    typename V::type acc1 = init ? V::load(init + c0 + L) : V::zero();
+    for (int64_t j = 0; j < rows; ++j) {
+      const T* m = M + j * ld + c0;
+      acc0 += a[j] * V::load(m);
+      acc1 += a[j] * V::load(m + L);
+    }
+    V::store(out + c0, acc0);
+    V::store(out + c0 + L, acc1);
+  }
+  for (int64_t c = c0; c < n; ++c) {
+    T acc = init ? init[c] : T(0);
+    for (int64_t j = 0; j < rows; ++j) acc += a[j] * M[j * ld + c];
+    out[c] = acc;
+  }
+}
+
 template <typename T>
 inline void score_row(const T* xr, const T* Wt, const T* bias, int64_t K, int64_t Ko, int act,
                       T* z) {
@@ -419,24 +461,61 @@ inline void score_row(const T* xr, const T* Wt, const T* bias, int64_t K, int64_
     for (int64_t k = 0; k < K; ++k) z[k] = acc;
     return;
   }
-  for (int64_t k = 0; k < K; ++k) z[k] = bias ? bias[k] : T(0);
-  for (int64_t j = 0; j < K; ++j) {
-    const T xj = xr[j];
-    const T* w = Wt + j * K;
-#pragma omp simd
-    for (int64_t k = 0; k < K; ++k) z[k] += w[k] * xj;
-  }
+  vecmat(xr, Wt, K, K, K, bias, z);
   if (act)
     for (int64_t k = 0; k < K; ++k) z[k] = std::tanh(z[k]);
+}
+
+// gw[k, j] += sum_r gz[r, k] * x_r[j] over a block of n rows: 4 rows of gw times two
+// vectors of columns accumulate in registers.
+template <typename T>
+void outer_update(const T* gz, const T* const* rows, int64_t n, int64_t Ko, int64_t K, T* gw) {
+  using V = Vec<T>;
+  constexpr int64_t L = V::lanes;
+  int64_t k0 = 0;
+  for (; k0 + 4 <= Ko; k0 += 4) {
+    int64_t j0 = 0;
+    for (; j0 + 2 * L <= K; j0 += 2 * L) {
+      typename V::type acc[4][2];
+      for (int a = 0; a < 4; ++a) {
+        acc[a][0] = V::load(gw + (k0 + a) * K + j0);
+        acc[a][1] = V::load(gw + (k0 + a) * K + j0 + L);
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        const typename V::type x0 = V::load(rows[r] + j0), x1 = V::load(rows[r] + j0 + L);
+        for (int a = 0; a < 4; ++a) {
+          const T ga = gz[r * Ko + k0 + a];
+          acc[a][0] += ga * x0;
+          acc[a][1] += ga * x1;
+        }
+      }
+      for (int a = 0; a < 4; ++a) {
+        V::store(gw + (k0 + a) * K + j0, acc[a][0]);
+        V::store(gw + (k0 + a) * K + j0 + L, acc[a][1]);
+      }
+    }
+    for (int64_t k = k0; k < k0 + 4; ++k)
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = j0; j < K; ++j) gw[k * K + j] += gz[r * Ko + k] * rows[r][j];
+  }
+  for (int64_t k = k0; k < Ko; ++k)
+    for (int64_t r = 0; r < n; ++r) {
+      const T g = gz[r * Ko + k];
+#pragma omp simd
+      for (int64_t j = 0; j < K; ++j) gw[k * K + j] += g * rows[r][j];
+    }
 }
 
 template <typename T>
 void attsets_linear_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64_t S,
                                  int64_t K, const T* Wt, const T* bias, int64_t Ko, int act,
                                  T* out, T* m_out, T* l_out, int nthreads) {
+  // The scores of a set of up to CACHED rows are kept between the two sweeps; a larger
+  // set's are computed again in the second sweep.
+  constexpr int64_t CACHED = 64;
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> z(K), m(K), l(K), num(K);
+    std::vector<T> zc(CACHED * K), z(K), m(K), l(K), num(K);
 #pragma omp for schedule(dynamic, 256)
     for (int64_t s = 0; s < S; ++s) {
       const int64_t b = ptr[s], e = ptr[s + 1];
@@ -445,24 +524,27 @@ void attsets_linear_forward_impl(const T* x, const int64_t* ptr, const int64_t* 
         for (int64_t k = 0; k < K; ++k) out[o + k] = m_out[o + k] = l_out[o + k] = T(0);
         continue;
       }
+      const bool cached = e - b <= CACHED;
       for (int64_t k = 0; k < K; ++k) {
         m[k] = -std::numeric_limits<T>::infinity();
         l[k] = num[k] = T(0);
       }
       for (int64_t i = b; i < e; ++i) {
-        score_row(x + (perm ? perm[i] : i) * K, Wt, bias, K, Ko, act, z.data());
+        T* zr = cached ? zc.data() + (i - b) * K : z.data();
+        score_row(x + (perm ? perm[i] : i) * K, Wt, bias, K, Ko, act, zr);
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
-          const T v = z[k];
+          const T v = zr[k];
           m[k] = ((v > m[k]) | (v != v)) ? v : m[k];
         }
       }
       for (int64_t i = b; i < e; ++i) {
         const T* xr = x + (perm ? perm[i] : i) * K;
-        score_row(xr, Wt, bias, K, Ko, act, z.data());
+        const T* zr = cached ? zc.data() + (i - b) * K : z.data();
+        if (!cached) score_row(xr, Wt, bias, K, Ko, act, z.data());
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
-          const T w = exp_core(z[k] - m[k]);
+          const T w = exp_core(zr[k] - m[k]);
           l[k] += w;
           num[k] += w * xr[k];
         }
@@ -482,11 +564,15 @@ void attsets_linear_backward_impl(const T* x, const int64_t* ptr, const int64_t*
                                   int64_t K, const T* W, const T* Wt, const T* bias, int64_t Ko,
                                   int act, const T* grad, const T* out, const T* m_in,
                                   const T* l_in, T* grad_x, T* grad_w, int nthreads) {
-  // grad_w: [nthreads, Ko * K + Ko] partial sums of dW and db (or null).
+  // grad_w: [nthreads, Ko * K + Ko] partial sums of dW and db (or null). The score
+  // gradients of up to ROWS rows are buffered and folded into dW in one blocked update.
+  constexpr int64_t ROWS = 64;
 #pragma omp parallel num_threads(nthreads)
   {
     const int tid = omp_get_thread_num();
-    std::vector<T> z(K), g(K), go(K), m(K), il(K), gz(K), scratch(K);
+    std::vector<T> z(K), g(K), go(K), m(K), il(K), gz(K), gzk(Ko), scratch(K), gzb(ROWS * Ko);
+    std::vector<const T*> rows(ROWS);
+    int64_t buffered = 0;
     T* gw = grad_w ? grad_w + static_cast<int64_t>(tid) * (Ko * K + Ko) : nullptr;
     if (gw)
       for (int64_t j = 0; j < Ko * K + Ko; ++j) gw[j] = T(0);
@@ -517,33 +603,26 @@ void attsets_linear_backward_impl(const T* x, const int64_t* ptr, const int64_t*
           T total = T(0);
 #pragma omp simd reduction(+ : total)
           for (int64_t k = 0; k < K; ++k) total += gz[k];
-#pragma omp simd
-          for (int64_t j = 0; j < K; ++j) gx[j] += W[j] * total;
-          if (gw) {
-#pragma omp simd
-            for (int64_t j = 0; j < K; ++j) gw[j] += total * xr[j];
-            gw[K] += total;
-          }
-          continue;
+          gzk[0] = total;
+        } else {
+          for (int64_t k = 0; k < K; ++k) gzk[k] = gz[k];
         }
-        for (int64_t k = 0; k < K; ++k) {
-          const T gk = gz[k];
-          const T* wk = W + k * K;
-#pragma omp simd
-          for (int64_t j = 0; j < K; ++j) gx[j] += wk[j] * gk;
-        }
+        // gx += gz W (the scoring layer's share of the input gradient).
+        if (grad_x) vecmat(gzk.data(), W, Ko, K, K, gx, gx);
         if (gw) {
-          for (int64_t k = 0; k < K; ++k) {
-            const T gk = gz[k];
-            T* gwk = gw + k * K;
-#pragma omp simd
-            for (int64_t j = 0; j < K; ++j) gwk[j] += gk * xr[j];
+          for (int64_t k = 0; k < Ko; ++k) {
+            gzb[buffered * Ko + k] = gzk[k];
+            gw[Ko * K + k] += gzk[k];
           }
-#pragma omp simd
-          for (int64_t k = 0; k < K; ++k) gw[Ko * K + k] += gz[k];
+          rows[buffered++] = xr;
+          if (buffered == ROWS) {
+            outer_update(gzb.data(), rows.data(), buffered, Ko, K, gw);
+            buffered = 0;
+          }
         }
       }
     }
+    if (gw && buffered) outer_update(gzb.data(), rows.data(), buffered, Ko, K, gw);
   }
 }
 
