@@ -14,7 +14,7 @@ BENCH_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py Makefile gnpool/kernels/cpu.cpp
+$(STAMP): pyproject.toml setup.py Makefile $(wildcard gnpool/kernels/csrc/*)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "torch==$(TORCH_VERSION)"

@@ -1,6 +1,6 @@
 """Builds the optional fused CPU kernels (a plain C++ library loaded through ctypes).
 
-``cpu.cpp`` is compiled once per x86-64 instruction-set level so that the loops
+``gnpool/kernels/csrc`` is compiled once per x86-64 instruction-set level so that the loops
 vectorise for the processor at hand (gnpool/kernels/cpu.py picks the best one at
 import). Every build is optional: where one does not compile (another architecture, no
 OpenMP), gnpool installs without it and falls back to the next or to its torch backends.
@@ -19,7 +19,8 @@ setup(
     ext_modules=[
         Extension(
             f"gnpool.kernels._cpu_{level}",
-            sources=["gnpool/kernels/cpu.cpp"],
+            sources=[f"gnpool/kernels/csrc/{name}.cpp" for name in ("gnp", "attsets", "csr")],
+            depends=["gnpool/kernels/csrc/common.h"],
             language="c++",
             extra_compile_args=FLAGS + march,
             extra_link_args=["-fopenmp"],

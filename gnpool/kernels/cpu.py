@@ -1,4 +1,4 @@
-"""Fused CPU kernels for GNP and AttSets (``cpu.cpp``, built at install) called through ctypes.
+"""Fused CPU kernels for GNP and AttSets (``csrc/``, built at install) called through ctypes.
 
 One pass over the input per reduction sweep, per-set statistics kept in cache, and a
 backward that reads x once and writes its gradient once. Used for contiguous float32 /
@@ -33,7 +33,7 @@ _ABI_VERSION = 3
 
 
 def _levels() -> list[str]:
-    # Builds of cpu.cpp per instruction-set level (setup.py), best first.
+    # Builds of csrc/ per instruction-set level (setup.py), best first.
     capability = torch.backends.cpu.get_cpu_capability()
     levels = ["generic"]
     if capability.startswith("AVX2") or capability.startswith("AVX512"):

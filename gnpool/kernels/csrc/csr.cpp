@@ -1,0 +1,25 @@
+// Grouping of an index vector into CSR form.
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+extern "C" {
+
+// Counting sort of an index vector into CSR: ptr [S + 1] and a stable perm [E].
+// Returns 0, or 1 if an index value lies outside [0, S).
+int gnpool_csr_from_index(const int64_t* index, int64_t E, int64_t S, int64_t* ptr,
+                          int64_t* perm) {
+  std::memset(ptr, 0, sizeof(int64_t) * (S + 1));
+  for (int64_t i = 0; i < E; ++i) {
+    const int64_t j = index[i];
+    if (j < 0 || j >= S) return 1;
+    ++ptr[j + 1];
+  }
+  for (int64_t s = 0; s < S; ++s) ptr[s + 1] += ptr[s];
+  std::vector<int64_t> next(ptr, ptr + S);
+  for (int64_t i = 0; i < E; ++i) perm[next[index[i]]++] = i;
+  return 0;
+}
+
+}  // extern "C"
