@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)-scatter-$(SCATTER)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install test bench lint clean
+.PHONY: install test bench bench-aggr lint clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	$(BIN)/python -m gnpool.bench run --profile quick --report $(BENCH_ARGS)
+
+bench-aggr: $(STAMP)
 	$(BIN)/python experiments/bench_aggr.py $(BENCH_ARGS)
 
 lint: $(STAMP)

@@ -1,0 +1,24 @@
+"""The extrapolation benchmark: a grid of tasks x pooling configurations x seeds, trained
+and stored run by run in SQLite, and a report (Markdown table, PNG plots).
+
+Usage::
+
+    from gnpool.bench import get_profile, plan, run_grid
+    specs = plan(get_profile("quick"), tasks=["max_degree"])
+    summary = run_grid(specs, "runs.sqlite", workers=2)
+
+or ``python -m gnpool.bench run --profile quick`` and ``python -m gnpool.bench report``.
+"""
+
+from .configs import FIXED, LEARNED, PoolingConfig, default_configs, with_overrides
+from .db import RunDB
+from .hparams import HParams
+from .profiles import PROFILES, Profile, TaskPlan, get_profile
+from .report import write_report
+from .runner import GridSummary, RunSpec, default_db, execute, plan, results_dir, run_grid
+
+__all__ = [
+    "FIXED", "LEARNED", "PROFILES", "GridSummary", "HParams", "PoolingConfig", "Profile",
+    "RunDB", "RunSpec", "TaskPlan", "default_configs", "default_db", "execute", "get_profile",
+    "plan", "results_dir", "run_grid", "with_overrides", "write_report",
+]

@@ -1,0 +1,333 @@
+"""The grid runner: plans runs, skips finished ones, trains the rest (in parallel
+processes if asked) and stores every run's row as soon as it ends."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..datasets import load_splits, task_info
+from .configs import PoolingConfig, default_configs, with_overrides
+from .db import Key, RunDB
+from .hparams import HParams, digest
+from .profiles import Profile
+
+_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+#: Where ``python -m gnpool.bench`` keeps its working databases (not committed).
+RUNS_DIR = _EXPERIMENTS / "runs"
+#: Where the report of a profile goes, with a snapshot of its database.
+RESULTS_DIR = _EXPERIMENTS / "results"
+
+
+def default_db(profile: str) -> Path:
+    """``experiments/runs/<profile>.sqlite`` of the source checkout."""
+    return RUNS_DIR / f"{profile}.sqlite"
+
+
+def results_dir(profile: str) -> Path:
+    """``experiments/results/<profile>/`` of the source checkout."""
+    return RESULTS_DIR / profile
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run depends on; its key is (task, config, seed, hp_hash)."""
+
+    profile: str
+    task: str
+    config: PoolingConfig
+    seed: int
+    hparams: HParams
+    data: dict[str, Any] = field(default_factory=dict)
+    data_seed: int = 0
+    data_root: str | None = None
+
+    @property
+    def hp_hash(self) -> str:
+        return digest({"hparams": self.hparams.to_dict(), "data": self.data,
+                       "data_seed": self.data_seed, "config": self.config.describe()})
+
+    @property
+    def key(self) -> Key:
+        return (self.task, self.config.name, self.seed, self.hp_hash)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.config.name}/s{self.seed}"
+
+
+def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
+         configs: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+         extra_configs: Mapping[str, list[PoolingConfig]] | None = None,
+         hparams: Mapping[str, Any] | None = None,
+         data_root: str | os.PathLike | None = None) -> list[RunSpec]:
+    """The runs of ``profile``, optionally only some ``tasks``, ``configs`` (names) and
+    ``seeds``; ``extra_configs`` adds configurations per task; ``hparams`` overrides
+    the profile's hyperparameters for every run."""
+    plans = {p.task: p for p in profile.tasks}
+    if tasks is not None:
+        tasks = list(tasks)
+        unknown = [t for t in tasks if t not in plans]
+        if unknown:
+            raise ValueError(f"tasks={unknown!r} are not in profile {profile.name!r}; "
+                             f"expected some of {', '.join(plans)}")
+        plans = {t: plans[t] for t in tasks}
+    names = None if configs is None else list(configs)
+    seen: set[str] = set()
+    specs = []
+    for task, tp in plans.items():
+        info = task_info(task, **tp.data)
+        grid = default_configs(info.level, info.aggr)
+        if tp.configs is not None:
+            grid = [c for c in grid if c.name in tp.configs]
+        grid += list((extra_configs or {}).get(task, []))
+        if names is not None:
+            grid = [c for c in grid if c.name in names]
+        seen.update(c.name for c in grid)
+        base = HParams().updated(tp.hparams).updated(hparams or {})
+        for config in grid:
+            config = with_overrides(config, **tp.overrides.get(config.name, {}))
+            hp = base.updated(config.overrides)
+            for seed in (seeds if seeds is not None else tp.seeds or profile.seeds):
+                specs.append(RunSpec(profile.name, task, config, int(seed), hp, dict(tp.data),
+                                     profile.data_seed,
+                                     None if data_root is None else str(data_root)))
+    if names is not None and set(names) - seen:
+        raise ValueError(f"configs={sorted(set(names) - seen)!r} match no task of the grid")
+    return specs
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
+    import numpy
+    import torch
+    import torch_geometric
+
+    import gnpool
+    out = {"python": platform.python_version(), "torch": torch.__version__,
+           "torch_geometric": torch_geometric.__version__, "numpy": numpy.__version__,
+           "gnpool": gnpool.__version__, "platform": platform.platform()}
+    commit = _git_commit()
+    if commit:
+        out["gnpool_commit"] = commit
+    return out
+
+
+def _git_commit() -> str | None:
+    """The source checkout's commit, with ``+dirty`` for uncommitted changes, if any."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, text=True,
+                              capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty.strip() else "")
+
+
+_SPLITS: dict[tuple[str, str, int, str | None], dict] = {}
+
+
+def _splits(spec: RunSpec) -> dict:
+    # A process keeps the splits it loaded: runs of one task share them.
+    key = (spec.task, digest(spec.data), spec.data_seed, spec.data_root)
+    if key not in _SPLITS:
+        _SPLITS[key] = load_splits(spec.task, root=spec.data_root, seed=spec.data_seed,
+                                   progress=False, **spec.data)
+    return _SPLITS[key]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def execute(spec: RunSpec, position: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate one run; returns its database row. Never raises for a failing
+    run (the row has status ``failed`` and the traceback); Ctrl-C still interrupts."""
+    from .train import run as train_run
+
+    started, start = _now(), time.perf_counter()
+    row: dict[str, Any] = {
+        "task": spec.task, "config": spec.config.name, "seed": spec.seed,
+        "hp_hash": spec.hp_hash, "profile": spec.profile, "config_def": spec.config.describe(),
+        "hparams": spec.hparams.to_dict(), "data_params": spec.data, "started_at": started,
+    }
+    try:
+        splits = _splits(spec)
+        info = splits["train"].info
+        row["level"] = info.level
+        result = train_run(info, splits, spec.config, spec.hparams, spec.seed,
+                           desc=spec.label, position=position, progress=progress)
+        row.update(result["metrics"])
+        row.update(status="finished", gnp=result["gnp"], bins=result["bins"],
+                   history=result["history"], num_params=result["num_params"])
+    except Exception:  # a crashed run is a result too; the grid goes on
+        row.update(status="failed", error=traceback.format_exc(limit=20))
+    row.update(wall_seconds=time.perf_counter() - start, finished_at=_now())
+    return row
+
+
+def _worker_init(slots: Any, threads: int) -> None:
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    global _POSITION
+    _POSITION = slots.get()
+
+
+_POSITION = 1
+
+
+def _worker_execute(spec: RunSpec, progress: bool) -> dict[str, Any]:
+    return execute(spec, _POSITION, progress)
+
+
+@dataclass
+class GridSummary:
+    """What a call of :func:`run_grid` did."""
+
+    planned: int = 0
+    skipped: int = 0
+    executed: int = 0
+    finished: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    wall_seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+def prepare_data(specs: list[RunSpec], progress: bool = True) -> None:
+    """Generate (or check the cache of) every split the runs need, once, in this process."""
+    seen = set()
+    for spec in specs:
+        key = (spec.task, digest(spec.data), spec.data_seed, spec.data_root)
+        if key not in seen:
+            seen.add(key)
+            load_splits(spec.task, root=spec.data_root, seed=spec.data_seed,
+                        progress=progress, **spec.data)
+
+
+def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int = 1,
+             threads: int | None = None, progress: bool = True,
+             retry_failed: bool = True) -> GridSummary:
+    """Run every spec not yet finished in the database at ``db_path``.
+
+    Each run's row is written in its own transaction by this process as soon as the
+    run ends, so an interruption (Ctrl-C) loses only the runs in progress. Failed runs
+    are run again unless ``retry_failed`` is false. ``workers > 1`` trains in that many
+    processes (one torch thread each unless ``threads`` says otherwise).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    start = time.perf_counter()
+    summary = GridSummary(planned=len(specs))
+    with RunDB(db_path) as db:
+        done = db.statuses()
+        skip = {"finished"} if retry_failed else {"finished", "failed"}
+        todo = [s for s in specs if done.get(s.key) not in skip]
+        summary.skipped = len(specs) - len(todo)
+        if todo:
+            prepare_data(todo, progress)
+        meta = versions()
+        bar = tqdm(total=len(todo), desc="runs", unit="run", position=0, disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True)
+
+        def record(row: dict[str, Any]) -> None:
+            row["versions"] = meta
+            db.write(row)
+            summary.executed += 1
+            if row["status"] == "finished":
+                summary.finished += 1
+            else:
+                summary.failed += 1
+                last = (row.get("error") or "").strip().splitlines()[-1:]
+                summary.failures.append(f"{row['task']}/{row['config']}/s{row['seed']}: "
+                                        f"{last[0] if last else 'unknown error'}")
+            bar.update(1)
+            extrap = row.get("mape_extrap")
+            bar.set_postfix(last=f"{row['task']}/{row['config']}",
+                            extrap="failed" if row["status"] == "failed" else
+                            (f"{extrap:.3g}%" if extrap is not None else "nan"),
+                            failed=summary.failed)
+
+        try:
+            if workers == 1:
+                if threads:
+                    import torch
+                    torch.set_num_threads(threads)
+                for spec in todo:
+                    record(execute(spec, 1, progress))
+            else:
+                _run_parallel(todo, record, workers, 1 if threads is None else threads,
+                              progress)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            bar.close()
+    summary.wall_seconds = time.perf_counter() - start
+    return summary
+
+
+def _run_parallel(todo: list[RunSpec], record: Any, workers: int, threads: int,
+                  progress: bool) -> None:
+    # At most `workers` runs are in flight, so a dead worker costs only those runs.
+    ctx = mp.get_context("spawn")
+    queue = list(reversed(todo))
+    while queue:
+        slots = ctx.Queue()
+        for i in range(workers):
+            slots.put(i + 1)
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(slots, threads))
+        running: dict[Future, RunSpec] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    spec = queue.pop()
+                    running[pool.submit(_worker_execute, spec, progress)] = spec
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    spec = running.pop(future)
+                    try:
+                        record(future.result())
+                    except BrokenProcessPool:
+                        running[future] = spec
+                        raise
+                    except Exception:
+                        record(_failed_row(spec, traceback.format_exc(limit=20)))
+        except BrokenProcessPool as err:
+            for spec in running.values():
+                record(_failed_row(spec, f"worker process died: {err!r}"))
+            pool.shutdown(wait=False, cancel_futures=True)
+            continue
+        except BaseException:
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+
+
+def _failed_row(spec: RunSpec, error: str) -> dict[str, Any]:
+    return {"task": spec.task, "config": spec.config.name, "seed": spec.seed,
+            "hp_hash": spec.hp_hash, "profile": spec.profile,
+            "config_def": spec.config.describe(), "hparams": spec.hparams.to_dict(),
+            "data_params": spec.data, "status": "failed", "error": error,
+            "started_at": None, "finished_at": _now()}

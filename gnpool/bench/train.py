@@ -1,0 +1,225 @@
+"""Training and evaluation of one benchmark run."""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Dataset
+from torch_geometric.loader import DataLoader
+from torch_geometric.nn.aggr import Aggregation
+from tqdm.auto import tqdm
+
+from ..datasets import TaskInfo
+from ..models import DeepSets, MessageMLPGNN, gnp_parameters
+from .configs import PoolingConfig
+from .hparams import HParams
+
+# Exponent-like parameters of learnable poolings: they get pool_lr and no weight decay.
+_EXPONENTS = {"p_logit", "p_neg_logit", "q", "q_neg", "p", "t"}
+
+
+def pooling_kwargs(name: str | None, base: dict[str, Any], hp: HParams,
+                   readout: bool) -> dict[str, Any]:
+    """Keyword arguments of one pooling: GNP gets the profile's GNP settings."""
+    if name != "gnp":
+        return dict(base)
+    kwargs = {"channels": hp.hidden, **hp.gnp_kwargs,
+              **(hp.gnp_readout_kwargs if readout else {}), **base}
+    share, spread = hp.gnp_negative_share, hp.gnp_p_spread
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"gnp_negative_share must be in [0, 1], got {share!r}")
+    channels = kwargs["channels"]
+    negative = round(share * channels)
+    if negative or spread is not None:
+        # Channel order carries no meaning: the last channels get the negative exponents.
+        groups = [channels - negative, negative]
+        initial = {"p": kwargs.get("p", 1.0)}
+        initial["p_neg"] = kwargs.get("p_neg", initial["p"])
+        for key, value in initial.items():
+            value = torch.as_tensor(value, dtype=torch.float32)
+            mags = value.abs().expand(channels).clone()
+            if spread is not None:
+                if value.numel() != 1 or not spread > 0:
+                    raise ValueError(f"gnp_p_spread={spread!r} needs a positive value and one "
+                                     f"initial {key}, got {value.tolist()}")
+                mags = torch.cat([_geometric(float(value.abs()), spread, n) for n in groups])
+            sign = torch.cat([torch.ones(groups[0]), -torch.ones(groups[1])])
+            kwargs[key] = (mags * sign).tolist()
+    return kwargs
+
+
+def _geometric(start: float, stop: float, count: int) -> Tensor:
+    if count <= 1:
+        return torch.full((count,), start)
+    return torch.logspace(math.log10(start), math.log10(stop), count)
+
+
+def build_model(info: TaskInfo, config: PoolingConfig, hp: HParams) -> torch.nn.Module:
+    """The model of a run: :class:`MessageMLPGNN` for graph and node tasks,
+    :class:`DeepSets` for set tasks."""
+    if info.level == "set":
+        return DeepSets(info.num_node_features, info.target_dim, hp.hidden, config.readout,
+                        pooling_kwargs=pooling_kwargs(config.readout, config.readout_kwargs,
+                                                      hp, True),
+                        encoder_layers=hp.encoder_layers, decoder_layers=hp.decoder_layers,
+                        last_activation=hp.last_activation)
+    readout = config.readout if info.level == "graph" else None
+    return MessageMLPGNN(
+        info.num_node_features, info.target_dim, hp.hidden, hp.layers, config.aggr, readout,
+        aggr_kwargs=pooling_kwargs(config.aggr, config.aggr_kwargs, hp, False),
+        readout_kwargs=pooling_kwargs(readout, config.readout_kwargs, hp, True),
+        edge_dim=info.edge_dim, mlp_layers=hp.mlp_layers, node_mlp_layers=hp.node_mlp_layers,
+        output_layers=hp.output_layers, last_activation=hp.last_activation)
+
+
+def make_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer:
+    """Adam; pooling exponents in their own group (``pool_lr``, no weight decay)."""
+    pool, rest = [], []
+    for module in model.modules():
+        own = list(module.named_parameters(recurse=False))
+        for name, param in own:
+            is_exp = isinstance(module, Aggregation) and name in _EXPONENTS
+            (pool if is_exp else rest).append(param)
+    groups = [{"params": rest}]
+    if pool:
+        groups.append({"params": pool, "weight_decay": 0.0,
+                       "lr": hp.lr if hp.pool_lr is None else hp.pool_lr})
+    return torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+def outputs(model: torch.nn.Module, batch: Batch, level: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat predictions, targets and the size (nodes or elements) of each target's sample."""
+    sizes = batch.ptr.diff()
+    if level == "set":
+        out = model(batch.x, batch.batch, dim_size=batch.num_graphs)
+        target = batch.y.view(batch.num_graphs, -1)
+        size = sizes.view(-1, 1).expand_as(target)
+    else:
+        edge_attr = batch.edge_attr if "edge_attr" in batch else None
+        out = model(batch.x, batch.edge_index, edge_attr, batch.batch, batch.num_graphs)
+        if level == "node":
+            mask = batch.mask
+            target = batch.y.view(batch.num_nodes, -1)[mask]
+            out = out[mask]
+            size = sizes[batch.batch][mask].view(-1, 1).expand_as(target)
+        else:
+            target = batch.y.view(batch.num_graphs, -1)
+            size = sizes.view(-1, 1).expand_as(target)
+    return out.reshape(-1), target.reshape(-1), size.reshape(-1)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset: Dataset, level: str,
+            batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, targets and sizes over a whole split, in float64."""
+    model.eval()
+    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        parts.append(outputs(model, batch, level))
+    pred, target, size = (torch.cat(t).double().numpy() for t in zip(*parts, strict=True))
+    return pred, target, size
+
+
+def mape(pred: np.ndarray, target: np.ndarray) -> float:
+    """``100 * mean(|y - y_hat| / |y|)``; NaN when a prediction is not finite."""
+    if not np.isfinite(pred).all():
+        return math.nan
+    return float(100.0 * np.mean(np.abs(target - pred) / np.abs(target)))
+
+
+def size_bins(pred: np.ndarray, target: np.ndarray, size: np.ndarray,
+              bins: int) -> list[dict[str, float]]:
+    """MAPE per size bin: ``bins`` equal-width integer ranges over the observed sizes."""
+    lo, hi = int(size.min()), int(size.max()) + 1
+    edges = np.unique(np.linspace(lo, hi, min(bins, hi - lo) + 1).round().astype(int))
+    out = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        sel = (size >= a) & (size < b)
+        if sel.any():
+            out.append({"lo": int(a), "hi": int(b), "count": int(sel.sum()),
+                        "mean_size": float(size[sel].mean()),
+                        "mape": mape(pred[sel], target[sel])})
+    return out
+
+
+def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HParams,
+        seed: int, desc: str = "", position: int = 0,
+        progress: bool = True) -> dict[str, Any]:
+    """Train with Adam on the MSE loss; restore the weights of the epoch with the best
+    validation loss (epoch 0 is the untrained model). Returns the training record."""
+    optimizer = make_optimizer(model, hp)
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, hp.lr_step, hp.lr_gamma)
+                 if hp.lr_step else None)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train, batch_size=hp.batch_size, shuffle=True, generator=gen)
+
+    def val_loss() -> float:
+        pred, target, _ = predict(model, val, level, hp.eval_batch_size)
+        return float(np.mean((pred - target) ** 2))
+
+    best_loss, best_epoch = val_loss(), 0
+    best_state = copy.deepcopy(model.state_dict())
+    history: list[float] = []
+    bar = tqdm(range(1, hp.epochs + 1), desc=desc, unit="epoch", leave=False,
+               position=position, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        for batch in loader:
+            optimizer.zero_grad(set_to_none=True)
+            pred, target, _ = outputs(model, batch, level)
+            loss = torch.nn.functional.mse_loss(pred, target)
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        current = val_loss()
+        history.append(current)
+        if current < best_loss or not math.isfinite(best_loss):
+            best_loss, best_epoch = current, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        bar.set_postfix(val=f"{current:.3g}", best=f"{best_loss:.3g}@{best_epoch}")
+    bar.close()
+    model.load_state_dict(best_state)
+    return {"best_epoch": best_epoch, "val_mse": best_loss, "history": history}
+
+
+def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
+        seed: int, *, desc: str = "", position: int = 0,
+        progress: bool = True) -> dict[str, Any]:
+    """Build, train and evaluate one model; returns metrics, learned GNP parameters and
+    per-size MAPE of both test splits."""
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    model = build_model(info, config, hp)
+    initial = {m["name"]: m for m in gnp_parameters(model)}
+    record = fit(model, splits["train"], splits["val"], info.level, hp, seed, desc, position,
+                 progress)
+    metrics: dict[str, Any] = {"best_epoch": record["best_epoch"], "val_mse": record["val_mse"],
+                               "epochs": hp.epochs}
+    bins: dict[str, Any] = {}
+    for split in ("val", "test_interp", "test_extrap"):
+        pred, target, size = predict(model, splits[split], info.level, hp.eval_batch_size)
+        metrics[f"mape_{split.removeprefix('test_')}"] = mape(pred, target)
+        if split != "val":
+            bins[split.removeprefix("test_")] = size_bins(pred, target, size, hp.size_bins)
+    learned = gnp_parameters(model)
+    for module in learned:
+        for key in ("p", "q"):
+            module[f"{key}_init"] = initial[module["name"]][key]
+    return {
+        "metrics": metrics, "bins": bins, "history": record["history"], "gnp": learned,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "train_seconds": time.perf_counter() - start,
+    }
+
+
+def splits_needed() -> Sequence[str]:
+    return ("train", "val", "test_interp", "test_extrap")

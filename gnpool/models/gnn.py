@@ -1,0 +1,119 @@
+"""A message-passing GNN in the style of Xu et al. (ICLR 2021) with pluggable pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.aggr import Aggregation
+
+from .mlp import MLP
+from .pooling import Pooling, per_layer, resolve_pooling
+
+
+class MessageMLPConv(MessagePassing):
+    r"""One layer of Xu et al.'s GNN: an MLP of each edge's endpoints and weight,
+    pooled at the target node.
+
+    .. math::
+        h_v' = \mathrm{AGG}_{u \in N(v)}\ \mathrm{MLP}([h_u, h_v, w_{uv}])
+
+    Args:
+        in_channels, out_channels: node feature widths before and after the layer.
+        aggr: an :class:`Aggregation` module (used as is) or a PyG aggregation name.
+        edge_dim: columns of ``edge_attr`` appended to the message input (0: none).
+        mlp_layers: linear layers of the message MLP.
+        last_activation: end the message MLP in a ReLU (Xu et al.: messages >= 0).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, aggr: str | Aggregation = "sum",
+                 edge_dim: int = 0, mlp_layers: int = 2, last_activation: bool = True) -> None:
+        super().__init__(aggr=aggr)
+        self.edge_dim = edge_dim
+        self.mlp = MLP(2 * in_channels + edge_dim, out_channels, out_channels, mlp_layers,
+                       last_activation)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        if self.edge_dim and (edge_attr is None or edge_attr.size(-1) != self.edge_dim):
+            got = None if edge_attr is None else tuple(edge_attr.shape)
+            raise ValueError(f"edge_attr must have edge_dim={self.edge_dim} columns, got {got}")
+        return self.propagate(edge_index, x=x, edge_attr=edge_attr if self.edge_dim else None,
+                              size=(x.size(0), x.size(0)))
+
+    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor | None) -> Tensor:
+        # x_j is the source u, x_i the target v of the edge u -> v.
+        parts = [x_j, x_i] if edge_attr is None else [x_j, x_i, edge_attr.to(x_j.dtype)]
+        return self.mlp(torch.cat(parts, dim=-1))
+
+
+class MessageMLPGNN(torch.nn.Module):
+    """Xu et al.'s GNN: ``num_layers`` :class:`MessageMLPConv` layers, an optional
+    node MLP, a readout (graph-level) and a linear output head.
+
+    ``aggr`` and ``readout`` take any PyG aggregation name or module, ``'gnp'`` and
+    ``'attsets'`` included; a name is resolved, and a module deep-copied, once per layer
+    (see :func:`~gnpool.models.pooling.resolve_pooling`), so no two layers share
+    parameters. ``aggr`` may also be a list with one pooling per layer.
+
+    Args:
+        in_channels: node feature width.
+        out_channels: target width.
+        hidden_channels: width of every hidden layer.
+        num_layers: message-passing layers.
+        aggr, aggr_kwargs: neighbourhood aggregation and keyword arguments for a name.
+        readout, readout_kwargs: graph readout, or ``None`` for a node-level model.
+        edge_dim: columns of ``edge_attr`` fed to every message MLP.
+        mlp_layers: linear layers of each message MLP (Xu et al.: 2).
+        node_mlp_layers: layers of an MLP applied to every node before the readout
+            (Xu et al.: 2 for graphs without edge weights, 0 with; 0 disables it).
+        output_layers: layers of the output head; its last layer is linear.
+        last_activation: message and node MLPs end in a ReLU, so every pooling sees
+            non-negative inputs (Xu et al.). ``False`` ends them linearly.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 64,
+                 num_layers: int = 2, aggr: Pooling | Sequence[Pooling] = "sum",
+                 readout: Pooling | None = "sum", *, aggr_kwargs: Mapping[str, Any] | None = None,
+                 readout_kwargs: Mapping[str, Any] | None = None, edge_dim: int = 0,
+                 mlp_layers: int = 2, node_mlp_layers: int = 0, output_layers: int = 1,
+                 last_activation: bool = True) -> None:
+        super().__init__()
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("hidden_channels", hidden_channels), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        self.readout_level = readout is not None
+        self.convs = torch.nn.ModuleList()
+        width = in_channels
+        for pooling in per_layer(aggr, num_layers, "aggr"):
+            module = resolve_pooling(pooling, hidden_channels, aggr_kwargs)
+            self.convs.append(MessageMLPConv(width, hidden_channels, module, edge_dim,
+                                             mlp_layers, last_activation))
+            width = hidden_channels
+        self.node_mlp = (MLP(hidden_channels, hidden_channels, hidden_channels, node_mlp_layers,
+                             last_activation) if node_mlp_layers else None)
+        self.readout = (resolve_pooling(readout, hidden_channels, readout_kwargs)
+                        if readout is not None else None)
+        self.head = MLP(hidden_channels, hidden_channels, out_channels, output_layers,
+                        last_activation=False)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                batch: Tensor | None = None, num_graphs: int | None = None) -> Tensor:
+        """Node-level: ``[num_nodes, out_channels]``; graph-level:
+        ``[num_graphs, out_channels]`` (one graph when ``batch`` is ``None``)."""
+        h = x
+        for conv in self.convs:
+            h = conv(h, edge_index, edge_attr)
+        if self.node_mlp is not None:
+            h = self.node_mlp(h)
+        if self.readout is not None:
+            if batch is None:
+                batch = h.new_zeros(h.size(0), dtype=torch.long)
+                num_graphs = 1
+            elif num_graphs is None:
+                num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+            h = self.readout(h, batch, dim_size=num_graphs)
+        return self.head(h)

@@ -1,0 +1,70 @@
+"""The SQLite results database."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import pytest
+
+from gnpool.bench.db import RunDB
+
+
+def _row(config="gnp", status="finished", **extra):
+    row = {"task": "set_max", "config": config, "seed": 0, "hp_hash": "abc", "status": status,
+           "mape_extrap": 1.5, "gnp": [{"name": "pooling", "p": [2.0], "q": [math.nan]}],
+           "bins": {"extrap": [{"lo": 1, "hi": 2, "mape": math.inf}]}}
+    row.update(extra)
+    return row
+
+
+def test_round_trip_decodes_json_and_stores_non_finite_as_null(tmp_path):
+    with RunDB(tmp_path / "r.sqlite") as db:
+        db.write(_row(mape_interp=math.nan))
+        (row,) = db.rows()
+    assert row["status"] == "finished" and row["mape_extrap"] == 1.5
+    assert row["mape_interp"] is None
+    assert row["gnp"] == [{"name": "pooling", "p": [2.0], "q": [None]}]
+    assert row["bins"]["extrap"][0]["mape"] is None
+
+
+def test_same_key_is_replaced_and_statuses_are_listed(tmp_path):
+    with RunDB(tmp_path / "r.sqlite") as db:
+        db.write(_row(status="failed", error="boom"))
+        db.write(_row())
+        db.write(_row(config="max"))
+        assert db.statuses() == {("set_max", "gnp", 0, "abc"): "finished",
+                                 ("set_max", "max", 0, "abc"): "finished"}
+        assert [r["config"] for r in db.rows([("set_max", "max", 0, "abc")])] == ["max"]
+        assert db.rows(status="failed") == []
+
+
+def test_bad_rows_are_refused(tmp_path):
+    with RunDB(tmp_path / "r.sqlite") as db:
+        with pytest.raises(ValueError, match="unknown columns \\['colour'\\]"):
+            db.write(_row(colour="red"))
+        with pytest.raises(sqlite3.IntegrityError):
+            db.write(_row(status="running"))
+        assert db.rows() == []
+
+
+def test_two_connections_see_each_others_rows(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with RunDB(path) as a, RunDB(path) as b:
+        a.write(_row(config="a"))
+        b.write(_row(config="b"))
+        assert len(a.rows()) == len(b.rows()) == 2
+        mode = a.conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_snapshot_is_a_self_contained_copy(tmp_path):
+    with RunDB(tmp_path / "r.sqlite") as db:
+        db.write(_row())
+        copy = db.snapshot(tmp_path / "out" / "copy.sqlite")
+        db.write(_row(config="later"))
+    assert not (tmp_path / "out" / "copy.sqlite-wal").exists()
+    conn = sqlite3.connect(copy)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert conn.execute("SELECT config FROM runs").fetchall() == [("gnp",)]
+    conn.close()

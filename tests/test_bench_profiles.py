@@ -1,0 +1,56 @@
+"""Benchmark profiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from gnpool.bench.hparams import HParams
+from gnpool.bench.profiles import PROFILES, get_profile
+from gnpool.bench.runner import plan
+from gnpool.datasets import list_tasks, task_info
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_every_profile_plans(name):
+    profile = get_profile(name)
+    specs = plan(profile)
+    assert specs and len({s.key for s in specs}) == len(specs)
+    for tp in profile.tasks:
+        task_info(tp.task, **tp.data)            # the data parameters are valid
+        HParams().updated(tp.hparams)            # so are the hyperparameters
+
+
+def test_paper_uses_xu_et_al_settings():
+    plans = {tp.task: tp for tp in get_profile("paper").tasks}
+    assert set(plans) == set(list_tasks())
+    assert all(tp.data == {} for tp in plans.values())       # the datasets' defaults
+    deg = plans["max_degree"].hparams
+    assert (deg["hidden"], deg["layers"], deg["mlp_layers"], deg["lr"], deg["batch_size"],
+            deg["epochs"]) == (256, 2, 2, 0.01, 64, 300)
+    path = plans["shortest_path"].hparams
+    assert (path["layers"], path["lr"], path["batch_size"]) == (3, 0.005, 32)
+    assert HParams().weight_decay == 1e-5
+
+
+def test_gnp_settings_reach_only_what_they_concern():
+    specs = plan(get_profile("quick"), tasks=["max_degree"])
+    by = {s.config.name: s.hparams for s in specs}
+    assert by["gnp"].pool_lr == 5 * by["gnp"].lr == 0.05
+    assert by["powermean"].pool_lr is None and by["sum-max"].pool_lr is None
+    assert by["gnp"].gnp_p_spread == 50.0 and by["gnp"].gnp_negative_share == 0.25
+    paper = plan(get_profile("paper"), tasks=["shortest_path"], configs=["gnp"], seeds=[0])
+    assert paper[0].hparams.pool_lr == 5 * 0.005
+
+
+def test_quick_and_smoke():
+    quick = get_profile("quick")
+    assert quick.workers == 2
+    levels = {task_info(tp.task).level for tp in quick.tasks}
+    assert levels == {"graph", "node", "set"}
+    smoke = plan(get_profile("smoke"))
+    assert all(s.hparams.epochs <= 2 for s in smoke) and len(smoke) <= 8
+
+
+def test_unknown_profile():
+    with pytest.raises(ValueError, match="profile='huge' is unknown"):
+        get_profile("huge")

@@ -1,0 +1,98 @@
+"""The Markdown report, from rows alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from gnpool.bench.report import collect, fmt, known_good, render_markdown, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_rows() -> list[dict]:
+    rows = []
+
+    def add(task, config, fixed, extrap, seed=0, status="finished", gnp=None):
+        bins = {"interp": [{"lo": 20, "hi": 25, "count": 3, "mean_size": 22.0, "mape": 1.0},
+                           {"lo": 25, "hi": 30, "count": 3, "mean_size": 27.0, "mape": 2.0}],
+                "extrap": [{"lo": 50, "hi": 75, "count": 3, "mean_size": 60.0, "mape": extrap},
+                           {"lo": 75, "hi": 100, "count": 3, "mean_size": 90.0,
+                            "mape": 2 * extrap}]}
+        rows.append({"task": task, "config": config, "seed": seed, "status": status,
+                     "config_def": {"fixed": fixed}, "mape_interp": 1.0,
+                     "mape_extrap": extrap if status == "finished" else None,
+                     "bins": bins if status == "finished" else None, "gnp": gnp or []})
+
+    gnp_params = [{"name": "convs.0.aggr_module", "p": [1.0, -2.0], "q": [0.0, 0.1],
+                   "p_init": [1.0, -1.0], "q_init": [0.0, 0.0]},
+                  {"name": "readout", "p": [50.0, 1.0], "q": [1.0, 1.0],
+                   "p_init": [40.0, 1.0], "q_init": [1.0, 1.0]}]
+    for seed, scale in ((0, 1.0), (1, 1.2)):
+        add("max_degree", "sum-max", True, 4.0 * scale, seed)
+        add("max_degree", "sum-sum", True, 40.0 * scale, seed)
+        add("max_degree", "gnp", False, 5.0 * scale, seed, gnp=gnp_params)
+        add("max_degree", "softmax", False, 30.0, seed)
+        add("set_l2", "sum", True, 20.0, seed)
+        add("set_l2", "max", True, 10.0, seed)
+        add("set_l2", "gnp", False, 30.0, seed, gnp=[{"name": "pooling", "p": [2.0],
+                                                      "q": [0.0], "p_init": [1.0],
+                                                      "q_init": [0.0]}])
+    add("set_l2", "attsets", False, 0.0, status="failed")
+    return rows
+
+
+def test_fmt():
+    assert fmt([]) == "-"
+    assert fmt([2.0]) == "2"
+    assert fmt([1.0, 3.0]) == "2 ± 1.4"
+
+
+def test_known_good():
+    assert known_good("max_degree") == "sum-max"
+    assert known_good("shortest_path") == "min-min"
+    assert known_good("node_neighbour_max") == "max"
+    assert known_good("set_min") == "min"
+    assert known_good("set_l2") is None and known_good("set_range") is None
+
+
+def test_best_fixed_is_marked_and_gnp_ratio_given():
+    cells = collect(fake_rows())
+    text = render_markdown(cells, "T")
+    summary = text.split("## Summary")[1].split("\n## ")[0]
+    assert ("| `max_degree` | sum-max | sum-max: 4.4 ± 0.57 | 5.5 ± 0.71 | - | - | 30 ± 0 "
+            "| 1.25x |") in summary
+    assert ("| `set_l2` | none exact | max: 10 ± 0 | 30 ± 0 | - | - | - "
+            "| 3.00x (over 1.5x) |") in summary
+    assert "| **`sum-max`** (best fixed) (known-good) | 1 ± 0 | 4.4 ± 0.57 | 2 |" in text
+    assert "| **`max`** (best fixed) | 1 ± 0 | 10 ± 0 | 2 |" in text
+    assert "| `attsets` | - | - | 0, 1 failed |" in text
+    # Fixed configurations first, then GNP, AttSets, PowerMean, Softmax.
+    section = text.split("## `max_degree`")[1]
+    assert section.index("`sum-sum`") < section.index("`gnp`") < section.index("`softmax`")
+
+
+def test_write_report_renders_markdown_and_pngs(tmp_path):
+    text, files = write_report(fake_rows(), tmp_path, "Report", "intro text")
+    assert [f.name for f in files] == ["report.md", "extrapolation.png", "gnp_parameters.png"]
+    assert (tmp_path / "report.md").read_text() == text
+    assert "intro text" in text and "![extrapolation](extrapolation.png)" in text
+    for png in files[1:]:
+        data = png.read_bytes()
+        assert data.startswith(PNG) and len(data) > 10_000
+
+
+def test_no_plots_and_no_gnp(tmp_path):
+    rows = [r for r in fake_rows() if r["config"] != "gnp"]
+    _, files = write_report(rows, tmp_path, "Report")
+    assert [f.name for f in files] == ["report.md", "extrapolation.png"]
+    _, files = write_report(rows, tmp_path / "t", "Report", plots=False)
+    assert [f.name for f in files] == ["report.md"]
+
+
+@pytest.mark.parametrize("missing", ["bins", "gnp"])
+def test_rows_without_details_still_render(tmp_path, missing):
+    rows = fake_rows()
+    for row in rows:
+        row[missing] = None
+    text, _ = write_report(rows, tmp_path, "Report")
+    assert "max_degree" in text

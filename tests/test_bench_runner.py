@@ -1,0 +1,106 @@
+"""The smoke profile end to end: rows, skipping, failures, interruption, workers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gnpool.bench import runner
+from gnpool.bench.configs import PoolingConfig
+from gnpool.bench.db import RunDB
+from gnpool.bench.profiles import get_profile
+from gnpool.bench.runner import plan, run_grid
+
+SMOKE = get_profile("smoke")
+BROKEN = {"max_degree": [PoolingConfig("broken", "no-such-aggr", "max")]}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+def test_grid_writes_rows_skips_finished_and_records_failures(tmp_path, data_root):
+    db_path = tmp_path / "runs.sqlite"
+    specs = plan(SMOKE, data_root=data_root)
+    first = run_grid(specs, db_path, progress=False)
+    assert (first.planned, first.executed, first.finished, first.failed) == (6, 6, 6, 0)
+    with RunDB(db_path) as db:
+        rows = db.rows()
+    assert {(r["task"], r["config"]) for r in rows} == {
+        ("max_degree", "sum-max"), ("max_degree", "sum-sum"), ("max_degree", "gnp"),
+        ("set_max", "max"), ("set_max", "sum"), ("set_max", "gnp")}
+    for row in rows:
+        assert row["status"] == "finished" and row["error"] is None
+        assert all(math.isfinite(row[k]) for k in ("mape_val", "mape_interp", "mape_extrap"))
+        assert row["hparams"]["epochs"] == 2 and row["versions"]["torch"]
+        assert row["bins"]["extrap"] and row["wall_seconds"] > 0
+        assert row["profile"] == "smoke" and row["level"] in ("graph", "set")
+        assert bool(row["gnp"]) == (row["config"] == "gnp")
+    gnp = next(r for r in rows if r["task"] == "max_degree" and r["config"] == "gnp")
+    assert [m["name"] for m in gnp["gnp"]] == ["convs.0.aggr_module", "convs.1.aggr_module",
+                                               "readout"]
+
+    again = run_grid(specs, db_path, progress=False)
+    assert (again.executed, again.skipped) == (0, 6)
+
+    with_broken = plan(SMOKE, data_root=data_root, extra_configs=BROKEN)
+    third = run_grid(with_broken, db_path, progress=False)
+    assert (third.executed, third.failed, third.skipped) == (1, 1, 6)
+    assert "max_degree/broken/s0" in third.failures[0]
+    with RunDB(db_path) as db:
+        (failed,) = db.rows(status="failed")
+        assert len(db.rows(status="finished")) == 6
+    assert failed["config"] == "broken" and "no-such-aggr" in failed["error"]
+    assert failed["mape_extrap"] is None
+
+    assert run_grid(with_broken, db_path, progress=False).executed == 1     # retried
+    assert run_grid(with_broken, db_path, progress=False, retry_failed=False).executed == 0
+
+
+def test_interruption_keeps_every_finished_run(tmp_path, data_root, monkeypatch):
+    specs = plan(SMOKE, data_root=data_root, tasks=["max_degree"])
+    real = runner.execute
+    calls = []
+
+    def interrupted_on_second(spec, *args, **kwargs):
+        calls.append(spec)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "execute", interrupted_on_second)
+    summary = run_grid(specs, tmp_path / "runs.sqlite", progress=False)
+    assert summary.interrupted and summary.finished == 1
+    with RunDB(tmp_path / "runs.sqlite") as db:
+        assert [r["config"] for r in db.rows()] == [specs[0].config.name]
+    monkeypatch.setattr(runner, "execute", real)
+    resumed = run_grid(specs, tmp_path / "runs.sqlite", progress=False)
+    assert (resumed.skipped, resumed.executed) == (1, 2)
+
+
+def test_workers_run_in_parallel_processes(tmp_path, data_root):
+    specs = plan(SMOKE, data_root=data_root, tasks=["set_max"], configs=["max", "gnp"])
+    specs += plan(SMOKE, data_root=data_root, tasks=["max_degree"], configs=["broken"],
+                  extra_configs=BROKEN)
+    summary = run_grid(specs, tmp_path / "runs.sqlite", workers=2, progress=False)
+    assert (summary.executed, summary.finished, summary.failed) == (3, 2, 1)
+    with RunDB(tmp_path / "runs.sqlite") as db:
+        statuses = {r["config"]: r["status"] for r in db.rows()}
+    assert statuses == {"max": "finished", "gnp": "finished", "broken": "failed"}
+
+
+def test_plan_filters_and_keys(data_root):
+    specs = plan(SMOKE, tasks=["set_max"], configs=["gnp"], seeds=[3, 4])
+    assert [(s.task, s.config.name, s.seed) for s in specs] == [("set_max", "gnp", 3),
+                                                                ("set_max", "gnp", 4)]
+    longer = plan(SMOKE, tasks=["set_max"], configs=["gnp"], seeds=[3], hparams={"epochs": 9})
+    assert longer[0].hparams.epochs == 9 and longer[0].hp_hash != specs[0].hp_hash
+    assert plan(SMOKE, data_root=data_root)[0].hp_hash == plan(SMOKE)[0].hp_hash
+    with pytest.raises(ValueError, match="tasks=\\['set_sum'\\] are not in profile 'smoke'"):
+        plan(SMOKE, tasks=["set_sum"])
+    with pytest.raises(ValueError, match="configs=\\['nope'\\] match no task"):
+        plan(SMOKE, configs=["nope"])
+    with pytest.raises(ValueError, match="workers must be a positive int"):
+        run_grid(specs, "unused.sqlite", workers=0)

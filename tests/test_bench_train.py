@@ -1,0 +1,113 @@
+"""Training and evaluation of one run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from gnpool import GNPAggregation
+from gnpool.bench.configs import PoolingConfig, default_configs
+from gnpool.bench.hparams import HParams
+from gnpool.bench.train import (
+    build_model,
+    make_optimizer,
+    mape,
+    outputs,
+    pooling_kwargs,
+    run,
+    size_bins,
+)
+from gnpool.datasets import load_splits, task_info
+
+
+def test_mape_is_xu_et_al_s_formula():
+    assert mape(np.array([1.0, 3.0]), np.array([2.0, 4.0])) == pytest.approx(100 * (0.5 + 0.25)
+                                                                               / 2)
+    assert math.isnan(mape(np.array([math.nan]), np.array([1.0])))
+
+
+def test_size_bins_cover_every_target_once():
+    size = np.array([10, 11, 12, 19, 19, 15])
+    pred, target = np.ones(6), np.full(6, 2.0)
+    bins = size_bins(pred, target, size, 3)
+    assert sum(b["count"] for b in bins) == 6
+    assert bins[0]["lo"] == 10 and bins[-1]["hi"] == 20
+    assert all(b["mape"] == pytest.approx(50.0) for b in bins)
+    assert len(size_bins(pred, target, np.full(6, 7), 5)) == 1
+
+
+def test_gnp_kwargs_and_negative_share():
+    hp = HParams(hidden=8, gnp_kwargs={"p_max": 20.0}, gnp_readout_kwargs={"q": 1.0},
+                 gnp_negative_share=0.25)
+    aggr = pooling_kwargs("gnp", {}, hp, readout=False)
+    readout = pooling_kwargs("gnp", {}, hp, readout=True)
+    assert aggr["p"] == [1.0] * 6 + [-1.0] * 2 == aggr["p_neg"]
+    assert aggr["p_max"] == 20.0 and "q" not in aggr and readout["q"] == 1.0
+    module = GNPAggregation(**readout)
+    assert (module.p < 0).sum() == 2
+    assert pooling_kwargs("max", {"x": 1}, hp, readout=True) == {"x": 1}
+    with pytest.raises(ValueError, match="gnp_negative_share must be in"):
+        pooling_kwargs("gnp", {}, HParams(gnp_negative_share=2.0), readout=False)
+
+
+def test_gnp_p_spread_makes_a_bank_of_poolings():
+    hp = HParams(hidden=8, gnp_negative_share=0.25, gnp_p_spread=50.0)
+    kwargs = pooling_kwargs("gnp", {}, hp, readout=False)
+    assert kwargs["p"] == pytest.approx([1.0, 2.187, 4.782, 10.46, 22.87, 50.0, -1.0, -50.0],
+                                        rel=1e-3)
+    assert kwargs["p_neg"] == kwargs["p"]
+    module = GNPAggregation(**kwargs)
+    torch.testing.assert_close(module.p, torch.tensor(kwargs["p"]), rtol=1e-4, atol=0)
+    assert pooling_kwargs("gnp", {}, HParams(hidden=2, gnp_p_spread=4.0), False)["p"] == \
+        pytest.approx([1, 4])
+    with pytest.raises(ValueError, match="gnp_p_spread=0.0 needs a positive value"):
+        pooling_kwargs("gnp", {}, HParams(hidden=4, gnp_p_spread=0.0), readout=False)
+
+
+def test_pooling_exponents_get_their_own_group():
+    info = task_info("max_degree")
+    config = {c.name: c for c in default_configs("graph", "sum")}["gnp"]
+    model = build_model(info, config, HParams(hidden=8, layers=2))
+    opt = make_optimizer(model, HParams(lr=0.01, pool_lr=0.1))
+    rest, pool = opt.param_groups
+    assert pool["lr"] == 0.1 and pool["weight_decay"] == 0.0 and rest["lr"] == 0.01
+    assert len(pool["params"]) == 3 * 4                 # 2 layers + readout, 4 each
+    total = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == total
+
+
+def test_node_outputs_are_masked_and_sized():
+    torch.manual_seed(0)
+    g = Data(x=torch.rand(4, 1), edge_index=torch.tensor([[0, 1, 1, 2, 2, 3],
+                                                          [1, 0, 2, 1, 3, 2]]),
+             y=torch.arange(1.0, 5.0), mask=torch.tensor([True, False, True, True]))
+    batch = Batch.from_data_list([g, g])
+    info = task_info("node_neighbour_max")
+    model = build_model(info, PoolingConfig("max", "max", None, fixed=True), HParams(hidden=4))
+    pred, target, size = outputs(model, batch, "node")
+    assert pred.shape == target.shape == size.shape == (6,)
+    assert target.tolist() == [1.0, 3.0, 4.0] * 2 and size.tolist() == [4] * 6
+
+
+def test_run_trains_selects_and_reports(tmp_path):
+    splits = load_splits("set_sum", root=tmp_path, progress=False, num_train=32, num_val=16,
+                         num_test=16, train_sizes=(2, 5), extrap_sizes=(8, 12))
+    info = splits["train"].info
+    hp = HParams(hidden=8, epochs=3, batch_size=8, size_bins=2)
+    config = PoolingConfig("gnp", None, "gnp")
+    result = run(info, splits, config, hp, seed=0, progress=False)
+    m = result["metrics"]
+    assert 0 <= m["best_epoch"] <= 3 and len(result["history"]) == 3
+    assert m["val_mse"] == pytest.approx(min([m["val_mse"], *result["history"]]))
+    for key in ("mape_val", "mape_interp", "mape_extrap"):
+        assert math.isfinite(m[key]) and m[key] >= 0
+    assert [b["lo"] for b in result["bins"]["extrap"]][0] >= 8
+    (gnp,) = result["gnp"]
+    assert gnp["name"] == "pooling" and len(gnp["p"]) == len(gnp["p_init"]) == 8
+    assert gnp["p_init"] == pytest.approx([1.0] * 8) and gnp["q_init"] == [0.0] * 8
+    again = run(info, splits, config, hp, seed=0, progress=False)
+    assert again["metrics"] == m                         # seeded: reproducible

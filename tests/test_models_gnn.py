@@ -1,0 +1,124 @@
+"""Xu et al.'s message-passing GNN with pluggable aggregation and readout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import aggr
+
+from gnpool import AttSetsAggregation, GNPAggregation
+from gnpool.models import MessageMLPConv, MessageMLPGNN
+
+
+def _graph(seed=0, n=6, edge_dim=1):
+    gen = torch.Generator().manual_seed(seed)
+    und = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 0], [0, 4], [4, 5]])
+    edge_index = torch.cat([und, und.flip(1)]).T.contiguous()
+    w = torch.rand(len(und), 1, generator=gen) * 4 + 1
+    edge_attr = torch.cat([w, w]) if edge_dim else None
+    return Data(x=torch.randn(n, 3, generator=gen), edge_index=edge_index, edge_attr=edge_attr)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "max", "min", "mean"])
+def test_conv_is_an_mlp_of_source_target_and_weight(reduce):
+    torch.manual_seed(0)
+    g = _graph()
+    conv = MessageMLPConv(3, 5, aggr=reduce, edge_dim=1, mlp_layers=1)
+    lin = conv.mlp.linears[0]
+    out = conv(g.x, g.edge_index, g.edge_attr)
+    for v in range(g.num_nodes):
+        msgs = []
+        for e in range(g.edge_index.size(1)):
+            u, t = g.edge_index[:, e].tolist()
+            if t == v:
+                inp = torch.cat([g.x[u], g.x[v], g.edge_attr[e]])
+                msgs.append(torch.relu(lin.weight @ inp + lin.bias))
+        stacked = torch.stack(msgs)
+        expected = {"sum": stacked.sum(0), "max": stacked.max(0).values,
+                    "min": stacked.min(0).values, "mean": stacked.mean(0)}[reduce]
+        torch.testing.assert_close(out[v], expected)
+
+
+def test_messages_are_non_negative_unless_the_last_layer_is_linear():
+    g = _graph()
+    torch.manual_seed(1)
+    relu = MessageMLPConv(3, 16, aggr="min", edge_dim=1)
+    linear = MessageMLPConv(3, 16, aggr="min", edge_dim=1, last_activation=False)
+    linear.load_state_dict(relu.state_dict())
+    assert bool((relu(g.x, g.edge_index, g.edge_attr) >= 0).all())
+    assert bool((linear(g.x, g.edge_index, g.edge_attr) < 0).any())
+
+
+def test_graph_and_node_level_shapes():
+    batch = Batch.from_data_list([_graph(0), _graph(1, n=6)])
+    gnn = MessageMLPGNN(3, 2, hidden_channels=8, num_layers=3, aggr="sum", readout="max",
+                        edge_dim=1)
+    out = gnn(batch.x, batch.edge_index, batch.edge_attr, batch.batch, batch.num_graphs)
+    assert out.shape == (2, 2)
+    assert gnn(batch.x, batch.edge_index, batch.edge_attr).shape == (1, 2)
+    node = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=2, aggr="min", readout=None,
+                         edge_dim=1)
+    assert node(batch.x, batch.edge_index, batch.edge_attr).shape == (batch.num_nodes, 1)
+    assert node.readout is None
+
+
+def test_graph_readout_pools_each_graph_separately():
+    batch = Batch.from_data_list([_graph(0), _graph(1)])
+    torch.manual_seed(0)
+    gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=2, readout="sum", edge_dim=1)
+    both = gnn(batch.x, batch.edge_index, batch.edge_attr, batch.batch, 2)
+    for i in range(2):
+        g = batch.get_example(i)
+        torch.testing.assert_close(both[i], gnn(g.x, g.edge_index, g.edge_attr)[0])
+
+
+def test_gnp_everywhere_gets_a_distinct_module_per_layer():
+    gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, aggr="gnp", readout="gnp",
+                        readout_kwargs={"q": 1.0}, edge_dim=1)
+    modules = [conv.aggr_module for conv in gnn.convs] + [gnn.readout]
+    assert all(isinstance(m, GNPAggregation) and m.channels == 8 for m in modules)
+    assert len({id(m) for m in modules}) == 4
+    assert len({m.q.data_ptr() for m in modules}) == 4
+    assert gnn.readout.q.tolist()[0] == 1.0 and gnn.convs[0].aggr_module.q.tolist()[0] == 0.0
+    # Training one layer's p leaves the others alone.
+    with torch.no_grad():
+        gnn.convs[0].aggr_module.p_logit.add_(1.0)
+    assert not torch.allclose(gnn.convs[0].aggr_module.p, gnn.convs[1].aggr_module.p)
+
+
+def test_a_module_argument_is_copied_per_layer():
+    proto = aggr.PowerMeanAggregation(learn=True, channels=8)
+    gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=2, aggr=proto, readout=proto)
+    modules = [c.aggr_module for c in gnn.convs] + [gnn.readout]
+    assert all(type(m) is aggr.PowerMeanAggregation for m in modules)
+    assert len({id(m) for m in modules} | {id(proto)}) == 4
+
+
+def test_per_layer_aggregations_are_honoured():
+    gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3,
+                        aggr=["sum", "attsets", "min"], readout="mean")
+    kinds = [type(c.aggr_module) for c in gnn.convs]
+    assert kinds == [aggr.SumAggregation, AttSetsAggregation, aggr.MinAggregation]
+    assert type(gnn.readout) is aggr.MeanAggregation
+
+
+def test_arguments_are_checked():
+    with pytest.raises(ValueError, match="hidden_channels must be a positive int"):
+        MessageMLPGNN(3, 1, hidden_channels=0)
+    with pytest.raises(ValueError, match="aggr must be one pooling or one per layer"):
+        MessageMLPGNN(3, 1, num_layers=2, aggr=["sum"])
+    conv = MessageMLPConv(3, 4, edge_dim=1)
+    g = _graph(edge_dim=0)
+    with pytest.raises(ValueError, match="edge_attr must have edge_dim=1"):
+        conv(g.x, g.edge_index)
+
+
+def test_gradients_reach_every_pooling_parameter():
+    batch = Batch.from_data_list([_graph(0), _graph(1)])
+    gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=2, aggr="gnp", readout="gnp",
+                        edge_dim=1)
+    gnn(batch.x, batch.edge_index, batch.edge_attr, batch.batch, 2).sum().backward()
+    for conv in gnn.convs:
+        assert conv.aggr_module.q.grad is not None
+    assert gnn.readout.p_logit.grad is not None

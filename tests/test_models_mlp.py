@@ -1,0 +1,38 @@
+"""The MLP the models are built from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gnpool.models import MLP
+
+
+def test_shapes_and_depth():
+    mlp = MLP(3, 16, 5, num_layers=3)
+    assert [lin.out_features for lin in mlp.linears] == [16, 16, 5]
+    assert mlp(torch.randn(7, 3)).shape == (7, 5)
+
+
+def test_last_activation_controls_the_sign_of_the_output():
+    torch.manual_seed(0)
+    x = torch.randn(200, 4)
+    relu_end = MLP(4, 8, 8, 2, last_activation=True)
+    linear_end = MLP(4, 8, 8, 2, last_activation=False)
+    linear_end.load_state_dict(relu_end.state_dict())
+    assert bool((relu_end(x) >= 0).all())
+    assert bool((linear_end(x) < 0).any())
+    assert torch.equal(relu_end(x), torch.relu(linear_end(x)))
+
+
+def test_one_layer_is_affine():
+    mlp = MLP(2, 99, 1, num_layers=1, last_activation=False)
+    x = torch.randn(5, 2)
+    lin = mlp.linears[0]
+    torch.testing.assert_close(mlp(x), x @ lin.weight.T + lin.bias)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_num_layers_is_checked(bad):
+    with pytest.raises(ValueError, match="num_layers"):
+        MLP(2, 4, 1, num_layers=bad)
