@@ -180,6 +180,36 @@ def test_attsets_linear_matches_linear_then_attsets(activation, shared, layout, 
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels", [37, 70])
+@pytest.mark.parametrize("activation", [None, "tanh"])
+def test_attsets_linear_wide_matches_float64_reference(dtype, channels, activation):
+    # Enough channels for the kernels' vector blocks plus a remainder, and set sizes (1 to 3,
+    # 5, 63, 64, 65 and 130 rows) around their row blocks and the cached block of 64 rows.
+    torch.manual_seed(11)
+    sizes = torch.tensor([1, 2, 3, 5, 63, 64, 65, 130, 0, 7])
+    index = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+    index = index[torch.randperm(len(index))]
+    x64 = torch.randn(len(index), channels, dtype=torch.float64)
+    w64 = torch.randn(channels, channels, dtype=torch.float64) / channels ** 0.5
+    b64 = torch.randn(channels, dtype=torch.float64)
+    upstream = torch.randn(len(sizes), channels, dtype=torch.float64)
+
+    def run(x, w, b, backend):
+        x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
+        out = attsets_linear(x, w, b, activation, index=index, dim_size=len(sizes),
+                             backend=backend)
+        grads = torch.autograd.grad((out * upstream.to(out.dtype)).sum(), (x, w, b))
+        return [out.detach().double(), *(g.double() for g in grads)]
+
+    reference = run(x64, w64, b64, "native")
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {}
+    for name in BACKENDS:
+        got = run(x64.to(dtype), w64.to(dtype), b64.to(dtype), name)
+        for a, b in zip(got, reference, strict=True):
+            torch.testing.assert_close(a, b, **tol)
+
+
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("activation", [None, "tanh"])
 def test_attsets_linear_gradcheck(backend, shared, activation):

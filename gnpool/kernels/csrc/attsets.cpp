@@ -7,9 +7,9 @@ namespace gnpool {
 namespace {
 
 // AttSets with its scoring layer z = act(W x + b) fused in: the scores of a row are
-// computed from the row while it is in cache (in forward once per row for sets of up to
-// 64 rows, twice for larger ones; once more in backward), so no [E, K] score tensor ever
-// exists. W is [Ko, K] with
+// computed from the row while it is in cache (once per row in forward and once in backward
+// for sets of up to 64 rows, computed for the whole set at a time; twice in forward for
+// larger sets), so no [E, K] score tensor ever exists. W is [Ko, K] with
 // Ko = K (one score per channel) or Ko = 1 (one score shared by every channel); Wt is W
 // transposed. act: 0 none, 1 tanh. The small matrix products are register-blocked over
 // BLOCK outputs so that the accumulators stay in vector registers.
@@ -51,6 +51,61 @@ inline void vecmat(const T* a, const T* M, int64_t rows, int64_t ld, int64_t n, 
     for (int64_t j = 0; j < rows; ++j) acc += a[j] * M[j * ld + c];
     out[c] = acc;
   }
+}
+
+// The same for n rows at once: out[r][c] = init_r[c] + sum_j a[r][j] * M[j * ld + c], where
+// init_r is bias (or 0) or, with accumulate, out[r] itself. ROW_BLOCK rows times two vectors
+// of outputs accumulate in registers, so each vector of M loaded serves ROW_BLOCK rows.
+#if defined(__AVX512F__)
+constexpr int ROW_BLOCK = 4;
+#else
+constexpr int ROW_BLOCK = 2;
+#endif
+
+template <typename T>
+inline void rowsmat(const T* const* a, int64_t n, const T* M, int64_t inner, int64_t ld,
+                    int64_t ncols, const T* bias, bool accumulate, T* const* out) {
+  using V = Vec<T>;
+  constexpr int64_t L = V::lanes;
+  constexpr int RB = ROW_BLOCK;
+  int64_t r0 = 0;
+  for (; r0 + RB <= n; r0 += RB) {
+    int64_t c0 = 0;
+    for (; c0 + 2 * L <= ncols; c0 += 2 * L) {
+      typename V::type acc[RB][2];
+      for (int q = 0; q < RB; ++q) {
+        if (accumulate) {
+          acc[q][0] = V::load(out[r0 + q] + c0);
+          acc[q][1] = V::load(out[r0 + q] + c0 + L);
+        } else if (bias) {
+          acc[q][0] = V::load(bias + c0);
+          acc[q][1] = V::load(bias + c0 + L);
+        } else {
+          acc[q][0] = acc[q][1] = V::zero();
+        }
+      }
+      for (int64_t j = 0; j < inner; ++j) {
+        const typename V::type m0 = V::load(M + j * ld + c0), m1 = V::load(M + j * ld + c0 + L);
+        for (int q = 0; q < RB; ++q) {
+          const T v = a[r0 + q][j];
+          acc[q][0] += v * m0;
+          acc[q][1] += v * m1;
+        }
+      }
+      for (int q = 0; q < RB; ++q) {
+        V::store(out[r0 + q] + c0, acc[q][0]);
+        V::store(out[r0 + q] + c0 + L, acc[q][1]);
+      }
+    }
+    for (int q = 0; q < RB; ++q)
+      for (int64_t c = c0; c < ncols; ++c) {
+        T acc = accumulate ? out[r0 + q][c] : (bias ? bias[c] : T(0));
+        for (int64_t j = 0; j < inner; ++j) acc += a[r0 + q][j] * M[j * ld + c];
+        out[r0 + q][c] = acc;
+      }
+  }
+  for (int64_t r = r0; r < n; ++r)
+    vecmat(a[r], M, inner, ld, ncols, accumulate ? out[r] : bias, out[r]);
 }
 
 template <typename T>
@@ -143,24 +198,41 @@ struct LinearScores {
     score_row(xr, Wt, bias, K, Ko, act, buf);
     return buf;
   }
+  // The scores of the n rows xr[i] into z[i].
+  void rows(const T* const* xr, int64_t n, T* const* z) const {
+    if (Ko == 1) {
+      for (int64_t i = 0; i < n; ++i) score_row(xr[i], Wt, bias, K, Ko, act, z[i]);
+      return;
+    }
+    rowsmat(xr, n, Wt, K, K, K, bias, false, z);
+    if (act)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < K; ++k) z[i][k] = std::tanh(z[i][k]);
+  }
 
   // dx += dz W; dW += dz^T x and db += dz, folded in blocks of ROWS rows.
   struct Grad {
     static constexpr int64_t ROWS = 64;
     const LinearScores& sc;
     T* gw;  // this thread's [Ko * K + Ko] partial dW, db, or null
-    std::vector<T> gzk, gzb;
-    std::vector<const T*> rows;
+    std::vector<T> gzb;
+    std::vector<const T*> rows, gzrows;
+    std::vector<T*> gxrows;
     int64_t buffered = 0;
+    bool with_gx = false;
     Grad(const LinearScores& sc, T*, T* grad_w, int tid)
         : sc(sc), gw(grad_w ? grad_w + static_cast<int64_t>(tid) * (sc.Ko * sc.K + sc.Ko)
                             : nullptr),
-          gzk(sc.Ko), gzb(ROWS * sc.Ko), rows(ROWS) {
+          gzb(ROWS * sc.Ko), rows(ROWS), gzrows(ROWS), gxrows(ROWS) {
       if (gw)
         for (int64_t j = 0; j < sc.Ko * sc.K + sc.Ko; ++j) gw[j] = T(0);
+      for (int64_t i = 0; i < ROWS; ++i) gzrows[i] = gzb.data() + i * sc.Ko;
     }
+    // gx (null when x needs no gradient) already holds g w; the dz W part is added in finish.
     void add(int64_t, const T* xr, const T* gz, T* gx) {
       const int64_t K = sc.K, Ko = sc.Ko;
+      if (!gx && !gw) return;
+      T* gzk = gzb.data() + buffered * Ko;
       if (Ko == 1) {
         T total = T(0);
 #pragma omp simd reduction(+ : total)
@@ -169,17 +241,19 @@ struct LinearScores {
       } else {
         for (int64_t k = 0; k < K; ++k) gzk[k] = gz[k];
       }
-      if (gx) vecmat(gzk.data(), sc.W, Ko, K, K, gx, gx);
-      if (!gw) return;
-      for (int64_t k = 0; k < Ko; ++k) {
-        gzb[buffered * Ko + k] = gzk[k];
-        gw[Ko * K + k] += gzk[k];
-      }
+      if (gw)
+        for (int64_t k = 0; k < Ko; ++k) gw[Ko * K + k] += gzk[k];
+      with_gx = gx != nullptr;
+      gxrows[buffered] = gx;
       rows[buffered++] = xr;
       if (buffered == ROWS) finish();
     }
     void finish() {
-      if (gw && buffered) outer_update(gzb.data(), rows.data(), buffered, sc.Ko, sc.K, gw);
+      if (!buffered) return;
+      if (with_gx)
+        rowsmat(gzrows.data(), buffered, sc.W, sc.Ko, sc.K, sc.K, static_cast<const T*>(nullptr),
+                true, gxrows.data());
+      if (gw) outer_update(gzb.data(), rows.data(), buffered, sc.Ko, sc.K, gw);
       buffered = 0;
     }
   };
@@ -195,6 +269,8 @@ void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, i
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> zc(CACHED * K), z(K), m(K), l(K), num(K);
+    std::vector<const T*> xrows(CACHED);
+    std::vector<T*> zrows(CACHED);
 #pragma omp for schedule(dynamic, 256)
     for (int64_t s = 0; s < S; ++s) {
       const int64_t b = ptr[s], e = ptr[s + 1];
@@ -204,13 +280,22 @@ void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, i
         continue;
       }
       const bool cached = e - b <= CACHED;
+      if constexpr (Scores::computed) {
+        if (cached) {
+          for (int64_t i = b; i < e; ++i) {
+            xrows[i - b] = x + (perm ? perm[i] : i) * K;
+            zrows[i - b] = zc.data() + (i - b) * K;
+          }
+          sc.rows(xrows.data(), e - b, zrows.data());
+        }
+      }
       for (int64_t k = 0; k < K; ++k) {
         m[k] = -std::numeric_limits<T>::infinity();
         l[k] = num[k] = T(0);
       }
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
-        const T* zr = sc.row(r, x + r * K, cached ? zc.data() + (i - b) * K : z.data());
+        const T* zr = cached ? zc.data() + (i - b) * K : sc.row(r, x + r * K, z.data());
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
           const T v = zr[k];
@@ -249,7 +334,10 @@ void attsets_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, 
 #pragma omp parallel num_threads(nthreads)
   {
     typename Scores::Grad back(sc, grad_z, grad_w, omp_get_thread_num());
-    std::vector<T> z(K), g(K), go(K), m(K), il(K), gz(K), scratch(K);
+    constexpr int64_t CACHED = Scores::computed ? 64 : 0;
+    std::vector<T> zc(CACHED * K), z(K), g(K), go(K), m(K), il(K), gz(K), scratch(K);
+    std::vector<const T*> xrows(CACHED);
+    std::vector<T*> zrows(CACHED);
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < S; ++s) {
       const int64_t b = ptr[s], e = ptr[s + 1];
@@ -260,12 +348,22 @@ void attsets_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, 
         m[k] = m_in[o + k];
         il[k] = T(1) / l_in[o + k];
       }
+      const bool cached = e - b <= CACHED;
+      if constexpr (Scores::computed) {
+        if (cached) {
+          for (int64_t i = b; i < e; ++i) {
+            xrows[i - b] = x + (perm ? perm[i] : i) * K;
+            zrows[i - b] = zc.data() + (i - b) * K;
+          }
+          sc.rows(xrows.data(), e - b, zrows.data());
+        }
+      }
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
         const T* xr = x + r * K;
         // Without grad_x the loop writes that gradient to scratch.
         T* gx = grad_x ? grad_x + r * K : scratch.data();
-        const T* zr = sc.row(r, xr, z.data());
+        const T* zr = cached ? zc.data() + (i - b) * K : sc.row(r, xr, z.data());
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
           const T w = exp_core(zr[k] - m[k]) * il[k];
