@@ -259,18 +259,44 @@ struct LinearScores {
   };
 };
 
+// Computed scores of a whole set of up to ROWS rows, one thread's buffer: fill() computes
+// them (row-blocked) and says whether it did; row(j) is the set's j-th row's scores. With
+// given scores it never caches.
+template <typename T, typename Scores>
+struct SetScores {
+  static constexpr int64_t ROWS = Scores::computed ? 64 : 0;
+  int64_t K;
+  std::vector<T> z;
+  std::vector<const T*> xrows;
+  std::vector<T*> zrows;
+  explicit SetScores(int64_t K) : K(K), z(ROWS * K), xrows(ROWS), zrows(ROWS) {}
+  bool fill(const Scores& sc, const T* x, const int64_t* perm, int64_t b, int64_t e,
+            int64_t K) {
+    if constexpr (!Scores::computed) {
+      return false;
+    } else {
+      if (e - b > ROWS) return false;
+      for (int64_t i = b; i < e; ++i) {
+        xrows[i - b] = x + (perm ? perm[i] : i) * K;
+        zrows[i - b] = z.data() + (i - b) * K;
+      }
+      sc.rows(xrows.data(), e - b, zrows.data());
+      return true;
+    }
+  }
+  const T* row(int64_t j) const { return z.data() + j * K; }
+};
+
 // AttSets forward: per set and channel m = max z, l = sum exp(z - m), out = sum w x. Computed
-// scores of a set of up to CACHED rows are kept between the two sweeps.
+// scores of a set of up to SetScores::ROWS rows are kept between the two sweeps.
 template <typename T, typename Scores>
 void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64_t S,
                           int64_t K, const Scores& sc, T* out, T* m_out, T* l_out,
                           int nthreads) {
-  constexpr int64_t CACHED = Scores::computed ? 64 : 0;
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> zc(CACHED * K), z(K), m(K), l(K), num(K);
-    std::vector<const T*> xrows(CACHED);
-    std::vector<T*> zrows(CACHED);
+    SetScores<T, Scores> cache(K);
+    std::vector<T> z(K), m(K), l(K), num(K);
 #pragma omp for schedule(dynamic, 256)
     for (int64_t s = 0; s < S; ++s) {
       const int64_t b = ptr[s], e = ptr[s + 1];
@@ -279,23 +305,14 @@ void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, i
         for (int64_t k = 0; k < K; ++k) out[o + k] = m_out[o + k] = l_out[o + k] = T(0);
         continue;
       }
-      const bool cached = e - b <= CACHED;
-      if constexpr (Scores::computed) {
-        if (cached) {
-          for (int64_t i = b; i < e; ++i) {
-            xrows[i - b] = x + (perm ? perm[i] : i) * K;
-            zrows[i - b] = zc.data() + (i - b) * K;
-          }
-          sc.rows(xrows.data(), e - b, zrows.data());
-        }
-      }
+      const bool cached = cache.fill(sc, x, perm, b, e, K);
       for (int64_t k = 0; k < K; ++k) {
         m[k] = -std::numeric_limits<T>::infinity();
         l[k] = num[k] = T(0);
       }
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
-        const T* zr = cached ? zc.data() + (i - b) * K : sc.row(r, x + r * K, z.data());
+        const T* zr = cached ? cache.row(i - b) : sc.row(r, x + r * K, z.data());
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
           const T v = zr[k];
@@ -306,7 +323,7 @@ void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, i
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
         const T* xr = x + r * K;
-        const T* zr = cached ? zc.data() + (i - b) * K : sc.row(r, xr, z.data());
+        const T* zr = cached ? cache.row(i - b) : sc.row(r, xr, z.data());
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
           const T w = exp_core(zr[k] - m[k]);
@@ -334,10 +351,8 @@ void attsets_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, 
 #pragma omp parallel num_threads(nthreads)
   {
     typename Scores::Grad back(sc, grad_z, grad_w, omp_get_thread_num());
-    constexpr int64_t CACHED = Scores::computed ? 64 : 0;
-    std::vector<T> zc(CACHED * K), z(K), g(K), go(K), m(K), il(K), gz(K), scratch(K);
-    std::vector<const T*> xrows(CACHED);
-    std::vector<T*> zrows(CACHED);
+    SetScores<T, Scores> cache(K);
+    std::vector<T> z(K), g(K), go(K), m(K), il(K), gz(K), scratch(K);
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < S; ++s) {
       const int64_t b = ptr[s], e = ptr[s + 1];
@@ -348,22 +363,13 @@ void attsets_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, 
         m[k] = m_in[o + k];
         il[k] = T(1) / l_in[o + k];
       }
-      const bool cached = e - b <= CACHED;
-      if constexpr (Scores::computed) {
-        if (cached) {
-          for (int64_t i = b; i < e; ++i) {
-            xrows[i - b] = x + (perm ? perm[i] : i) * K;
-            zrows[i - b] = zc.data() + (i - b) * K;
-          }
-          sc.rows(xrows.data(), e - b, zrows.data());
-        }
-      }
+      const bool cached = cache.fill(sc, x, perm, b, e, K);
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
         const T* xr = x + r * K;
         // Without grad_x the loop writes that gradient to scratch.
         T* gx = grad_x ? grad_x + r * K : scratch.data();
-        const T* zr = cached ? zc.data() + (i - b) * K : sc.row(r, xr, z.data());
+        const T* zr = cached ? cache.row(i - b) : sc.row(r, xr, z.data());
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
           const T w = exp_core(zr[k] - m[k]) * il[k];
