@@ -168,6 +168,43 @@ def test_backends_agree(dtype):
         torch.testing.assert_close(gp, grads[0][1], **tol)
 
 
+@pytest.mark.parametrize("layout", ["sorted", "unsorted"])
+def test_float32_wide_matches_float64_reference(backend, layout):
+    # 37 channels: the CPU kernels' blocks of 16 plus a remainder; zeros, subnormals, ties,
+    # both signs, and per-channel exponents on both sides of 1 (and exactly 1), of both signs.
+    gen = torch.Generator().manual_seed(21)
+    sizes = torch.tensor([1, 2, 3, 17, 40, 0, 5])
+    index = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+    x = torch.randn(len(index), 37, generator=gen, dtype=torch.float64)
+    x[::7] = 0.0
+    x[1::9, :5] = 1e-40                  # float32 subnormals
+    x[2::5, 5:9] = x[3::5, 5:9].abs().max()  # ties at the maximum
+    if layout == "unsorted":
+        order = torch.randperm(len(index), generator=gen)
+        x, index = x[order], index[order]
+    mags = torch.tensor([0.3, 1.0, 2.5, 7.0, 50.0], dtype=torch.float64)
+    p = mags.repeat(8)[:37] * torch.where(torch.arange(37) % 3 == 0, -1.0, 1.0).double()
+    p_neg = mags.flip(0).repeat(8)[:37]
+    q = torch.linspace(-0.5, 1.5, 37, dtype=torch.float64)
+    q_neg = q.flip(0)
+    upstream = torch.randn(len(sizes), 37, generator=gen, dtype=torch.float64)
+
+    def run(dtype, name):
+        leaves = [t.to(dtype).requires_grad_() for t in (x, p, q, p_neg, q_neg)]
+        out = gnp(leaves[0], index, dim_size=len(sizes), p=leaves[1], q=leaves[2],
+                  p_neg=leaves[3], q_neg=leaves[4], backend=name)
+        grads = torch.autograd.grad((out * upstream.to(dtype)).sum(), leaves)
+        return [out.detach().double(), *(g.double() for g in grads)]
+
+    reference = run(torch.float64, "native")
+    got = run(torch.float32, backend)
+    for name, a, b in zip(["out", "x", "p", "q", "p_neg", "q_neg"], got, reference,
+                          strict=True):
+        assert bool(torch.isfinite(a).all()), name
+        scale = b.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(a / scale, b / scale, rtol=0, atol=2e-4, msg=name)
+
+
 def test_empty_sets_pool_to_zero(backend):
     x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     index = torch.tensor([0, 0, 2, 2, 2, 5])

@@ -16,6 +16,10 @@
 
 #include <omp.h>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace gnpool {
 
 // Branch-free float log and exp (Cephes polynomials, ~1 ulp on normal numbers) so that
@@ -93,5 +97,58 @@ inline double fexp(double x) { return std::exp(x); }
 
 template <typename T>
 inline T relu(T v) { return v > T(0) ? v : T(0); }
+
+#if defined(__AVX512F__)
+// log_core and exp_core on 16 floats with AVX-512's exponent and mantissa instructions
+// (same polynomials). log16: x >= 0 with subnormals, log(0) = -inf; exp16: exp(-inf) = 0,
+// arguments clamped to [-110, 88] (results below the smallest subnormal are 0).
+inline __m512 log16(__m512 x) {
+  __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+  __m512 fe = _mm512_getexp_ps(x);
+  const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
+  m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
+  fe = _mm512_mask_add_ps(fe, big, fe, _mm512_set1_ps(1.0f));
+  const __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+  const __m512 z = _mm512_mul_ps(f, f);
+  __m512 y = _mm512_set1_ps(7.0376836292e-2f);
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.1514610310e-1f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.1676998740e-1f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.2420140846e-1f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.4249322787e-1f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.6668057665e-1f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.0000714765e-1f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-2.4999993993e-1f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(3.3333331174e-1f));
+  y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
+  y = _mm512_fmadd_ps(fe, _mm512_set1_ps(-2.12194440e-4f), y);
+  y = _mm512_fmadd_ps(z, _mm512_set1_ps(-0.5f), y);
+  const __m512 r = _mm512_fmadd_ps(fe, _mm512_set1_ps(0.693359375f), _mm512_add_ps(f, y));
+  const __mmask16 zero = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_EQ_OQ);
+  return _mm512_mask_blend_ps(zero, r, _mm512_set1_ps(-std::numeric_limits<float>::infinity()));
+}
+
+inline __m512 exp16(__m512 x) {
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0f)),
+                                  _mm512_set1_ps(88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 g = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  g = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), g);
+  const __m512 z = _mm512_mul_ps(g, g);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_add_ps(_mm512_fmadd_ps(y, z, g), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(y, n);
+}
+
+// Lanes [0, n) of a block of 16 (all 16 for n >= 16).
+inline __mmask16 lanes16(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+}
+#endif
 
 }  // namespace gnpool
