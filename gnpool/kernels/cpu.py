@@ -171,8 +171,8 @@ _ACTIVATION_CODES = {None: 0, "tanh": 1}
 def attsets_linear_forward(x: Tensor, weight: Tensor, bias: Tensor | None,
                            activation: str | None, ptr: Tensor, perm: Tensor | None, size: int
                            ) -> tuple[Tensor, Tensor, Tensor]:
-    """AttSets with scores ``act(x W^T + b)`` computed row by row inside the kernel: the
-    ``[S, K]`` output and the per-set statistics ``(m, l)``."""
+    """AttSets with scores ``act(x W^T + b)`` computed inside the kernel, a set at a time:
+    the ``[S, K]`` output and the per-set statistics ``(m, l)``."""
     x = x.contiguous()
     columns = x.size(1)
     wt = weight.detach().to(x.dtype).t().contiguous()
@@ -188,7 +188,7 @@ def attsets_linear_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tenso
                             activation: str | None, ptr: Tensor, perm: Tensor | None,
                             out: Tensor, m: Tensor, l: Tensor, need_x: bool, need_params: bool
                             ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """Gradients for ``(x, weight, bias)`` (scores recomputed row by row)."""
+    """Gradients for ``(x, weight, bias)`` (scores recomputed inside the kernel)."""
     x = x.contiguous()
     columns, rows_out = x.size(1), weight.size(0)
     grad = grad.to(x.dtype).contiguous()

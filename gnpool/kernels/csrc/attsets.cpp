@@ -270,8 +270,7 @@ struct SetScores {
   std::vector<const T*> xrows;
   std::vector<T*> zrows;
   explicit SetScores(int64_t K) : K(K), z(ROWS * K), xrows(ROWS), zrows(ROWS) {}
-  bool fill(const Scores& sc, const T* x, const int64_t* perm, int64_t b, int64_t e,
-            int64_t K) {
+  bool fill(const Scores& sc, const T* x, const int64_t* perm, int64_t b, int64_t e) {
     if constexpr (!Scores::computed) {
       return false;
     } else {
@@ -305,7 +304,7 @@ void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, i
         for (int64_t k = 0; k < K; ++k) out[o + k] = m_out[o + k] = l_out[o + k] = T(0);
         continue;
       }
-      const bool cached = cache.fill(sc, x, perm, b, e, K);
+      const bool cached = cache.fill(sc, x, perm, b, e);
       for (int64_t k = 0; k < K; ++k) {
         m[k] = -std::numeric_limits<T>::infinity();
         l[k] = num[k] = T(0);
@@ -363,7 +362,7 @@ void attsets_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, 
         m[k] = m_in[o + k];
         il[k] = T(1) / l_in[o + k];
       }
-      const bool cached = cache.fill(sc, x, perm, b, e, K);
+      const bool cached = cache.fill(sc, x, perm, b, e);
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
         const T* xr = x + r * K;

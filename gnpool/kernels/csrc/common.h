@@ -28,6 +28,17 @@ namespace gnpool {
 // values); exp_core: exp(-inf) = 0, results below ~2e-38 flush to 0, arguments above
 // ~88.7 clamp to ~3.4e38. Every element loop masks the lanes where those cases occur;
 // flog and fexp add full special-value handling for the per-set code.
+// Cephes' polynomial coefficients, highest degree first: log(1 + f) = f - f^2 / 2 +
+// f^3 LOG_POLY(f) on [sqrt(1/2) - 1, sqrt(2) - 1]; exp(g) = 1 + g + g^2 EXP_POLY(g) on
+// |g| <= ln 2 / 2. Shared by the scalar cores and the AVX-512 versions below.
+constexpr float LOG_POLY[] = {7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f,
+                              -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
+                              2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f};
+constexpr float EXP_POLY[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+// ln 2 split into a part exact in float and the rest.
+constexpr float LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
+
 inline float log_core(float x) {
   const bool sub = x < 1.17549435e-38f;
   const float xs = sub ? x * 8388608.0f : x;
@@ -39,20 +50,13 @@ inline float log_core(float x) {
   e = big ? e + 1 : e;
   const float f = m - 1.0f;
   const float z = f * f;
-  float y = 7.0376836292e-2f;
-  y = y * f - 1.1514610310e-1f;
-  y = y * f + 1.1676998740e-1f;
-  y = y * f - 1.2420140846e-1f;
-  y = y * f + 1.4249322787e-1f;
-  y = y * f - 1.6668057665e-1f;
-  y = y * f + 2.0000714765e-1f;
-  y = y * f - 2.4999993993e-1f;
-  y = y * f + 3.3333331174e-1f;
+  float y = LOG_POLY[0];
+  for (int i = 1; i < 9; ++i) y = y * f + LOG_POLY[i];
   y = y * f * z;
   const float fe = static_cast<float>(e);
-  y += fe * -2.12194440e-4f;
+  y += fe * LN2_LO;
   y += -0.5f * z;
-  const float r = f + y + fe * 0.693359375f;
+  const float r = f + y + fe * LN2_HI;
   return x == 0.0f ? -std::numeric_limits<float>::infinity() : r;
 }
 
@@ -61,14 +65,10 @@ inline float exp_core(float x) {
   const float xc = x < lo ? lo : (x > hi ? hi : x);
   // Round to nearest by the 1.5 * 2^23 trick (no floor instruction needed): |g| <= ln2 / 2.
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float g = xc - n * 0.693359375f - n * -2.12194440e-4f;
+  const float g = xc - n * LN2_HI - n * LN2_LO;
   const float z = g * g;
-  float y = 1.9875691500e-4f;
-  y = y * g + 1.3981999507e-3f;
-  y = y * g + 8.3334519073e-3f;
-  y = y * g + 4.1665795894e-2f;
-  y = y * g + 1.6666665459e-1f;
-  y = y * g + 5.0000001201e-1f;
+  float y = EXP_POLY[0];
+  for (int i = 1; i < 6; ++i) y = y * g + EXP_POLY[i];
   y = y * z + g + 1.0f;
   // 2^(n-1) * 2 keeps the exponent field valid up to n = 128.
   const float scale = __builtin_bit_cast(float, (static_cast<int32_t>(n) + 126) << 23);
@@ -110,19 +110,12 @@ inline __m512 log16(__m512 x) {
   fe = _mm512_mask_add_ps(fe, big, fe, _mm512_set1_ps(1.0f));
   const __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
   const __m512 z = _mm512_mul_ps(f, f);
-  __m512 y = _mm512_set1_ps(7.0376836292e-2f);
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.1514610310e-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.1676998740e-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.2420140846e-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.4249322787e-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.6668057665e-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.0000714765e-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-2.4999993993e-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(3.3333331174e-1f));
+  __m512 y = _mm512_set1_ps(LOG_POLY[0]);
+  for (int i = 1; i < 9; ++i) y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(LOG_POLY[i]));
   y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
-  y = _mm512_fmadd_ps(fe, _mm512_set1_ps(-2.12194440e-4f), y);
+  y = _mm512_fmadd_ps(fe, _mm512_set1_ps(LN2_LO), y);
   y = _mm512_fmadd_ps(z, _mm512_set1_ps(-0.5f), y);
-  const __m512 r = _mm512_fmadd_ps(fe, _mm512_set1_ps(0.693359375f), _mm512_add_ps(f, y));
+  const __m512 r = _mm512_fmadd_ps(fe, _mm512_set1_ps(LN2_HI), _mm512_add_ps(f, y));
   const __mmask16 zero = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_EQ_OQ);
   return _mm512_mask_blend_ps(zero, r, _mm512_set1_ps(-std::numeric_limits<float>::infinity()));
 }
@@ -132,15 +125,11 @@ inline __m512 exp16(__m512 x) {
                                   _mm512_set1_ps(88.0f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 g = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  g = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), g);
+  __m512 g = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
+  g = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), g);
   const __m512 z = _mm512_mul_ps(g, g);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 y = _mm512_set1_ps(EXP_POLY[0]);
+  for (int i = 1; i < 6; ++i) y = _mm512_fmadd_ps(y, g, _mm512_set1_ps(EXP_POLY[i]));
   y = _mm512_add_ps(_mm512_fmadd_ps(y, z, g), _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(y, n);
 }

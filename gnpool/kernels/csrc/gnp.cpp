@@ -18,44 +18,72 @@ struct Params {
   int64_t stride;  // 0: one shared value, 1: one per column
 };
 
-// 1 / r overflows for r below about 1 / max (subnormal float r): such a part scales its
-// elements by 2^64 and divides by r * 2^64 instead, y = (|v| * pre) * (1 / (r * pre)).
+// What the element loops divide each part's magnitudes by, per channel of one set:
+// y = (|v| * pre) * inv with inv = 1 / (r * pre) (`empty` for a zero part). 1 / r overflows
+// for r below about 1 / max (subnormal float r): such a part prescales by pre = 2^64.
 template <typename T>
-inline T prescale(T r) {
-  return (r > T(0)) & (r < T(5.421010862427522e-20)) ? T(18446744073709551616.0) : T(1);
-}
+struct Divisors {
+  std::vector<T> pre_p, pre_n, inv_p, inv_n;
+  bool scaled = false;  // some channel of the set has pre != 1
+  explicit Divisors(int64_t K) : pre_p(K), pre_n(K), inv_p(K), inv_n(K) {}
 
-template <typename T>
-inline bool any_scaled(const T* pre_p, const T* pre_n, int64_t K) {
-  bool any = false;
-  for (int64_t k = 0; k < K; ++k) any |= (pre_p[k] != T(1)) | (pre_n[k] != T(1));
-  return any;
-}
+  static T prescale(T r) {
+    return (r > T(0)) & (r < T(5.421010862427522e-20)) ? T(18446744073709551616.0) : T(1);
+  }
+  void fill(const T* r_p, const T* r_n, int64_t K, T empty) {
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t k = 0; k < K; ++k) {
+      const T rp = r_p[k], rn = r_n[k];
+      pre_p[k] = prescale(rp);
+      pre_n[k] = prescale(rn);
+      inv_p[k] = rp > T(0) ? T(1) / (rp * pre_p[k]) : empty;
+      inv_n[k] = rn > T(0) ? T(1) / (rn * pre_n[k]) : empty;
+      any |= (pre_p[k] != T(1)) | (pre_n[k] != T(1));
+    }
+    scaled = any != 0;
+  }
+};
 
 #if defined(__AVX512F__)
 // The element loops of forward and backward for float on 16 channels at a time, with
 // log16/exp16 (common.h); the same arithmetic as the generic loops in the impls below.
+
+// Both parts' divisors and exponents for the 16 channels from k.
+struct Lanes16 {
+  __m512 pre_p, pre_n, inv_p, inv_n, p_p, p_n;
+  Lanes16(const Divisors<float>& dv, const float* pp, const float* pn, int64_t k,
+          __mmask16 mk)
+      : pre_p(_mm512_maskz_loadu_ps(mk, dv.pre_p.data() + k)),
+        pre_n(_mm512_maskz_loadu_ps(mk, dv.pre_n.data() + k)),
+        inv_p(_mm512_maskz_loadu_ps(mk, dv.inv_p.data() + k)),
+        inv_n(_mm512_maskz_loadu_ps(mk, dv.inv_n.data() + k)),
+        p_p(_mm512_maskz_loadu_ps(mk, pp + k)),
+        p_n(_mm512_maskz_loadu_ps(mk, pn + k)) {}
+  // |v| / r of each lane's part (neg: the lanes of the negative part).
+  template <bool SCALED>
+  __m512 ratio(__m512 v, __mmask16 neg) const {
+    __m512 a = _mm512_abs_ps(v);
+    if constexpr (SCALED) a = _mm512_mul_ps(a, _mm512_mask_blend_ps(neg, pre_p, pre_n));
+    return _mm512_mul_ps(a, _mm512_mask_blend_ps(neg, inv_p, inv_n));
+  }
+  __m512 p(__mmask16 neg) const { return _mm512_mask_blend_ps(neg, p_p, p_n); }
+};
+
 template <bool SCALED>
 inline void forward_rows16(const float* x, const int64_t* perm, int64_t b, int64_t e,
-                           int64_t K, const float* pre_p, const float* pre_n,
-                           const float* inv_p, const float* inv_n, const float* pp,
+                           int64_t K, const Divisors<float>& dv, const float* pp,
                            const float* pn, float* acc_p, float* acc_n) {
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 16) {
     const __mmask16 mk = lanes16(K - k);
-    const __m512 ip = _mm512_maskz_loadu_ps(mk, inv_p + k), in = _mm512_maskz_loadu_ps(mk, inv_n + k);
-    const __m512 sp_ = _mm512_maskz_loadu_ps(mk, pre_p + k), sn_ = _mm512_maskz_loadu_ps(mk, pre_n + k);
-    const __m512 p_p = _mm512_maskz_loadu_ps(mk, pp + k), p_n = _mm512_maskz_loadu_ps(mk, pn + k);
+    const Lanes16 c(dv, pp, pn, k, mk);
     __m512 ap = zero, an = zero;
     for (int64_t i = b; i < e; ++i) {
       const __m512 v = _mm512_maskz_loadu_ps(mk, x + (perm ? perm[i] : i) * K + k);
       const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
       const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-      const __m512 y = _mm512_mul_ps(
-          SCALED ? _mm512_mul_ps(_mm512_abs_ps(v), _mm512_mask_blend_ps(neg, sp_, sn_))
-                 : _mm512_abs_ps(v),
-          _mm512_mask_blend_ps(neg, ip, in));
-      const __m512 w = exp16(_mm512_mul_ps(_mm512_mask_blend_ps(neg, p_p, p_n), log16(y)));
+      const __m512 w = exp16(_mm512_mul_ps(c.p(neg), log16(c.ratio<SCALED>(v, neg))));
       ap = _mm512_mask_add_ps(ap, pos, ap, w);
       an = _mm512_mask_add_ps(an, neg, an, w);
     }
@@ -66,17 +94,14 @@ inline void forward_rows16(const float* x, const int64_t* perm, int64_t b, int64
 
 template <bool SCALED>
 inline void backward_rows16(const float* x, const int64_t* perm, int64_t b, int64_t e,
-                            int64_t K, const float* pre_p, const float* pre_n,
-                            const float* inv_p, const float* inv_n, const float* pp,
+                            int64_t K, const Divisors<float>& dv, const float* pp,
                             const float* pn, const float* ga_p, const float* ga_n,
                             const float* half0, float* st_p, float* st_n, float* grad_x) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
   const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   for (int64_t k = 0; k < K; k += 16) {
     const __mmask16 mk = lanes16(K - k);
-    const __m512 ip = _mm512_maskz_loadu_ps(mk, inv_p + k), in = _mm512_maskz_loadu_ps(mk, inv_n + k);
-    const __m512 sp_ = _mm512_maskz_loadu_ps(mk, pre_p + k), sn_ = _mm512_maskz_loadu_ps(mk, pre_n + k);
-    const __m512 p_p = _mm512_maskz_loadu_ps(mk, pp + k), p_n = _mm512_maskz_loadu_ps(mk, pn + k);
+    const Lanes16 c(dv, pp, pn, k, mk);
     const __m512 a_p = _mm512_maskz_loadu_ps(mk, ga_p + k), a_n = _mm512_maskz_loadu_ps(mk, ga_n + k);
     const __m512 h0 = _mm512_maskz_loadu_ps(mk, half0 + k);
     __m512 sp = zero, sn = zero;
@@ -85,11 +110,8 @@ inline void backward_rows16(const float* x, const int64_t* perm, int64_t b, int6
       const __m512 v = _mm512_maskz_loadu_ps(mk, x + r * K + k);
       const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
       const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-      const __m512 p = _mm512_mask_blend_ps(neg, p_p, p_n);
-      const __m512 t = _mm512_mul_ps(
-          SCALED ? _mm512_mul_ps(_mm512_abs_ps(v), _mm512_mask_blend_ps(neg, sp_, sn_))
-                 : _mm512_abs_ps(v),
-          _mm512_mask_blend_ps(neg, ip, in));
+      const __m512 p = c.p(neg);
+      const __m512 t = c.ratio<SCALED>(v, neg);
       const __m512 lt = log16(t);
       __m512 phi = exp16(_mm512_mul_ps(_mm512_sub_ps(p, one), lt));
       // t == 0 off the kink: y/r underflowed (regular set) or a zero set with p < 0.
@@ -127,9 +149,8 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
   const T nan = std::numeric_limits<T>::quiet_NaN();
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> mx(K), mn(K), inv_p(K), inv_n(K), pre_p(K), pre_n(K), acc_p(K), acc_n(K),
-        pp(K), pn(K), qp(K),
-        qn(K);
+    Divisors<T> dv(K);
+    std::vector<T> mx(K), mn(K), acc_p(K), acc_n(K), pp(K), pn(K), qp(K), qn(K);
     for (int64_t k = 0; k < K; ++k) {
       pp[k] = prm.p_pos[k * prm.stride];
       pn[k] = prm.p_neg[k * prm.stride];
@@ -165,18 +186,13 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
         const T rn = relu(pn[k] > T(0) ? -mn[k] : -mx[k]);
         r_pos[o + k] = rp;
         r_neg[o + k] = rn;
-        pre_p[k] = prescale(rp);
-        pre_n[k] = prescale(rn);
-        inv_p[k] = rp > T(0) ? T(1) / (rp * pre_p[k]) : T(1);
-        inv_n[k] = rn > T(0) ? T(1) / (rn * pre_n[k]) : T(1);
         acc_p[k] = acc_n[k] = T(0);
       }
+      dv.fill(r_pos + o, r_neg + o, K, T(1));
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
-        const bool scaled = any_scaled(pre_p.data(), pre_n.data(), K);
-        (scaled ? forward_rows16<true> : forward_rows16<false>)(x, perm, b, e, K, pre_p.data(), pre_n.data(), inv_p.data(), inv_n.data(),
-                       pp.data(), pn.data(),
-                       acc_p.data(), acc_n.data());
+        (dv.scaled ? forward_rows16<true> : forward_rows16<false>)(
+            x, perm, b, e, K, dv, pp.data(), pn.data(), acc_p.data(), acc_n.data());
       } else
 #endif
       for (int64_t i = b; i < e; ++i) {
@@ -184,9 +200,9 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
           // Every operand is loaded unconditionally so that the selects vectorise.
-          const T v = row[k], ip = inv_p[k], in = inv_n[k], p_p = pp[k], p_n = pn[k];
+          const T v = row[k], p_p = pp[k], p_n = pn[k];
           const bool neg = v < T(0);
-          const T y = neg ? -v * pre_n[k] * in : v * pre_p[k] * ip;
+          const T y = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
           const T w = exp_core((neg ? p_n : p_p) * log_core(y));
           acc_p[k] += v > T(0) ? w : T(0);
           acc_n[k] += neg ? w : T(0);
@@ -241,8 +257,8 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
 #pragma omp parallel num_threads(nthreads)
   {
     const int tid = omp_get_thread_num();
-    std::vector<T> pp(K), pn(K), qp(K), qn(K), ga_p(K), ga_n(K), inv_p(K), inv_n(K), pre_p(K),
-        pre_n(K), half0(K),
+    Divisors<T> dv(K);
+    std::vector<T> pp(K), pn(K), qp(K), qn(K), ga_p(K), ga_n(K), half0(K),
         zp(K), zn(K), st_p(K), st_n(K), d_p(K), d_n(K), scratch(K);
     T* acc = grad_params ? grad_params + static_cast<int64_t>(tid) * 4 * K : nullptr;
     for (int64_t k = 0; k < K; ++k) {
@@ -284,10 +300,6 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
         ga_n[k] = g * factor(rn, ls_n, g_neg[o + k], pn[k], qn[k], log_n, zn[k]);
         d_p[k] = (ls_p - qp[k] * log_n) / pp[k];
         d_n[k] = (ls_n - qn[k] * log_n) / pn[k];
-        pre_p[k] = prescale(rp);
-        pre_n[k] = prescale(rn);
-        inv_p[k] = rp > T(0) ? T(1) / (rp * pre_p[k]) : T(0);
-        inv_n[k] = rn > T(0) ? T(1) / (rn * pre_n[k]) : T(0);
         // At x == 0 each part's one-sided derivative: t = 0 gives t^(p-1) = [p == 1] in a
         // regular set and 1 in a zero set; the gradient is their mean.
         const T phi_p = ((rp == T(0)) | (pp[k] == T(1))) ? T(1) : T(0);
@@ -295,13 +307,12 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
         half0[k] = T(0.5) * (ga_p[k] * phi_p + ga_n[k] * phi_n);
         st_p[k] = st_n[k] = T(0);
       }
+      dv.fill(r_pos + o, r_neg + o, K, T(0));
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
-        const bool scaled = any_scaled(pre_p.data(), pre_n.data(), K);
-        (scaled ? backward_rows16<true> : backward_rows16<false>)(x, perm, b, e, K, pre_p.data(), pre_n.data(), inv_p.data(),
-                        inv_n.data(), pp.data(), pn.data(),
-                        ga_p.data(), ga_n.data(), half0.data(), st_p.data(), st_n.data(),
-                        grad_x);
+        (dv.scaled ? backward_rows16<true> : backward_rows16<false>)(
+            x, perm, b, e, K, dv, pp.data(), pn.data(), ga_p.data(), ga_n.data(), half0.data(),
+            st_p.data(), st_n.data(), grad_x);
       } else
 #endif
       for (int64_t i = b; i < e; ++i) {
@@ -311,11 +322,11 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
         T* gx = grad_x ? grad_x + r * K : scratch.data();
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
-          const T v = row[k], ip = inv_p[k], in = inv_n[k], p_p = pp[k], p_n = pn[k];
+          const T v = row[k], p_p = pp[k], p_n = pn[k];
           const T a_p = ga_p[k], a_n = ga_n[k], h0 = half0[k];
           const bool neg = v < T(0);
           const T p = neg ? p_n : p_p;
-          const T t = neg ? -v * pre_n[k] * in : v * pre_p[k] * ip;
+          const T t = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
           const T lt = log_core(t);
           T phi = exp_core((p - T(1)) * lt);
           // t == 0 off the kink: y/r underflowed (regular set) or a zero set with p < 0.
