@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gnpool.bench import PoolingConfig, RunDB, get_profile, plan, run_grid
 from gnpool.bench.hparams import parse_assignments
-from gnpool.bench.report import collect, fmt, known_good
+from gnpool.bench.report import best_fixed, collect, fmt, known_good
 from gnpool.datasets import task_info
 
 OUT = Path(__file__).resolve().parent / "results" / "gnp_investigation"
@@ -141,8 +141,7 @@ def render(rows: list[dict], hparams: dict) -> str:
              "learned (per seed) |",
              "|---|---|---|---|---|---|---|"]
     for task, by_config in cells.items():
-        fixed = [c for c in by_config.values() if c.fixed and c.extrap]
-        best = min(fixed, key=lambda c: c.extrap_mean) if fixed else None
+        best = best_fixed(by_config)
         for cell in sorted(by_config.values(), key=lambda c: (not c.fixed, c.config)):
             ratio = (f"{cell.extrap_mean / best.extrap_mean:.2f}x"
                      if best is not None and cell.extrap else "-")

@@ -68,12 +68,13 @@ def trace(task: str, epochs: int, seed: int) -> str:
                 downs.append((pool.p_logit.grad > 0).float())
                 optimizer.step()
             if epoch in (1, 2, 5) or epoch % 10 == 0 or epoch == epochs:
-                up_n, down_n = torch.stack(ups).sum().item(), torch.stack(downs).sum().item()
-                live = (up_n + down_n) / torch.stack(ups).numel()
+                up_t, down_t = torch.stack(ups), torch.stack(downs)
+                up_n, down_n = up_t.sum().item(), down_t.sum().item()
+                live = (up_n + down_n) / up_t.numel()
                 up = up_n / max(up_n + down_n, 1.0)
                 res = {}
                 for split in ("test_interp", "test_extrap"):
-                    p, t, _ = predict(model, splits[split], info.level, 256)
+                    p, t, _ = predict(model, splits[split], info.level, hp.eval_batch_size)
                     res[split] = mape(p, t)
                 with torch.no_grad():
                     lines.append(f"| {label} | {epoch} | {pool.p.median():.2f} | "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gnpool.bench.configs import PoolingConfig, default_configs, select, with_overrides
+from gnpool.bench.configs import PoolingConfig, default_configs, with_overrides
 
 
 def test_graph_grid_has_16_fixed_pairs_and_the_learnable_ones():
@@ -41,14 +41,8 @@ def test_overrides_and_description():
     config = with_overrides(PoolingConfig("x", "sum", "max", overrides={"a": 1}), b=2, a=3)
     assert config.overrides == {"a": 3, "b": 2}
     assert config.describe()["overrides"] == {"a": 3, "b": 2}
-    assert config.poolings == ("sum", "max")
 
 
-def test_select_and_errors():
-    configs = default_configs("set")
-    assert [c.name for c in select(configs, ["gnp", "sum"])] == ["sum", "gnp"]
-    assert select(configs, None) == configs
-    with pytest.raises(ValueError, match="configs=\\['sum-max'\\] are unknown"):
-        select(configs, ["sum-max"])
+def test_unknown_level_is_rejected():
     with pytest.raises(ValueError, match="level='edge' is unknown"):
         default_configs("edge")

@@ -68,3 +68,20 @@ def test_snapshot_is_a_self_contained_copy(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     assert conn.execute("SELECT config FROM runs").fetchall() == [("gnp",)]
     conn.close()
+
+
+def test_readonly_reads_and_snapshots_without_changing_the_file(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with RunDB(path) as db:
+        db.write(_row())
+        db.snapshot(tmp_path / "committed.sqlite")     # a DELETE-journal file, as committed
+    committed = tmp_path / "committed.sqlite"
+    before = committed.read_bytes()
+    with RunDB(committed, readonly=True) as db:
+        assert [r["config"] for r in db.rows()] == ["gnp"]
+        db.snapshot(tmp_path / "copy.sqlite")
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db.write(_row(config="sum"))
+    assert committed.read_bytes() == before
+    with RunDB(tmp_path / "copy.sqlite", readonly=True) as db:
+        assert len(db.rows()) == 1

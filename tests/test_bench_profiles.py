@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gnpool.bench.hparams import HParams
 from gnpool.bench.profiles import PROFILES, get_profile
 from gnpool.bench.runner import plan
 from gnpool.datasets import list_tasks, task_info
@@ -14,10 +13,9 @@ from gnpool.datasets import list_tasks, task_info
 def test_every_profile_plans(name):
     profile = get_profile(name)
     specs = plan(profile)
+    # plan() checked every task's data parameters and hyperparameters.
     assert specs and len({s.key for s in specs}) == len(specs)
-    for tp in profile.tasks:
-        task_info(tp.task, **tp.data)            # the data parameters are valid
-        HParams().updated(tp.hparams)            # so are the hyperparameters
+    assert {s.task for s in specs} == {tp.task for tp in profile.tasks}
 
 
 def test_paper_uses_xu_et_al_settings():
@@ -29,7 +27,8 @@ def test_paper_uses_xu_et_al_settings():
             deg["epochs"]) == (256, 2, 2, 0.01, 64, 300)
     path = plans["shortest_path"].hparams
     assert (path["layers"], path["lr"], path["batch_size"]) == (3, 0.005, 32)
-    assert HParams().weight_decay == 1e-5
+    spec = plan(get_profile("paper"), tasks=["max_degree"], configs=["sum-max"])[0]
+    assert spec.hparams.weight_decay == 1e-5 and spec.hparams.lr_step == 50
 
 
 def test_gnp_settings_reach_only_what_they_concern():

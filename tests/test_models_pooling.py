@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch_geometric.nn import aggr
+from torch_geometric.nn.resolver import aggregation_resolver
 
 from gnpool import AttSetsAggregation, GNPAggregation
 from gnpool.models import aggregation_class, gnp_parameters, per_layer, resolve_pooling
@@ -19,6 +20,8 @@ from gnpool.models import aggregation_class, gnp_parameters, per_layer, resolve_
 def test_names_resolve_like_pyg(name, cls):
     assert aggregation_class(name) is cls
     assert type(resolve_pooling(name, 8)) is cls
+    if cls.__module__.startswith("torch_geometric"):
+        assert type(aggregation_resolver(name)) is cls
 
 
 def test_learnable_aggregations_get_one_parameter_per_channel():

@@ -53,8 +53,13 @@ def _report(args: argparse.Namespace, specs) -> int:
     if not Path(db_path).exists():
         print(f"error: database {db_path} does not exist; run the grid first", file=sys.stderr)
         return 1
-    with RunDB(db_path) as db:
+    with RunDB(db_path, readonly=True) as db:
         rows = db.rows(None if getattr(args, "all", False) else [s.key for s in specs])
+        out = args.out or (results_dir(args.profile) if args.db is None else Path(db_path).parent)
+        copy = Path(out) / "runs.sqlite"
+        snapshot = copy.resolve() != Path(db_path).resolve()
+        if rows and snapshot:
+            copied = db.snapshot(copy)
     if not rows:
         print(f"error: {db_path} has no runs of this grid", file=sys.stderr)
         return 1
@@ -70,13 +75,10 @@ def _report(args: argparse.Namespace, specs) -> int:
              f"{versions.get('gnpool', '?')}"
              + (f" (commit {versions['gnpool_commit']})" if "gnpool_commit" in versions else "")
              + ".")
-    out = args.out or (results_dir(profile.name) if args.db is None else Path(db_path).parent)
     text, files = write_report(rows, out, f"Extrapolation benchmark: `{profile.name}` profile",
                                intro, plots=not args.no_plots)
-    copy = Path(out) / "runs.sqlite"
-    if copy.resolve() != Path(db_path).resolve():
-        with RunDB(db_path) as db:
-            files.append(db.snapshot(copy))
+    if snapshot:
+        files.append(copied)
     print(text)
     print("wrote " + ", ".join(str(f) for f in files), file=sys.stderr)
     return 0

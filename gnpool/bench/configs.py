@@ -44,11 +44,6 @@ class PoolingConfig:
                 "aggr_kwargs": self.aggr_kwargs, "readout_kwargs": self.readout_kwargs,
                 "fixed": self.fixed, "overrides": self.overrides}
 
-    @property
-    def poolings(self) -> tuple[str, ...]:
-        """The pooling names used (aggregation first)."""
-        return tuple(p for p in (self.aggr, self.readout) if p is not None)
-
 
 def default_configs(level: str, known_aggr: str | None = None) -> list[PoolingConfig]:
     """The grid's configurations for a task of ``level``.
@@ -81,14 +76,3 @@ def with_overrides(config: PoolingConfig, **overrides: Any) -> PoolingConfig:
     """``config`` with extra hyperparameter overrides (later keys win)."""
     return replace(config, overrides={**config.overrides, **overrides})
 
-
-def select(configs: list[PoolingConfig], names: list[str] | None) -> list[PoolingConfig]:
-    """The configurations named in ``names`` (all when ``None``), in grid order."""
-    if names is None:
-        return list(configs)
-    known = {c.name for c in configs}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"configs={unknown!r} are unknown; expected some of "
-                         f"{', '.join(sorted(known))}")
-    return [c for c in configs if c.name in names]

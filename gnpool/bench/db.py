@@ -64,18 +64,25 @@ class RunDB:
     """The ``runs`` table of an SQLite file, safe for several processes.
 
     WAL mode lets readers (a report) work while a grid writes, and the busy timeout
-    makes concurrent writers wait instead of failing.
+    makes concurrent writers wait instead of failing. ``readonly`` opens an existing file
+    without changing a byte of it (no journal mode, no schema), e.g. committed results.
     """
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike, timeout: float = 60.0,
+                 readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=timeout)
+        if readonly:
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                        timeout=timeout)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=timeout)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        with self.conn:
-            self.conn.execute(SCHEMA)
+        if not readonly:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            with self.conn:
+                self.conn.execute(SCHEMA)
 
     def close(self) -> None:
         self.conn.close()
@@ -104,11 +111,9 @@ class RunDB:
             raise ValueError(f"row has unknown columns {unknown}; expected some of {COLUMNS}")
         values = []
         for col in COLUMNS:
-            value = row.get(col)
+            value = _clean(row.get(col))
             if col in JSON_COLUMNS and value is not None:
-                value = json.dumps(_clean(value), sort_keys=True)
-            elif isinstance(value, float) and not math.isfinite(value):
-                value = None
+                value = json.dumps(value, sort_keys=True)
             values.append(value)
         marks = ", ".join("?" * len(COLUMNS))
         with self.conn:

@@ -145,12 +145,20 @@ def _git_commit() -> str | None:
 _SPLITS: dict[tuple[str, str, int, str | None], dict] = {}
 
 
+def _data_key(spec: RunSpec) -> tuple[str, str, int, str | None]:
+    return (spec.task, digest(spec.data), spec.data_seed, spec.data_root)
+
+
+def _load(spec: RunSpec, progress: bool = False) -> dict:
+    return load_splits(spec.task, root=spec.data_root, seed=spec.data_seed, progress=progress,
+                       **spec.data)
+
+
 def _splits(spec: RunSpec) -> dict:
     # A process keeps the splits it loaded: runs of one task share them.
-    key = (spec.task, digest(spec.data), spec.data_seed, spec.data_root)
+    key = _data_key(spec)
     if key not in _SPLITS:
-        _SPLITS[key] = load_splits(spec.task, root=spec.data_root, seed=spec.data_seed,
-                                   progress=False, **spec.data)
+        _SPLITS[key] = _load(spec)
     return _SPLITS[key]
 
 
@@ -163,12 +171,8 @@ def execute(spec: RunSpec, position: int = 1, progress: bool = True) -> dict[str
     run (the row has status ``failed`` and the traceback); Ctrl-C still interrupts."""
     from .train import run as train_run
 
-    started, start = _now(), time.perf_counter()
-    row: dict[str, Any] = {
-        "task": spec.task, "config": spec.config.name, "seed": spec.seed,
-        "hp_hash": spec.hp_hash, "profile": spec.profile, "config_def": spec.config.describe(),
-        "hparams": spec.hparams.to_dict(), "data_params": spec.data, "started_at": started,
-    }
+    start = time.perf_counter()
+    row = _base_row(spec, started_at=_now())
     try:
         splits = _splits(spec)
         info = splits["train"].info
@@ -213,15 +217,17 @@ class GridSummary:
     failures: list[str] = field(default_factory=list)
 
 
-def prepare_data(specs: list[RunSpec], progress: bool = True) -> None:
-    """Generate (or check the cache of) every split the runs need, once, in this process."""
+def prepare_data(specs: list[RunSpec], progress: bool = True, keep: bool = False) -> None:
+    """Generate (or check the cache of) every split the runs need, once, in this process;
+    with ``keep`` the loaded splits stay for the runs of this process."""
     seen = set()
     for spec in specs:
-        key = (spec.task, digest(spec.data), spec.data_seed, spec.data_root)
-        if key not in seen:
+        key = _data_key(spec)
+        if key not in seen and key not in _SPLITS:
             seen.add(key)
-            load_splits(spec.task, root=spec.data_root, seed=spec.data_seed,
-                        progress=progress, **spec.data)
+            splits = _load(spec, progress)
+            if keep:
+                _SPLITS[key] = splits
 
 
 def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int = 1,
@@ -244,7 +250,7 @@ def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int =
         todo = [s for s in specs if done.get(s.key) not in skip]
         summary.skipped = len(specs) - len(todo)
         if todo:
-            prepare_data(todo, progress)
+            prepare_data(todo, progress, keep=workers == 1)
         meta = versions()
         bar = tqdm(total=len(todo), desc="runs", unit="run", position=0, disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)
@@ -325,9 +331,13 @@ def _run_parallel(todo: list[RunSpec], record: Any, workers: int, threads: int,
         pool.shutdown()
 
 
-def _failed_row(spec: RunSpec, error: str) -> dict[str, Any]:
+def _base_row(spec: RunSpec, **fields: Any) -> dict[str, Any]:
+    """The columns of a run's row that come from its spec."""
     return {"task": spec.task, "config": spec.config.name, "seed": spec.seed,
             "hp_hash": spec.hp_hash, "profile": spec.profile,
             "config_def": spec.config.describe(), "hparams": spec.hparams.to_dict(),
-            "data_params": spec.data, "status": "failed", "error": error,
-            "started_at": None, "finished_at": _now()}
+            "data_params": spec.data, **fields}
+
+
+def _failed_row(spec: RunSpec, error: str) -> dict[str, Any]:
+    return _base_row(spec, status="failed", error=error, started_at=None, finished_at=_now())

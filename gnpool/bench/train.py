@@ -6,7 +6,6 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -219,7 +218,3 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
         "num_params": sum(p.numel() for p in model.parameters()),
         "train_seconds": time.perf_counter() - start,
     }
-
-
-def splits_needed() -> Sequence[str]:
-    return ("train", "val", "test_interp", "test_extrap")

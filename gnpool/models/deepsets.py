@@ -47,7 +47,5 @@ class DeepSets(torch.nn.Module):
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None) -> Tensor:
         """``[num_sets, out_channels]``; one set when neither ``index`` nor ``ptr`` is given."""
-        h = self.encoder(x)
-        if index is None and ptr is None:
-            index, dim_size = h.new_zeros(h.size(0), dtype=torch.long), 1
-        return self.decoder(self.pooling(h, index, ptr=ptr, dim_size=dim_size))
+        # PyG's Aggregation pools everything into one set when neither is given.
+        return self.decoder(self.pooling(self.encoder(x), index, ptr=ptr, dim_size=dim_size))

@@ -85,7 +85,6 @@ class MessageMLPGNN(torch.nn.Module):
                            ("hidden_channels", hidden_channels), ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        self.readout_level = readout is not None
         self.convs = torch.nn.ModuleList()
         width = in_channels
         for pooling in per_layer(aggr, num_layers, "aggr"):
@@ -109,11 +108,6 @@ class MessageMLPGNN(torch.nn.Module):
             h = conv(h, edge_index, edge_attr)
         if self.node_mlp is not None:
             h = self.node_mlp(h)
-        if self.readout is not None:
-            if batch is None:
-                batch = h.new_zeros(h.size(0), dtype=torch.long)
-                num_graphs = 1
-            elif num_graphs is None:
-                num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        if self.readout is not None:    # PyG's Aggregation: no batch is one graph
             h = self.readout(h, batch, dim_size=num_graphs)
         return self.head(h)
