@@ -2,10 +2,11 @@
 
 from . import functional, nn, training
 from .aggr import AttSetsAggregation, GNPAggregation, register
+from .training import param_groups, pooling_parameters
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttSetsAggregation", "GNPAggregation", "functional", "nn", "register", "training",
-    "__version__",
+    "AttSetsAggregation", "GNPAggregation", "functional", "nn", "param_groups",
+    "pooling_parameters", "register", "training", "__version__",
 ]

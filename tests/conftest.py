@@ -19,8 +19,9 @@ def backend(request) -> str:
 
 def naive_gnp(x: torch.Tensor, index: torch.Tensor, num_sets: int, p, q, p_neg, q_neg
               ) -> torch.Tensor:
-    """GNP straight from its definition, set by set, in float64 (differentiable where
-    the formula is)."""
+    """GNP straight from its definition, set by set and channel by channel, in float64
+    (differentiable where the formula is): ``(n^-q sum y^p)^(1/p)`` per part, exactly max
+    and min at ``p = +-inf`` and the geometric mean at ``p = 0`` (``q = 1``)."""
     columns = x.size(1)
 
     def col(v):
@@ -35,24 +36,41 @@ def naive_gnp(x: torch.Tensor, index: torch.Tensor, num_sets: int, p, q, p_neg, 
         if n == 0:
             rows.append(torch.zeros(columns, dtype=torch.float64))
             continue
-        parts = []
-        for y, pp, qq in ((xs.clamp_min(0), p, q), ((-xs).clamp_min(0), p_neg, q_neg)):
-            # A zero with p < 0 makes the part exactly 0 (kept out of autograd's way).
-            dead = (pp < 0) & (y == 0).any(0)
-            y = torch.where(dead, torch.ones_like(y), y)
-            g = (n ** -qq * y.pow(pp).sum(0)).pow(1 / pp)
-            parts.append(torch.where(dead, torch.zeros_like(g), g))
-        rows.append(parts[0] - parts[1])
+        out = []
+        for k in range(columns):
+            parts = []
+            for y, pp, qq in ((xs[:, k].clamp_min(0), p[k], q[k]),
+                              ((-xs[:, k]).clamp_min(0), p_neg[k], q_neg[k])):
+                pv = float(pp.detach())
+                if pv == math.inf:
+                    g = y.amax()
+                elif pv == -math.inf or (pv <= 0 and bool((y == 0).any())):
+                    # A zero with p <= 0 makes the part exactly 0.
+                    g = y.amin() if pv == -math.inf else y.sum() * 0
+                elif pv == 0:
+                    g = y.log().mean().exp()
+                else:
+                    g = (n ** -qq * y.pow(pp).sum()).pow(1 / pp)
+                parts.append(g)
+            out.append(parts[0] - parts[1])
+        rows.append(torch.stack(out))
     return torch.stack(rows)
 
 
 def log_space_gnp(values: list[float], p: float, q: float, p_neg: float, q_neg: float) -> float:
-    """GNP of one scalar set with math.fsum in log space: a reference for extreme values."""
+    """GNP of one scalar set with math.fsum in log space: a reference for extreme values
+    (finite inputs, any p including +-inf)."""
     n = len(values)
     out = 0.0
     for sign, pp, qq in ((1.0, p, q), (-1.0, p_neg, q_neg)):
         ys = [max(sign * v, 0.0) for v in values]
-        if pp < 0 and min(ys) == 0.0 or pp > 0 and max(ys) == 0.0:
+        if pp <= 0 and min(ys) == 0.0 or pp > 0 and max(ys) == 0.0:
+            continue
+        if math.isinf(pp):
+            out += sign * (max(ys) if pp > 0 else min(ys))
+            continue
+        if pp == 0:
+            out += sign * math.exp(math.fsum(math.log(y) for y in ys) / n)
             continue
         logs = [pp * math.log(y) for y in ys if y > 0]
         m = max(logs)

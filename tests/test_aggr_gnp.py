@@ -16,7 +16,8 @@ from torch_geometric.nn import GraphConv, SAGEConv
 from torch_geometric.nn import aggr as pyg
 
 from gnpool import GNPAggregation, register
-from gnpool.functional import P_MAX, P_MIN, gnp
+from gnpool.aggr.gnp import upgrade_v01_state
+from gnpool.functional import gnp
 
 
 def test_index_and_ptr_give_the_same_result():
@@ -56,7 +57,7 @@ def test_sageconv_with_gnp_matches_manual_computation():
     ref = conv.lin_l(pooled) + conv.lin_r(x)
     torch.testing.assert_close(out, ref)
     out.sum().backward()
-    assert aggr.p_logit.grad is not None and bool(aggr.q.grad.abs().sum() > 0)
+    assert aggr.p_unit.grad is not None and bool(aggr.beta.grad.abs().sum() > 0)
 
 
 def test_multi_aggregation_concatenates_gnp():
@@ -84,13 +85,13 @@ def test_torch_compile_fullgraph_matches_eager():
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     eager = aggr(x1, index, dim_size=10)
     eager.square().sum().backward()
-    grads = (x1.grad.clone(), aggr.p_logit.grad.clone(), aggr.q.grad.clone())
+    grads = (x1.grad.clone(), aggr.p_unit.grad.clone(), aggr.beta.grad.clone())
     aggr.zero_grad()
     compiled = torch.compile(aggr, fullgraph=True)
     out = compiled(x2, index, dim_size=10)
     torch.testing.assert_close(out, eager)
     out.square().sum().backward()
-    for a, b in zip((x2.grad, aggr.p_logit.grad, aggr.q.grad), grads, strict=True):
+    for a, b in zip((x2.grad, aggr.p_unit.grad, aggr.beta.grad), grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -98,8 +99,8 @@ def test_state_dict_round_trip_and_pickling():
     x, index = random_sets(80, 6, 4, seed=4, dtype=torch.float32)
     aggr = GNPAggregation(channels=4, p=-2.0, q=0.3, p_neg=5.0, q_neg=1.0)
     with torch.no_grad():
-        aggr.q.add_(0.25)
-        aggr.p_logit.add_(0.5)
+        aggr.beta.add_(0.25)
+        aggr.p_unit.add_(0.1)
     expected = aggr(x, index)
     fresh = GNPAggregation(channels=4, p=-2.0, p_neg=5.0)
     buffer = io.BytesIO()
@@ -116,8 +117,9 @@ def test_repr_shows_current_parameters():
     text = repr(aggr)
     assert "p=2.000" in text and "q=0.500" in text and "p_neg=-3.000" in text
     with torch.no_grad():
-        aggr.q.fill_(0.75)
+        aggr.beta.fill_(0.125)    # q = 1 - beta * p
     assert "q=0.750" in repr(aggr)
+    assert "p=inf" in repr(GNPAggregation.from_pooling("max"))
     many = repr(GNPAggregation(channels=3, p=[1.0, 2.0, 3.0]))
     assert "p=mean 2.000 [1.000, 3.000]" in many
 
@@ -126,43 +128,136 @@ def test_repr_shows_current_parameters():
 def test_closest_pooling_recognises_the_classic_poolings(name):
     assert GNPAggregation.from_pooling(name).closest_pooling() == name
     assert GNPAggregation.from_pooling(name, channels=2).closest_pooling() == [name, name]
+    # Exactly: the distance to the pooling itself is 0.
+    assert float(GNPAggregation.from_pooling(name).pooling_distances()[name]) < 1e-12
 
 
 def test_closest_pooling_follows_the_parameters():
-    aggr = GNPAggregation(channels=2, p=[1.0, 60.0], q=[0.0, 1.0], p_neg=[1.0, -60.0])
-    assert aggr.closest_pooling() == ["sum", "max"]
+    aggr = GNPAggregation(channels=3, p=[1.0, 300.0, 1.0], q=[0.0, 1.0, 0.3],
+                          p_neg=[1.0, -300.0, 1.0])
+    # p = 1, q = 0.3 is n^0.7 times the mean: neither sum nor mean nor max.
+    assert aggr.closest_pooling() == ["sum", "max", "none"]
+    distances = aggr.pooling_distances()
+    assert set(distances) == {"sum", "mean", "max", "min"}
+    assert float(distances["max"][1]) < 0.05 < float(distances["max"][2])
+    assert aggr.closest_pooling(tolerance=10.0)[2] != "none"
+
+
+@pytest.mark.parametrize("p, q", [(1.0, 0.3), (1.2, 0.1)])
+def test_closest_pooling_says_none_when_nothing_is_close(p, q):
+    assert GNPAggregation(p=p, q=q).closest_pooling() == "none"
 
 
 def test_fixed_pooling_has_no_parameters():
     aggr = GNPAggregation.from_pooling("mean", learn=False)
     assert list(aggr.parameters()) == []
-    assert float(aggr.p) == pytest.approx(1.0) and float(aggr.q) == 1.0
+    assert float(aggr.p) == 1.0 and float(aggr.q) == 1.0
 
 
-def test_learned_p_stays_inside_its_bounds():
-    aggr = GNPAggregation(channels=4, p=[0.2, 1.0, -1.0, 90.0], p_min=0.2, p_max=90.0)
-    opt = torch.optim.SGD(aggr.parameters(), lr=1e4)
+@pytest.mark.parametrize("name, reference", [("max", pyg.MaxAggregation()),
+                                             ("min", pyg.MinAggregation())])
+def test_from_pooling_max_and_min_are_exact_for_any_size(name, reference):
+    sizes = torch.tensor([1, 3, 100, 4000])
+    index = torch.repeat_interleave(torch.arange(4), sizes)
+    x = torch.randn(len(index), 6, generator=torch.Generator().manual_seed(7))
+    aggr = GNPAggregation.from_pooling(name, channels=6)
+    assert torch.equal(aggr(x, index), reference(x, index))
+
+
+def test_training_projects_the_exponent_into_its_range():
+    # A huge step pushes p_unit far outside [-1, 1]; the next training forward clamps the
+    # parameter itself, so the function is exactly max / min at the ends and the gradient
+    # there stays finite and non-zero (it can bring the exponent back).
+    aggr = GNPAggregation(channels=4, p=[0.2, 1.0, -1.0, 90.0])
+    opt = torch.optim.SGD([aggr.p_unit], lr=1e4)
     x, index = random_sets(60, 5, 4, seed=5, dtype=torch.float32)
     x = x.abs()
     for direction in (1.0, -1.0):
         for _ in range(3):
             opt.zero_grad()
-            (direction * aggr(x, index).sum()).backward()
+            out = aggr(x, index)
+            assert bool(((aggr.p_unit >= -1) & (aggr.p_unit <= 1)).all())
+            (direction * out.sum()).backward()
+            assert bool(torch.isfinite(aggr.p_unit.grad).all())
+            assert bool((aggr.p_unit.grad != 0).all())
             opt.step()
-            mag = aggr.p.detach().abs()
-            assert bool(((mag >= 0.2 - 1e-5) & (mag <= 90.0 + 1e-3)).all())
-            assert torch.equal(torch.sign(aggr.p.detach()), torch.tensor([1.0, 1.0, -1.0, 1.0]))
-    assert bool(torch.isfinite(aggr(x, index)).all())
+        aggr(x, index)
+        # SGD minimises direction * sum: +1 drives every exponent to min, -1 to max.
+        expected = torch.full((4,), -direction)
+        assert torch.equal(aggr.p_unit.detach(), expected)
+        ref = pyg.MaxAggregation() if direction < 0 else pyg.MinAggregation()
+        n = torch.bincount(index).float().view(-1, 1)
+        torch.testing.assert_close(aggr(x, index), ref(x, index) * n ** aggr.beta.detach())
+    # Evaluation does not touch the parameters.
+    with torch.no_grad():
+        aggr.p_unit.fill_(3.0)
+    aggr.eval()
+    aggr(x, index)
+    assert bool((aggr.p_unit == 3.0).all())
+
+
+def test_mean_travels_to_max_in_tens_of_adam_steps():
+    # From the mean (p = 1), Adam at lr 0.05 on the distance to the set's max brings the
+    # exponent to exactly max in fewer than 40 steps.
+    x, index = random_sets(400, 20, 1, seed=8, dtype=torch.float32)
+    x = x.abs()
+    target = pyg.MaxAggregation()(x, index)
+    aggr = GNPAggregation.from_pooling("mean")
+    opt = torch.optim.Adam([aggr.p_unit], lr=0.05)
+    steps = 0
+    while float(aggr.p_unit.detach()) < 1.0 and steps < 100:
+        opt.zero_grad()
+        (aggr(x, index) - target).square().mean().backward()
+        opt.step()
+        aggr.project_()
+        steps += 1
+    assert steps < 40, steps
+    assert torch.equal(aggr(x, index), target)
+
+
+def test_gnpool_0_1_checkpoints_load_with_a_warning():
+    # A 0.1 state: |p| = 0.1 * 1000 ** sigmoid(logit) with the sign in p_sign, and q.
+    logit = torch.tensor([0.0, 1.5, -2.0])
+    old = {"p_logit": logit, "p_sign": torch.tensor([1.0, -1.0, 1.0]),
+           "q": torch.tensor([0.0, 1.0, 0.5]), "p_neg_logit": logit.flip(0),
+           "p_neg_sign": torch.ones(3), "q_neg": torch.tensor([1.0, 0.2, 0.0])}
+    p = torch.tensor([1.0, -1.0, 1.0]) * 0.1 * 1000 ** torch.sigmoid(logit)
+    p_neg = 0.1 * 1000 ** torch.sigmoid(logit.flip(0))
+    aggr = GNPAggregation(channels=3)
+    with pytest.warns(UserWarning, match="gnpool 0.1"):
+        aggr.load_state_dict(old)
+    torch.testing.assert_close(aggr.p, p)
+    torch.testing.assert_close(aggr.q, old["q"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(aggr.p_neg, p_neg)
+    x, index = random_sets(90, 6, 3, seed=9)
+    torch.testing.assert_close(aggr(x, index).double(),
+                               naive_gnp(x, index, 6, p, old["q"], p_neg, old["q_neg"]),
+                               rtol=1e-5, atol=1e-6)
+    # Inside a model, and with other bounds through the explicit conversion.
+    model = torch.nn.ModuleDict({"pool": GNPAggregation(channels=3)})
+    with pytest.warns(UserWarning):
+        model.load_state_dict({f"pool.{k}": v for k, v in old.items()})
+    other = upgrade_v01_state(old, p_min=0.5, p_max=20.0)
+    fresh = GNPAggregation(channels=3)
+    fresh.load_state_dict(other)
+    torch.testing.assert_close(fresh.p, torch.tensor([1.0, -1.0, 1.0]) * 0.5 * 40
+                               ** torch.sigmoid(logit))
+
+
+def test_channels_must_match_the_features():
+    with pytest.raises(ValueError, match=r"channels=8\) has one exponent per feature channel "
+                                         r"but got x with 16 features"):
+        GNPAggregation(channels=8)(torch.randn(5, 16))
+    with pytest.raises(ValueError, match="which has no feature dimension"):
+        GNPAggregation(channels=8)(torch.randn(5), dim=0)
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"channels": 0}, "channels must be a positive int"),
-    ({"p": 0.01}, r"0.1 <= \|p\|"),
-    ({"p_neg": -200.0}, r"\|p_neg\|"),
+    ({"p": float("nan")}, "p must be a number or"),
+    ({"p": 0.0, "q": 0.5}, "p = 0 is defined only with q = 1"),
     ({"p": [1.0, 2.0], "channels": 3}, "1 or channels=3"),
     ({"q": float("nan")}, "q must be finite"),
-    ({"p_min": 0.05}, "p_min and p_max"),
-    ({"p_min": 5.0, "p_max": 2.0}, "p_min and p_max"),
 ])
 def test_bad_construction_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -172,10 +267,6 @@ def test_bad_construction_is_rejected(kwargs, message):
 def test_from_pooling_rejects_unknown_names():
     with pytest.raises(ValueError, match="must be one of"):
         GNPAggregation.from_pooling("median")
-
-
-def test_bounds_are_the_documented_ones():
-    assert (P_MIN, P_MAX) == (0.1, 100.0)
 
 
 def test_register_makes_gnp_resolvable_and_import_alone_does_not():

@@ -41,12 +41,12 @@ def test_size_bins_cover_every_target_once():
 
 
 def test_gnp_kwargs_and_negative_share():
-    hp = HParams(hidden=8, gnp_kwargs={"p_max": 20.0}, gnp_readout_kwargs={"q": 1.0},
+    hp = HParams(hidden=8, gnp_kwargs={"q_neg": 0.5}, gnp_readout_kwargs={"q": 1.0},
                  gnp_negative_share=0.25)
     aggr = pooling_kwargs("gnp", {}, hp, readout=False)
     readout = pooling_kwargs("gnp", {}, hp, readout=True)
     assert aggr["p"] == [1.0] * 6 + [-1.0] * 2 == aggr["p_neg"]
-    assert aggr["p_max"] == 20.0 and "q" not in aggr and readout["q"] == 1.0
+    assert aggr["q_neg"] == 0.5 and "q" not in aggr and readout["q"] == 1.0
     module = GNPAggregation(**readout)
     assert (module.p < 0).sum() == 2
     assert pooling_kwargs("max", {"x": 1}, hp, readout=True) == {"x": 1}
@@ -107,7 +107,7 @@ def test_run_trains_selects_and_reports(tmp_path):
         assert math.isfinite(m[key]) and m[key] >= 0
     assert [b["lo"] for b in result["bins"]["extrap"]][0] >= 8
     (gnp,) = result["gnp"]
-    assert gnp["name"] == "pooling" and len(gnp["p"]) == len(gnp["p_init"]) == 8
-    assert gnp["p_init"] == pytest.approx([1.0] * 8) and gnp["q_init"] == [0.0] * 8
+    assert gnp["name"] == "pooling" and len(gnp["p_unit"]) == len(gnp["p_unit_init"]) == 8
+    assert gnp["p_unit_init"] == [0.5] * 8 and gnp["beta_init"] == [1.0] * 8    # sum
     again = run(info, splits, config, hp, seed=0, progress=False)
     assert again["metrics"] == m                         # seeded: reproducible

@@ -79,11 +79,11 @@ def test_gnp_everywhere_gets_a_distinct_module_per_layer():
     modules = [conv.aggr_module for conv in gnn.convs] + [gnn.readout]
     assert all(isinstance(m, GNPAggregation) and m.channels == 8 for m in modules)
     assert len({id(m) for m in modules}) == 4
-    assert len({m.q.data_ptr() for m in modules}) == 4
+    assert len({m.beta.data_ptr() for m in modules}) == 4
     assert gnn.readout.q.tolist()[0] == 1.0 and gnn.convs[0].aggr_module.q.tolist()[0] == 0.0
     # Training one layer's p leaves the others alone.
     with torch.no_grad():
-        gnn.convs[0].aggr_module.p_logit.add_(1.0)
+        gnn.convs[0].aggr_module.p_unit.add_(0.2)
     assert not torch.allclose(gnn.convs[0].aggr_module.p, gnn.convs[1].aggr_module.p)
 
 
@@ -120,5 +120,5 @@ def test_gradients_reach_every_pooling_parameter():
                         edge_dim=1)
     gnn(batch.x, batch.edge_index, batch.edge_attr, batch.batch, 2).sum().backward()
     for conv in gnn.convs:
-        assert conv.aggr_module.q.grad is not None
-    assert gnn.readout.p_logit.grad is not None
+        assert conv.aggr_module.beta.grad is not None
+    assert gnn.readout.p_unit.grad is not None

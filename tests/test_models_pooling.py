@@ -45,7 +45,7 @@ def test_a_module_is_copied_not_shared():
     module = GNPAggregation(channels=3, p=3.0)
     a, b = resolve_pooling(module, 3), resolve_pooling(module, 3)
     assert a is not module and a is not b
-    assert a.p_logit.data_ptr() != b.p_logit.data_ptr()
+    assert a.p_unit.data_ptr() != b.p_unit.data_ptr()
     torch.testing.assert_close(a.p, module.p)
 
 
@@ -72,4 +72,5 @@ def test_gnp_parameters_lists_every_gnp_with_its_name():
     assert [p["name"] for p in params] == ["a", "c"]
     assert params[0]["p"] == pytest.approx([2.0, 2.0], rel=1e-4)
     assert params[1]["q"] == [1.0]
-    assert set(params[0]) == {"name", "p", "q", "p_neg", "q_neg"}
+    assert set(params[0]) == {"name", "p", "q", "p_neg", "q_neg", "p_unit", "beta",
+                              "p_neg_unit", "beta_neg"}

@@ -104,7 +104,8 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 def test_default_selection_finds_attsets_and_gnp():
     assert aggregator_parameter_names(make_model()) == ["pool.score.weight", "pool.score.bias"]
     names = aggregator_parameter_names(make_model("gnp"))
-    assert names == ["pool.aggr.p_logit", "pool.aggr.p_neg_logit", "pool.aggr.q", "pool.aggr.q_neg"]
+    assert names == ["pool.aggr.p_unit", "pool.aggr.beta", "pool.aggr.p_neg_unit",
+                     "pool.aggr.beta_neg"]
 
 
 def test_every_selection_form_selects_the_same_parameters():
@@ -289,7 +290,7 @@ def test_custom_hooks_train_a_flat_set_model():
                     stage1_optimizer=adam(1e-2), progress=False).fit(batches)
     assert stages == [1, 1, 1, 2, 2]
     assert history[1][-1]["loss"] < history[1][0]["loss"]
-    assert not torch.equal(model.pool.q, before["pool.q"])
+    assert not torch.equal(model.pool.beta, before["pool.beta"])
 
 
 def reference_run(tmp_path, checkpoint_every=None):

@@ -3,151 +3,183 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
-from ..functional import P_MAX, P_MIN, gnp
+from ..functional import gnp_unit
+from ..functional.gnp import p_to_unit, q_to_beta
+from ..kernels.gnp_composite import exponent
 
 Init = float | Sequence[float] | Tensor
 
-#: The classic poolings as (p, q, p_neg, q_neg); "inf" stands for the module's p_max.
-CLASSIC = {
+#: Poolings ``from_pooling`` knows, as (p, q, p_neg, q_neg).
+CLASSIC: dict[str, tuple[float, float, float, float]] = {
     "sum": (1.0, 0.0, 1.0, 0.0),
     "mean": (1.0, 1.0, 1.0, 1.0),
     "max": (math.inf, 1.0, -math.inf, 1.0),
     "min": (-math.inf, 1.0, math.inf, 1.0),
+    "l2": (2.0, 0.0, 2.0, 0.0),
+    "rms": (2.0, 1.0, 2.0, 1.0),
 }
-
-# Keeps the reparameterisation invertible at the ends of [p_min, p_max].
-_EDGE = 1e-6
+#: The poolings ``closest_pooling`` compares with.
+COMPARED = ("sum", "mean", "max", "min")
 
 
 class GNPAggregation(Aggregation):
-    r"""Generalized norm-based pooling with trainable exponent and size normalisation.
+    r"""Generalized norm-based pooling with a trainable exponent and size normalisation.
 
     .. math::
-        G_{p,q}(Y) = \Big(|X|^{-q} \sum_{y \in Y} y^p\Big)^{1/p}, \qquad
-        \mathrm{GNP}(X) = G_{p,q}(\mathrm{relu}(X)) - G_{p^-,q^-}(\mathrm{relu}(-X))
+        G(Y) = |X|^{\beta} \Big(\frac{1}{|X|} \sum_{y \in Y} y^p\Big)^{1/p}, \quad
+        p = \tan(\pi a / 2), \qquad
+        \mathrm{GNP}(X) = G_{a,\beta}(\mathrm{relu}(X)) - G_{a^-,\beta^-}(\mathrm{relu}(-X))
 
-    One module covers sum (``p=1, q=0``), mean (``p=1, q=1``), max
-    (``p -> p_max, p_neg -> -p_max``), min (``p -> -p_max, p_neg -> p_max``), RMS,
-    L^p norms and everything between, so a model can learn its pooling.
-
-    The sign of each exponent is fixed at construction and its magnitude is
-    reparameterised as ``|p| = p_min * (p_max / p_min) ** sigmoid(theta)``: ``p``
-    never reaches the singularity at 0 nor leaves ``[p_min, p_max]``, and its gradient
-    never becomes exactly zero. ``q`` is unconstrained.
+    (after Ko, Kwon, Shin & Lee, 2021; :func:`gnpool.functional.gnp_unit`). The trained
+    parameters are ``p_unit`` (``a``) in [-1, 1] and ``beta`` per part. Every classic
+    pooling is a point of this square: sum ``(1/2, 1)``, mean ``(1/2, 0)``, exactly max
+    ``(1, 0)`` for the positive part with ``(-1, 0)`` for the negative one, exactly min
+    the other way round, the geometric mean at ``a = 0``, the L^p norm at ``beta = 1/p``;
+    an exponent can move from the mean to max or min, or across to the other, in a
+    distance of at most 1.5. ``p_unit`` is kept in [-1, 1] by projection: each forward
+    in training mode first clamps the parameter itself into the range (the value the
+    optimiser left), so the function never sees a value outside it and the gradient at
+    the ends stays finite and non-zero (``p = +-inf`` has one-sided derivatives). The
+    classic view stays available as the properties :attr:`p`, :attr:`q`, :attr:`p_neg`,
+    :attr:`q_neg` (``q = 1 - beta * p``).
 
     Args:
         channels: 1 shares the parameters across channels; ``F`` gives each of the
             ``F`` input channels (``x.size(-1)``) its own.
-        p, q: initial exponent and size normalisation of the positive part (a float,
-            or ``channels`` values).
+        p, q: initial exponent (any real or +-inf) and size normalisation of the
+            positive part, as in :func:`gnpool.functional.gnp` (a float or ``channels``
+            values); ``p = 0`` needs ``q = 1``.
         p_neg, q_neg: the same for the negative part (default: ``p`` and ``q``).
         learn: train the parameters (``False`` gives a fixed parametric pooling).
-        p_min, p_max: bounds of ``|p|`` within ``[P_MIN, P_MAX]``.
-        backend: kernel backend passed to :func:`gnpool.functional.gnp`.
+        backend: kernel backend passed to :func:`gnpool.functional.gnp_unit`.
+
+    Raises:
+        ValueError: ``channels`` is not a positive int, an initial value has neither 1
+            nor ``channels`` entries or is out of range, or (in ``forward``) ``channels``
+            does not match the features of ``x``.
     """
+
+    #: Parameters an optimiser should treat as pooling parameters (see
+    #: :func:`gnpool.param_groups`).
+    pooling_parameter_names = ("p_unit", "beta", "p_neg_unit", "beta_neg")
+    # 2: (p_unit, beta) per part; 1: gnpool 0.1's (p_logit, p_sign, q) per part.
+    _version = 2
 
     def __init__(self, channels: int = 1, p: Init = 1.0, q: Init = 0.0,
                  p_neg: Init | None = None, q_neg: Init | None = None, learn: bool = True,
-                 p_min: float = P_MIN, p_max: float = P_MAX,
                  backend: str | None = None) -> None:
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
-        if not P_MIN <= p_min < p_max <= P_MAX:
-            raise ValueError(f"p_min and p_max must satisfy {P_MIN} <= p_min < p_max <= {P_MAX},"
-                             f" got p_min={p_min}, p_max={p_max}")
         self.channels, self.learn, self.backend = channels, learn, backend
-        self.p_min, self.p_max = float(p_min), float(p_max)
         p_neg = p if p_neg is None else p_neg
         q_neg = q if q_neg is None else q_neg
         self._init = {"p": p, "q": q, "p_neg": p_neg, "q_neg": q_neg}
-        for name in ("p", "p_neg"):
-            self.register_buffer(f"{name}_sign", torch.ones(channels))
-            self._add(f"{name}_logit")
-        for name in ("q", "q_neg"):
-            self._add(name)
+        for name in self.pooling_parameter_names:
+            value = torch.zeros(channels)
+            if learn:
+                self.register_parameter(name, torch.nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
         self.reset_parameters()
 
     @classmethod
     def from_pooling(cls, name: str, channels: int = 1, learn: bool = True,
-                     **kwargs) -> GNPAggregation:
-        """A GNP initialised at a classic pooling: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``.
-
-        Max and min use ``|p| = p_max`` and ``q = 1``; they match the exact max/min of a
-        non-negative set of ``n`` elements within a relative ``1 - n^(-1/p_max)``.
-        """
+                     **kwargs: Any) -> GNPAggregation:
+        """A GNP initialised exactly at a classic pooling: ``"sum"``, ``"mean"``,
+        ``"max"``, ``"min"``, ``"l2"`` (the L2 norm) or ``"rms"``."""
         if name not in CLASSIC:
             raise ValueError(f"name must be one of {sorted(CLASSIC)}, got {name!r}")
-        p_max = kwargs.get("p_max", P_MAX)
-        p, q, p_neg, q_neg = (math.copysign(p_max, v) if math.isinf(v) else v
-                              for v in CLASSIC[name])
+        p, q, p_neg, q_neg = CLASSIC[name]
         return cls(channels, p=p, q=q, p_neg=p_neg, q_neg=q_neg, learn=learn, **kwargs)
 
-    def _add(self, name: str) -> None:
-        value = torch.zeros(self.channels)
-        if self.learn:
-            self.register_parameter(name, torch.nn.Parameter(value))
-        else:
-            self.register_buffer(name, value)
-
-    def _values(self, name: str) -> Tensor:
-        value = torch.as_tensor(self._init[name], dtype=torch.float32).reshape(-1)
+    def _initial(self, name: str) -> Tensor:
+        value = torch.as_tensor(self._init[name], dtype=torch.float64).reshape(-1)
         if value.numel() not in (1, self.channels):
             raise ValueError(f"{name} must have 1 or channels={self.channels} values, "
                              f"got {value.numel()}")
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{name} must be finite, got {value.tolist()}")
+        bad = value.isnan() if name.startswith("p") else ~torch.isfinite(value)
+        if bool(bad.any()):
+            kind = "a number or +-inf" if name.startswith("p") else "finite"
+            raise ValueError(f"{name} must be {kind}, got {value.tolist()}")
         return value.expand(self.channels)
 
     def reset_parameters(self) -> None:
-        span = math.log(self.p_max / self.p_min)
         with torch.no_grad():
-            for name in ("p", "p_neg"):
-                value = self._values(name)
-                mag = value.abs()
-                if bool(((mag < self.p_min * (1 - 1e-6)) | (mag > self.p_max * (1 + 1e-6))).any()):
-                    raise ValueError(f"{name} must satisfy {self.p_min} <= |{name}| <= "
-                                     f"{self.p_max}, got {value.tolist()}")
-                unit = (torch.log(mag / self.p_min) / span).clamp(_EDGE, 1 - _EDGE)
-                getattr(self, f"{name}_sign").copy_(torch.sign(value))
-                getattr(self, f"{name}_logit").copy_(torch.logit(unit))
-            for name in ("q", "q_neg"):
-                getattr(self, name).copy_(self._values(name))
+            for part in ("", "_neg"):
+                p, q = self._initial(f"p{part}"), self._initial(f"q{part}")
+                if bool(((p == 0) & (q != 1)).any()):
+                    raise ValueError(f"p{part} = 0 is defined only with q{part} = 1 (the "
+                                     f"geometric mean), got q{part}={q.tolist()}")
+                getattr(self, f"p{part}_unit").copy_(p_to_unit(p))
+                getattr(self, f"beta{part}").copy_(q_to_beta(p, q))
 
-    def _exponent(self, name: str) -> Tensor:
-        logit = getattr(self, f"{name}_logit")
-        mag = self.p_min * torch.exp(math.log(self.p_max / self.p_min) * torch.sigmoid(logit))
-        return getattr(self, f"{name}_sign") * mag
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp ``p_unit`` and ``p_neg_unit`` into [-1, 1] in place (done by every
+        training-mode forward)."""
+        self.p_unit.clamp_(-1.0, 1.0)
+        self.p_neg_unit.clamp_(-1.0, 1.0)
+
+    def _q(self, p: Tensor, beta: Tensor) -> Tensor:
+        # q = 1 - beta * p; at p = +-inf q is 1 when beta = 0 (max and min).
+        return torch.where(beta == 0, torch.ones_like(p), 1 - beta * p)
 
     @property
     def p(self) -> Tensor:
-        """Current exponent of the positive part, ``[channels]``."""
-        return self._exponent("p")
+        """Current exponent of the positive part, ``[channels]`` (+-inf at max/min)."""
+        return exponent(self.p_unit.clamp(-1.0, 1.0))[0]
+
+    @property
+    def q(self) -> Tensor:
+        """Current size normalisation of the positive part, ``1 - beta * p``."""
+        return self._q(self.p, self.beta)
 
     @property
     def p_neg(self) -> Tensor:
         """Current exponent of the negative part, ``[channels]``."""
-        return self._exponent("p_neg")
+        return exponent(self.p_neg_unit.clamp(-1.0, 1.0))[0]
+
+    @property
+    def q_neg(self) -> Tensor:
+        """Current size normalisation of the negative part."""
+        return self._q(self.p_neg, self.beta_neg)
 
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None, dim: int = -2) -> Tensor:
-        return gnp(x, index=index, ptr=ptr, dim_size=dim_size, dim=dim, p=self.p, q=self.q,
-                   p_neg=self.p_neg, q_neg=self.q_neg, backend=self.backend)
+        if self.channels != 1 and (x.dim() < 2 or x.size(-1) != self.channels
+                                   or dim % x.dim() == x.dim() - 1):
+            features = x.size(-1) if x.dim() >= 2 and dim % x.dim() != x.dim() - 1 else None
+            got = (f"x with {features} features (x.size(-1))" if features is not None else
+                   f"x of shape {tuple(x.shape)} pooled along dim={dim}, which has no "
+                   "feature dimension")
+            raise ValueError(f"GNPAggregation(channels={self.channels}) has one exponent per "
+                             f"feature channel but got {got}; use channels="
+                             f"{features if features is not None else 1} or channels=1")
+        if self.learn and self.training and not torch.compiler.is_compiling():
+            self.project_()
+        return gnp_unit(x, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
+                        p_unit=self.p_unit.clamp(-1.0, 1.0), beta=self.beta,
+                        p_neg_unit=self.p_neg_unit.clamp(-1.0, 1.0), beta_neg=self.beta_neg,
+                        backend=self.backend)
 
     @torch.no_grad()
-    def closest_pooling(self) -> str | list[str]:
-        """The classic pooling whose outputs the current parameters reproduce best.
+    def pooling_distances(self) -> dict[str, Tensor]:
+        """How far the current pooling is from sum, mean, max and min, per channel.
 
-        Measured, not read off the parameters: GNP and sum, mean, max and min pool a
-        fixed bank of random sets (sizes 2 to 50, non-negative and mixed-sign), and the
-        one with the smallest mean error relative to each set's mean magnitude wins.
-        Returns one name, or one per channel when ``channels > 1``.
+        Measured, not read off the parameters: GNP and each classic pooling pool a fixed
+        bank of random sets (sizes 2 to 50, non-negative and mixed-sign, in float64);
+        the distance is the mean absolute difference divided by the mean magnitude of
+        the set's elements. Returns ``{name: [channels] tensor}``; exactly 0 for an exact
+        match.
         """
         gen = torch.Generator().manual_seed(0)
         sizes = torch.tensor([2, 3, 5, 8, 13, 21, 34, 50] * 4)
@@ -163,14 +195,41 @@ class GNPAggregation(Aggregation):
             return out.scatter_reduce_(0, cols, values, how, include_self=False)
 
         scale = reduce(x.abs(), "mean")
-        out = gnp(x, index, dim_size=num, p=self.p.double(), q=self.q.double(),
-                  p_neg=self.p_neg.double(), q_neg=self.q_neg.double())
-        names = sorted(CLASSIC)
+        out = gnp_unit(x, index, dim_size=num, p_unit=self.p_unit.double().clamp(-1, 1),
+                       beta=self.beta.double(), p_neg_unit=self.p_neg_unit.double().clamp(-1, 1),
+                       beta_neg=self.beta_neg.double(), backend="native")
         how = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}
-        errors = [((out - reduce(x, how[name])).abs() / scale).mean(0) for name in names]
-        best = torch.stack(errors).argmin(0).tolist()
-        result = [names[i] for i in best]
+        return {name: ((out - reduce(x, how[name])).abs() / scale).mean(0).float()
+                for name in COMPARED}
+
+    @torch.no_grad()
+    def closest_pooling(self, tolerance: float = 0.05) -> str | list[str]:
+        """The classic pooling (sum, mean, max or min) the current parameters reproduce,
+        or ``"none"`` where the nearest one is farther than ``tolerance`` (see
+        :meth:`pooling_distances`). Returns one name, or one per channel when
+        ``channels > 1``."""
+        distances = self.pooling_distances()
+        stacked = torch.stack([distances[name] for name in COMPARED])
+        best, where = stacked.min(0)
+        result = [COMPARED[i] if d <= tolerance else "none"
+                  for i, d in zip(where.tolist(), best.tolist(), strict=True)]
         return result[0] if self.channels == 1 else result
+
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str,
+                              local_metadata: dict, strict: bool, missing_keys: list[str],
+                              unexpected_keys: list[str], error_msgs: list[str]) -> None:
+        if prefix + "p_logit" in state_dict and (local_metadata.get("version") or 1) < 2:
+            warnings.warn("converting a gnpool 0.1 GNPAggregation state (p_logit, p_sign, q) "
+                          "assuming its default bounds p_min=0.1, p_max=100; for other "
+                          "bounds convert it with gnpool.aggr.gnp.upgrade_v01_state",
+                          UserWarning, stacklevel=2)
+            converted = upgrade_v01_state(state_dict, prefix=prefix)
+            for key in [k for k in state_dict if k.startswith(prefix)]:
+                if key not in converted:
+                    del state_dict[key]
+            state_dict.update(converted)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def __repr__(self) -> str:
         parts = [f"channels={self.channels}"]
@@ -183,3 +242,26 @@ class GNPAggregation(Aggregation):
                              f"[{value.min().item():.3f}, {value.max().item():.3f}]")
         parts.append(f"learn={self.learn}")
         return f"{self.__class__.__name__}({', '.join(parts)})"
+
+
+def upgrade_v01_state(state: Mapping[str, Tensor], p_min: float = 0.1, p_max: float = 100.0,
+                      prefix: str = "") -> dict[str, Tensor]:
+    """A gnpool 0.1 ``GNPAggregation`` state (``p_logit``, ``p_sign``, ``q`` and their
+    ``_neg`` twins under ``prefix``) in today's form (``p_unit``, ``beta``, ...).
+
+    0.1 stored ``|p| = p_min * (p_max / p_min) ** sigmoid(p_logit)`` with the sign in
+    ``p_sign``; ``p_min`` and ``p_max`` were constructor arguments (0.1 and 100 by
+    default) that the state does not record. The function is the same after the
+    conversion. Keys of other modules are returned unchanged.
+    """
+    old = {prefix + name for part in ("", "_neg")
+           for name in (f"p{part}_logit", f"p{part}_sign", f"q{part}")}
+    out = {k: v for k, v in state.items() if k not in old}
+    for part in ("", "_neg"):
+        logit = state[prefix + f"p{part}_logit"].double()
+        sign = state[prefix + f"p{part}_sign"].double()
+        q = state[prefix + f"q{part}"].double()
+        p = sign * p_min * (p_max / p_min) ** torch.sigmoid(logit)
+        out[prefix + f"p{part}_unit"] = p_to_unit(p).to(logit.dtype).float()
+        out[prefix + f"beta{part}"] = q_to_beta(p, q).float()
+    return out

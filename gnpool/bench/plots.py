@@ -7,7 +7,6 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from ..functional import P_MAX, P_MIN
 from .report import LABELS, LEARNED_ORDER, Cell, best_fixed, known_good
 
 _COLOURS = {"gnp": "tab:red", "attsets": "tab:purple", "powermean": "tab:orange",
@@ -113,8 +112,9 @@ def _shade_training(ax, by_config: dict[str, Cell]) -> None:
 
 
 def plot_gnp(cells: dict[str, dict[str, Cell]], path: Path) -> Path | None:
-    """Per task, every GNP channel's learned |p| and q against its initial |p| (all
-    layers and seeds): points on the diagonal kept their initial exponent."""
+    """Per task, every GNP channel's learned exponent (``p_unit``) and size exponent
+    (``beta``) against its initial exponent (all layers and seeds, positive parts): points
+    on the diagonal kept their initial exponent."""
     tasks = [t for t, c in cells.items() if "gnp" in c and c["gnp"].rows]
     if not tasks:
         return None
@@ -122,45 +122,38 @@ def plot_gnp(cells: dict[str, dict[str, Cell]], path: Path) -> Path | None:
     fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.1 * len(tasks) + 0.8),
                              squeeze=False)
     colours = plt.get_cmap("tab10")
-    for (ax_p, ax_q), task in zip(axes, tasks, strict=True):
+    ticks = ([-1.0, -0.5, 0.0, 0.5, 1.0], ["min", "p=-1", "p=0", "p=1", "max"])
+    for (ax_p, ax_b), task in zip(axes, tasks, strict=True):
         layers: dict[str, list[dict]] = defaultdict(list)
         for row in cells[task]["gnp"].rows:
             for module in row.get("gnp") or []:
-                if len(module.get("p_init", [])) == len(module["p"]):
+                if "p_unit_init" in module and len(module["p_unit_init"]) == len(module["p_unit"]):
                     layers[module["name"]].append(module)
         for i, (name, modules) in enumerate(layers.items()):
-            p0 = [p for m in modules for p in m["p_init"]]
-            p1 = [p for m in modules for p in m["p"]]
-            q1 = [q for m in modules for q in m["q"]]
-            for negative, marker in ((False, "o"), (True, "v")):
-                sel = [k for k, p in enumerate(p0) if (p < 0) == negative]
-                if not sel:
-                    continue
-                style = {"color": colours(i), "marker": marker, "s": 14, "alpha": 0.7,
-                         "label": _layer_label(name) if not negative else None}
-                ax_p.scatter([abs(p0[k]) for k in sel], [abs(p1[k]) for k in sel], **style)
-                ax_q.scatter([abs(p0[k]) for k in sel], [q1[k] for k in sel], **style)
-        for ax in (ax_p, ax_q):
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(_plain)
+            a0 = [a for m in modules for a in m["p_unit_init"]]
+            a1 = [a for m in modules for a in m["p_unit"]]
+            b1 = [b for m in modules for b in m["beta"]]
+            style = {"color": colours(i), "s": 14, "alpha": 0.7, "label": _layer_label(name)}
+            ax_p.scatter(a0, a1, **style)
+            ax_b.scatter(a0, b1, **style)
+        for ax in (ax_p, ax_b):
+            ax.set_xlim(-1.08, 1.08)
+            ax.set_xticks(*ticks)
             ax.grid(True, alpha=0.3)
-        ax_p.set_yscale("log")
-        ax_p.set_ylim(P_MIN / 1.3, P_MAX * 1.3)
-        ax_p.yaxis.set_major_formatter(_plain)
-        ax_p.plot([P_MIN, P_MAX], [P_MIN, P_MAX], color="0.5", lw=0.8, ls=":", zorder=0)
-        ax_p.set_ylabel(f"{task}\nlearned |p|")
-        ax_q.set_ylabel("learned q")
+        ax_p.set_ylim(-1.08, 1.08)
+        ax_p.set_yticks(*ticks)
+        ax_p.plot([-1, 1], [-1, 1], color="0.5", lw=0.8, ls=":", zorder=0)
+        ax_p.set_ylabel(f"{task}\nlearned exponent")
+        ax_b.set_ylabel("learned beta")
         if ax_p.get_legend_handles_labels()[0]:
-            ax_p.legend(fontsize=7, loc="lower right", title="o: p > 0, v: p < 0",
-                        title_fontsize=7)
-    axes[-1][0].set_xlabel("initial |p| of the channel")
-    axes[-1][1].set_xlabel("initial |p| of the channel")
-    axes[0][0].set_title("exponent: on the dotted diagonal = unchanged;\n"
-                         "|p| = 1 is sum or mean, large |p| max (p > 0) or min (p < 0)",
+            ax_p.legend(fontsize=7, loc="lower right")
+    axes[-1][0].set_xlabel("initial exponent of the channel (p_unit)")
+    axes[-1][1].set_xlabel("initial exponent of the channel (p_unit)")
+    axes[0][0].set_title("exponent p = tan(pi p_unit / 2): on the dotted diagonal = "
+                         "unchanged;\n1 is exactly max, -1 exactly min, 1/2 sum or mean",
                          fontsize=9)
-    axes[0][1].set_title("size normalisation: q = 0 sum-like, q = 1 mean-like\n"
-                         "(initial q: 0 in message passing, 1 in readouts and set poolings)",
-                         fontsize=9)
+    axes[0][1].set_title("size exponent (G = n^beta * power mean):\nbeta = 1 sum-like, "
+                         "0 mean-, max- or min-like", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -13,16 +13,13 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Dataset
 from torch_geometric.loader import DataLoader
-from torch_geometric.nn.aggr import Aggregation
 from tqdm.auto import tqdm
 
 from ..datasets import TaskInfo
 from ..models import DeepSets, MessageMLPGNN, gnp_parameters
+from ..training import param_groups
 from .configs import PoolingConfig
 from .hparams import HParams
-
-# Exponent-like parameters of learnable poolings: they get pool_lr and no weight decay.
-_EXPONENTS = {"p_logit", "p_neg_logit", "q", "q_neg", "p", "t"}
 
 
 def pooling_kwargs(name: str | None, base: dict[str, Any], hp: HParams,
@@ -80,18 +77,9 @@ def build_model(info: TaskInfo, config: PoolingConfig, hp: HParams) -> torch.nn.
 
 
 def make_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer:
-    """Adam; pooling exponents in their own group (``pool_lr``, no weight decay)."""
-    pool, rest = [], []
-    for module in model.modules():
-        own = list(module.named_parameters(recurse=False))
-        for name, param in own:
-            is_exp = isinstance(module, Aggregation) and name in _EXPONENTS
-            (pool if is_exp else rest).append(param)
-    groups = [{"params": rest}]
-    if pool:
-        groups.append({"params": pool, "weight_decay": 0.0,
-                       "lr": hp.lr if hp.pool_lr is None else hp.pool_lr})
-    return torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+    """Adam over :func:`gnpool.param_groups`: every learnable pooling's parameters (GNP's,
+    PowerMean's p, Softmax's t) in their own group at ``pool_lr`` without weight decay."""
+    return torch.optim.Adam(param_groups(model, hp.lr, hp.pool_lr, hp.weight_decay))
 
 
 def outputs(model: torch.nn.Module, batch: Batch, level: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -211,7 +199,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
             bins[split.removeprefix("test_")] = size_bins(pred, target, size, hp.size_bins)
     learned = gnp_parameters(model)
     for module in learned:
-        for key in ("p", "q"):
+        for key in ("p_unit", "beta", "p_neg_unit", "beta_neg"):
             module[f"{key}_init"] = initial[module["name"]][key]
     return {
         "metrics": metrics, "bins": bins, "history": record["history"], "gnp": learned,

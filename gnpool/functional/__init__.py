@@ -1,6 +1,6 @@
 """Pure pooling functions over sets given by ``index`` or ``ptr``."""
 
 from .attsets import attsets, attsets_linear
-from .gnp import P_MAX, P_MIN, gnp
+from .gnp import gnp, gnp_unit
 
-__all__ = ["attsets", "attsets_linear", "gnp", "P_MIN", "P_MAX"]
+__all__ = ["attsets", "attsets_linear", "gnp", "gnp_unit"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -18,24 +20,18 @@ from ._sets import (
     to_rows,
 )
 
-#: Smallest allowed |p|: the function is singular at p = 0.
-P_MIN = 0.1
-#: Largest allowed |p|. With q = 1, max(X) * n^(-1/P_MAX) <= G <= max(X) for a set of
-#: n non-negative elements, so p = P_MAX matches max within 1 - n^(-1/P_MAX)
-#: (4.5% at n = 100, 6.7% at n = 1000).
-P_MAX = 100.0
-
 Param = float | Tensor
 
 
 class GNPFunction(torch.autograd.Function):
-    """Autograd for GNP on ``[E, K]`` rows; saves x and O(sets x columns) statistics."""
+    """Autograd for GNP on ``[E, K]`` rows in its native coordinates ``(p_unit, beta)``
+    per part; saves x and O(sets x columns) statistics."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, p_pos: Tensor, q_pos: Tensor, p_neg: Tensor, q_neg: Tensor,
+    def forward(ctx, x: Tensor, a_pos: Tensor, b_pos: Tensor, a_neg: Tensor, b_neg: Tensor,
                 index: Tensor | None, ptr: Tensor | None, perm: Tensor | None,
                 size: int, backend: str) -> Tensor:
-        params = (p_pos, q_pos, p_neg, q_neg)
+        params = (a_pos, b_pos, a_neg, b_neg)
         if backend == "cpu":
             out, state = cpu.gnp_forward(x, ptr, perm, size, params)
             state = (state,)
@@ -49,8 +45,8 @@ class GNPFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, p_pos, q_pos, p_neg, q_neg, index, ptr, perm, *state = ctx.saved_tensors
-        params = (p_pos, q_pos, p_neg, q_neg)
+        x, a_pos, b_pos, a_neg, b_neg, index, ptr, perm, *state = ctx.saved_tensors
+        params = (a_pos, b_pos, a_neg, b_neg)
         needs = tuple(ctx.needs_input_grad[:5])
         if ctx.backend == "cpu":
             grad_x, grad_params = cpu.gnp_backward(grad, x, ptr, perm, ctx.size, params, state[0],
@@ -67,23 +63,38 @@ class GNPFunction(torch.autograd.Function):
         return (grad_x, *grad_params, None, None, None, None, None)
 
 
-def _check_p(name: str, p: Tensor) -> None:
-    if torch.compiler.is_compiling():
-        return
-    mag = p.detach().abs()
-    if not bool(torch.isfinite(p.detach()).all()) or bool(((mag < P_MIN) | (mag > P_MAX)).any()):
-        raise ValueError(f"{name} must satisfy {P_MIN} <= |{name}| <= {P_MAX} "
-                         f"(GNP is singular at p = 0), got {_values(p)}")
-
-
-def _check_q(name: str, q: Tensor) -> None:
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(q.detach()).all()):
-        raise ValueError(f"{name} must be finite, got {_values(q)}")
+def _eager() -> bool:
+    return not torch.compiler.is_compiling()
 
 
 def _values(t: Tensor) -> str:
     flat = t.detach().reshape(-1)
     return str(flat.tolist() if flat.numel() <= 8 else flat[:8].tolist() + ["..."])
+
+
+def _check_unit(name: str, a: Tensor) -> None:
+    if _eager():
+        detached = a.detach()
+        if not bool(((detached >= -1) & (detached <= 1)).all()):
+            raise ValueError(f"{name} must lie in [-1, 1] (p = tan(pi * {name} / 2)), "
+                             f"got {_values(a)}")
+
+
+def _check_finite(name: str, value: Tensor) -> None:
+    if _eager() and not bool(torch.isfinite(value.detach()).all()):
+        raise ValueError(f"{name} must be finite, got {_values(value)}")
+
+
+def p_to_unit(p: Tensor) -> Tensor:
+    """``p_unit = 2 atan(p) / pi`` in [-1, 1], exactly +-1 at ``p = +-inf``."""
+    return torch.where(torch.isinf(p), torch.sign(p), torch.atan(p) / (math.pi / 2))
+
+
+def q_to_beta(p: Tensor, q: Tensor) -> Tensor:
+    """``beta = (1 - q) / p``: 0 at ``p = +-inf`` (q has no effect on max and min) and at
+    ``p = 0``, where only ``q = 1`` is defined."""
+    safe = torch.where(p == 0, torch.ones_like(p), p)
+    return torch.where(p == 0, torch.zeros_like(p), (1 - q) / safe)
 
 
 def gnp(
@@ -104,42 +115,114 @@ def gnp(
         G_{p,q}(Y) = \Big(|X|^{-q} \sum_{y \in Y} y^p\Big)^{1/p}, \qquad
         \mathrm{GNP}(X) = G_{p,q}(\mathrm{relu}(X)) - G_{p^-,q^-}(\mathrm{relu}(-X))
 
-    ``p=1, q=0`` is sum, ``p=1, q=1`` mean, ``p -> +inf, p_neg -> -inf`` max and
-    ``p -> -inf, p_neg -> +inf`` min. Every case is computed in a scaled log form,
-    so inputs from 1e-30 to 1e30 and any ``|p|`` in ``[P_MIN, P_MAX]`` give finite
-    outputs and gradients wherever the true values are finite. Empty sets pool to 0.
-    A zero element with ``p < 0`` makes its part exactly 0.
+    (Ko, Kwon, Shin & Lee, "Learning to Pool in Graph Neural Networks for
+    Extrapolation", 2021.) ``p=1, q=0`` is sum, ``p=1, q=1`` mean, ``p=2, q=0`` the L2
+    norm, ``p=inf, p_neg=-inf`` exactly max and ``p=-inf, p_neg=inf`` exactly min (``q``
+    has no effect there); ``p=0`` with ``q=1`` is the geometric mean. This is
+    :func:`gnp_unit` with ``p_unit = 2 atan(p) / pi`` and ``beta = (1 - q) / p``.
+
+    Computed in a scaled log form: inputs from 1e-30 to 1e30, zeros and ties give
+    finite outputs and gradients wherever the true values are finite. Empty sets pool
+    to 0; a zero element with ``p <= 0`` makes its part exactly 0. Infinite inputs give
+    the limit: an infinite part for ``p >= 0`` (NaN for ``p = 0`` with a zero in the same
+    part, and for ``+inf - inf`` across the parts), ignored by ``p < 0`` unless the whole
+    part is infinite; an infinite part passes no gradient. NaN stays in its set.
 
     Args:
-        x: real input of any rank.
-        index: set of each element along ``dim`` (any order).
+        x: real input of any rank (fp16/bf16 are computed in float32).
+        index: set of each element along ``dim`` (any order), int32/int64.
         ptr: CSR boundaries of the sets (elements grouped by set). Without ``index``
             and ``ptr`` all elements form one set.
         dim_size: number of sets (inferred from ``index``/``ptr`` when omitted).
         dim: the dimension pooled over.
-        p, q: exponent and size normalisation of the positive part: floats, or tensors
-            with 1 or ``x.size(-1)`` (per-channel) values. ``p`` must satisfy
-            ``P_MIN <= |p| <= P_MAX``.
+        p, q: exponent (any real or +-inf) and size normalisation (finite) of the
+            positive part: floats, or tensors with 1 or ``x.size(-1)`` (per-channel)
+            values. ``p = 0`` requires ``q = 1``.
         p_neg, q_neg: the same for the negative part (default: ``p`` and ``q``).
         backend: ``"cpu"`` (fused kernels), ``"scatter"``, ``"native"`` or ``None`` (the
             fastest one that supports ``x``).
 
     Returns:
-        ``x`` with ``dim`` reduced to ``dim_size``, in ``x``'s dtype (fp16/bf16 inputs
-        are computed in float32).
+        ``x`` with ``dim`` reduced to ``dim_size``, in ``x``'s dtype.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor, or a parameter is neither a
+            float nor a tensor.
+        ValueError: bad ``index``/``ptr``/``dim_size``/``dim``, a NaN ``p``, a
+            non-finite ``q``, ``p = 0`` with ``q != 1``, or a parameter whose size is
+            neither 1 nor ``x.size(-1)``.
     """
     check_features("x", x)
-    dim = normalize_dim(x, dim)
     dtype = compute_dtype(x)
-    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device)
-    rows = to_rows(x, dim, dtype)
+    rows = to_rows(x, normalize_dim(x, dim), dtype)
     p_neg = p if p_neg is None else p_neg
     q_neg = q if q_neg is None else q_neg
+    converted = []
+    for p_name, p_value, q_name, q_value in (("p", p, "q", q), ("p_neg", p_neg, "q_neg", q_neg)):
+        pt = per_column(p_name, p_value, rows, dtype)
+        qt = per_column(q_name, q_value, rows, dtype)
+        if _eager():
+            if bool(pt.detach().isnan().any()):
+                raise ValueError(f"{p_name} must be a number or +-inf, got {_values(pt)}")
+            _check_finite(q_name, qt)
+            if bool(((pt.detach() == 0) & (qt.detach() != 1)).any()):
+                raise ValueError(f"{p_name} = 0 is defined only with {q_name} = 1 (the "
+                                 f"geometric mean), got {q_name}={_values(qt)}")
+        converted += [p_to_unit(pt), q_to_beta(pt, qt)]
+    return _pool(x, index, ptr, dim_size, dim, rows, dtype, converted, backend)
+
+
+def gnp_unit(
+    x: Tensor,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
+    dim: int = -2,
+    p_unit: Param = 0.5,
+    beta: Param = 1.0,
+    p_neg_unit: Param | None = None,
+    beta_neg: Param | None = None,
+    backend: str | None = None,
+) -> Tensor:
+    r"""GNP in its native coordinates: a size-scaled power mean per part.
+
+    .. math::
+        G(Y) = |X|^{\beta} \Big(\frac{1}{|X|} \sum_{y \in Y} y^p\Big)^{1/p}, \quad
+        p = \tan(\pi a / 2), \qquad
+        \mathrm{GNP}(X) = G_{a,\beta}(\mathrm{relu}(X)) - G_{a^-,\beta^-}(\mathrm{relu}(-X))
+
+    ``a`` (``p_unit``) in [-1, 1] covers every exponent: ``a = 1`` is exactly max,
+    ``a = -1`` exactly min, ``a = 0`` the geometric mean, ``a = 1/2`` (p = 1) the mean
+    and, with ``beta = 1``, the sum; ``beta = 1/p`` gives the L^p norm. The function and
+    its gradients for ``x``, ``a`` and ``beta`` are finite and continuous over the whole
+    range, ends included, which is what :class:`~gnpool.GNPAggregation` trains. The
+    same as :func:`gnp` with ``q = 1 - beta * p``; see there for the arguments, special
+    values and errors.
+
+    Args:
+        p_unit, beta: exponent in [-1, 1] and size exponent (finite) of the positive
+            part: floats or tensors with 1 or ``x.size(-1)`` values.
+        p_neg_unit, beta_neg: the same for the negative part (default: the positive
+            part's).
+    """
+    check_features("x", x)
+    dtype = compute_dtype(x)
+    rows = to_rows(x, normalize_dim(x, dim), dtype)
+    p_neg_unit = p_unit if p_neg_unit is None else p_neg_unit
+    beta_neg = beta if beta_neg is None else beta_neg
     params = []
-    for name, value in (("p", p), ("q", q), ("p_neg", p_neg), ("q_neg", q_neg)):
+    for name, value in (("p_unit", p_unit), ("beta", beta), ("p_neg_unit", p_neg_unit),
+                        ("beta_neg", beta_neg)):
         t = per_column(name, value, rows, dtype)
-        (_check_p if name.startswith("p") else _check_q)(name, t)
+        (_check_unit if name.endswith("unit") else _check_finite)(name, t)
         params.append(t)
+    return _pool(x, index, ptr, dim_size, dim, rows, dtype, params, backend)
+
+
+def _pool(x: Tensor, index: Tensor | None, ptr: Tensor | None, dim_size: int | None,
+          dim: int, rows, dtype: torch.dtype, params: list[Tensor],
+          backend: str | None) -> Tensor:
+    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device)
     name = resolve_backend(backend, rows.data).name
     out = GNPFunction.apply(rows.data, *params, *segment_tensors(name, seg), seg.size, name)
     return from_rows(out, rows, seg.size, x.dtype)

@@ -29,7 +29,7 @@ _SIGNATURES = {
     "gnpool_attsets_linear_backward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _I64, _INT, _P, _P,
                                        _P, _P, _P, _P, _INT],
 }
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 
 
 def _levels() -> list[str]:

@@ -1,28 +1,49 @@
 """GNP forward and closed-form backward, composed from a backend's segment primitives.
 
-Notation for one part (``y = relu(x)`` for the positive part, ``relu(-x)`` for the
-negative one), one set of ``n`` elements and one channel:
+This file is the reference for every GNP backend (the fused CPU kernels in csrc/gnp.cpp
+follow it line by line). Notation for one part (``y = relu(x)`` for the positive part,
+``relu(-x)`` for the negative one), one set of ``n`` elements and one channel:
 
-    G = (n^-q * sum_i y_i^p)^(1/p)
+    G = n^beta * M_p(y),     M_p(y) = (mean_i y_i^p)^(1/p),     p = tan(pi * a / 2)
 
-Computed as ``log G = log r + (log s - q log n) / p`` with ``r`` the set's largest
-``y`` (p > 0) or smallest ``y`` (p < 0) and ``s = sum_i (y_i / r)^p`` in ``[1, n]``,
-so no power of a raw input is ever formed. A "zero set" (r == 0: all y are zero
-for p > 0, some y is zero for p < 0) pools to exactly 0.
+with ``a`` in [-1, 1] (``p_unit``). ``a = 1`` is ``p = +inf`` (exactly max), ``a = -1`` is
+``p = -inf`` (exactly min), ``a = 0`` is ``p = 0`` (the geometric mean); sum is ``p = 1,
+beta = 1``, mean ``p = 1, beta = 0``, the L^p norm ``beta = 1/p``. The temperature ``t = 1/p``
+is derived alongside ``p`` so that neither is formed by dividing by a tiny number.
 
-Backward, with t_i = y_i / r:
+Forward, with the reference ``r`` = the part's largest ``y`` (p > 0) or smallest (p <= 0),
+``l_i = log(y_i / r)``, ``z_i = p * l_i`` (0 at ties with the reference, also for
+infinite p) and ``A = sum_i exp(z_i)`` in [1, n]:
 
-    dG/dy_i = A * t_i^(p-1),      A = n^(-q/p) * s^((1-p)/p)
-    dG/dp   = G/p * (sum_i t_i^p log t_i / s - (log s - q log n)/p)
-    dG/dq   = -G log n / p
+    log G = log r + D + beta * log n,     D = t * log(A / n)
 
-so only ``r``, ``log s`` and ``G`` (per set and channel) are saved. At x_i == 0 the
-gradient is the mean of the two one-sided derivatives (what central differences
-see); a one-sided derivative that is infinite (0 < p < 1 at y_i = 0) counts as 0.
+For ``|p| < SMALL_P`` with every ``y_i`` positive and finite, ``D`` is its cumulant
+expansion ``m1 + p * v / 2`` (``m1``, ``v``: mean and variance of ``l``), exact at ``p = 0``
+and free of the cancellation in ``log(A / n) / p``.
+
+Special parts: an empty set pools to 0; a zero part (``r == 0``: all ``y`` zero for
+p > 0, some ``y`` zero for p <= 0) pools to 0; an infinite ``y`` makes the part infinite
+when ``p >= 0`` (the limit), is ignored when ``p < 0`` unless all are infinite; ``p = 0``
+with both a zero and an infinite ``y`` has no limit and gives NaN. NaN stays in its set.
+
+Backward (``w_i = exp(z_i)``; only ``r``, ``A`` and ``G`` per set and channel are saved):
+
+    dG/dy_i  = F * w_i / (y_i / r),     F = G / (r * A)
+    dG/da    = pi/2 * G * E * (1 + t^2),  E = sum_i w_i z_i / A - log(A / n)
+             (= pi/2 * G * (1 + p^2) * v / 2 in the expansion's range)
+    dG/dbeta = G * log n
+
+All three stay finite at ``p = +-inf`` and ``p = 0``. A part that is infinite or NaN
+passes no gradient to the parameters; an infinite part passes none to ``x`` either. At
+``x_i == 0`` the gradient is the mean of the one-sided derivatives; a one-sided
+derivative that is infinite (0 < p < 1 at y_i = 0) counts as 0; in a zero part ``G``
+grows like ``n^(beta - t) * y_i`` in a zero ``y_i`` for p > 0 (all zero) and for p < 0
+when that zero is the only one, and passes nothing otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import NamedTuple
 
@@ -31,40 +52,38 @@ from torch import Tensor
 
 from .segments import Segments
 
+#: Below this |p| (and with every y positive and finite) D is taken from its cumulant
+#: expansion; float32 and float64 (the cancellation grows like eps / p^2 in dG/dp).
+SMALL_P = {torch.float32: 1e-2, torch.float64: 1e-5}
+HALF_PI = math.pi / 2
+#: Below this exp() cannot overflow.
+_EXP_SAFE = {torch.float32: 80.0, torch.float64: 700.0}
+
 
 class PartState(NamedTuple):
     r: Tensor  # reference magnitude [S, K]
-    log_s: Tensor  # log of the scaled power sum [S, K]
+    a_sum: Tensor  # A = sum_i exp(z_i) [S, K]
     out: Tensor  # G [S, K]
 
 
-def _reference(mx: Tensor, mn: Tensor, p: Tensor, sign: int) -> Tensor:
-    # Largest (p > 0) or smallest (p < 0) element of relu(sign * x), per set.
-    if sign > 0:
-        return torch.where(p > 0, mx, mn).clamp_min(0)
-    return torch.where(p > 0, -mn, -mx).clamp_min(0)
+def exponent(a: Tensor) -> tuple[Tensor, Tensor]:
+    """``(p, t)`` = ``(tan(pi a / 2), 1 / p)`` for ``a`` in [-1, 1], exact at the ends
+    (``a = +-1``: ``p = +-inf``, ``t = 0``; ``a = 0``: ``p = 0``, ``t = inf``)."""
+    m = a.abs()
+    inner = m <= 0.5
+    # tan(pi/2 (1 - m)) for m > 1/2: 1 - m is exact there, so p near +-inf keeps its digits.
+    # tan(pi/4) is exactly 1 (p = 1, sum and mean), which the float tan misses by an ulp.
+    tan = torch.where(m == 0.5, torch.ones_like(m),
+                      torch.tan(HALF_PI * torch.where(inner, m, 1 - m)))
+    sign = torch.where(a < 0, -torch.ones_like(a), torch.ones_like(a))
+    p = sign * torch.where(inner, tan, 1 / tan)
+    t = sign * torch.where(inner, 1 / tan, tan)
+    return p, t
 
 
 def _part(sign: int, x: Tensor) -> Tensor:
-    # relu(x) or relu(-x) with every zero as +0.0: a -0.0 would turn 0^p into -inf for
-    # odd negative p.
+    # relu(x) or relu(-x) with every zero as +0.0 (a -0.0 would make log(-0.0) odd).
     return (x.clamp_min(0) if sign > 0 else x.clamp_max(0)).abs_()
-
-
-def _forward_part(prims: ModuleType, x: Tensor, seg: Segments, mx: Tensor, mn: Tensor,
-                  log_n: Tensor, empty: Tensor, p: Tensor, q: Tensor, sign: int) -> PartState:
-    r = _reference(mx, mn, p, sign)
-    t = _part(sign, x)
-    t.div_(prims.gather(torch.where(r > 0, r, torch.ones_like(r)), seg))
-    t.pow_(p)
-    s = prims.segment_sum(t, seg)
-    del t
-    log_s = s.log()
-    log_g = r.log() + (log_s - q * log_n) / p
-    # A zero set pools to exactly 0, unless a NaN in it reached s.
-    zero = ((r == 0) & ~s.isnan()) | empty
-    out = torch.where(zero, torch.zeros_like(log_g), log_g.exp())
-    return PartState(r, log_s, out)
 
 
 def set_statistics(seg: Segments, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -73,79 +92,154 @@ def set_statistics(seg: Segments, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     return count.log(), count == 0
 
 
-def gnp_forward(prims: ModuleType, x: Tensor, seg: Segments, p_pos: Tensor, q_pos: Tensor,
-                p_neg: Tensor, q_neg: Tensor) -> tuple[Tensor, PartState, PartState]:
-    """GNP of ``x`` ``[E, K]`` per set; parameters are ``[1, K]`` or ``[1, 1]``."""
+def _extremes(sign: int, mx: Tensor, mn: Tensor) -> tuple[Tensor, Tensor]:
+    # Largest and smallest y of a part from the largest and smallest x of the set.
+    if sign > 0:
+        return mx.clamp_min(0), mn.clamp_min(0)
+    return (-mn).clamp_min(0), (-mx).clamp_min(0)
+
+
+def _log_ratio(prims: ModuleType, y: Tensor, r: Tensor, seg: Segments) -> Tensor:
+    # l = log(y / r); sets whose reference is 0, inf or NaN divide by 1 (their values are
+    # overridden per set).
+    regular = (r > 0) & (r < math.inf)
+    ratio = y / prims.gather(torch.where(regular, r, torch.ones_like(r)), seg)
+    return ratio.log_()
+
+
+def _z(l: Tensor, p: Tensor) -> Tensor:
+    # p * l with 0 at ties (l == 0), where p = +-inf would give NaN.
+    return torch.where(l == 0, torch.zeros_like(l), p * l)
+
+
+def _expansion(prims: ModuleType, l: Tensor, seg: Segments) -> tuple[Tensor, Tensor]:
+    # Mean and variance of l per set (infinite where some l is).
+    n = seg.count.to(l.dtype).view(-1, 1)
+    m1 = prims.segment_sum(l, seg) / n
+    m2 = prims.segment_sum(l * l, seg) / n
+    return m1, (m2 - m1 * m1).clamp_min(0)
+
+
+def _forward_part(prims: ModuleType, x: Tensor, seg: Segments, mx: Tensor, mn: Tensor,
+                  log_n: Tensor, empty: Tensor, a: Tensor, beta: Tensor, sign: int
+                  ) -> PartState:
+    p, t = exponent(a)
+    ymax, ymin = _extremes(sign, mx, mn)
+    r = torch.where(p > 0, ymax, ymin)
+    l = _log_ratio(prims, _part(sign, x), r, seg)
+    a_sum = prims.segment_sum(_z(l, p).exp(), seg)
+    d = t * (a_sum.log() - log_n)
+    small_p = p.abs() < SMALL_P[x.dtype]
+    if torch.compiler.is_compiling() or bool(small_p.any()):
+        m1, v = _expansion(prims, l, seg)
+        expand = small_p & (ymin > 0) & (ymax < math.inf)
+        d = torch.where(expand, m1 + p * v / 2, d)
+    rr = torch.where((r > 0) & (r < math.inf), r, torch.ones_like(r))
+    # r * exp(...) rather than exp(log r + ...): exactly r for max and min (D = 0, beta = 0);
+    # the log form only where exp(...) alone would overflow.
+    scale = d + beta * log_n
+    out = torch.where(scale < _EXP_SAFE[x.dtype], rr * scale.exp(), (rr.log() + scale).exp())
+    # Special parts, in order of precedence (NaN in r is left to propagate).
+    out = torch.where(r == 0, torch.zeros_like(out), out)
+    infinite = (ymax == math.inf) & (p >= 0) | (ymin == math.inf)
+    out = torch.where(infinite, torch.full_like(out, math.inf), out)
+    no_limit = (p == 0) & (ymin == 0) & (ymax == math.inf)
+    out = torch.where(no_limit, torch.full_like(out, math.nan), out)
+    out = torch.where(empty, torch.zeros_like(out), out)
+    return PartState(r, a_sum, out)
+
+
+def gnp_forward(prims: ModuleType, x: Tensor, seg: Segments, a_pos: Tensor, b_pos: Tensor,
+                a_neg: Tensor, b_neg: Tensor) -> tuple[Tensor, PartState, PartState]:
+    """GNP of ``x`` ``[E, K]`` per set; parameters (``p_unit``, ``beta`` per part) are
+    ``[1, K]`` or ``[1, 1]``."""
     mx = prims.segment_max(x, seg)
     mn = prims.segment_min(x, seg)
     log_n, empty = set_statistics(seg, x.dtype)
-    pos = _forward_part(prims, x, seg, mx, mn, log_n, empty, p_pos, q_pos, +1)
-    neg = _forward_part(prims, x, seg, mx, mn, log_n, empty, p_neg, q_neg, -1)
+    pos = _forward_part(prims, x, seg, mx, mn, log_n, empty, a_pos, b_pos, +1)
+    neg = _forward_part(prims, x, seg, mx, mn, log_n, empty, a_neg, b_neg, -1)
     return pos.out - neg.out, pos, neg
 
 
 def _backward_part(prims: ModuleType, grad: Tensor, x: Tensor, seg: Segments, log_n: Tensor,
-                   empty: Tensor, p: Tensor, q: Tensor, state: PartState, sign: int,
-                   grad_x: Tensor | None, need_p: bool, need_q: bool
+                   empty: Tensor, a: Tensor, beta: Tensor, state: PartState, sign: int,
+                   grad_x: Tensor | None, need_a: bool, need_beta: bool
                    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    r, log_s, g_out = state
-    zero = r == 0
-    grad_p = grad_q = None
-    if need_q:
-        grad_q = torch.where(empty, torch.zeros_like(g_out), -g_out * log_n / p)
-        grad_q = (grad * grad_q).sum(0)
-    if grad_x is None and not need_p:
-        return grad_x, grad_p, grad_q
+    r, a_sum, g_out = state
+    p, t = exponent(a)
+    # Parameters learn from parts with a finite, positive value only.
+    live = (g_out > 0) & (g_out < math.inf)
+    grad_a = grad_b = None
+    if need_beta:
+        grad_b = (grad * torch.where(live, g_out * log_n, torch.zeros_like(g_out))).sum(0)
+    if grad_x is None and not need_a:
+        return grad_x, grad_a, grad_b
 
-    # t = y / r. A zero set is marked by r = -1 and gets t = 1 at its zeros and t = 0
-    # elsewhere, so that phi below is 1 exactly at the zeros. t is capped at the largest
-    # float so that t^p * log t is 0, not NaN, where y / r overflows (p < 0).
-    re = prims.gather(torch.where(zero, -torch.ones_like(r), r), seg)
     y = _part(sign, x)
-    t = torch.where(re < 0, (y == 0).to(y.dtype), y.div_(re))
-    t.clamp_max_(torch.finfo(t.dtype).max)
-    del re, y
-    phi = t.pow(p - 1)
-    # The one-sided derivative at y = 0 is infinite for 0 < p < 1: it counts as 0.
-    phi.nan_to_num_(nan=float("nan"), posinf=0.0)
-
-    if need_p:
-        stat = prims.segment_sum(torch.xlogy(phi * t, t), seg)
-        d = (log_s - q * log_n) / p
-        gp = g_out / p * (stat * (-log_s).exp() - d)
-        grad_p = (grad * torch.where(g_out > 0, gp, torch.zeros_like(gp))).sum(0)
-    del t
+    l = _log_ratio(prims, y, r, seg)
+    w = _z(l, p).exp()
+    if need_a:
+        wz = torch.where(w > 0, w * _z(l, p), torch.zeros_like(w))
+        e = prims.segment_sum(wz, seg) / a_sum - (a_sum.log() - log_n)
+        da = HALF_PI * g_out * e * (1 + t * t)
+        small_p = p.abs() < SMALL_P[x.dtype]
+        if torch.compiler.is_compiling() or bool(small_p.any()):
+            m1, v = _expansion(prims, l, seg)
+            # Every element of the set in this part, none zero or infinite.
+            inside = prims.segment_sum((l > -math.inf).to(x.dtype) * (l < math.inf), seg)
+            count = seg.count.to(x.dtype).view(-1, 1)
+            expand = small_p & (inside == count) & torch.isfinite(m1)
+            da = torch.where(expand, HALF_PI * g_out * (1 + p * p) * v / 2, da)
+        grad_a = (grad * torch.where(live, da, torch.zeros_like(da))).sum(0)
 
     if grad_x is not None:
-        # A = n^(-q/p) s^((1-p)/p). In a zero set G = n^(-q/p) y_i to first order in each
-        # zero y_i when every other element stays put: for p > 0 (all zeros) always, for
-        # p < 0 only when y_i is the set's single zero; otherwise a zero set passes none.
-        log_a = (-q * log_n + torch.where(zero, torch.zeros_like(log_s), (1 - p) * log_s)) / p
-        blocked = empty
-        if torch.compiler.is_compiling() or bool((p < 0).any()):
-            zeros = prims.segment_sum((_part(sign, x) == 0).to(x.dtype), seg)
-            blocked = blocked | (zero & (p < 0) & (zeros != 1))
-        a = torch.where(blocked, torch.zeros_like(log_a), log_a.exp())
-        phi.mul_(prims.gather(grad * a, seg))
-        # Elements equal to 0 sit on both parts' kink: each part contributes half.
+        regular = (r > 0) & torch.isfinite(g_out)
+        factor = torch.where(regular, g_out / torch.where(regular, r * a_sum,
+                                                          torch.ones_like(r)),
+                             torch.zeros_like(r))
+        # A NaN part shows in the gradients of its whole set.
+        factor = torch.where(g_out.isnan(), g_out, factor)
+        ratio = l.exp()
+        # dG/dy = F * w / ratio; at y = 0 of a regular part the one-sided derivative is
+        # F for p == 1 and 0 or infinite (counted as 0) otherwise.
+        phi = torch.where(ratio > 0, w / ratio, (p == 1).to(x.dtype).expand_as(w))
+        phi = torch.where(phi == math.inf, torch.zeros_like(phi), phi)
+        scaled = prims.gather(grad * factor, seg)
+        phi = torch.where(scaled == 0, torch.zeros_like(phi), phi * scaled)
+        # Zero parts: n^(beta - t) for each zero y (p > 0), for the single zero (p < 0),
+        # nothing for p = 0.
+        zero = (r == 0) & ~empty
+        at_zero = torch.zeros_like(r)
+        if torch.compiler.is_compiling() or bool(zero.any()):
+            zeros = prims.segment_sum((y == 0).to(x.dtype), seg)
+            passes = zero & ((p > 0) | ((p < 0) & (zeros == 1)))
+            scale = torch.where(passes, (beta - torch.where(passes, t, torch.zeros_like(t)))
+                                * log_n, torch.full_like(r, -math.inf)).exp()
+            # Infinite as p -> 0-: an infinite one-sided derivative counts as 0.
+            at_zero = grad * torch.where(scale == math.inf, torch.zeros_like(scale), scale)
+        # At y == 0: the part's one-sided derivative (regular part: p == 1 only).
+        one_sided = torch.where(zero, at_zero, grad * factor * (p == 1).to(x.dtype))
         xs = x if sign > 0 else -x
-        weight = (xs > 0).to(x.dtype) + 0.5 * (x == 0).to(x.dtype)
-        grad_x.addcmul_(phi, weight)
-    return grad_x, grad_p, grad_q
+        inside = (xs > 0).to(x.dtype)
+        # Elements equal to 0 sit on both parts' kink: each part contributes half.
+        kink = torch.where(x == 0, 0.5 * prims.gather(one_sided, seg), torch.zeros_like(x))
+        grad_x.add_(phi * inside + kink)
+    return grad_x, grad_a, grad_b
 
 
-def gnp_backward(prims: ModuleType, grad: Tensor, x: Tensor, seg: Segments, p_pos: Tensor,
-                 q_pos: Tensor, p_neg: Tensor, q_neg: Tensor, pos: PartState, neg: PartState,
+def gnp_backward(prims: ModuleType, grad: Tensor, x: Tensor, seg: Segments, a_pos: Tensor,
+                 b_pos: Tensor, a_neg: Tensor, b_neg: Tensor, pos: PartState, neg: PartState,
                  needs: tuple[bool, bool, bool, bool, bool]
                  ) -> tuple[Tensor | None, ...]:
-    """Gradients for (x, p_pos, q_pos, p_neg, q_neg); parameter gradients are ``[K]``."""
+    """Gradients for (x, a_pos, b_pos, a_neg, b_neg); parameter gradients are ``[K]``."""
     log_n, empty = set_statistics(seg, x.dtype)
     grad_x = torch.zeros_like(x) if needs[0] else None
-    grad_x, gp_pos, gq_pos = _backward_part(prims, grad, x, seg, log_n, empty, p_pos, q_pos,
+    grad_x, ga_pos, gb_pos = _backward_part(prims, grad, x, seg, log_n, empty, a_pos, b_pos,
                                             pos, +1, grad_x, needs[1], needs[2])
-    grad_x, gp_neg, gq_neg = _backward_part(prims, grad, x, seg, log_n, empty, p_neg, q_neg,
+    grad_x, ga_neg, gb_neg = _backward_part(prims, grad, x, seg, log_n, empty, a_neg, b_neg,
                                             neg, -1, grad_x, needs[3], needs[4])
-    # out = G+ - G-: the negative part's parameters enter with a minus sign.
-    gp_neg = None if gp_neg is None else -gp_neg
-    gq_neg = None if gq_neg is None else -gq_neg
-    return grad_x, gp_pos, gq_pos, gp_neg, gq_neg
+    # out = G+ - G-: the negative part's parameters enter with a minus sign (its y = -x
+    # makes the sign of x's gradient come out positive).
+    ga_neg = None if ga_neg is None else -ga_neg
+    gb_neg = None if gb_neg is None else -gb_neg
+    return grad_x, ga_pos, gb_pos, ga_neg, gb_neg

@@ -77,13 +77,15 @@ def per_layer(pooling: Pooling | Sequence[Pooling], num_layers: int,
 
 @torch.no_grad()
 def gnp_parameters(module: torch.nn.Module) -> list[dict[str, Any]]:
-    """The learned ``p``, ``q``, ``p_neg``, ``q_neg`` of every GNP inside ``module``,
-    in module order, each as a list of per-channel floats, with the module's name."""
+    """The learned parameters of every GNP inside ``module``, in module order: its native
+    ``p_unit``, ``beta``, ``p_neg_unit``, ``beta_neg`` and the classic ``p``, ``q``,
+    ``p_neg``, ``q_neg`` (``+-inf`` at max and min), each as a list of per-channel
+    floats, with the module's name."""
     out = []
     for name, sub in module.named_modules():
         if isinstance(sub, GNPAggregation):
             row: dict[str, Any] = {"name": name}
-            for key in ("p", "q", "p_neg", "q_neg"):
+            for key in (*GNPAggregation.pooling_parameter_names, "p", "q", "p_neg", "q_neg"):
                 value: Tensor = getattr(sub, key)
                 row[key] = [round(float(v), 6) for v in value.detach().cpu().reshape(-1)]
             out.append(row)

@@ -1,13 +1,18 @@
-"""Training procedures: FASet two-stage training of a base network and its aggregator."""
+"""Training procedures: FASet two-stage training of a base network and its aggregator, and
+optimiser groups for pooling parameters."""
 
 from .faset import FASet, aggregator_parameter_names, default_aggregator_types
 from .multiview import SetSizes, predict_multiview, single_view_batch, subset_batch
+from .param_groups import DEFAULT_POOL_LR, param_groups, pooling_parameters
 
 __all__ = [
+    "DEFAULT_POOL_LR",
     "FASet",
     "SetSizes",
     "aggregator_parameter_names",
     "default_aggregator_types",
+    "param_groups",
+    "pooling_parameters",
     "predict_multiview",
     "single_view_batch",
     "subset_batch",

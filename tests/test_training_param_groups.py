@@ -1,0 +1,71 @@
+"""gnpool.param_groups: pooling parameters in their own optimiser group."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.nn import aggr as pyg
+
+import gnpool
+from gnpool.models import DeepSets, MessageMLPGNN
+from gnpool.training import DEFAULT_POOL_LR, pooling_parameters
+
+
+def test_finds_gnp_powermean_and_softmax_parameters():
+    gnn = MessageMLPGNN(3, 1, hidden_channels=4, num_layers=2,
+                        aggr=[gnpool.GNPAggregation(channels=4),
+                              pyg.PowerMeanAggregation(learn=True, channels=4)],
+                        readout=pyg.SoftmaxAggregation(learn=True, channels=4))
+    names = [n for n, _ in pooling_parameters(gnn)]
+    assert names == ["convs.0.aggr_module.p_unit", "convs.0.aggr_module.beta",
+                     "convs.0.aggr_module.p_neg_unit", "convs.0.aggr_module.beta_neg",
+                     "convs.1.aggr_module.p", "readout.t"]
+    weights, pooling = gnpool.param_groups(gnn, lr=1e-3, pool_lr=0.2, weight_decay=1e-5)
+    assert pooling["name"] == "pooling" and pooling["lr"] == 0.2
+    assert pooling["weight_decay"] == 0.0 and weights["weight_decay"] == 1e-5
+    every = {id(p) for p in gnn.parameters()}
+    grouped = [id(p) for g in (weights, pooling) for p in g["params"]]
+    assert sorted(grouped) == sorted(every)         # each parameter exactly once
+    assert len(pooling["params"]) == 6
+
+
+def test_defaults_and_a_model_without_pooling_parameters():
+    model = DeepSets(1, 1, 8, "gnp")
+    groups = gnpool.param_groups(model, lr=0.01)
+    assert groups[1]["lr"] == DEFAULT_POOL_LR
+    assert gnpool.param_groups(model, lr=0.01, pool_lr=None)[1]["lr"] == 0.01
+    fixed = DeepSets(1, 1, 8, "max")
+    assert [g["name"] for g in gnpool.param_groups(fixed, lr=0.01)] == ["weights"]
+
+
+def test_a_module_can_name_its_own_pooling_parameters():
+    class Scaled(torch.nn.Module):
+        pooling_parameter_names = ("alpha",)
+
+        def __init__(self):
+            super().__init__()
+            self.alpha = torch.nn.Parameter(torch.ones(1))
+            self.weight = torch.nn.Parameter(torch.ones(2))
+
+    assert [n for n, _ in pooling_parameters(Scaled())] == ["alpha"]
+
+
+def test_adam_trains_the_groups_at_their_rates():
+    model = DeepSets(1, 1, 4, "gnp")
+    optimizer = torch.optim.Adam(gnpool.param_groups(model, lr=1e-6, pool_lr=0.1))
+    before = model.pooling.p_unit.detach().clone()
+    weight = model.encoder.linears[0].weight.detach().clone()
+    model(torch.rand(10, 1), torch.tensor([0] * 5 + [1] * 5)).sum().backward()
+    optimizer.step()
+    moved = (model.pooling.p_unit.detach() - before).abs()
+    assert bool((moved[moved > 0] > 0.05).all()) and bool((moved > 0).any())
+    assert float((model.encoder.linears[0].weight.detach() - weight).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("kwargs, message", [({"lr": -1.0}, "lr must be"),
+                                             ({"lr": 0.1, "pool_lr": "fast"}, "pool_lr must"),
+                                             ({"lr": 0.1, "weight_decay": float("nan")},
+                                              "weight_decay must")])
+def test_bad_rates_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gnpool.param_groups(DeepSets(1, 1, 4, "gnp"), **kwargs)
