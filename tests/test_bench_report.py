@@ -96,3 +96,36 @@ def test_rows_without_details_still_render(tmp_path, missing):
         row[missing] = None
     text, _ = write_report(rows, tmp_path, "Report")
     assert "max_degree" in text
+
+
+def _gnp_module(name, a, beta, a_neg=None):
+    a_neg = [-v for v in a] if a_neg is None else a_neg
+    return {"name": name, "p_unit": a, "beta": beta, "p_neg_unit": a_neg,
+            "beta_neg": beta}
+
+
+def test_targets_say_which_hold_with_the_figures():
+    from gnpool.bench.report import readout_pooling, targets
+
+    rows = []
+
+    def add(task, config, fixed, extrap, seed, gnp=None):
+        rows.append({"task": task, "config": config, "seed": seed, "status": "finished",
+                     "config_def": {"fixed": fixed}, "mape_interp": 1.0,
+                     "mape_extrap": extrap, "gnp": gnp or []})
+
+    for seed in (0, 1):
+        add("set_max", "max", True, 1.0, seed)
+        add("set_max", "gnp", False, 1.1, seed,
+            [_gnp_module("pooling", [1.0], [0.0] if seed == 0 else [0.6])])
+        add("set_max", "powermean", False, 5.0, seed)
+        add("set_l2", "max", True, 10.0, seed)
+        add("set_l2", "gnp", False, 16.0, seed, [_gnp_module("pooling", [0.7], [0.5], [0.7])])
+        add("set_l2", "softmax", False, 12.0, seed)
+    lines = targets(collect(rows))
+    assert "every task: **missed** (`set_l2` 1.60x)" in lines[0]
+    assert "at least half of the tasks (1 of 2): **met** (1: `set_max`)" in lines[1]
+    assert "**missed** (`set_l2` (Softmax 12 ± 0 vs GNP 16 ± 0))" in lines[2]
+    # set_max's readout is exactly max in seed 0 and n^0.6 * max in seed 1.
+    assert "`set_max`: expected max, got max, none" in lines[3] and "**missed**" in lines[3]
+    assert readout_pooling(rows[1]) == "max" and readout_pooling(rows[3]) is None

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS runs (
     mape_val REAL,
     mape_interp REAL,
     mape_extrap REAL,
+    mape_tune REAL,
     val_mse REAL,
     best_epoch INTEGER,
     epochs INTEGER,
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS runs (
     gnp TEXT,
     bins TEXT,
     history TEXT,
+    dead_channels TEXT,
     wall_seconds REAL,
     started_at TEXT,
     finished_at TEXT,
@@ -42,10 +44,13 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 COLUMNS = ("task", "config", "seed", "hp_hash", "profile", "level", "status", "mape_val",
-           "mape_interp", "mape_extrap", "val_mse", "best_epoch", "epochs", "num_params",
-           "config_def", "hparams", "data_params", "gnp", "bins", "history", "wall_seconds",
-           "started_at", "finished_at", "versions", "error")
-JSON_COLUMNS = ("config_def", "hparams", "data_params", "gnp", "bins", "history", "versions")
+           "mape_interp", "mape_extrap", "mape_tune", "val_mse", "best_epoch", "epochs",
+           "num_params", "config_def", "hparams", "data_params", "gnp", "bins", "history",
+           "dead_channels", "wall_seconds", "started_at", "finished_at", "versions", "error")
+JSON_COLUMNS = ("config_def", "hparams", "data_params", "gnp", "bins", "history",
+                "dead_channels", "versions")
+#: Columns added after the first release, with their types (added to older files).
+_ADDED = {"mape_tune": "REAL", "dead_channels": "TEXT"}
 Key = tuple[str, str, int, str]
 
 
@@ -83,6 +88,10 @@ class RunDB:
             self.conn.execute("PRAGMA journal_mode = WAL")
             with self.conn:
                 self.conn.execute(SCHEMA)
+                have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+                for col, kind in _ADDED.items():
+                    if col not in have:
+                        self.conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
 
     def close(self) -> None:
         self.conn.close()
@@ -140,7 +149,7 @@ class RunDB:
             if status is not None and row["status"] != status:
                 continue
             for col in JSON_COLUMNS:
-                if row[col] is not None:
+                if row.get(col) is not None:
                     row[col] = json.loads(row[col])
             out.append(row)
         return out

@@ -40,6 +40,9 @@ class Profile:
     seeds: tuple[int, ...] = (0,)
     workers: int = 1
     data_seed: int = 0
+    #: Data seed of the tuning split: extrapolation-distributed samples drawn
+    #: independently of the reported test splits, on which recipes are chosen.
+    tune_seed: int | None = 1000
 
 
 # What the GNP investigation (experiments/results/gnp_investigation/) settled on. Trained

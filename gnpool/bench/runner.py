@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..datasets import load_splits, task_info
+from ..datasets import load_splits, load_task, task_info
 from .configs import PoolingConfig, default_configs, with_overrides
 from .db import Key, RunDB
 from .hparams import HParams, digest
@@ -55,11 +55,15 @@ class RunSpec:
     data: dict[str, Any] = field(default_factory=dict)
     data_seed: int = 0
     data_root: str | None = None
+    tune_seed: int | None = None
 
     @property
     def hp_hash(self) -> str:
-        return digest({"hparams": self.hparams.to_dict(), "data": self.data,
-                       "data_seed": self.data_seed, "config": self.config.describe()})
+        key = {"hparams": self.hparams.to_dict(), "data": self.data,
+               "data_seed": self.data_seed, "config": self.config.describe()}
+        if self.tune_seed is not None:
+            key["tune_seed"] = self.tune_seed
+        return digest(key)
 
     @property
     def key(self) -> Key:
@@ -105,7 +109,8 @@ def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
             for seed in (seeds if seeds is not None else tp.seeds or profile.seeds):
                 specs.append(RunSpec(profile.name, task, config, int(seed), hp, dict(tp.data),
                                      profile.data_seed,
-                                     None if data_root is None else str(data_root)))
+                                     None if data_root is None else str(data_root),
+                                     profile.tune_seed))
     if names is not None and set(names) - seen:
         raise ValueError(f"configs={sorted(set(names) - seen)!r} match no task of the grid")
     return specs
@@ -142,16 +147,21 @@ def _git_commit() -> str | None:
     return head + ("+dirty" if dirty.strip() else "")
 
 
-_SPLITS: dict[tuple[str, str, int, str | None], dict] = {}
+_SPLITS: dict[tuple, dict] = {}
 
 
-def _data_key(spec: RunSpec) -> tuple[str, str, int, str | None]:
-    return (spec.task, digest(spec.data), spec.data_seed, spec.data_root)
+def _data_key(spec: RunSpec) -> tuple:
+    return (spec.task, digest(spec.data), spec.data_seed, spec.data_root, spec.tune_seed)
 
 
 def _load(spec: RunSpec, progress: bool = False) -> dict:
-    return load_splits(spec.task, root=spec.data_root, seed=spec.data_seed, progress=progress,
-                       **spec.data)
+    splits = load_splits(spec.task, root=spec.data_root, seed=spec.data_seed,
+                         progress=progress, **spec.data)
+    if spec.tune_seed is not None:
+        # The tuning split: the extrapolation distribution from another data seed.
+        splits["tune"] = load_task(spec.task, "test_extrap", root=spec.data_root,
+                                   seed=spec.tune_seed, progress=progress, **spec.data)
+    return splits
 
 
 def _splits(spec: RunSpec) -> dict:
@@ -181,7 +191,8 @@ def execute(spec: RunSpec, position: int = 1, progress: bool = True) -> dict[str
                            desc=spec.label, position=position, progress=progress)
         row.update(result["metrics"])
         row.update(status="finished", gnp=result["gnp"], bins=result["bins"],
-                   history=result["history"], num_params=result["num_params"])
+                   history=result["history"], num_params=result["num_params"],
+                   dead_channels=result["dead_channels"])
     except Exception:  # a crashed run is a result too; the grid goes on
         row.update(status="failed", error=traceback.format_exc(limit=20))
     row.update(wall_seconds=time.perf_counter() - start, finished_at=_now())

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Dataset
 from torch_geometric.loader import DataLoader
+from torch_geometric.nn.aggr import Aggregation
 from tqdm.auto import tqdm
 
 from ..datasets import TaskInfo
@@ -115,6 +116,33 @@ def predict(model: torch.nn.Module, dataset: Dataset, level: str,
     return pred, target, size
 
 
+@torch.no_grad()
+def dead_channels(model: torch.nn.Module, dataset: Dataset, level: str,
+                  batch_size: int) -> dict[str, float]:
+    """Per pooling module of ``model`` (every PyG :class:`Aggregation` in it, by name): the
+    fraction of its input channels that are exactly 0 for every element of ``dataset``.
+    Such a channel passes nothing through its pooling, and a learnable pooling's
+    per-channel parameters get no gradient from it."""
+    alive: dict[str, Tensor] = {}
+
+    def watch(name: str):
+        def hook(_module, args):
+            x = args[0]
+            seen = (x != 0).reshape(-1, x.size(-1)).any(0) if x.dim() > 1 else (x != 0).any()
+            alive[name] = seen if name not in alive else alive[name] | seen
+        return hook
+
+    hooks = [module.register_forward_pre_hook(watch(name))
+             for name, module in model.named_modules()
+             if isinstance(module, Aggregation) and name]
+    try:
+        predict(model, dataset, level, batch_size)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return {name: round(1.0 - float(seen.float().mean()), 6) for name, seen in alive.items()}
+
+
 def mape(pred: np.ndarray, target: np.ndarray) -> float:
     """``100 * mean(|y - y_hat| / |y|)``; NaN when a prediction is not finite."""
     if not np.isfinite(pred).all():
@@ -187,15 +215,21 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     torch.manual_seed(seed)
     model = build_model(info, config, hp)
     initial = {m["name"]: m for m in gnp_parameters(model)}
+    dead_before = dead_channels(model, splits["train"], info.level, hp.eval_batch_size)
     record = fit(model, splits["train"], splits["val"], info.level, hp, seed, desc, position,
                  progress)
+    dead_after = dead_channels(model, splits["train"], info.level, hp.eval_batch_size)
     metrics: dict[str, Any] = {"best_epoch": record["best_epoch"], "val_mse": record["val_mse"],
                                "epochs": hp.epochs}
     bins: dict[str, Any] = {}
-    for split in ("val", "test_interp", "test_extrap"):
+    # "tune": extrapolation-distributed samples from another data seed, for choosing
+    # recipes without looking at the reported test splits.
+    for split in ("val", "test_interp", "test_extrap", "tune"):
+        if split not in splits:
+            continue
         pred, target, size = predict(model, splits[split], info.level, hp.eval_batch_size)
         metrics[f"mape_{split.removeprefix('test_')}"] = mape(pred, target)
-        if split != "val":
+        if split.startswith("test_"):
             bins[split.removeprefix("test_")] = size_bins(pred, target, size, hp.size_bins)
     learned = gnp_parameters(model)
     for module in learned:
@@ -203,6 +237,8 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
             module[f"{key}_init"] = initial[module["name"]][key]
     return {
         "metrics": metrics, "bins": bins, "history": record["history"], "gnp": learned,
+        "dead_channels": {name: {"before": dead_before[name], "after": dead_after[name]}
+                          for name in dead_before},
         "num_params": sum(p.numel() for p in model.parameters()),
         "train_seconds": time.perf_counter() - start,
     }
