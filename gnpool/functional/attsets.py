@@ -61,6 +61,12 @@ def attsets(
     The backward recomputes the weights, saving only ``x``, ``scores`` and per-set
     statistics.
 
+    Masking with scores: a score of ``-inf`` (an additive mask) gives its element weight
+    exactly 0 in that channel, and a set whose scores in a channel are all ``-inf`` pools
+    to 0 there, like an empty set, with zero gradients (instead of the NaN of a softmax
+    over only ``-inf``). A masked element still enters as ``0 * x``, so its features must
+    be finite. ``+inf`` and NaN scores give NaN. All backends agree on this.
+
     Args:
         x: features of any rank, pooled along ``dim``.
         scores: attention scores, the shape of ``x``, or with a last dimension of 1 (one
