@@ -93,6 +93,12 @@ def test_nan_stays_in_its_set(backend):
     torch.testing.assert_close(out[keep], naive_attsets(x, scores, index, 4)[keep])
 
 
+def test_one_dimensional_x_pools_along_dim_0(backend):
+    x, scores = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, math.log(2.0)])
+    out = attsets(x, scores, torch.tensor([0, 0, 1]), dim=0, backend=backend)
+    torch.testing.assert_close(out, torch.tensor([1.5, 3.0]))
+
+
 def test_fully_masked_set_pools_to_zero_with_zero_gradients(backend):
     # Additive masking: set 0 has only -inf scores, set 1 one finite score.
     inf = math.inf
@@ -215,6 +221,12 @@ def test_permutation_invariance_and_index_ptr_equivalence(sizes, seed):
     ({"scores": torch.ones(4, 2)}, "scores must have the shape of x"),
     ({"scores": torch.ones(3, 3)}, "scores must have the shape of x"),
     ({"index": torch.tensor([0, 1])}, "index has 2 entries"),
+    ({"index": torch.zeros(5, dtype=torch.long)},
+     r"index has 5 entries but x has 4 elements along dim 0"),
+    ({"x": torch.randn(2, 4, 3), "scores": torch.randn(2, 4, 3), "dim": 1,
+      "index": torch.zeros(5, dtype=torch.long)}, "x has 4 elements along dim 1"),
+    ({"x": torch.randn(4), "scores": torch.randn(4)},
+     r"dim must be in \[-1, 0\] for x of shape \(4,\), got dim=-2 \(a 1-D x"),
 ])
 def test_bad_input_is_rejected(kwargs, message):
     args = {"x": torch.randn(4, 3), "scores": torch.randn(4, 3)}

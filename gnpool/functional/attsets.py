@@ -88,7 +88,7 @@ def attsets(
         scores = scores.expand_as(x)
     dim = normalize_dim(x, dim)
     dtype = torch.promote_types(compute_dtype(x), compute_dtype(scores))
-    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device)
+    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
     rows = to_rows(x, dim, dtype)
     score_rows = to_rows(scores, dim, dtype)
     name = resolve_backend(backend, rows.data).name
@@ -161,7 +161,7 @@ def attsets_linear(
             scores = torch.tanh(scores)
         return attsets(x, scores, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
                        backend=backend)
-    seg = make_segments(x.size(0), index, ptr, dim_size, x.device)
+    seg = make_segments(x.size(0), index, ptr, dim_size, x.device, 0)
     _, csr_ptr, perm = segment_tensors("cpu", seg)
     return AttSetsLinearFunction.apply(x.contiguous(), weight, bias, activation, csr_ptr, perm,
                                        seg.size)
