@@ -152,7 +152,7 @@ def _shade_training(ax, by_config: dict[str, Cell]) -> None:
 
 
 def plot_gnp(cells: dict[str, dict[str, Cell]], path: Path) -> Path | None:
-    """Per task, every GNP channel's learned |p| and q against its initial |p| (all
+    """Per task, every GNP channel's learned ``|p|`` and ``q`` against its initial ``|p|`` (all
     layers and seeds): points on the diagonal kept their initial exponent."""
     tasks = [t for t, c in cells.items() if "gnp" in c and c["gnp"].rows]
     if not tasks:

@@ -119,7 +119,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1), workers=2),
     "paper": Profile(
         "paper", "Xu et al.'s data sizes, models and 300 epochs, every task, 3 seeds "
-                 "(days on a CPU)",
+                 "(far longer than quick)",
         tasks=tuple(_paper_plan(t) for t in list_tasks()),
         seeds=(0, 1, 2), workers=2),
 }
