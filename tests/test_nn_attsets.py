@@ -288,3 +288,9 @@ def test_input_errors():
         fc(x, torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"mask must have shape"):
         fc(x, torch.ones(2, 3, 1, dtype=torch.bool))
+
+
+def test_attsets_is_importable_from_the_top_level():
+    import gnpool
+
+    assert gnpool.AttSets is AttSets and "AttSets" in gnpool.__all__

@@ -101,13 +101,14 @@ def _why_none(specs, stored: list[dict]) -> str:
                 differ[f"{key}={json.dumps(value)} (planned: "
                        f"{json.dumps(planned_hp.get(key))})"] += 1
         for key in sorted(set(data) | set(row.get("data_params") or {})):
-            stored = (row.get("data_params") or {}).get(key)
-            if data.get(key) != stored:
-                differ[f"data {key}={json.dumps(stored)} (planned: "
+            value = (row.get("data_params") or {}).get(key)
+            if data.get(key) != value:
+                differ[f"data {key}={json.dumps(value)} (planned: "
                        f"{json.dumps(data.get(key))})"] += 1
     if not differ:
-        return (f"{len(near)} of its runs have the planned tasks, configurations and seeds "
-                f"but other configuration definitions (runs of another gnpool version?)")
+        return (f"{len(near)} of its runs have the planned tasks, configurations, seeds and "
+                f"settings but other configuration definitions or data seed (made with "
+                f"another version of gnpool's profiles)")
     settings = "; ".join(text for text, _ in differ.most_common(8))
     return (f"{len(near)} of its runs have the planned tasks, configurations and seeds but "
             f"were made with other settings: {settings}. Pass the same --set (and --tasks, "
