@@ -2,11 +2,12 @@
 
 from . import functional, nn, training
 from .aggr import AttSetsAggregation, GNPAggregation, register
+from .nn import AttSets
 from .training import param_groups, pooling_parameters
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttSetsAggregation", "GNPAggregation", "functional", "nn", "param_groups",
+    "AttSets", "AttSetsAggregation", "GNPAggregation", "functional", "nn", "param_groups",
     "pooling_parameters", "register", "training", "__version__",
 ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import pytest
 import torch
 from conftest import random_sets, to_ptr
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import GraphConv
+from torch_geometric.nn import GraphConv, SAGEConv
 from torch_geometric.nn import aggr as pyg
 
 from gnpool import AttSetsAggregation, register
@@ -84,8 +85,51 @@ def test_register_resolves_attsets():
     assert isinstance(conv.aggr_module, AttSetsAggregation)
 
 
+@pytest.mark.parametrize("conv_class", [SAGEConv, GraphConv])
+def test_bare_string_builds_a_lazy_aggregation_equal_to_the_explicit_one(conv_class):
+    register()
+    torch.manual_seed(3)
+    x, edge_index = torch.randn(10, 16), torch.randint(0, 10, (2, 30))
+    lazy = conv_class(16, 16, aggr="attsets")            # PyG passes no in_channels
+    assert lazy.aggr_module.in_channels == -1
+    out = lazy(x, edge_index)
+    assert lazy.aggr_module.in_channels == 16 and lazy.aggr_module.score.weight.shape == (16, 16)
+    explicit = conv_class(16, 16, aggr="attsets", aggr_kwargs={"in_channels": 16})
+    explicit.load_state_dict(lazy.state_dict())
+    torch.testing.assert_close(out, explicit(x, edge_index))
+    # Materialised like the explicit form: Xavier-uniform weights, zero bias.
+    bound = (6 / (16 + 16)) ** 0.5
+    assert torch.equal(lazy.aggr_module.score.bias, torch.zeros(16))
+    assert float(lazy.aggr_module.score.weight.detach().abs().max()) <= bound
+
+
+def test_lazy_copies_state_dict_optimizer_and_one_score_per_element():
+    x, index = random_sets(30, 4, 6, seed=4, dtype=torch.float32)
+    trained = AttSetsAggregation(6)
+    lazy = AttSetsAggregation()
+    copied, pickled = copy.deepcopy(lazy), pickle.loads(pickle.dumps(lazy))
+    lazy.load_state_dict(trained.state_dict())          # a lazy module loads a full one
+    torch.testing.assert_close(lazy(x, index), trained(x, index))
+    for module in (copied, pickled):
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.1)   # before the first call
+        module(x, index).square().sum().backward()
+        before = module.score.weight.detach().clone()
+        optimizer.step()
+        assert not torch.equal(module.score.weight, before)
+    shared = AttSetsAggregation(per_channel=False).double()
+    assert shared(x.double(), index).dtype == torch.float64
+    assert shared.score.weight.shape == (1, 6) and repr(shared) == \
+        "AttSetsAggregation(6, per_channel=False)"
+
+
+def test_one_dimensional_x_is_rejected_naming_the_dimensions():
+    with pytest.raises(ValueError, match=r"x must have at least 2 dimensions.*dim=-2.*"
+                                         r"shape \(5,\).*unsqueeze\(-1\)"):
+        AttSetsAggregation(1)(torch.randn(5), torch.zeros(5, dtype=torch.long))
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"in_channels": 0}, "in_channels must be a positive int"),
+    ({"in_channels": 0}, "in_channels must be a positive int, or -1"),
     ({"in_channels": 4, "activation": "relu"}, "activation must be one of"),
 ])
 def test_bad_construction(kwargs, message):

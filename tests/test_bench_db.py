@@ -85,3 +85,20 @@ def test_readonly_reads_and_snapshots_without_changing_the_file(tmp_path):
     assert committed.read_bytes() == before
     with RunDB(tmp_path / "copy.sqlite", readonly=True) as db:
         assert len(db.rows()) == 1
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_damaged_or_foreign_file_names_the_file_and_what_to_do(tmp_path, readonly):
+    damaged = tmp_path / "damaged.sqlite"
+    damaged.write_bytes(b"these bytes are no SQLite database " * 64)
+    with pytest.raises(ValueError, match=r"results database .*damaged\.sqlite cannot be used "
+                                         r"\(DatabaseError: file is not a database\)\. .*move "
+                                         r"it aside or delete it"):
+        RunDB(damaged, readonly=readonly)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE other (a)")
+    conn.close()
+    with RunDB(foreign, readonly=True) as db, \
+            pytest.raises(ValueError, match=r"foreign\.sqlite cannot be used .*no such table"):
+        db.rows()

@@ -28,3 +28,36 @@ def test_digest_is_stable_and_order_independent():
     assert digest({"a": 1, "b": [1, 2]}) == digest({"b": [1, 2], "a": 1})
     assert digest({"a": 1}) != digest({"a": 2})
     assert len(digest(HParams().to_dict())) == 16
+
+
+@pytest.mark.parametrize("item, message", [
+    ("epochs=two", r"--set 'epochs=two': hyperparameter epochs must be an int, got 'two'"),
+    ("epochs=-1", r"--set 'epochs=-1': hyperparameter epochs must be >= 1, got -1"),
+    ("epochs=2.5", r"epochs must be an int, got 2.5"),
+    ("lr=0", r"lr must be > 0, got 0"),
+    ("lr=NaN", r"lr must be a finite number, got nan"),
+    ("pool_lr=fast", r"pool_lr must be a finite number or null, got 'fast'"),
+    ("last_activation=1", r"last_activation must be true or false, got 1"),
+    ("gnp_negative_share=1.5", r"gnp_negative_share must be in \[0, 1\], got 1.5"),
+    ("gnp_kwargs=[1]", r"gnp_kwargs must be a JSON object with string keys, got \[1\]"),
+    ("epoch=3", r"--set 'epoch=3': 'epoch' is not a hyperparameter; expected one of hidden"),
+])
+def test_checked_assignments_name_the_item_type_and_range(item, message):
+    with pytest.raises(ValueError, match=message):
+        parse_assignments([item], check=True)
+
+
+def test_checked_assignments_accept_every_field_type():
+    values = parse_assignments(["epochs=3", "lr=1", "pool_lr=null", "pool_lr=0.5",
+                                "last_activation=false", 'gnp_kwargs={"q": 1}',
+                                "gnp_p_spread=null"], check=True)
+    assert values == {"epochs": 3, "lr": 1, "pool_lr": 0.5, "last_activation": False,
+                      "gnp_kwargs": {"q": 1}, "gnp_p_spread": None}
+    assert HParams().updated(values).lr == 1
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", True), ("hidden", "8"),
+                                          ("weight_decay", -1e-5), ("size_bins", 0)])
+def test_hparams_reject_bad_values_when_made(field, value):
+    with pytest.raises(ValueError, match=f"hyperparameter {field} must be"):
+        HParams(**{field: value})

@@ -1,7 +1,11 @@
-"""The command line: run the smoke profile, report it, list profiles."""
+"""The command line: run, report and list; argument checks, exit status, default paths."""
 
 from __future__ import annotations
 
+import platformdirs
+import pytest
+
+from gnpool.bench import runner
 from gnpool.bench.__main__ import main
 
 
@@ -30,7 +34,89 @@ def test_errors_and_list(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["run", "--profile", "smoke", "--configs", "nope", "--db",
                  str(tmp_path / "r.sqlite")]) == 2
-    assert "configs=['nope'] match no task" in capsys.readouterr().err
+    assert ("configs=['nope'] match no task of the grid; its configurations are sum-sum, "
+            "sum-max, gnp, sum, max" in capsys.readouterr().err)
     assert main(["run", "--profile", "huge"]) == 2
     assert main(["list", "--profile", "smoke"]) == 0
-    assert "smoke: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "smoke: " in out
+    assert "max_degree: 3 configurations: sum-sum, sum-max, gnp" in out
+    assert "set_max: 3 configurations: sum, max, gnp" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "epochs=two"], "--set 'epochs=two': hyperparameter epochs must be an int"),
+    (["--set", "epochs=-1"], "--set 'epochs=-1': hyperparameter epochs must be >= 1, got -1"),
+    (["--set", "hiden=8"], "--set 'hiden=8': 'hiden' is not a hyperparameter"),
+    (["--seeds", "a"], "--seeds 'a' is invalid; expected comma-separated non-negative"),
+    (["--seeds", "0,-1"], "--seeds '0,-1' is invalid"),
+])
+def test_bad_arguments_fail_before_anything_runs(tmp_path, capsys, argv, message):
+    db = tmp_path / "r.sqlite"
+    assert main(["run", "--profile", "smoke", "--db", str(db), "--no-progress", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not db.exists()                                # nothing ran, nothing stored
+
+
+def test_failed_runs_give_a_non_zero_exit(tmp_path, capsys, monkeypatch):
+    from gnpool.bench import train
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("training exploded")
+
+    monkeypatch.setattr(train, "run", broken)
+    args = ["run", "--profile", "smoke", "--tasks", "set_max", "--configs", "gnp", "--db",
+            str(tmp_path / "r.sqlite"), "--data-root", str(tmp_path / "data"), "--no-progress"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "(0 finished, 1 failed)" in err and "training exploded" in err
+    assert "error: 1 of 1 runs failed" in err
+
+
+def test_damaged_database_is_named(tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    db.write_bytes(b"garbage " * 200)
+    for command in ("run", "report"):
+        assert main([command, "--profile", "smoke", "--db", str(db), "--no-plots"]) == 2
+        assert f"results database {db} cannot be used" in capsys.readouterr().err
+
+
+def test_report_explains_a_mismatch_and_records_the_settings_used(tmp_path, capsys):
+    args = ["--profile", "smoke", "--tasks", "set_max", "--configs", "gnp", "--db",
+            str(tmp_path / "r.sqlite"), "--data-root", str(tmp_path / "data")]
+    assert main(["run", *args, "--set", "epochs=3", "--set", "lr=0.02", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["report", *args, "--no-plots", "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "has no runs of this grid: 1 of its runs have the planned tasks" in err
+    assert "epochs=3 (planned: 2)" in err and "lr=0.02 (planned: 0.01)" in err
+    assert "Pass the same --set" in err
+    assert main(["report", *args, "--set", "epochs=3", "--set", "lr=0.02", "--no-plots",
+                 "--out", str(tmp_path / "b")]) == 0
+    text = (tmp_path / "b" / "report.md").read_text()
+    assert ("`python -m gnpool.bench run --profile smoke --tasks set_max --configs gnp --set "
+            "epochs=3 --set lr=0.02`") in text
+    assert "these runs override it with --set epochs=3 --set lr=0.02" in text
+    settings = text[text.index("## Settings of these runs"):]
+    assert "epochs=3" in settings and "lr=0.02" in settings and "hidden=8" in settings
+    assert main(["report", *args, "--all", "--no-plots", "--out", str(tmp_path / "c")]) == 0
+    assert "Every run in the database" in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_default_locations(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GNPOOL_BENCH_DIR", str(tmp_path / "bench"))
+    assert runner.default_db("quick") == tmp_path / "bench" / "runs" / "quick.sqlite"
+    assert runner.results_dir("quick") == tmp_path / "bench" / "results" / "quick"
+    args = ["--profile", "smoke", "--tasks", "set_max", "--configs", "max", "--data-root",
+            str(tmp_path / "data")]
+    assert main(["run", *args, "--no-progress", "--report", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "bench" / "runs" / "smoke.sqlite").is_file()
+    assert (tmp_path / "bench" / "results" / "smoke" / "report.md").is_file()
+    # Installed (no source checkout around the package): the per-user data directory.
+    monkeypatch.delenv("GNPOOL_BENCH_DIR")
+    monkeypatch.setattr(runner, "_CHECKOUT", tmp_path / "site-packages")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert runner.bench_dir() == platformdirs.user_data_path("gnpool") / "bench"
+    assert runner.default_db("quick") == tmp_path / "xdg" / "gnpool" / "bench" / "runs" / \
+        "quick.sqlite"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -64,8 +65,8 @@ def test_gnp_p_spread_makes_a_bank_of_poolings():
     torch.testing.assert_close(module.p, torch.tensor(kwargs["p"]), rtol=1e-4, atol=0)
     assert pooling_kwargs("gnp", {}, HParams(hidden=2, gnp_p_spread=4.0), False)["p"] == \
         pytest.approx([1, 4])
-    with pytest.raises(ValueError, match="gnp_p_spread=0.0 needs a positive value"):
-        pooling_kwargs("gnp", {}, HParams(hidden=4, gnp_p_spread=0.0), readout=False)
+    with pytest.raises(ValueError, match="hyperparameter gnp_p_spread must be > 0, got 0.0"):
+        HParams(hidden=4, gnp_p_spread=0.0)
 
 
 def test_pooling_exponents_get_their_own_group():
@@ -111,3 +112,17 @@ def test_run_trains_selects_and_reports(tmp_path):
     assert gnp["p_unit_init"] == [0.5] * 8 and gnp["beta_init"] == [1.0] * 8    # sum
     again = run(info, splits, config, hp, seed=0, progress=False)
     assert again["metrics"] == m                         # seeded: reproducible
+
+
+def test_epoch_bar_counts_every_epoch_next_to_its_losses(tmp_path, capsys):
+    splits = load_splits("set_sum", root=tmp_path, progress=False, num_train=16, num_val=8,
+                         num_test=8, train_sizes=(2, 5), extrap_sizes=(8, 12))
+    hp = HParams(hidden=4, epochs=4, batch_size=8, size_bins=2)
+    result = run(splits["train"].info, splits, PoolingConfig("sum", None, "sum"), hp, seed=0,
+                 desc="bar", progress=True)
+    err = capsys.readouterr().err
+    # Every redraw that shows a validation loss counts the epochs that produced it.
+    drawn = [m.groups() for line in re.split(r"[\r\n]", err)
+             if (m := re.search(r"^bar:.*\| (\d+)/4 \[.*val=([0-9.e+-]+)\]", line))]
+    history = [f"{v:.3g}" for v in result["history"]]
+    assert [(int(n), v) for n, v in drawn] == [(e + 1, history[e]) for e in range(4)]

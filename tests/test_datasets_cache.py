@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import platformdirs
 import pytest
 import torch
 
@@ -95,9 +96,21 @@ def test_default_root(monkeypatch, tmp_path):
     monkeypatch.delenv("GNPOOL_DATA_DIR")
     repo = Path(cache_mod.__file__).resolve().parents[2]
     expected = repo / "datasets" / "cache" if (repo / "pyproject.toml").is_file() \
-        else Path.home() / ".cache" / "gnpool"
+        else platformdirs.user_cache_path("gnpool")
     assert default_root() == expected
     assert not (repo / "datasets" / "__init__.py").exists(), "no importable `datasets`"
+
+
+def test_installed_default_root_is_the_per_user_cache(monkeypatch, tmp_path):
+    # An installed gnpool: site-packages holds no pyproject.toml (and maybe Hugging Face's
+    # datasets package), so nothing is written next to the package.
+    site = tmp_path / "site-packages"
+    (site / "datasets").mkdir(parents=True)
+    (site / "datasets" / "__init__.py").write_text("")
+    monkeypatch.setattr(cache_mod, "__file__", str(site / "gnpool" / "datasets" / "cache.py"))
+    monkeypatch.delenv("GNPOOL_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_root() == tmp_path / "xdg" / "gnpool"
 
 
 def test_unwritable_cache_warns_and_still_returns_data(tmp_path):

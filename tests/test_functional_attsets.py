@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import BACKENDS, random_sets, to_ptr
@@ -91,6 +93,85 @@ def test_nan_stays_in_its_set(backend):
     torch.testing.assert_close(out[keep], naive_attsets(x, scores, index, 4)[keep])
 
 
+def test_one_dimensional_x_pools_along_dim_0(backend):
+    x, scores = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, math.log(2.0)])
+    out = attsets(x, scores, torch.tensor([0, 0, 1]), dim=0, backend=backend)
+    torch.testing.assert_close(out, torch.tensor([1.5, 3.0]))
+
+
+def test_fully_masked_set_pools_to_zero_with_zero_gradients(backend):
+    # Additive masking: set 0 has only -inf scores, set 1 one finite score.
+    inf = math.inf
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]], requires_grad=True)
+    scores = torch.tensor([[-inf], [-inf], [0.0], [-inf]], requires_grad=True)
+    out = attsets(x, scores, torch.tensor([0, 0, 1, 1]), backend=backend)
+    assert out.tolist() == [[0.0], [3.0]]
+    out.sum().backward()
+    assert x.grad.tolist() == [[0.0], [0.0], [1.0], [0.0]]
+    assert scores.grad.tolist() == [[0.0], [0.0], [0.0], [0.0]]
+
+
+def masked_reference(x: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
+                     index: torch.Tensor, num_sets: int) -> torch.Tensor:
+    """Per set and channel, the softmax-weighted sum over the unmasked elements only
+    (0 where none is left), differentiable."""
+    rows = []
+    for s in range(num_sets):
+        row = []
+        for c in range(x.size(1)):
+            keep = (index == s) & ~mask[:, c]
+            if keep.any():
+                w = torch.softmax(scores[keep, c], 0)
+                row.append((w * x[keep, c]).sum())
+            else:
+                row.append(x.new_zeros(()))
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("layout", ["index", "unsorted", "ptr"])
+def test_minus_inf_scores_drop_their_elements(backend, layout):
+    x, index = random_sets(60, 4, 3, seed=11, sort=layout != "unsorted")
+    scores = torch.randn(60, 3, dtype=torch.float64) * 3
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(60, 3, generator=gen) < 0.4
+    mask[index == 0] = True              # set 0: every element masked
+    mask[(index == 2), 1] = True         # set 2: masked in channel 1 only
+    kwargs = {"ptr": to_ptr(index, 5)} if layout == "ptr" else {"index": index, "dim_size": 5}
+    xr = x.clone().requires_grad_()
+    sr = scores.masked_fill(mask, -math.inf).requires_grad_()
+    out = attsets(xr, sr, backend=backend, **kwargs)
+    xa, sa = x.clone().requires_grad_(), scores.clone().requires_grad_()
+    ref = masked_reference(xa, sa, mask, index, 5)
+    torch.testing.assert_close(out, ref)
+    assert torch.equal(out[0], torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(out[4], torch.zeros(3, dtype=torch.float64))   # empty set
+    upstream = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    (out * upstream).sum().backward()
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(xr.grad, xa.grad)
+    torch.testing.assert_close(sr.grad, sa.grad.masked_fill(mask, 0.0))
+
+
+def test_minus_inf_from_the_fused_scoring_layer(backend):
+    # A scoring layer whose bias is -inf in channel 0 masks that channel in every set.
+    x, index = random_sets(200, 12, 5, seed=12, dtype=torch.float32)
+    weight = torch.randn(5, 5) * 0.3
+    bias = torch.randn(5)
+    masked_bias = bias.clone()
+    masked_bias[0] = -math.inf
+    xr, wr, br = x.clone().requires_grad_(), weight.clone().requires_grad_(), \
+        masked_bias.clone().requires_grad_()
+    out = attsets_linear(xr, wr, br, index=index, dim_size=12, backend=backend)
+    assert torch.equal(out[:, 0], torch.zeros(12))
+    ref = attsets_linear(x, weight, bias, index=index, dim_size=12, backend=backend)
+    torch.testing.assert_close(out[:, 1:], ref[:, 1:])
+    (out * torch.randn_like(out)).sum().backward()
+    for grad in (xr.grad, wr.grad, br.grad):
+        assert bool(torch.isfinite(grad).all())
+    assert float(br.grad[0]) == 0.0 and bool((wr.grad[0] == 0).all())
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_is_computed_in_float32(backend, dtype):
     x, index = random_sets(100, 8, 4, seed=5, dtype=torch.float32)
@@ -140,6 +221,12 @@ def test_permutation_invariance_and_index_ptr_equivalence(sizes, seed):
     ({"scores": torch.ones(4, 2)}, "scores must have the shape of x"),
     ({"scores": torch.ones(3, 3)}, "scores must have the shape of x"),
     ({"index": torch.tensor([0, 1])}, "index has 2 entries"),
+    ({"index": torch.zeros(5, dtype=torch.long)},
+     r"index has 5 entries but x has 4 elements along dim 0"),
+    ({"x": torch.randn(2, 4, 3), "scores": torch.randn(2, 4, 3), "dim": 1,
+      "index": torch.zeros(5, dtype=torch.long)}, "x has 4 elements along dim 1"),
+    ({"x": torch.randn(4), "scores": torch.randn(4)},
+     r"dim must be in \[-1, 0\] for x of shape \(4,\), got dim=-2 \(a 1-D x"),
 ])
 def test_bad_input_is_rejected(kwargs, message):
     args = {"x": torch.randn(4, 3), "scores": torch.randn(4, 3)}

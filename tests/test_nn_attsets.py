@@ -161,6 +161,24 @@ def test_all_masked_set_pools_to_zero_with_finite_gradients(spatial_dims):
     assert torch.equal(module.attention_weights(x, mask)[1], torch.zeros_like(x[1]))
 
 
+@pytest.mark.parametrize("spatial_dims", [0, 2])
+def test_minus_inf_scores_pool_to_zero_with_finite_gradients(spatial_dims):
+    # A scoring layer with bias -inf in channel 1: every score of that channel is -inf.
+    module = make(spatial_dims)
+    x = sets(3, 4, spatial_dims, dtype=torch.float32).requires_grad_()
+    mask = torch.tensor([[True, False, True, True], [True] * 4, [True, False, False, False]])
+    reference = module(x.detach(), mask)
+    with torch.no_grad():
+        module.score.bias[1] = -math.inf
+    out = module(x, mask)
+    assert torch.equal(out[:, 1], torch.zeros_like(out[:, 1]))
+    torch.testing.assert_close(out[:, [0, 2]], reference[:, [0, 2]])
+    (out * torch.randn_like(out)).sum().backward()
+    for grad in (x.grad, module.score.weight.grad, module.score.bias.grad):
+        assert torch.isfinite(grad).all()
+    assert float(module.score.bias.grad[1]) == 0.0
+
+
 def test_empty_sets_pool_to_zero():
     module = make(0)
     assert torch.equal(module(torch.randn(2, 0, 3)), torch.zeros(2, 3))
@@ -270,3 +288,9 @@ def test_input_errors():
         fc(x, torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"mask must have shape"):
         fc(x, torch.ones(2, 3, 1, dtype=torch.bool))
+
+
+def test_attsets_is_importable_from_the_top_level():
+    import gnpool
+
+    assert gnpool.AttSets is AttSets and "AttSets" in gnpool.__all__

@@ -248,6 +248,18 @@ def test_stage2_set_sizes_are_drawn_from_the_range(per_sample):
     assert bool((drawn != drawn[:, :1]).any()) == per_sample
 
 
+def test_set_sizes_larger_than_the_views_fail_before_training():
+    model = make_model()
+    before = snapshot(model)
+    views, target = multiview_data()
+    data = DataLoader(TensorDataset(views[:, :3], target), batch_size=16)   # 3 views
+    trainer = faset(model, set_sizes=(1, 5))
+    with pytest.raises(ValueError, match=r"set_sizes reach 5 views, but the batches have V=3"):
+        trainer.fit(data)
+    after = snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)   # nothing was trained
+
+
 def test_custom_hooks_train_a_flat_set_model():
     """Sets given as rows plus a set index, as in a graph readout."""
     gen = torch.Generator().manual_seed(0)

@@ -113,5 +113,17 @@ def test_batch_errors():
         SetSizes(3, 2)
     with pytest.raises(ValueError, match="low must be a positive int, got 0"):
         SetSizes(0, 2)
-    with pytest.raises(ValueError, match="sizes must be positive"):
+    with pytest.raises(ValueError, match=r"sizes must lie in \[1, 3\].*got \[1, 0\]"):
         subset_batch((views, torch.zeros(2)), torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match=r"sizes must lie in \[1, 3\].*got \[4, 4\]"):
+        subset_batch((views, torch.zeros(2)), 4)
+
+
+def test_set_sizes_beyond_the_views_are_rejected_even_when_the_draw_fits():
+    batch = (numbered_views(4, 3), torch.zeros(4))
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"set_sizes reach 5 views, but the batches have "
+                                         r"V=3 views.*set_sizes=\(1, 3\)"):
+        subset_batch(batch, SetSizes(1, 5, generator=gen), gen)   # a draw of 1 would fit
+    out = subset_batch(batch, SetSizes(1, 3, per_sample=True, generator=gen), gen)
+    assert out["views"].size(1) <= 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.aggr import Aggregation
 
 from ..functional import attsets_linear
@@ -24,35 +25,85 @@ class AttSetsAggregation(Aggregation):
     ``AttentionalAggregation(gate_nn=Linear(F, F))`` with less time and memory: the
     attention weights are recomputed in backward instead of stored.
 
+    With ``in_channels=-1`` (the default, as in PyG's lazy modules) the scoring layer is
+    created on the first call, from ``x.size(-1)``; this is what PyG builds from the string
+    ``aggr="attsets"`` (after :func:`gnpool.register`), which passes no ``in_channels``.
+    Call the model once before building its optimizer, and outside ``torch.compile``.
+    A lazy module loads a ``state_dict`` of a materialised one.
+
     Args:
-        in_channels: number of features ``F`` (``x.size(-1)``).
+        in_channels: number of features ``F`` (``x.size(-1)``), or ``-1`` to infer it on
+            the first call.
         activation: ``None`` (default) or ``"tanh"`` applied to the scores.
         per_channel: ``True`` scores every channel (``Linear(F, F)``); ``False`` gives one
             score per element shared by all channels (``Linear(F, 1)``).
         bias: whether the scoring layer has a bias (initialised to zero).
         backend: kernel backend passed to :func:`gnpool.functional.attsets`.
+
+    Raises:
+        ValueError: ``in_channels`` neither a positive int nor ``-1``, an unknown
+            ``activation``; in a call, ``x`` with fewer than 2 dimensions or a last
+            dimension other than ``in_channels``.
     """
 
-    def __init__(self, in_channels: int, activation: str | None = None,
+    def __init__(self, in_channels: int = -1, activation: str | None = None,
                  per_channel: bool = True, bias: bool = True,
                  backend: str | None = None) -> None:
         super().__init__()
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+        if (isinstance(in_channels, bool) or not isinstance(in_channels, int)
+                or (in_channels < 1 and in_channels != -1)):
+            raise ValueError(f"in_channels must be a positive int, or -1 to infer it from the "
+                             f"first input, got {in_channels!r}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
-        self.in_channels, self.activation = in_channels, activation
-        self.per_channel, self.backend = per_channel, backend
-        self.score = torch.nn.Linear(in_channels, in_channels if per_channel else 1, bias=bias)
+        self.activation, self.per_channel, self.backend = activation, per_channel, backend
+        if in_channels == -1:
+            # The number of scores (F or 1) is set when F is known, before materialising.
+            self.score: torch.nn.Linear = torch.nn.LazyLinear(1, bias=bias)
+        else:
+            self.score = torch.nn.Linear(in_channels, in_channels if per_channel else 1,
+                                         bias=bias)
         self.reset_parameters()
 
+    def _lazy(self) -> bool:
+        # isinstance rather than torch.nn.parameter.is_lazy, which torch.compile cannot trace.
+        return isinstance(self.score.weight, UninitializedParameter)
+
+    @property
+    def in_channels(self) -> int:
+        """The number of features, ``-1`` until a lazy module's first call."""
+        return -1 if self._lazy() else self.score.weight.size(1)
+
     def reset_parameters(self) -> None:
+        if self._lazy():
+            return
         torch.nn.init.xavier_uniform_(self.score.weight)
         if self.score.bias is not None:
             torch.nn.init.zeros_(self.score.bias)
 
+    def _materialize(self, x: Tensor) -> None:
+        features = x.size(-1)
+        if self.per_channel:
+            self.score.out_features = features
+        # Calling the lazy layer once (on no rows) materialises it through torch's own hooks.
+        with torch.no_grad():
+            self.score(x.detach().reshape(-1, features)[:0])
+        self.reset_parameters()
+
+    def __call__(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
+                 dim_size: int | None = None, dim: int = -2, **kwargs) -> Tensor:
+        # PyG's own check would only say that dim=-2 is invalid for a 1-D tensor.
+        if isinstance(x, Tensor) and x.dim() < 2:
+            raise ValueError(f"x must have at least 2 dimensions, [..., elements, features] "
+                             f"with the elements along dim={dim} and the features last, got "
+                             f"shape {tuple(x.shape)}; with one feature per element pass "
+                             f"x.unsqueeze(-1)")
+        return super().__call__(x, index, ptr=ptr, dim_size=dim_size, dim=dim, **kwargs)
+
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None, dim: int = -2) -> Tensor:
+        if self._lazy():
+            self._materialize(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(f"x must have in_channels={self.in_channels} features in its last "
                              f"dimension, got shape {tuple(x.shape)}")

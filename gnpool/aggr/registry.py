@@ -17,7 +17,8 @@ def register() -> None:
     PyG's ``aggregation_resolver`` scans the classes of ``torch_geometric.nn.aggr``
     when a string is resolved, so this adds gnpool's classes there. Afterwards
     ``GraphConv(16, 16, aggr='gnp')``, ``MultiAggregation(['sum', 'gnp'])`` and
-    ``SAGEConv(16, 16, aggr='attsets', aggr_kwargs={'in_channels': 16})`` work.
+    ``SAGEConv(16, 16, aggr='attsets')`` work (AttSets then infers its ``in_channels``
+    on the first call; ``aggr_kwargs={'in_channels': 16}`` builds it at once).
     Calling it again changes nothing; importing gnpool alone never touches PyG.
     """
     for cls in _aggregations():

@@ -15,10 +15,19 @@ from .db import RunDB
 from .hparams import HParams
 from .profiles import PROFILES, Profile, TaskPlan, get_profile
 from .report import write_report
-from .runner import GridSummary, RunSpec, default_db, execute, plan, results_dir, run_grid
+from .runner import (
+    GridSummary,
+    RunSpec,
+    bench_dir,
+    default_db,
+    execute,
+    plan,
+    results_dir,
+    run_grid,
+)
 
 __all__ = [
     "FIXED", "LEARNED", "PROFILES", "GridSummary", "HParams", "PoolingConfig", "Profile",
-    "RunDB", "RunSpec", "TaskPlan", "default_configs", "default_db", "execute", "get_profile",
-    "plan", "results_dir", "run_grid", "with_overrides", "write_report",
+    "RunDB", "RunSpec", "TaskPlan", "bench_dir", "default_configs", "default_db", "execute",
+    "get_profile", "plan", "results_dir", "run_grid", "with_overrides", "write_report",
 ]

@@ -1,23 +1,34 @@
 """Command line of the extrapolation benchmark.
 
-    python -m gnpool.bench run                       # the quick profile, then its report
+    python -m gnpool.bench run                       # the quick profile
     python -m gnpool.bench run --profile smoke --workers 1
     python -m gnpool.bench run --tasks max_degree --configs sum-max,gnp --set epochs=50
     python -m gnpool.bench report --profile quick    # table + plots from the database
-    python -m gnpool.bench list                      # profiles, their tasks and run counts
+    python -m gnpool.bench list                      # profiles, tasks, configurations
+
+Databases go to <dir>/runs/<profile>.sqlite and reports to <dir>/results/<profile>/, with
+<dir> = $GNPOOL_BENCH_DIR, else experiments/ of a source checkout, else the per-user data
+directory (~/.local/share/gnpool/bench on Linux). Datasets are cached in $GNPOOL_DATA_DIR
+(else datasets/cache of a checkout, else ~/.cache/gnpool). Exit status: 0 when every run
+finished, 1 when a run failed (or a report found nothing), 2 for bad arguments, 130 when
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 from .db import RunDB
 from .hparams import parse_assignments
 from .profiles import PROFILES, get_profile
-from .report import write_report
-from .runner import default_db, plan, results_dir, run_grid
+from .report import settings_section, write_report
+from .runner import default_db, grid_configs, plan, results_dir, run_grid
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -31,18 +42,77 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", help="comma-separated configuration names, e.g. sum-max,gnp")
     p.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="assign",
-                   help="override a hyperparameter of every run (JSON value), repeatable")
-    p.add_argument("--db", type=Path, help="SQLite file (default: "
-                   "experiments/runs/<profile>.sqlite)")
-    p.add_argument("--data-root", type=Path, help="dataset cache directory")
+                   help="override a hyperparameter of every run (JSON value), repeatable; "
+                   "checked against gnpool.bench.HParams before anything runs")
+    p.add_argument("--db", type=Path, help="SQLite file (default: runs/<profile>.sqlite "
+                   "under $GNPOOL_BENCH_DIR, see above)")
+    p.add_argument("--data-root", type=Path, help="dataset cache directory (default: "
+                   "$GNPOOL_DATA_DIR, see above)")
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    items = _csv(text)
+    if not items or not all(item.isdigit() for item in items):
+        raise ValueError(f"--seeds {text!r} is invalid; expected comma-separated non-negative "
+                         f"integers, e.g. --seeds 0,1,2")
+    return [int(item) for item in items]
 
 
 def _specs(args: argparse.Namespace):
     profile = get_profile(args.profile)
-    seeds = None if args.seeds is None else [int(s) for s in _csv(args.seeds)]
+    seeds = _seeds(args.seeds)
+    hparams = parse_assignments(args.assign, check=True)
     return profile, plan(profile, tasks=_csv(args.tasks), configs=_csv(args.configs),
-                         seeds=seeds, hparams=parse_assignments(args.assign),
-                         data_root=args.data_root)
+                         seeds=seeds, hparams=hparams, data_root=args.data_root)
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The ``run`` command line that plans the grid of ``args``."""
+    parts = ["python", "-m", "gnpool.bench", "run", "--profile", args.profile]
+    for flag in ("tasks", "configs", "seeds"):
+        if getattr(args, flag) is not None:
+            parts += [f"--{flag}", getattr(args, flag)]
+    for item in args.assign or []:
+        parts += ["--set", item]
+    return shlex.join(parts)
+
+
+def _why_none(specs, stored: list[dict]) -> str:
+    """Why none of the stored runs belongs to the planned grid."""
+    if not stored:
+        return "it holds no runs"
+    planned = {(s.task, s.config.name, s.seed): s for s in specs}
+    near = [(planned[k], r) for r in stored
+            if (k := (r["task"], r["config"], r["seed"])) in planned]
+    if not near:
+        profiles = sorted({str(r.get("profile")) for r in stored})
+        tasks = sorted({r["task"] for r in stored})
+        return (f"it holds {len(stored)} runs (profiles {', '.join(profiles)}; tasks "
+                f"{', '.join(tasks)}), none of the planned tasks, configurations and seeds")
+    differ: Counter = Counter()
+    for spec, row in near:
+        # Compared as stored: JSON has lists where the plan has tuples.
+        planned_hp, data = json.loads(json.dumps(spec.hparams.to_dict())), \
+            json.loads(json.dumps(spec.data))
+        for key, value in (row.get("hparams") or {}).items():
+            if planned_hp.get(key) != value:
+                differ[f"{key}={json.dumps(value)} (planned: "
+                       f"{json.dumps(planned_hp.get(key))})"] += 1
+        for key in sorted(set(data) | set(row.get("data_params") or {})):
+            value = (row.get("data_params") or {}).get(key)
+            if data.get(key) != value:
+                differ[f"data {key}={json.dumps(value)} (planned: "
+                       f"{json.dumps(data.get(key))})"] += 1
+    if not differ:
+        return (f"{len(near)} of its runs have the planned tasks, configurations, seeds and "
+                f"settings but other configuration definitions or data seed (made with "
+                f"another version of gnpool's profiles)")
+    settings = "; ".join(text for text, _ in differ.most_common(8))
+    return (f"{len(near)} of its runs have the planned tasks, configurations and seeds but "
+            f"were made with other settings: {settings}. Pass the same --set (and --tasks, "
+            f"--configs, --seeds) as the run, or --all for every run in the database")
 
 
 def _report(args: argparse.Namespace, specs) -> int:
@@ -53,30 +123,45 @@ def _report(args: argparse.Namespace, specs) -> int:
     if not Path(db_path).exists():
         print(f"error: database {db_path} does not exist; run the grid first", file=sys.stderr)
         return 1
+    every = getattr(args, "all", False)
     with RunDB(db_path, readonly=True) as db:
-        rows = db.rows(None if getattr(args, "all", False) else [s.key for s in specs])
+        rows = db.rows(None if every else [s.key for s in specs])
         out = args.out or (results_dir(args.profile) if args.db is None else Path(db_path).parent)
         copy = Path(out) / "runs.sqlite"
         snapshot = copy.resolve() != Path(db_path).resolve()
         if rows and snapshot:
             copied = db.snapshot(copy)
-    if not rows:
-        print(f"error: {db_path} has no runs of this grid", file=sys.stderr)
-        return 1
+        if not rows:
+            print(f"error: {db_path} has no runs of this grid: {_why_none(specs, db.rows())}",
+                  file=sys.stderr)
+            return 1
     profile = get_profile(args.profile)
     finished = [r for r in rows if r["status"] == "finished"]
     seconds = sum(r["wall_seconds"] or 0.0 for r in rows)
+    starts = [r["started_at"] for r in rows if r.get("started_at")]
+    ends = [r["finished_at"] for r in rows if r.get("finished_at")]
+    span = ""
+    if starts and ends:
+        wall = datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))
+        span = (f" ({wall.total_seconds() / 60:.1f} minutes of wall time from the first run's "
+                f"start to the last run's end)")
     versions = next((r["versions"] for r in rows if r.get("versions")), {}) or {}
-    intro = (f"Profile `{profile.name}`: {profile.description}. {len(finished)} runs finished, "
+    how = ("Every run in the database, whatever its settings" if every else
+           f"Produced by `{_command(args)}`"
+           + (" (`make bench`)" if _command(args).endswith("--profile quick") else ""))
+    overrides = "" if every or not args.assign else \
+        f"; these runs override it with --set {' --set '.join(args.assign)}"
+    intro = (f"Profile `{profile.name}` as gnpool.bench defines it now: {profile.description}"
+             f"{overrides}. {len(finished)} runs finished, "
              f"{len(rows) - len(finished)} failed; {seconds / 60:.1f} minutes of training in "
-             f"all. Produced by `python -m gnpool.bench run --profile {profile.name}` "
-             f"(`make bench` for the quick profile) with torch {versions.get('torch', '?')}, "
+             f"all{span}. {how}, with torch {versions.get('torch', '?')}, "
              f"torch_geometric {versions.get('torch_geometric', '?')}, gnpool "
              f"{versions.get('gnpool', '?')}"
              + (f" (commit {versions['gnpool_commit']})" if "gnpool_commit" in versions else "")
-             + ".")
+             + ". The settings the runs were made with are listed at the end.")
     text, files = write_report(rows, out, f"Extrapolation benchmark: `{profile.name}` profile",
-                               intro, plots=not args.no_plots)
+                               intro, plots=not args.no_plots,
+                               appendix=settings_section(rows))
     if snapshot:
         files.append(copied)
     print(text)
@@ -96,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-retry-failed", action="store_true",
                      help="skip runs that failed before instead of running them again")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--report", action="store_true", help="print the report afterwards")
+    run.add_argument("--report", action="store_true", help="print the report afterwards "
+                     "(also when runs failed; the exit status still says so)")
     run.add_argument("--out", type=Path, help="report directory (see report --out)")
     run.add_argument("--no-plots", action="store_true", help="report without PNG plots")
     rep = sub.add_parser("report", help="print and write the Markdown table and PNG plots")
@@ -104,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--all", action="store_true",
                      help="every run in the database, not only the profile's grid")
     rep.add_argument("--out", type=Path, help="output directory, which also gets a copy of the "
-                     "database (default: experiments/results/<profile>/ for the default "
-                     "database, else the database's directory)")
+                     "database (default: results/<profile>/ under $GNPOOL_BENCH_DIR for the "
+                     "default database, else the database's directory)")
     rep.add_argument("--no-plots", action="store_true", help="only the Markdown table")
     lst = sub.add_parser("list", help="profiles, their tasks, configurations and run counts")
     lst.add_argument("--profile", help="only this profile")
@@ -134,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every finished run is in the database; run again to resume",
               file=sys.stderr)
         return 130
-    return _report(args, specs) if args.report else 0
+    status = _report(args, specs) if args.report else 0
+    if summary.failed:
+        print(f"error: {summary.failed} of {summary.executed} runs failed (stored as failed; "
+              f"they run again on the next call)", file=sys.stderr)
+        return 1
+    return status
 
 
 def _list(name: str | None) -> int:
@@ -144,8 +235,9 @@ def _list(name: str | None) -> int:
         print(f"{profile.name}: {profile.description}")
         print(f"  seeds {list(profile.seeds)}, workers {profile.workers}, {len(specs)} runs")
         for tp in profile.tasks:
-            configs = sorted({s.config.name for s in specs if s.task == tp.task})
-            print(f"  {tp.task}: {len(configs)} configurations; data {tp.data or 'defaults'}")
+            configs = grid_configs(profile, [tp.task])
+            print(f"  {tp.task}: {len(configs)} configurations: {', '.join(configs)}")
+            print(f"    data {tp.data or 'defaults'}")
     return 0
 
 

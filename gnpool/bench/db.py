@@ -6,7 +6,8 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class RunDBError(ValueError):
+    """A results database that cannot be used: damaged, or not a gnpool database."""
+
+
 class RunDB:
     """The ``runs`` table of an SQLite file, safe for several processes.
 
     WAL mode lets readers (a report) work while a grid writes, and the busy timeout
     makes concurrent writers wait instead of failing. ``readonly`` opens an existing file
     without changing a byte of it (no journal mode, no schema), e.g. committed results.
+
+    Raises:
+        RunDBError: (a ``ValueError``) the file is damaged or not a results database,
+            when opened or read; the message names the file and what to do.
     """
 
     def __init__(self, path: str | os.PathLike, timeout: float = 60.0,
@@ -83,15 +92,33 @@ class RunDB:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=timeout)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        if not readonly:
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            with self.conn:
-                self.conn.execute(SCHEMA)
-                have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
-                for col, kind in _ADDED.items():
-                    if col not in have:
-                        self.conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+        with self._usable():
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            # Reads the file's header: a damaged or foreign file fails here, not later.
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                with self.conn:
+                    self.conn.execute(SCHEMA)
+                    have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+                    for col, kind in _ADDED.items():
+                        if col not in have:
+                            self.conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+
+    @contextmanager
+    def _usable(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.IntegrityError) or (
+                    isinstance(err, sqlite3.OperationalError) and "locked" in str(err)):
+                raise  # a bad row or a busy file, not a damaged one
+            self.conn.close()
+            raise RunDBError(
+                f"results database {self.path} cannot be used ({type(err).__name__}: {err}). "
+                f"If the file is damaged or not a gnpool results database, move it aside or "
+                f"delete it and run the grid again (its runs are then run anew), or use "
+                f"another database file") from err
 
     def close(self) -> None:
         self.conn.close()
@@ -131,17 +158,20 @@ class RunDB:
 
     def statuses(self) -> dict[Key, str]:
         """``{(task, config, seed, hp_hash): status}`` of every stored run."""
-        cur = self.conn.execute("SELECT task, config, seed, hp_hash, status FROM runs")
-        return {(r[0], r[1], r[2], r[3]): r[4] for r in cur}
+        with self._usable():
+            cur = self.conn.execute("SELECT task, config, seed, hp_hash, status FROM runs")
+            return {(r[0], r[1], r[2], r[3]): r[4] for r in cur}
 
     def rows(self, keys: Iterable[Key] | None = None, status: str | None = None
              ) -> list[dict[str, Any]]:
         """Stored runs as dicts with JSON columns decoded, optionally only ``keys``
         and only those with ``status``."""
-        cur = self.conn.execute("SELECT * FROM runs ORDER BY task, config, seed")
+        with self._usable():
+            stored = self.conn.execute("SELECT * FROM runs ORDER BY task, config, seed"
+                                       ).fetchall()
         wanted = None if keys is None else set(keys)
         out = []
-        for r in cur:
+        for r in stored:
             row = dict(r)
             if wanted is not None and (row["task"], row["config"], row["seed"],
                                        row["hp_hash"]) not in wanted:

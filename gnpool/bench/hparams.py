@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +43,10 @@ class HParams:
             as a bank of poolings from sum- or mean-like to max- or min-like.
         eval_batch_size: batch size of evaluation.
         size_bins: bins of the test sizes the per-size MAPE is reported in.
+
+    Every value is checked against its field's type and range when an ``HParams`` is
+    made (``ValueError`` naming the field, the value and what is expected), so a bad
+    setting fails before anything trains.
     """
 
     hidden: int = 64
@@ -64,6 +71,11 @@ class HParams:
     eval_batch_size: int = 256
     size_bins: int = 5
 
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            check_value(f.name, getattr(self, f.name), hints[f.name])
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -77,6 +89,61 @@ class HParams:
         return dataclasses.replace(self, **dict(values))
 
 
+# Allowed ranges beyond the type: (test, what it means).
+_POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
+_AT_LEAST_1: tuple[Callable[[Any], bool], str] = (lambda v: v >= 1, ">= 1")
+_AT_LEAST_0: tuple[Callable[[Any], bool], str] = (lambda v: v >= 0, ">= 0")
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "hidden": _AT_LEAST_1, "layers": _AT_LEAST_1, "mlp_layers": _AT_LEAST_1,
+    "node_mlp_layers": _AT_LEAST_0, "output_layers": _AT_LEAST_1,
+    "encoder_layers": _AT_LEAST_1, "decoder_layers": _AT_LEAST_1, "epochs": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
+    "lr_step": _AT_LEAST_0, "lr_gamma": _POSITIVE, "pool_lr": _POSITIVE,
+    "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
+    "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
+}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return True
+
+
+def _expected(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_expected(arg) for arg in typing.get_args(hint))
+    names = {bool: "true or false", int: "an int", float: "a finite number",
+             type(None): "null"}
+    if hint in names:
+        return names[hint]
+    return "a JSON object with string keys" if origin is dict or hint is dict else str(hint)
+
+
+def check_value(name: str, value: Any, hint: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` has the type ``hint`` and lies in the range
+    of hyperparameter ``name``."""
+    if not _matches(value, hint):
+        raise ValueError(f"hyperparameter {name} must be {_expected(hint)}, got {value!r} "
+                         f"({type(value).__name__})")
+    rule = RANGES.get(name)
+    if rule is not None and value is not None and not rule[0](value):
+        raise ValueError(f"hyperparameter {name} must be {rule[1]}, got {value!r}")
+
+
 def parse_value(text: str) -> Any:
     """A command-line value: JSON when it parses (numbers, true, null, {...}), else text."""
     try:
@@ -85,14 +152,28 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_assignments(items: list[str] | None) -> dict[str, Any]:
-    """``["epochs=5", "gnp_kwargs={\\"p_max\\": 50}"]`` -> ``{"epochs": 5, ...}``."""
+def parse_assignments(items: list[str] | None, check: bool = False) -> dict[str, Any]:
+    """``["epochs=5", "gnp_kwargs={\\"p_max\\": 50}"]`` -> ``{"epochs": 5, ...}``.
+
+    With ``check`` every key must be a field of :class:`HParams` and every value of its
+    type and range (``ValueError`` naming the ``--set`` item otherwise).
+    """
     out: dict[str, Any] = {}
+    hints = typing.get_type_hints(HParams) if check else {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set value {item!r} is invalid; expected KEY=VALUE")
-        out[key.strip()] = parse_value(value)
+        out[key] = parse_value(value)
+        if check:
+            if key not in hints:
+                raise ValueError(f"--set {item!r}: {key!r} is not a hyperparameter; expected "
+                                 f"one of {', '.join(hints)}")
+            try:
+                check_value(key, out[key], hints[key])
+            except ValueError as err:
+                raise ValueError(f"--set {item!r}: {err}") from None
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,9 +42,22 @@ def _draw(ax, cell: Cell, label: str | None, **style) -> None:
         ax.plot(xs, ys, label=label if split == "interp" else None, **style)
 
 
+_TITLE = ("MAPE against test size: interpolation test (shaded: the training sizes), then "
+          "extrapolation test (also shifted features and, for graphs, new families)")
+
+
 def plot_extrapolation(cells: dict[str, dict[str, Cell]], path: Path) -> Path:
     """One panel per task: MAPE per test size bin of the best fixed configuration, the
     known-good one, the learnable ones (coloured) and the other fixed ones (grey)."""
+    plt = _pyplot()
+    fig = extrapolation_figure(cells)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def extrapolation_figure(cells: dict[str, dict[str, Cell]]):
+    """The matplotlib figure :func:`plot_extrapolation` saves."""
     plt = _pyplot()
     tasks = list(cells)
     cols = min(3, len(tasks))
@@ -73,8 +87,7 @@ def plot_extrapolation(cells: dict[str, dict[str, Cell]], path: Path) -> Path:
                       zorder=5 if name == "gnp" else 3)
         _shade_training(ax, by_config)
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_plain)
-        ax.yaxis.set_minor_formatter(_plain_minor)
+        _label_log_axis(ax)
         ax.set_title(task)
         ax.set_xlabel("test graph size (nodes)" if "set_" not in task else "test set size")
         ax.set_ylabel("MAPE (%)")
@@ -83,23 +96,49 @@ def plot_extrapolation(cells: dict[str, dict[str, Cell]], path: Path) -> Path:
                   frameon=False)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    fig.suptitle("MAPE against test size: interpolation test (shaded: the training sizes), "
-                 "then extrapolation test (also shifted features and, for graphs, new "
-                 "families)", fontsize=11)
+    # Wrapped to the figure's width (about 12 characters of 11-point text per inch), so
+    # that a one-panel figure keeps its whole title.
+    width = max(40, int(fig.get_figwidth() * 12))
+    fig.suptitle(textwrap.fill(_TITLE, width), fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _plain(value: float, _pos: int) -> str:
     return f"{value:g}"
 
 
-def _plain_minor(value: float, _pos: int) -> str:
-    # Label 2x and 5x of each decade so that short log ranges still have numbers.
-    mantissa = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
-    return f"{value:g}" if round(mantissa) in (2, 5) else ""
+# Labelled ticks of a log axis, tried in turn until at least two fall inside the view:
+# decades, then 1-2-5, then every integer multiple of a decade.
+_SUBS = ((1.0,), (1.0, 2.0, 5.0), tuple(float(k) for k in range(1, 10)))
+
+
+def _log_ticks(lo: float, hi: float, subs: tuple[float, ...]) -> list[float]:
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks = (k * 10.0 ** e for e in range(first, last + 1) for k in subs)
+    return [t for t in ticks if lo <= t * (1 + 1e-9) and t <= hi * (1 + 1e-9)]
+
+
+def _label_log_axis(ax) -> None:
+    """At least two labelled ticks on a log y axis, however short its range: the
+    coarsest of :data:`_SUBS` that puts two inside the view, else the view widened to the
+    nearest multiples of a decade around the data."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = ax.get_ylim()
+    if not (0 < lo < hi and math.isfinite(hi)):
+        return
+    for subs in _SUBS:
+        if len(_log_ticks(lo, hi, subs)) >= 2:
+            break
+    else:
+        below = [t for t in _log_ticks(lo / 10, lo, subs) if t <= lo]
+        above = [t for t in _log_ticks(hi, hi * 10, subs) if t >= hi]
+        ax.set_ylim(below[-1], above[0])
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.yaxis.set_minor_locator(LogLocator(base=10.0, subs=_SUBS[-1]))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _shade_training(ax, by_config: dict[str, Cell]) -> None:

@@ -105,7 +105,7 @@ PROFILES: dict[str, Profile] = {
         ),
         seeds=(0,), workers=1),
     "quick": Profile(
-        "quick", "about 20 minutes on 2 CPU cores: 2 graph, 1 node and 2 set tasks, every "
+        "quick", "the README's benchmark: 2 graph, 1 node and 2 set tasks, every "
                  "configuration, 2 seeds (shortest_path 1), 1000 training samples, hidden "
                  "width 32, 30 epochs (max_degree 60) at a constant learning rate; GNP as "
                  "chosen by the GNP investigation",
@@ -122,7 +122,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1), workers=2),
     "paper": Profile(
         "paper", "Xu et al.'s data sizes, models and 300 epochs, every task, 3 seeds "
-                 "(days on a CPU)",
+                 "(far longer than quick)",
         tasks=tuple(_paper_plan(t) for t in list_tasks()),
         seeds=(0, 1, 2), workers=2),
 }

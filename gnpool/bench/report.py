@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,9 +212,62 @@ def targets(cells: dict[str, dict[str, Cell]]) -> list[str]:
     return lines
 
 
+def _value(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def settings_section(rows: Iterable[dict[str, Any]]) -> str:
+    """The settings the runs were actually made with, read from their rows: a Markdown
+    table of the hyperparameters and data parameters that differ between tasks or
+    configurations (per task: the most common value, then the configurations with another
+    one) and a line with those every run shares."""
+    by_task: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    per_config: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    keys: dict[str, None] = {}
+    for row in rows:
+        values = {k: _value(v) for k, v in (row.get("hparams") or {}).items()}
+        values.update({f"data: {k}": _value(v)
+                       for k, v in (row.get("data_params") or {}).items()})
+        for key, value in values.items():
+            keys.setdefault(key)
+            by_task[row["task"]][key][value] += 1
+            per_config[(row["task"], row["config"])][key] = value
+    if not by_task:
+        return ""
+    tasks = list(by_task)
+    shared, varying = [], []
+    for key in keys:
+        seen = {v for t in tasks for v in by_task[t].get(key, ())}
+        if len(seen) == 1 and all(key in by_task[t] for t in tasks):
+            shared.append(f"{key}={next(iter(seen))}")
+        else:
+            varying.append(key)
+    lines = ["## Settings of these runs", "",
+             "From the database rows. Data parameters not listed are the task's defaults."]
+    if varying:
+        lines += ["", "| setting | " + " | ".join(f"`{t}`" for t in tasks) + " |",
+                  "|---|" + "---|" * len(tasks)]
+        for key in varying:
+            cells = []
+            for task in tasks:
+                counts = by_task[task].get(key)
+                if not counts:
+                    cells.append("-")
+                    continue
+                common = counts.most_common(1)[0][0]
+                others = sorted(f"{config}: {vals[key]}" for (t, config), vals in
+                                per_config.items() if t == task and vals.get(key, common)
+                                != common)
+                cells.append(common + (f" ({', '.join(others)})" if others else ""))
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    if shared:
+        lines += ["", "Same in every run: " + ", ".join(shared) + "."]
+    return "\n".join(lines)
+
+
 def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = "",
-                    plots: Iterable[str] = ()) -> str:
-    """The whole report as Markdown."""
+                    plots: Iterable[str] = (), appendix: str = "") -> str:
+    """The whole report as Markdown; ``appendix`` (Markdown) goes after the task tables."""
     levels = {task: task_info(task).level for task in cells}
     parts = [f"# {title}", ""]
     if intro:
@@ -237,13 +291,16 @@ def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = 
                 "set": "set pooling"}[levels[task]]
         parts += [f"## `{task}` ({levels[task]}-level; configuration = {kind})", "",
                   task_table(task, by_config), ""]
+    if appendix:
+        parts += [appendix, ""]
     for plot in plots:
         parts += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
     return "\n".join(parts).rstrip() + "\n"
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: str | Path, title: str,
-                 intro: str = "", plots: bool = True) -> tuple[str, list[Path]]:
+                 intro: str = "", plots: bool = True, appendix: str = ""
+                 ) -> tuple[str, list[Path]]:
     """Write ``report.md`` and the PNG plots into ``out_dir``; returns the Markdown and
     the files written."""
     from .plots import plot_extrapolation, plot_gnp
@@ -257,7 +314,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: str | Path, title: str,
         gnp = plot_gnp(cells, out / "gnp_parameters.png")
         if gnp is not None:
             images.append(gnp)
-    text = render_markdown(cells, title, intro, [p.name for p in images])
+    text = render_markdown(cells, title, intro, [p.name for p in images], appendix)
     path = out / "report.md"
     path.write_text(text)
     return text, [path, *images]

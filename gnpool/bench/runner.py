@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from tqdm.auto import tqdm
 
 from ..datasets import load_splits, load_task, task_info
@@ -26,21 +27,37 @@ from .db import Key, RunDB
 from .hparams import HParams, digest
 from .profiles import Profile
 
-_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-#: Where ``python -m gnpool.bench`` keeps its working databases (not committed).
-RUNS_DIR = _EXPERIMENTS / "runs"
-#: Where the report of a profile goes, with a snapshot of its database.
-RESULTS_DIR = _EXPERIMENTS / "results"
+#: Environment variable: the directory of the benchmark's databases and reports.
+BENCH_DIR_ENV = "GNPOOL_BENCH_DIR"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def bench_dir() -> Path:
+    """Where the benchmark keeps ``runs/<profile>.sqlite`` (working databases) and
+    ``results/<profile>/`` (reports with a snapshot of their database).
+
+    ``$GNPOOL_BENCH_DIR`` if set; else, when gnpool runs from its source checkout,
+    the checkout's ``experiments/`` (where the project's committed results live;
+    ``runs/`` is ignored by git); else, for an installed gnpool, the per-user data
+    directory (``~/.local/share/gnpool/bench`` on Linux, from ``platformdirs``).
+    """
+    env = os.environ.get(BENCH_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    # In site-packages the package's parent holds no pyproject.toml or experiments/.
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "experiments").is_dir():
+        return _CHECKOUT / "experiments"
+    return platformdirs.user_data_path("gnpool") / "bench"
 
 
 def default_db(profile: str) -> Path:
-    """``experiments/runs/<profile>.sqlite`` of the source checkout."""
-    return RUNS_DIR / f"{profile}.sqlite"
+    """``runs/<profile>.sqlite`` under :func:`bench_dir`."""
+    return bench_dir() / "runs" / f"{profile}.sqlite"
 
 
 def results_dir(profile: str) -> Path:
-    """``experiments/results/<profile>/`` of the source checkout."""
-    return RESULTS_DIR / profile
+    """``results/<profile>/`` under :func:`bench_dir`."""
+    return bench_dir() / "results" / profile
 
 
 @dataclass(frozen=True)
@@ -112,8 +129,23 @@ def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
                                      None if data_root is None else str(data_root),
                                      profile.tune_seed))
     if names is not None and set(names) - seen:
-        raise ValueError(f"configs={sorted(set(names) - seen)!r} match no task of the grid")
+        raise ValueError(f"configs={sorted(set(names) - seen)!r} match no task of the grid; "
+                         f"its configurations are {', '.join(grid_configs(profile, plans))}")
     return specs
+
+
+def grid_configs(profile: Profile, tasks: Iterable[str] | None = None) -> list[str]:
+    """Names of the configurations of ``profile``'s grid (of ``tasks`` only, if given),
+    in grid order."""
+    wanted = None if tasks is None else set(tasks)
+    names: dict[str, None] = {}
+    for tp in profile.tasks:
+        if wanted is None or tp.task in wanted:
+            info = task_info(tp.task, **tp.data)
+            for config in default_configs(info.level, info.aggr):
+                if tp.configs is None or config.name in tp.configs:
+                    names[config.name] = None
+    return list(names)
 
 
 def versions() -> dict[str, str]:
@@ -134,7 +166,7 @@ def versions() -> dict[str, str]:
 
 def _git_commit() -> str | None:
     """The source checkout's commit, with ``+dirty`` for uncommitted changes, if any."""
-    root = Path(__file__).resolve().parents[2]
+    root = _CHECKOUT
     if not (root / ".git").exists():
         return None
     try:

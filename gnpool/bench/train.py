@@ -183,9 +183,13 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     best_loss, best_epoch = val_loss(), 0
     best_state = copy.deepcopy(model.state_dict())
     history: list[float] = []
-    bar = tqdm(range(1, hp.epochs + 1), desc=desc, unit="epoch", leave=False,
-               position=position, disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    for epoch in bar:
+    # Updated by hand after each epoch, with that epoch's losses, and redrawn every time:
+    # an iterating bar only counts when it redraws, so with its default rate limits it
+    # showed 0/N next to later epochs' losses.
+    bar = tqdm(total=hp.epochs, desc=desc, unit="epoch", leave=False, position=position,
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=0,
+               miniters=1)
+    for epoch in range(1, hp.epochs + 1):
         model.train()
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
@@ -200,7 +204,9 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
         if current < best_loss or not math.isfinite(best_loss):
             best_loss, best_epoch = current, epoch
             best_state = copy.deepcopy(model.state_dict())
-        bar.set_postfix(val=f"{current:.3g}", best=f"{best_loss:.3g}@{best_epoch}")
+        bar.set_postfix(val=f"{current:.3g}", best=f"{best_loss:.3g}@{best_epoch}",
+                        refresh=False)
+        bar.update(1)
     bar.close()
     model.load_state_dict(best_state)
     return {"best_epoch": best_epoch, "val_mse": best_loss, "history": history}

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import torch
 
 #: Bump when the payload layout or any generator changes, so old files are not reused.
@@ -31,8 +32,8 @@ class CacheError(Exception):
 
 
 def default_root() -> Path:
-    """``$GNPOOL_DATA_DIR``, else ``<repo>/datasets/cache`` in a source checkout, else
-    ``~/.cache/gnpool``."""
+    """``$GNPOOL_DATA_DIR``, else ``<repo>/datasets/cache`` in a source checkout, else the
+    per-user cache directory (``~/.cache/gnpool`` on Linux, from ``platformdirs``)."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
@@ -43,7 +44,7 @@ def default_root() -> Path:
     if (cards.is_dir() and (repo / "pyproject.toml").is_file()
             and not (cards / "__init__.py").exists()):
         return cards / "cache"
-    return Path.home() / ".cache" / "gnpool"
+    return platformdirs.user_cache_path("gnpool")
 
 
 def _canonical(obj: Any) -> Any:

@@ -28,8 +28,10 @@ def check_features(name: str, x: Tensor) -> None:
 
 def normalize_dim(x: Tensor, dim: int) -> int:
     if not -x.dim() <= dim < x.dim():
-        raise ValueError(f"dim must be in [{-x.dim()}, {x.dim() - 1}] for x with "
-                         f"{x.dim()} dimensions, got {dim}")
+        hint = (" (a 1-D x has one feature per element: pool it with dim=0, or pass "
+                "x.unsqueeze(-1))" if x.dim() == 1 else "")
+        raise ValueError(f"dim must be in [{-x.dim()}, {x.dim() - 1}] for x of shape "
+                         f"{tuple(x.shape)}, got dim={dim}{hint}")
     return dim % x.dim()
 
 
@@ -39,12 +41,15 @@ def compute_dtype(x: Tensor) -> torch.dtype:
 
 
 def make_segments(num_elements: int, index: Tensor | None, ptr: Tensor | None,
-                  dim_size: int | None, device: torch.device) -> Segments:
+                  dim_size: int | None, device: torch.device,
+                  dim: int | None = None) -> Segments:
     """Validate ``index``/``ptr``/``dim_size`` and describe the sets.
 
     With neither ``index`` nor ``ptr`` all elements form one set. With both, ``ptr``
-    wins (the elements are then known to be grouped).
+    wins (the elements are then known to be grouped). ``dim``, the pooled dimension of
+    ``x``, only enters the error messages.
     """
+    along = "along the pooled dimension" if dim is None else f"along dim {dim}"
     if dim_size is not None:
         if isinstance(dim_size, bool) or not isinstance(dim_size, int) or dim_size < 0:
             raise ValueError(f"dim_size must be a non-negative int, got {dim_size!r}")
@@ -60,7 +65,7 @@ def make_segments(num_elements: int, index: Tensor | None, ptr: Tensor | None,
         if not _compiling():
             if int(ptr[0]) != 0 or int(ptr[-1]) != num_elements:
                 raise ValueError(f"ptr must start at 0 and end at the number of elements "
-                                 f"({num_elements}), got ptr[0]={int(ptr[0])}, "
+                                 f"{along} ({num_elements}), got ptr[0]={int(ptr[0])}, "
                                  f"ptr[-1]={int(ptr[-1])}")
             if size > 0 and bool((ptr[1:] < ptr[:-1]).any()):
                 raise ValueError("ptr must be non-decreasing")
@@ -77,7 +82,7 @@ def make_segments(num_elements: int, index: Tensor | None, ptr: Tensor | None,
         raise ValueError(f"index must be a 1-D int32/int64 tensor, got {_describe(index)}")
     if index.numel() != num_elements:
         raise ValueError(f"index has {index.numel()} entries but x has {num_elements} "
-                         f"elements along dim")
+                         f"elements {along}; expected one entry per element")
     index = index.to(device=device, dtype=torch.long)
     if index.numel() == 0:
         dim_size = 0 if dim_size is None else dim_size

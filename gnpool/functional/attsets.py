@@ -61,6 +61,12 @@ def attsets(
     The backward recomputes the weights, saving only ``x``, ``scores`` and per-set
     statistics.
 
+    Masking with scores: a score of ``-inf`` (an additive mask) gives its element weight
+    exactly 0 in that channel, and a set whose scores in a channel are all ``-inf`` pools
+    to 0 there, like an empty set, with zero gradients (instead of the NaN of a softmax
+    over only ``-inf``). A masked element still enters as ``0 * x``, so its features must
+    be finite. ``+inf`` and NaN scores give NaN. All backends agree on this.
+
     Args:
         x: features of any rank, pooled along ``dim``.
         scores: attention scores, the shape of ``x``, or with a last dimension of 1 (one
@@ -82,7 +88,7 @@ def attsets(
         scores = scores.expand_as(x)
     dim = normalize_dim(x, dim)
     dtype = torch.promote_types(compute_dtype(x), compute_dtype(scores))
-    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device)
+    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
     rows = to_rows(x, dim, dtype)
     score_rows = to_rows(scores, dim, dtype)
     name = resolve_backend(backend, rows.data).name
@@ -155,7 +161,7 @@ def attsets_linear(
             scores = torch.tanh(scores)
         return attsets(x, scores, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
                        backend=backend)
-    seg = make_segments(x.size(0), index, ptr, dim_size, x.device)
+    seg = make_segments(x.size(0), index, ptr, dim_size, x.device, 0)
     _, csr_ptr, perm = segment_tensors("cpu", seg)
     return AttSetsLinearFunction.apply(x.contiguous(), weight, bias, activation, csr_ptr, perm,
                                        seg.size)

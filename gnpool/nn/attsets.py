@@ -28,8 +28,10 @@ class AttSets(torch.nn.Module):
     output channels and ``'same'`` padding for 2D/3D maps, with Xavier-uniform weights,
     zero bias and no activation. The result does not depend on the order of the set, a
     one-element set passes through unchanged, masked elements get weight exactly 0 and a
-    set whose elements are all masked pools to 0. fp16/bf16 inputs are computed in
-    float32 and returned in their own dtype.
+    set whose elements are all masked pools to 0 (with zero gradients). The same holds for
+    scores of -inf from the scoring layer: such an element gets weight 0 and a set (channel,
+    position) whose scores are all -inf pools to 0; NaN scores give NaN. fp16/bf16 inputs
+    are computed in float32 and returned in their own dtype.
 
     Args:
         channels: number of channels ``C`` of each element.
@@ -120,14 +122,17 @@ class AttSets(torch.nn.Module):
         if self.activation == "tanh":
             scores = torch.tanh(scores)
         if keep is not None:
-            # -inf gives masked elements weight exactly 0; an all-masked set keeps finite
-            # scores (a softmax over only -inf is NaN) and has its weights zeroed below.
-            empty = ~keep.any(1, keepdim=True)
-            scores = scores.masked_fill(~keep & ~empty, -math.inf)
+            # -inf gives masked elements weight exactly 0.
+            scores = scores.masked_fill(~keep, -math.inf)
+        # Where every score of a set is -inf (all elements masked, or -inf from the scoring
+        # layer) a softmax is NaN: those sets get finite stand-in scores and weights 0, so
+        # they pool to 0 with zero gradients. NaN scores stay NaN.
+        if scores.size(1) == 0:  # no elements at all: amax has nothing to reduce
+            return x, scores
+        dead = scores.amax(1, keepdim=True) == -math.inf
+        scores = scores.masked_fill(dead, 0.0)
         # softmax subtracts the per-set, per-channel max before exp.
-        weights = torch.softmax(scores, dim=1)
-        if keep is not None:
-            weights = weights.masked_fill(~keep, 0)
+        weights = torch.softmax(scores, dim=1).masked_fill(dead, 0.0)
         return x, weights
 
     def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -13,7 +13,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .checkpoint import atomic_save, get_rng_state, plain, set_rng_state
-from .multiview import SetSizes, predict_multiview, single_view_batch, subset_batch
+from .multiview import (
+    SetSizes,
+    check_set_sizes,
+    predict_multiview,
+    single_view_batch,
+    subset_batch,
+)
 
 Selection = Sequence[str] | Callable[[str, torch.nn.Parameter], bool] | torch.nn.Module | None
 OptimizerFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -92,7 +98,11 @@ class FASet:
             ``AttSetsAggregation`` modules in ``model``.
         stage1_epochs, stage2_epochs: epochs of each stage (the released AttSets code
             uses 31 and 19).
-        set_sizes: stage-2 set sizes, an int or an inclusive range ``(low, high)``.
+        set_sizes: stage-2 set sizes, an int or an inclusive range ``(low, high)``. With
+            the default batch layout ``high`` may not exceed the number of views ``V`` of
+            the batches: the first batch of every epoch is checked, so a ``set_sizes``
+            too large for the data raises ``ValueError`` before anything is trained
+            (samples with fewer present views, masked, keep all of them).
         per_sample_sizes: draw a size per sample (sets of mixed sizes, with a mask)
             instead of one per batch.
         stage1_optimizer, stage2_optimizer: ``factory(parameters) -> Optimizer``
@@ -302,8 +312,14 @@ class _Run:
         except TypeError:
             total = None
         desc = f"stage {stage} epoch {self.epoch + 1}/{t.epochs[stage]}"
+        # With the default layout, a set_sizes the data cannot serve fails at once, in
+        # stage 1 already, rather than after it.
+        unchecked = t.subset_batch is subset_batch
         for batch in tqdm(batches, total=total, initial=self.batch, desc=desc, leave=False,
                           file=sys.stderr, disable=not t.progress):
+            if unchecked:
+                check_set_sizes(batch, t.set_sizes)
+                unchecked = False
             batch = _to_device(batch, self.device)
             batch = (t.single_view_batch(batch) if stage == 1
                      else t.subset_batch(batch, t.set_sizes, t.generator))

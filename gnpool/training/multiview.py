@@ -99,10 +99,24 @@ def single_view_batch(batch: Any) -> MultiViewBatch:
     return {"views": views, "target": target, "mask": None}
 
 
+def check_set_sizes(batch: Any, sizes: SetSizes) -> None:
+    """Raise ``ValueError`` when ``sizes`` can draw sets larger than the number of views
+    ``V`` of ``batch`` (a multi-view batch)."""
+    num_views = as_multiview(batch)["views"].size(1)
+    if sizes.high > num_views:
+        raise ValueError(f"set_sizes reach {sizes.high} views, but the batches have "
+                         f"V={num_views} views (views.size(1)); set sizes must lie in "
+                         f"[1, {num_views}], e.g. set_sizes=({min(sizes.low, num_views)}, "
+                         f"{num_views})")
+
+
 def subset_batch(batch: Any, sizes: SetSizes | Tensor | int,
                  generator: torch.Generator | None = None) -> MultiViewBatch:
-    """Keep ``sizes[b]`` random present views of every sample ``b`` (all of them when
-    fewer are present).
+    """Keep ``sizes[b]`` random present views of every sample ``b``.
+
+    A size may not exceed the number of views ``V`` of the batch (``ValueError``; for a
+    :class:`SetSizes` its whole range is checked, not only the sizes drawn). A sample
+    with fewer present views than its size (masked views) keeps all of them.
 
     Args:
         batch: a multi-view batch.
@@ -113,15 +127,20 @@ def subset_batch(batch: Any, sizes: SetSizes | Tensor | int,
         A batch with views ``[B, K, ...]``, ``K`` the largest kept size, and a mask when
         the kept sizes differ (``None`` when every sample keeps ``K`` views); the
         padding slots are zero.
+
+    Raises:
+        ValueError: a size below 1 or above ``V``.
     """
     b = as_multiview(batch)
     views, target, mask = b["views"], b["target"], b["mask"]
     num_sets, num_views = views.shape[:2]
     if isinstance(sizes, SetSizes):
+        check_set_sizes(b, sizes)
         sizes = sizes(num_sets)
     sizes = torch.as_tensor(sizes, dtype=torch.long).expand(num_sets).cpu()
-    if bool((sizes < 1).any()):
-        raise ValueError(f"sizes must be positive, got {sizes.tolist()}")
+    if bool((sizes < 1).any()) or bool((sizes > num_views).any()):
+        raise ValueError(f"sizes must lie in [1, {num_views}] (the batch's number of views "
+                         f"V), got {sizes.tolist()}")
     present = (torch.full((num_sets,), num_views, dtype=torch.long) if mask is None
                else mask.sum(1).cpu())
     sizes = torch.minimum(sizes, present)

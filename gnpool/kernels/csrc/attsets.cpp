@@ -287,7 +287,9 @@ struct SetScores {
 };
 
 // AttSets forward: per set and channel m = max z, l = sum exp(z - m), out = sum w x. Computed
-// scores of a set of up to SetScores::ROWS rows are kept between the two sweeps.
+// scores of a set of up to SetScores::ROWS rows are kept between the two sweeps. A -inf
+// score gives its element weight exactly 0; a channel with only -inf scores pools to 0
+// (stored as m = 0, l = 0, which the backward turns into zero gradients).
 template <typename T, typename Scores>
 void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64_t S,
                           int64_t K, const Scores& sc, T* out, T* m_out, T* l_out,
@@ -319,6 +321,11 @@ void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, i
           m[k] = ((v > m[k]) | (v != v)) ? v : m[k];
         }
       }
+      // A channel whose scores are all -inf (a fully masked set) has no weight anywhere:
+      // with m = 0 its exp(z - m) are exactly 0 instead of NaN, and l = 0 makes it pool to
+      // 0 like an empty set. NaN stays NaN.
+      for (int64_t k = 0; k < K; ++k)
+        if (m[k] == -std::numeric_limits<T>::infinity()) m[k] = T(0);
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
         const T* xr = x + r * K;
@@ -332,7 +339,7 @@ void attsets_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, i
       }
 #pragma omp simd
       for (int64_t k = 0; k < K; ++k) {
-        out[o + k] = num[k] / l[k];
+        out[o + k] = l[k] == T(0) ? T(0) : num[k] / l[k];
         m_out[o + k] = m[k];
         l_out[o + k] = l[k];
       }
@@ -360,7 +367,8 @@ void attsets_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, 
         g[k] = grad[o + k];
         go[k] = grad[o + k] * out[o + k];
         m[k] = m_in[o + k];
-        il[k] = T(1) / l_in[o + k];
+        // l = 0: every weight of the channel is 0 (all scores -inf), and so is its gradient.
+        il[k] = l_in[o + k] == T(0) ? T(0) : T(1) / l_in[o + k];
       }
       const bool cached = cache.fill(sc, x, perm, b, e);
       for (int64_t i = b; i < e; ++i) {
