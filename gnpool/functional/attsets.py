@@ -184,7 +184,7 @@ def attsets_linear_script(
                                                       csr_ptr, perm, size, "auto")[0]
         return out.to(x.dtype)
     scores = torch.nn.functional.linear(x, weight, bias)
-    if activation == "tanh":
+    if activation is not None and activation == "tanh":
         scores = torch.tanh(scores)
     moved = x.movedim(dim, 0)
     shape = list(moved.shape)
