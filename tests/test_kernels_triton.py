@@ -243,7 +243,7 @@ def test_results_repeat_bit_for_bit_and_save_only_set_statistics():
     for _ in range(2):
         xr = x.clone().requires_grad_()
         saved = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t,
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, saved=saved: saved.append(t) or t,
                                                       lambda t: t):
             out = aggr(xr, index, dim_size=9)
         out.square().sum().backward()
