@@ -8,6 +8,11 @@ ratios measured in one run.
     python experiments/bench_aggr.py --small         # E=200,000, F=64, 10,000 sets
     python experiments/bench_aggr.py --methods gnp,mean --layout ptr
     python experiments/bench_aggr.py --report experiments/results/aggr --rounds 3  # all
+    python experiments/bench_aggr.py --device cuda   # the same table on the GPU
+
+On CUDA, time is measured between device synchronisations and peak memory is the
+allocator's peak above what was allocated before the first (warm-up) step; AttSets runs
+on its Triton kernels there, GNP on torch-scatter.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     torch.manual_seed(args.seed)
     e, f, s = args.elements, args.channels, args.sets
+    # The same inputs on every device: drawn on the CPU, then moved.
     x = torch.randn(e, f)
     index = torch.randint(0, s, (e,))
     if args.layout != "unsorted":
@@ -77,6 +83,13 @@ def worker(args: argparse.Namespace) -> dict:
         index = None
     grad_out = torch.randn(s, f)
     module = build(args.method, f)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    x, grad_out = x.to(device), grad_out.to(device)
+    index = None if index is None else index.to(device)
+    ptr = None if ptr is None else ptr.to(device)
+    if module is not None:
+        module = module.to(device)
     x.requires_grad_(not args.inference)
 
     def step():
@@ -92,23 +105,35 @@ def worker(args: argparse.Namespace) -> dict:
             prm.grad = None
         return out
 
-    base = _rss_bytes()
-    step()  # also the warm-up
-    peak = _peak_bytes() - base
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = _rss_bytes()
+    step()  # also the warm-up (and on CUDA the Triton kernels' compilation)
+    if cuda:
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+    else:
+        peak = _peak_bytes() - base
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         step()
+        if cuda:
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     return {"method": args.method, "time": min(times), "peak": peak}
 
 
 def run_one(method: str, elements: int, channels: int, sets: int, layout: str = "sorted",
-            inference: bool = False, repeat: int = 3, seed: int = 0) -> dict:
+            inference: bool = False, repeat: int = 3, seed: int = 0,
+            device: str = "cpu") -> dict:
     """Time and peak memory of one method, measured in a fresh subprocess."""
     cmd = [sys.executable, __file__, "--worker", method, "--elements", str(elements),
            "--channels", str(channels), "--sets", str(sets), "--layout", layout,
-           "--repeat", str(repeat), "--seed", str(seed)]
+           "--repeat", str(repeat), "--seed", str(seed), "--device", device]
     if inference:
         cmd.append("--inference")
     print(f"  {method:14s} E={elements:>10,} F={channels:<4d} {layout:8s}"
@@ -139,7 +164,15 @@ def run_rounds(methods: list[str], rounds: int, *args) -> list[dict]:
 
 def run_all(args: argparse.Namespace) -> list[dict]:
     return run_rounds(args.methods, args.rounds, args.elements, args.channels, args.sets,
-                      args.layout, args.inference, args.repeat, args.seed)
+                      args.layout, args.inference, args.repeat, args.seed, args.device)
+
+
+def where(device: str) -> str:
+    """The hardware a measurement ran on, for table headers."""
+    if device.startswith("cuda"):
+        import torch
+        return f"{torch.cuda.get_device_name(torch.device(device))} ({device})"
+    return f"{os.cpu_count()} CPU threads"
 
 
 def table(results: list[dict], ref: str) -> str:
@@ -167,11 +200,12 @@ CHANNEL_ELEMENTS = 1_000_000
 
 def report(args: argparse.Namespace) -> str:
     e, f, s, r, k = args.elements, args.channels, args.sets, args.repeat, args.rounds
-    head = (f"E={e:,} elements, F={f} channels, {s:,} sets, float32, {os.cpu_count()} CPU "
-            f"threads; each method in a fresh process, {k} interleaved rounds of {r} timed "
+    seed, dev = args.seed, args.device
+    head = (f"E={e:,} elements, F={f} channels, {s:,} sets, float32, {where(dev)}; "
+            f"each method in a fresh process, {k} interleaved rounds of {r} timed "
             "repetitions, the fastest kept.")
     print("main comparison (forward+backward)", file=sys.stderr)
-    main_rows = run_rounds(REPORT_METHODS, k, e, f, s, "sorted", False, r)
+    main_rows = run_rounds(REPORT_METHODS, k, e, f, s, "sorted", False, r, seed, dev)
     t = {row["method"]: row["time"] for row in main_rows}
     parts = ["## Forward+backward, sorted index", "", head, "", table(main_rows, "mean"), "",
              f"GNP is {t['powermean'] / t['gnp']:.1f}x faster than PowerMeanAggregation"
@@ -182,7 +216,8 @@ def report(args: argparse.Namespace) -> str:
     print("layouts", file=sys.stderr)
     rows = ["| method | " + " | ".join(f"{lay} (s)" for lay in LAYOUTS) + " |",
             "|---|" + "---:|" * len(LAYOUTS)]
-    by_layout = {lay: run_rounds(LAYOUT_METHODS, k, e, f, s, lay, False, r) for lay in LAYOUTS}
+    by_layout = {lay: run_rounds(LAYOUT_METHODS, k, e, f, s, lay, False, r, seed, dev)
+                 for lay in LAYOUTS}
     for i, m in enumerate(LAYOUT_METHODS):
         times = [by_layout[lay][i]["time"] for lay in LAYOUTS]
         rows.append(f"| {m} | " + " | ".join(f"{t:.3f}" for t in times) + " |")
@@ -191,16 +226,17 @@ def report(args: argparse.Namespace) -> str:
               "", "\n".join(rows)]
     print("inference", file=sys.stderr)
     parts += ["", "## Inference only (forward, no autograd)", "",
-              table(run_rounds(REPORT_METHODS, k, e, f, s, "sorted", True, r), "mean")]
+              table(run_rounds(REPORT_METHODS, k, e, f, s, "sorted", True, r, seed, dev), "mean")]
     scaling = {"elements": [], "channels": []}
     print("scaling", file=sys.stderr)
     for n in ELEMENTS:
         scaling["elements"].append(
-            {m: run_one(m, n, 64, max(n // 20, 1), "sorted", False, r) for m in SCALING_METHODS})
+            {m: run_one(m, n, 64, max(n // 20, 1), "sorted", False, r, seed, dev)
+             for m in SCALING_METHODS})
     for c in CHANNELS:
         scaling["channels"].append(
             {m: run_one(m, CHANNEL_ELEMENTS, c, max(CHANNEL_ELEMENTS // 20, 1), "sorted", False,
-                        r) for m in CHANNEL_METHODS})
+                        r, seed, dev) for m in CHANNEL_METHODS})
     parts += ["", "## Scaling (forward+backward, 20 elements per set)", "",
               scaling_table("E (F=64)", ELEMENTS, scaling["elements"]), "",
               scaling_table(f"F (E={CHANNEL_ELEMENTS:,})", CHANNELS, scaling["channels"],
@@ -211,7 +247,7 @@ def report(args: argparse.Namespace) -> str:
               "AttentionalAggregation has the same products (and PyG's softmax on top).", "",
               "![scaling](scaling.png)"]
     os.makedirs(args.report, exist_ok=True)
-    plot(scaling, os.path.join(args.report, "scaling.png"))
+    plot(scaling, os.path.join(args.report, "scaling.png"), where(dev))
     with open(os.path.join(args.report, "scaling.json"), "w") as fh:
         json.dump(scaling, fh, indent=1)
     return "\n".join(parts) + "\n"
@@ -228,7 +264,7 @@ def scaling_table(label: str, sizes: list[int], points: list[dict],
     return "\n".join(lines)
 
 
-def plot(scaling: dict, path: str) -> None:
+def plot(scaling: dict, path: str, hardware: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -246,7 +282,7 @@ def plot(scaling: dict, path: str) -> None:
         ax.set_ylabel("forward+backward time (s)")
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend()
-    fig.suptitle("Aggregation time, 20 elements per set, float32, 2 CPU threads")
+    fig.suptitle(f"Aggregation time, 20 elements per set, float32, {hardware}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -270,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="fresh-process rounds over all methods, interleaved (min is kept)")
     parser.add_argument("--inference", action="store_true", help="forward only, no autograd")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, or cuda (cuda:N) to measure on a GPU")
     parser.add_argument("--report", metavar="DIR",
                         help="run the full suite (methods, layouts, inference, scaling) and "
                              "write DIR/README.md and DIR/scaling.png")
@@ -288,8 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         text = report(args)
         with open(os.path.join(args.report, "README.md"), "w") as fh:
+            device = "" if args.device == "cpu" else f" --device {args.device}"
             fh.write("# Aggregation benchmark\n\n`python experiments/bench_aggr.py --report "
-                     f"{args.report} --rounds {args.rounds} --repeat {args.repeat}`\n\n" + text)
+                     f"{args.report} --rounds {args.rounds} --repeat {args.repeat}{device}`\n\n"
+                     + text)
         print(text)
         return
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -299,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     results = run_all(args)
     mode = "forward only" if args.inference else "forward+backward"
     print(f"E={args.elements:,} F={args.channels} sets={args.sets:,} layout={args.layout} "
-          f"{mode}, float32, {os.cpu_count()} CPU threads; best of {args.rounds} x {args.repeat}")
+          f"{mode}, float32, {where(args.device)}; best of {args.rounds} x {args.repeat}")
     print(table(results, args.reference))
 
 

@@ -45,7 +45,8 @@ def test_report_writes_tables_plot_and_json(bench, tmp_path, monkeypatch):
     calls = []
 
     def fake_run_one(method, elements, channels, sets, layout="sorted", inference=False,
-                     repeat=3, seed=0):
+                     repeat=3, seed=0, device="cpu"):
+        assert device == "cpu"
         calls.append((method, elements, channels, layout, inference))
         return {"method": method, "peak": 1e6 * (1 + bench.METHODS.index(method)),
                 "time": 1e-9 * (1 + bench.METHODS.index(method)) * elements * channels}

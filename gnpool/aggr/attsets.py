@@ -8,6 +8,7 @@ from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.aggr import Aggregation
 
 from ..functional import attsets_linear
+from ..functional.attsets import attsets_linear_script
 
 _ACTIVATIONS = (None, "tanh")
 
@@ -102,6 +103,17 @@ class AttSetsAggregation(Aggregation):
 
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None, dim: int = -2) -> Tensor:
+        if torch.jit.is_scripting():
+            # TorchScript compiles this branch only: the operators, backend chosen at run time.
+            if x.size(-1) != self.score.weight.size(1):
+                raise ValueError("x must have in_channels features in its last dimension")
+            return attsets_linear_script(x, self.score.weight, self.score.bias,
+                                         self.activation, index, ptr, dim_size, dim)
+        return self._forward(x, index, ptr, dim_size, dim)
+
+    @torch.jit.unused
+    def _forward(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
+                 dim_size: int | None, dim: int) -> Tensor:
         if self._lazy():
             self._materialize(x)
         if x.size(-1) != self.in_channels:

@@ -5,40 +5,42 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels import Segments, cpu, resolve_backend, segment_tensors
+from ..kernels import Segments, resolve_backend, segment_tensors
 from ..kernels.attsets_composite import attsets_backward, attsets_forward
 from ._sets import check_features, compute_dtype, from_rows, make_segments, normalize_dim, to_rows
 
 
 class AttSetsFunction(torch.autograd.Function):
-    """Autograd for AttSets on ``[E, K]`` rows: the weights are recomputed in backward
-    from per-set statistics instead of being stored."""
+    """Autograd for AttSets on ``[E, K]`` rows on the torch backends (``native``,
+    ``scatter``): the weights are recomputed in backward from per-set statistics instead
+    of being stored. The fused backends go through ``torch.ops.gnpool`` instead."""
 
     @staticmethod
     def forward(ctx, x: Tensor, scores: Tensor, index: Tensor | None, ptr: Tensor | None,
-                perm: Tensor | None, size: int, backend: str) -> Tensor:
-        if backend == "cpu":
-            out, *state = cpu.attsets_forward(x, scores, ptr, perm, size)
-        else:
-            seg = Segments(x.size(0), size, index=index, ptr=ptr)
-            out, *state = attsets_forward(resolve_backend(backend), x, scores, seg)
-        ctx.save_for_backward(x, scores, index, ptr, perm, out, *state)
+                size: int, backend: str) -> Tensor:
+        seg = Segments(x.size(0), size, index=index, ptr=ptr)
+        out, *state = attsets_forward(resolve_backend(backend), x, scores, seg)
+        ctx.save_for_backward(x, scores, index, ptr, out, *state)
         ctx.size, ctx.backend = size, backend
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, scores, index, ptr, perm, out, m, l = ctx.saved_tensors
+        x, scores, index, ptr, out, m, l = ctx.saved_tensors
         need_x, need_scores = ctx.needs_input_grad[:2]
-        if ctx.backend == "cpu":
-            grad_x, grad_scores = cpu.attsets_backward(grad, x, scores, ptr, perm, ctx.size, out,
-                                                       m, l, need_x, need_scores)
-        else:
-            seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
-            grad_x, grad_scores = attsets_backward(resolve_backend(ctx.backend),
-                                                   grad.contiguous(), x, scores, seg, out, m, l,
-                                                   need_x, need_scores)
-        return grad_x, grad_scores, None, None, None, None, None
+        seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
+        grad_x, grad_scores = attsets_backward(resolve_backend(ctx.backend), grad.contiguous(),
+                                               x, scores, seg, out, m, l, need_x, need_scores)
+        return grad_x, grad_scores, None, None, None, None
+
+
+# Backends whose AttSets kernels are torch.library operators (torch.ops.gnpool.*).
+_OPERATOR_BACKENDS = ("cpu", "triton")
+
+
+def _probe(x: Tensor, dtype: torch.dtype) -> Tensor:
+    # What backend choice looks at (device and dtype), without converting x.
+    return x if x.dtype == dtype else x.new_empty(0, dtype=dtype)
 
 
 def attsets(
@@ -76,8 +78,9 @@ def attsets(
             set.
         dim_size: number of sets (inferred when omitted).
         dim: the dimension pooled over.
-        backend: ``"cpu"``, ``"scatter"``, ``"native"`` or ``None`` (the fastest one that
-            supports the input).
+        backend: ``"cpu"``, ``"triton"``, ``"scatter"``, ``"native"`` or ``None`` (the
+            fastest one that supports the input: ``triton`` for CUDA tensors, ``cpu`` for
+            CPU tensors).
     """
     check_features("x", x)
     check_features("scores", scores)
@@ -89,36 +92,19 @@ def attsets(
     dim = normalize_dim(x, dim)
     dtype = torch.promote_types(compute_dtype(x), compute_dtype(scores))
     seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
+    name = resolve_backend(backend, _probe(x, dtype), op="attsets").name
+    if name == "triton" and x.dtype == scores.dtype:
+        dtype = x.dtype  # the kernels read fp16/bf16 directly and accumulate in float32
     rows = to_rows(x, dim, dtype)
     score_rows = to_rows(scores, dim, dtype)
-    name = resolve_backend(backend, rows.data).name
-    out = AttSetsFunction.apply(rows.data, score_rows.data, *segment_tensors(name, seg),
-                                seg.size, name)
+    if name in _OPERATOR_BACKENDS:
+        _, csr_ptr, perm = segment_tensors(name, seg)
+        out = torch.ops.gnpool.attsets_forward(rows.data, score_rows.data, csr_ptr, perm,
+                                               seg.size, name)[0]
+    else:
+        index, ptr, _ = segment_tensors(name, seg)
+        out = AttSetsFunction.apply(rows.data, score_rows.data, index, ptr, seg.size, name)
     return from_rows(out, rows, seg.size, x.dtype)
-
-
-class AttSetsLinearFunction(torch.autograd.Function):
-    """AttSets with scores ``act(x W^T + b)`` computed inside the fused CPU kernels and
-    recomputed in backward: nothing of size elements x channels is saved besides ``x``."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None,
-                activation: str | None, ptr: Tensor, perm: Tensor | None,
-                size: int) -> Tensor:
-        out, m, l = cpu.attsets_linear_forward(x, weight, bias, activation, ptr, perm, size)
-        ctx.save_for_backward(x, weight, bias, ptr, perm, out, m, l)
-        ctx.activation = activation
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, weight, bias, ptr, perm, out, m, l = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x, grad_w, grad_b = cpu.attsets_linear_backward(
-            grad, x, weight, bias, ctx.activation, ptr, perm, out, m, l, need_x,
-            need_w or need_b)
-        return (grad_x, grad_w if need_w else None, grad_b if need_b else None,
-                None, None, None, None)
 
 
 def attsets_linear(
@@ -154,14 +140,62 @@ def attsets_linear(
     if activation not in (None, "tanh"):
         raise ValueError(f"activation must be None or 'tanh', got {activation!r}")
     dim = normalize_dim(x, dim)
-    fused = x.dim() == 2 and dim == 0 and x.dtype == weight.dtype
-    if not fused or resolve_backend(backend, x).name != "cpu":
+    name = resolve_backend(backend, _probe(x, compute_dtype(x)), op="attsets").name
+    # The C++ kernels compute the scores in x's dtype; Triton's in the accumulation dtype.
+    fused = x.dim() == 2 and dim == 0 and (name == "triton" or x.dtype == weight.dtype)
+    if not fused or name not in _OPERATOR_BACKENDS:
         scores = torch.nn.functional.linear(x, weight, bias)
         if activation == "tanh":
             scores = torch.tanh(scores)
         return attsets(x, scores, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
                        backend=backend)
     seg = make_segments(x.size(0), index, ptr, dim_size, x.device, 0)
-    _, csr_ptr, perm = segment_tensors("cpu", seg)
-    return AttSetsLinearFunction.apply(x.contiguous(), weight, bias, activation, csr_ptr, perm,
-                                       seg.size)
+    _, csr_ptr, perm = segment_tensors(name, seg)
+    out = torch.ops.gnpool.attsets_linear_forward(x.contiguous(), weight, bias, activation,
+                                                  csr_ptr, perm, seg.size, name)[0]
+    return out.to(x.dtype)
+
+
+def attsets_linear_script(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    activation: str | None,
+    index: Tensor | None,
+    ptr: Tensor | None,
+    dim_size: int | None,
+    dim: int,
+) -> Tensor:
+    """:func:`attsets_linear` in TorchScript: the sets become CSR with the ``gnpool::csr``
+    operator and the kernels run through ``torch.ops.gnpool`` with ``backend="auto"`` (the
+    fused kernels of the tensors' device, chosen at run time). Inputs are not validated
+    beyond what the operators check."""
+    dim = dim % x.dim()
+    size = 1
+    perm: Tensor | None = None
+    if ptr is not None:
+        csr_ptr = ptr.to(device=x.device, dtype=torch.long)
+        size = csr_ptr.numel() - 1
+    elif index is not None:
+        index = index.to(device=x.device, dtype=torch.long)
+        if dim_size is not None:
+            size = dim_size
+        else:
+            size = int(index.max()) + 1 if index.numel() > 0 else 0
+        csr_ptr, perm = torch.ops.gnpool.csr(index, size)
+    else:
+        csr_ptr = torch.tensor([0, x.size(dim)], device=x.device, dtype=torch.long)
+    if x.dim() == 2 and dim == 0:
+        out = torch.ops.gnpool.attsets_linear_forward(x.contiguous(), weight, bias, activation,
+                                                      csr_ptr, perm, size, "auto")[0]
+        return out.to(x.dtype)
+    scores = torch.nn.functional.linear(x, weight, bias)
+    if activation is not None and activation == "tanh":
+        scores = torch.tanh(scores)
+    moved = x.movedim(dim, 0)
+    shape = list(moved.shape)
+    rows = moved.reshape(shape[0], -1)
+    score_rows = scores.expand_as(x).movedim(dim, 0).reshape(shape[0], -1)
+    out = torch.ops.gnpool.attsets_forward(rows, score_rows, csr_ptr, perm, size, "auto")[0]
+    shape[0] = size
+    return out.reshape(shape).movedim(0, dim).to(x.dtype)

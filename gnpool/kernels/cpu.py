@@ -2,7 +2,8 @@
 
 One pass over the input per reduction sweep, per-set statistics kept in cache, and a
 backward that reads x once and writes its gradient once. Used for contiguous float32 /
-float64 CPU tensors outside torch.compile; elsewhere the torch backends take over.
+float64 CPU tensors. AttSets' kernels are called through the ``torch.ops.gnpool`` operators
+(``ops.py``), which torch.compile can trace; GNP's directly, outside torch.compile only.
 """
 
 from __future__ import annotations
@@ -82,11 +83,16 @@ def csr(seg: Segments) -> tuple[Tensor, Tensor | None]:
     """``(ptr, perm)`` of the sets: ``perm`` is ``None`` when elements are already grouped."""
     if seg.ptr is not None:
         return seg.ptr.contiguous(), None
-    index = seg.index.contiguous()
-    ptr = torch.empty(seg.size + 1, dtype=torch.long)
-    perm = torch.empty(seg.num_elements, dtype=torch.long)
-    if _lib.gnpool_csr_from_index(_p(index), index.numel(), seg.size, _p(ptr), _p(perm)):
-        raise ValueError(f"index values must lie in [0, {seg.size})")
+    return csr_from_index(seg.index, seg.size)
+
+
+def csr_from_index(index: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """``(ptr, perm)`` of an int64 index in any order by a stable counting sort (O(E))."""
+    index = index.contiguous()
+    ptr = torch.empty(size + 1, dtype=torch.long)
+    perm = torch.empty(index.numel(), dtype=torch.long)
+    if _lib.gnpool_csr_from_index(_p(index), index.numel(), size, _p(ptr), _p(perm)):
+        raise ValueError(f"index values must lie in [0, {size})")
     return ptr, perm
 
 

@@ -71,6 +71,11 @@ class Segments:
         return self._sorted
 
     @property
+    def grouping_known(self) -> bool:
+        """Whether :attr:`is_sorted` is known without reading the index (no host sync)."""
+        return self._sorted is not None
+
+    @property
     def ptr(self) -> Tensor | None:
         """CSR boundaries ``[size + 1]`` when the elements are grouped, else ``None``."""
         if self._ptr is None and self.is_sorted:
@@ -86,3 +91,12 @@ class Segments:
     def csr_ptr(self) -> Tensor | None:
         """CSR boundaries over the elements reordered by :attr:`perm` (if any)."""
         return self._ptr
+
+
+def sort_csr(index: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """``(ptr, perm)`` of an index in any order with torch ops only (any device, traceable):
+    a stable sort, so the elements of a set keep their order, and the boundaries of the
+    sorted runs found by binary search (no atomics, so the result is deterministic)."""
+    sorted_index, perm = torch.sort(index, stable=True)
+    sets = torch.arange(size + 1, device=index.device, dtype=sorted_index.dtype)
+    return torch.searchsorted(sorted_index, sets), perm

@@ -1,0 +1,243 @@
+"""The torch.library operators (torch.ops.gnpool.*): opcheck, torch.compile without graph
+breaks, torch.export and TorchScript."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import random_sets, to_ptr
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
+from torch_geometric.nn import GraphConv
+
+from gnpool import AttSetsAggregation
+from gnpool.functional import attsets
+from gnpool.kernels import cpu, ops, triton_backend
+
+_TRITON_REASON = ("triton is not installed (pip install 'gnpool[triton]')"
+                  if not triton_backend.available else
+                  "no CUDA device and TRITON_INTERPRET is not set")
+_TRITON_OK = triton_backend.available and (torch.cuda.is_available()
+                                           or triton_backend.interpreting())
+OP_BACKENDS = [
+    pytest.param("cpu", marks=pytest.mark.skipif(not cpu.available,
+                                                 reason="fused CPU kernels not built")),
+    pytest.param("triton", marks=pytest.mark.skipif(not _TRITON_OK, reason=_TRITON_REASON)),
+    "native",
+]
+GNPOOL_OPS = {torch.ops.gnpool.attsets_forward.default, torch.ops.gnpool.attsets_backward.default,
+              torch.ops.gnpool.attsets_linear_forward.default,
+              torch.ops.gnpool.attsets_linear_backward.default, torch.ops.gnpool.csr.default}
+
+
+def _device(backend: str) -> str:
+    return "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+
+
+def _csr_case(device: str, unsorted: bool):
+    x, index = random_sets(11, 4, 5, seed=0, sort=not unsorted)
+    index[:2] = 3  # set 3 has at least two elements; with 5 sets of 11 some are empty
+    ptr, perm = torch.ops.gnpool.csr(index, 5)
+    return x.to(device), ptr.to(device), perm.to(device) if unsorted else None
+
+
+@pytest.mark.parametrize("backend", OP_BACKENDS)
+def test_opcheck_attsets_operators(backend):
+    device = _device(backend)
+    x, ptr, perm = _csr_case(device, unsorted=True)
+    scores = torch.randn(11, 5, dtype=torch.float64, device=device)
+    grad_x = x.clone().requires_grad_()
+    grad_scores = scores.clone().requires_grad_()
+    torch.library.opcheck(torch.ops.gnpool.attsets_forward.default,
+                          (grad_x, grad_scores, ptr, perm, 5, backend))
+    out, m, l = torch.ops.gnpool.attsets_forward(x, scores, ptr, perm, 5, backend)
+    upstream = torch.randn_like(out)
+    for need_x, need_scores in ((True, True), (False, True)):
+        torch.library.opcheck(torch.ops.gnpool.attsets_backward.default,
+                              (upstream, x, scores, ptr, perm, out, m, l, need_x, need_scores,
+                               backend))
+
+
+@pytest.mark.parametrize("backend", OP_BACKENDS)
+@pytest.mark.parametrize("shared, activation, with_bias", [(False, None, True),
+                                                           (True, "tanh", False)])
+def test_opcheck_attsets_linear_operators(backend, shared, activation, with_bias):
+    device = _device(backend)
+    x, ptr, perm = _csr_case(device, unsorted=not shared)
+    weight = torch.randn(1 if shared else 5, 5, dtype=torch.float64, device=device)
+    bias = torch.randn(weight.size(0), dtype=torch.float64, device=device) if with_bias else None
+    needs_grad = [t.clone().requires_grad_() if t is not None else None
+                  for t in (x, weight, bias)]
+    torch.library.opcheck(torch.ops.gnpool.attsets_linear_forward.default,
+                          (*needs_grad, activation, ptr, perm, 5, backend))
+    out, m, l = torch.ops.gnpool.attsets_linear_forward(x, weight, bias, activation, ptr, perm,
+                                                        5, backend)
+    torch.library.opcheck(torch.ops.gnpool.attsets_linear_backward.default,
+                          (torch.randn_like(out), x, weight, bias, activation, ptr, perm, out, m,
+                           l, True, True, backend))
+
+
+def test_opcheck_csr_and_its_result():
+    index = torch.tensor([3, 1, 3, 0, 1, 3, 0])
+    torch.library.opcheck(torch.ops.gnpool.csr.default, (index, 5))
+    ptr, perm = torch.ops.gnpool.csr(index, 5)
+    assert ptr.tolist() == [0, 2, 4, 4, 7, 7]
+    assert perm.tolist() == [3, 6, 1, 4, 0, 2, 5]  # stable: a set's elements keep their order
+
+
+def test_operator_backends_agree_with_each_other():
+    x, ptr, perm = _csr_case("cpu", unsorted=True)
+    scores = torch.randn(11, 5, dtype=torch.float64)
+    results = {}
+    for backend in ("native", "cpu", "auto") + (("triton",) if _TRITON_OK else ()):
+        if backend == "cpu" and not cpu.available:
+            continue
+        device = _device(backend)
+        out = torch.ops.gnpool.attsets_forward(x.to(device), scores.to(device), ptr.to(device),
+                                               perm.to(device), 5, backend)
+        results[backend] = [t.cpu() for t in out]
+    for name, got in results.items():
+        for a, b in zip(got, results["native"], strict=True):
+            torch.testing.assert_close(a, b, msg=name)
+
+
+def test_operator_rejects_unknown_or_unusable_backends(monkeypatch):
+    x, ptr, perm = _csr_case("cpu", unsorted=True)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        torch.ops.gnpool.attsets_forward(x, x, ptr, perm, 5, "scatter")
+    if triton_backend.available:
+        monkeypatch.setattr(triton_backend, "interpreting", lambda: False)
+        with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+            torch.ops.gnpool.attsets_forward(x, x, ptr, perm, 5, "triton")
+
+
+def test_traceable_backends_are_declared_per_operator():
+    assert ops.traceable("attsets", "cpu") and ops.traceable("attsets", "triton")
+    assert ops.traceable("gnp", "native") and not ops.traceable("gnp", "cpu")
+    assert not ops.traceable("attsets", "scatter")
+
+
+class _Capture:
+    """A torch.compile backend that keeps the forward and backward graphs AOTAutograd
+    traced and runs them as they are."""
+
+    def __init__(self):
+        self.forward, self.backward = [], []
+
+        def keep(graphs):
+            def compiler(gm, example_inputs):
+                graphs.append(gm)
+                return make_boxed_func(gm.forward)
+            return compiler
+
+        self.backend = aot_autograd(fw_compiler=keep(self.forward),
+                                    bw_compiler=keep(self.backward))
+
+    @staticmethod
+    def targets(graphs) -> set:
+        return {node.target for gm in graphs for node in gm.graph.nodes}
+
+
+@pytest.mark.parametrize("layout", ["unsorted", "ptr", "single"])
+@pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
+def test_compile_fullgraph_runs_the_operators_in_one_graph(layout):
+    x, index = random_sets(40, 5, 6, seed=1, dtype=torch.float32, sort=layout == "ptr")
+    kwargs = {"index": index, "dim_size": 5}
+    if layout == "ptr":
+        kwargs = {"ptr": to_ptr(index, 5)}
+    elif layout == "single":
+        kwargs = {"dim_size": 1}  # PyG's __call__ reads the index's maximum otherwise
+    aggr = AttSetsAggregation(6)
+    capture = _Capture()
+    compiled = torch.compile(aggr, fullgraph=True, backend=capture.backend)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = compiled(xa, **kwargs)
+    out.square().sum().backward()
+    grad_weight = aggr.score.weight.grad.clone()
+    aggr.score.weight.grad = None
+    ref = aggr(xb, **kwargs)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(grad_weight, aggr.score.weight.grad)
+    # One graph (fullgraph), with the fused forward in it and the fused backward in its
+    # backward graph.
+    assert len(capture.forward) == 1 and len(capture.backward) == 1
+    assert torch.ops.gnpool.attsets_linear_forward.default in capture.targets(capture.forward)
+    assert torch.ops.gnpool.attsets_linear_backward.default in capture.targets(capture.backward)
+
+
+@pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
+def test_compile_of_given_scores_has_no_graph_break():
+    x, index = random_sets(30, 4, 3, seed=2, dtype=torch.float32)
+    scores = torch.randn(30, 3)
+
+    def fn(x, scores, index):
+        return attsets(x, scores, index, dim_size=4).relu()
+
+    explained = torch._dynamo.explain(fn)(x, scores, index)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    targets = {node.target for node in explained.graphs[0].graph.nodes}
+    assert torch.ops.gnpool.attsets_forward in targets  # Dynamo records the overload packet
+
+
+def test_compile_of_a_graph_conv_matches_eager():
+    torch.manual_seed(3)
+    conv = GraphConv(8, 8, aggr=AttSetsAggregation(8))
+    x, edge_index = torch.randn(12, 8), torch.randint(0, 12, (2, 40))
+    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, edge_index), conv(x, edge_index))
+
+
+class _Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = GraphConv(6, 6, aggr=AttSetsAggregation(6))
+        self.readout = AttSetsAggregation(6, activation="tanh")
+
+    def forward(self, x, edge_index, batch):
+        return self.readout(self.conv(x, edge_index).relu(), batch, dim_size=2)
+
+
+@pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
+def test_export_records_gnpool_operators_and_runs():
+    torch.manual_seed(4)
+    model = _Model()
+    x, edge_index = torch.randn(10, 6), torch.randint(0, 10, (2, 30))
+    batch = torch.tensor([0] * 6 + [1] * 4)
+    exported = torch.export.export(model, (x, edge_index, batch))
+    targets = [node.target for node in exported.graph.nodes if node.op == "call_function"]
+    assert targets.count(torch.ops.gnpool.attsets_linear_forward.default) == 2
+    assert torch.ops.gnpool.csr.default in targets
+    torch.testing.assert_close(exported.module()(x, edge_index, batch),
+                               model(x, edge_index, batch))
+
+
+@pytest.mark.parametrize("per_channel, activation", [(True, None), (False, "tanh")])
+def test_scripted_aggregation_calls_the_operators(per_channel, activation):
+    torch.manual_seed(5)
+    aggr = AttSetsAggregation(5, activation=activation, per_channel=per_channel)
+    scripted = torch.jit.script(aggr)
+    assert "gnpool::attsets_linear_forward" in str(scripted.inlined_graph)
+    x, index = random_sets(25, 4, 5, seed=6, dtype=torch.float32)
+    for args in ((index, None, 4), (None, to_ptr(index.sort().values, 4), None),
+                 (None, None, None)):
+        torch.testing.assert_close(scripted(x, *args), aggr(x, *args))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    scripted(xa, index, None, 4).square().sum().backward()
+    grad_weight = aggr.score.weight.grad.clone()
+    aggr.score.weight.grad = None
+    aggr(xb, index, dim_size=4).square().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(grad_weight, aggr.score.weight.grad)
+    # Another rank and pooled dimension: given-scores operator after the scoring layer.
+    x3 = torch.randn(2, 7, 5)
+    sets = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    torch.testing.assert_close(scripted(x3, sets, None, 3, 1), aggr(x3, sets, dim_size=3, dim=1))
+
+
+def test_every_registered_operator_is_listed_here():
+    # A new operator must join GNPOOL_OPS and get an opcheck above.
+    registered = {name for name in torch._C._dispatch_get_all_op_names()
+                  if name.startswith("gnpool::")}
+    assert registered == {op.name() for op in GNPOOL_OPS}
