@@ -21,8 +21,20 @@ from ..models import DeepSets, MessageMLPGNN, gnp_parameters
 from .configs import PoolingConfig
 from .hparams import HParams
 
-# Exponent-like parameters of learnable poolings: they get pool_lr and no weight decay.
+# Exponent-like parameters of aggregations that do not list their pooling parameters in
+# ``pooling_parameter_names`` (GNP here, PyG's PowerMean and Softmax): they get pool_lr
+# and no weight decay.
 _EXPONENTS = {"p_logit", "p_neg_logit", "q", "q_neg", "p", "t"}
+
+
+def pooling_parameter_names(module: torch.nn.Module) -> frozenset[str]:
+    """Names of ``module``'s own parameters that are pooling parameters: those its class
+    lists in ``pooling_parameter_names`` (the baselines of :mod:`gnpool.baselines`), else,
+    for an :class:`Aggregation`, the exponent-like names above."""
+    names = getattr(type(module), "pooling_parameter_names", None)
+    if names is not None:
+        return frozenset(names)
+    return frozenset(_EXPONENTS) if isinstance(module, Aggregation) else frozenset()
 
 
 def pooling_kwargs(name: str | None, base: dict[str, Any], hp: HParams,
@@ -80,13 +92,13 @@ def build_model(info: TaskInfo, config: PoolingConfig, hp: HParams) -> torch.nn.
 
 
 def make_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer:
-    """Adam; pooling exponents in their own group (``pool_lr``, no weight decay)."""
+    """Adam; pooling parameters (:func:`pooling_parameter_names`) in their own group
+    (``pool_lr``, no weight decay)."""
     pool, rest = [], []
     for module in model.modules():
-        own = list(module.named_parameters(recurse=False))
-        for name, param in own:
-            is_exp = isinstance(module, Aggregation) and name in _EXPONENTS
-            (pool if is_exp else rest).append(param)
+        names = pooling_parameter_names(module)
+        for name, param in module.named_parameters(recurse=False):
+            (pool if name in names else rest).append(param)
     groups = [{"params": rest}]
     if pool:
         groups.append({"params": pool, "weight_decay": 0.0,

@@ -1,0 +1,185 @@
+"""LAF, learnable aggregation functions (Pellegrini et al., IJCAI 2021), as a PyG aggregation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch_geometric.nn.aggr import Aggregation
+
+from ._sets import check_channels, per_set, restore, segment_sum, set_rows
+
+#: The aggregators of Table 1 of the paper as (a, b, c, d, e, f, g, h) and
+#: (alpha, beta, gamma, delta); the paper's unused ("-") terms get exponents 0 and weight 0.
+#: ``r`` and ``s`` are the exponents that tend to infinity, ``k`` and ``l`` the moment's
+#: order and power, ``kappa`` the constant.
+TABLE = {
+    "constant": lambda r, s, k, l, kappa: ((0, 1, 0, 0, 0, 1, 0, 0), (kappa, 0, 1, 0)),
+    "max": lambda r, s, k, l, kappa: ((1 / r, r, 0, 0, 0, 1, 0, 0), (1, 0, 1, 0)),
+    "min": lambda r, s, k, l, kappa: ((0, 1, 1 / r, r, 0, 1, 0, 0), (1, -1, 1, 0)),
+    "sum": lambda r, s, k, l, kappa: ((1, 1, 0, 0, 0, 1, 0, 0), (1, 0, 1, 0)),
+    "count": lambda r, s, k, l, kappa: ((1, 0, 0, 0, 0, 1, 0, 0), (1, 0, 1, 0)),
+    "mean": lambda r, s, k, l, kappa: ((1, 1, 0, 0, 1, 0, 0, 0), (1, 0, 1, 0)),
+    "moment": lambda r, s, k, l, kappa: ((1, k, 0, 0, 1, 0, 0, 0), (1, 0, 1, 0)),
+    "power_moment": lambda r, s, k, l, kappa: ((l, k, 0, 0, l, 0, 0, 0), (1, 0, 1, 0)),
+    "min_over_max": lambda r, s, k, l, kappa: ((0, 1, 1 / r, r, 1 / s, s, 0, 0),
+                                               (1, -1, 1, 0)),
+    "max_over_min": lambda r, s, k, l, kappa: ((1 / r, r, 0, 0, 0, 1, 1 / s, s),
+                                               (1, 0, 1, -1)),
+}
+
+
+class LAFAggregation(Aggregation):
+    r"""LAF: a learnable ratio of sums of powers (Pellegrini, Tibo, Frasconi, Passerini and
+    Jaeger, "Learning Aggregation Functions", IJCAI 2021, Section 3).
+
+    .. math::
+        L_{a,b}(X) = \Big(\sum_{x \in X} x^b\Big)^a, \qquad
+        \mathrm{LAF}(X) = \frac{\alpha L_{a,b}(X) + \beta L_{c,d}(1 - X)}
+                               {\gamma L_{e,f}(X) + \delta L_{g,h}(1 - X)}
+
+    over ``X = sigmoid(x)``, so every element lies in (0, 1), as in the paper. One *unit*
+    has eight exponents ``a..h`` and four weights ``alpha..delta``; with the values of
+    Table 1 of the paper (:attr:`TABLE`, :meth:`from_pooling`) a unit computes sum, count,
+    mean, moments, max, min, their ratios or a constant.
+
+    Layout (the paper's LAF layer): ``units`` units, each applied to every channel with
+    the same 12 parameters (parameters are shared across channels, not across units).
+    The units of a channel are concatenated, channel-major (channel ``c``, unit ``u`` at
+    ``c * units + u``), giving ``in_channels * units`` features; the paper's models follow
+    the layer with a dense layer, which ``project=True`` adds as
+    ``Linear(in_channels * units, in_channels)`` so the module keeps the width of its
+    input (``units=1`` needs no projection and has none).
+
+    Parameterisation and safeguards:
+
+    - exponents: ``a..h = |theta|`` of a free parameter: never negative, every value
+      including the exactly-0 entries of Table 1 reachable, gradient of magnitude
+      ``|dL/da|`` everywhere but at exactly 0 (where ``abs`` has gradient 0);
+    - weights: unconstrained (Table 1 needs negative ones);
+    - sums of powers as ``sum_i exp(b * log x_i)`` with ``log x = logsigmoid(x)`` and
+      ``log(1 - x) = logsigmoid(-x)``: exact for inputs whose sigmoid rounds to 0 or 1,
+      ``x^0 = 1`` for every element (so ``L_{1,0}`` is the set size); a sum is floored at
+      the dtype's smallest normal number before its logarithm (only reached when every
+      term underflows);
+    - the four terms are scaled by their largest magnitude before they are combined, so
+      ``L`` values beyond the dtype's range still give finite ratios;
+    - denominator: where ``|gamma L + delta L| < eps`` it is replaced by ``eps`` with its
+      sign (``+eps`` for 0), and that replacement carries no gradient.
+
+    Initialisation: exponents and weights uniform in [0, 1) (the paper restarts from random
+    values; non-negative weights keep every denominator positive at the start); the
+    projection is PyTorch's default ``Linear``.
+
+    Args:
+        in_channels: features ``F`` of ``x`` (its last dimension).
+        units: LAF units per channel.
+        project: map the ``F * units`` unit outputs back to ``F`` with a ``Linear`` layer
+            (only when ``units > 1``); ``False`` returns them as they are.
+        eps: smallest magnitude of a denominator.
+
+    Shapes: ``x`` is ``[..., E, ..., F]`` with the elements along ``dim`` (not the last
+    dimension); the output has ``dim_size`` sets along ``dim`` and ``F`` (or
+    ``F * units`` without projection) features. fp16/bf16 inputs are computed in float32.
+    An empty set pools to 0.
+
+    Raises:
+        ValueError: a non-positive ``in_channels`` or ``units``, ``eps <= 0``, ``x`` without
+            ``in_channels`` features, or a bad ``dim``/``index``/``ptr``/``dim_size``.
+        TypeError: ``x`` is not a floating-point tensor.
+    """
+
+    #: The parameters an optimiser should treat as pooling parameters.
+    pooling_parameter_names = ("exponents", "weights")
+    TABLE = TABLE
+
+    def __init__(self, in_channels: int, units: int = 1, project: bool = True,
+                 eps: float = 1e-7) -> None:
+        super().__init__()
+        for arg, value in (("in_channels", in_channels), ("units", units)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"eps must be a positive finite float, got {eps!r}")
+        self.in_channels, self.units, self.eps = in_channels, units, float(eps)
+        self.exponents = torch.nn.Parameter(torch.empty(units, 8))
+        self.weights = torch.nn.Parameter(torch.empty(units, 4))
+        self.project = (torch.nn.Linear(in_channels * units, in_channels)
+                        if project and units > 1 else None)
+        #: Features of the output.
+        self.out_channels = in_channels if project or units == 1 else in_channels * units
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.exponents.uniform_(0.0, 1.0)
+            self.weights.uniform_(0.0, 1.0)
+        if self.project is not None:
+            self.project.reset_parameters()
+
+    @classmethod
+    def from_pooling(cls, name: str, in_channels: int, units: int = 1, *, r: float = 100.0,
+                     s: float | None = None, k: float = 2.0, l: float = 1.0,
+                     kappa: float = 1.0, **kwargs) -> LAFAggregation:
+        """A LAF whose units all start at one aggregator of Table 1 of the paper.
+
+        ``name`` is a key of :attr:`TABLE`. Max, min and their ratios are limits for
+        ``r`` (and ``s``, default ``r``) to infinity: with ``n`` elements a finite ``r``
+        overestimates ``max`` by at most a factor ``n^(1/r)`` (and ``1 - min`` likewise).
+        ``k`` and ``l`` are the order and power of a moment, ``kappa`` the constant.
+        """
+        if name not in TABLE:
+            raise ValueError(f"name must be one of {sorted(TABLE)}, got {name!r}")
+        for arg, value in (("r", r), ("s", r if s is None else s)):
+            if not value > 0:
+                raise ValueError(f"{arg} must be positive, got {value!r}")
+        exps, weights = TABLE[name](r, r if s is None else s, k, l, kappa)
+        module = cls(in_channels, units, **kwargs)
+        with torch.no_grad():
+            module.exponents.copy_(torch.tensor(exps, dtype=torch.float64).expand(units, 8))
+            module.weights.copy_(torch.tensor(weights, dtype=torch.float64).expand(units, 4))
+        return module
+
+    def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
+                dim_size: int | None = None, dim: int = -2) -> Tensor:
+        check_channels(x, self.in_channels)
+        rows, seg, d = set_rows(x, index, ptr, dim_size, dim, type(self).__name__)
+        dtype = rows.dtype
+        logs = (torch.nn.functional.logsigmoid(rows), torch.nn.functional.logsigmoid(-rows))
+        exps = self.exponents.to(dtype).abs()
+        tiny = torch.finfo(dtype).tiny
+        terms = []
+        # One [elements, *rest] temporary at a time: the (unit, term) grid would multiply
+        # the memory of x by 4 * units.
+        for u in range(self.units):
+            for t in range(4):
+                total = segment_sum(torch.exp(exps[u, 2 * t + 1] * logs[t % 2]), seg)
+                terms.append(exps[u, 2 * t] * torch.log(total.clamp_min(tiny)))
+        log_l = torch.stack(terms, -1).unflatten(-1, (self.units, 4))   # [S, *rest, U, 4]
+        out = _ratio(log_l, self.weights.to(dtype), self.eps)          # [S, *rest, U]
+        out = torch.where(per_set(seg.count, out) > 0, out, torch.zeros_like(out))
+        out = out.flatten(-2)
+        if self.project is not None:
+            out = self.project(out.to(self.project.weight.dtype)).to(dtype)
+        return restore(out, d, x.dtype)
+
+    def __repr__(self) -> str:
+        extra = "" if self.project is None else ", project=True"
+        return f"{self.__class__.__name__}({self.in_channels}, units={self.units}{extra})"
+
+
+def _ratio(log_l: Tensor, weights: Tensor, eps: float) -> Tensor:
+    """``(w0 L0 + w1 L1) / (w2 L2 + w3 L3)`` from ``log L`` (last dimension 4), scaled by
+    the largest weighted term so that no ``L`` is ever formed on its own."""
+    with torch.no_grad():
+        # The ratio does not depend on the scale, except through the eps floor below.
+        scale = (log_l + weights.abs().log()).amax(-1, keepdim=True)
+        scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
+    terms = weights * torch.exp(log_l - scale)
+    num = terms[..., 0] + terms[..., 1]
+    den = terms[..., 2] + terms[..., 3]
+    floor = eps * torch.exp(-scale.squeeze(-1))
+    signed = torch.where(den >= 0, floor, -floor)
+    den = torch.where(den.abs() >= floor, den, signed)
+    return num / den
