@@ -125,9 +125,9 @@ def monotone_inverse(y: Tensor, slope: Tensor, weight: Tensor, scale: Tensor, sh
     """``f^{-1}(y)`` for :func:`monotone`'s ``f``, differentiable in ``y`` and the parameters.
 
     The root is found without gradient by bisection on the exact bracket
-    ``[(y - W) / c, (y + W) / c]`` (``iterations`` halvings: 64 in float64, 32 otherwise,
-    which reach the dtype's resolution for brackets up to about ``2^10`` wide relative
-    to the root), then one Newton step ``x = x0 - (f(x0) - y) / f'(x0)`` is taken with
+    ``[(y - W) / c, (y + W) / c]`` (``iterations`` halvings: 64 in float64, 32 otherwise),
+    then one Newton step ``x = x0 - (f(x0) - y) / f'(x0)``, which roughly squares the
+    remaining relative error, is taken with
     ``f(x0)`` and ``y`` in the graph and ``f'(x0)`` held constant. Its value refines the
     root; its gradient is the implicit-function one: ``dx/dy = 1 / f'(x)`` and
     ``dx/dtheta = -(df/dtheta)(x) / f'(x)``.

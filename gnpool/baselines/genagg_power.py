@@ -34,8 +34,10 @@ _SMALL_P = 1e-3
 def fold(p_prime: Tensor) -> Tensor:
     """``p'`` folded into [-2, 2] by a triangle wave of period 8 (the identity on
     [-2, 2]): every real ``p'`` is valid and its gradient is never 0, where a clamp at
-    ``+-2`` would freeze a parameter that crossed it."""
-    return 2 - torch.abs(torch.remainder(p_prime + 2, 8) - 4)
+    ``+-2`` would freeze a parameter that crossed it. At the turning points ``+-2``
+    (exact max and min) the gradient is that of the identity side."""
+    r = torch.remainder(p_prime + 2, 8)
+    return torch.where(r <= 4, r - 2, 6 - r)
 
 
 class Exponent(NamedTuple):

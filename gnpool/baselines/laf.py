@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
-from ._sets import check_channels, per_set, restore, segment_sum, set_rows
+from ._sets import check_channels, per_set, restore, segment_extreme, segment_sum, set_rows
 
 #: The aggregators of Table 1 of the paper as (a, b, c, d, e, f, g, h) and
 #: (alpha, beta, gamma, delta); the paper's unused ("-") terms get exponents 0 and weight 0.
@@ -58,11 +58,12 @@ class LAFAggregation(Aggregation):
       including the exactly-0 entries of Table 1 reachable, gradient of magnitude
       ``|dL/da|`` everywhere but at exactly 0 (where ``abs`` has gradient 0);
     - weights: unconstrained (Table 1 needs negative ones);
-    - sums of powers as ``sum_i exp(b * log x_i)`` with ``log x = logsigmoid(x)`` and
+    - powers as ``exp(b * log x)`` with ``log x = logsigmoid(x)`` and
       ``log(1 - x) = logsigmoid(-x)``: exact for inputs whose sigmoid rounds to 0 or 1,
-      ``x^0 = 1`` for every element (so ``L_{1,0}`` is the set size); a sum is floored at
-      the dtype's smallest normal number before its logarithm (only reached when every
-      term underflows);
+      and ``x^0 = 1`` for every element (so ``L_{1,0}`` is the set size);
+    - every sum of powers taken relative to the set's largest ``x`` (or ``1 - x``):
+      ``sum_i x_i^b = x_max^b sum_i (x_i / x_max)^b``, kept as a logarithm, so that
+      large exponents (``b = r`` for max) never underflow to a zero sum;
     - the four terms are scaled by their largest magnitude before they are combined, so
       ``L`` values beyond the dtype's range still give finite ratios;
     - denominator: where ``|gamma L + delta L| < eps`` it is replaced by ``eps`` with its
@@ -122,7 +123,16 @@ class LAFAggregation(Aggregation):
     def from_pooling(cls, name: str, in_channels: int, units: int = 1, *, r: float = 100.0,
                      s: float | None = None, k: float = 2.0, l: float = 1.0,
                      kappa: float = 1.0, **kwargs) -> LAFAggregation:
-        """A LAF whose units all start at one aggregator of Table 1 of the paper.
+        """A LAF whose units all start at one aggregator of Table 1 of the paper (see
+        :meth:`init_pooling`); ``kwargs`` go to the constructor."""
+        return cls(in_channels, units, **kwargs).init_pooling(name, r=r, s=s, k=k, l=l,
+                                                              kappa=kappa)
+
+    @torch.no_grad()
+    def init_pooling(self, name: str, *, r: float = 100.0, s: float | None = None,
+                     k: float = 2.0, l: float = 1.0, kappa: float = 1.0) -> LAFAggregation:
+        """Set every unit to one aggregator of Table 1 of the paper, in the parameters'
+        current dtype; returns the module.
 
         ``name`` is a key of :attr:`TABLE`. Max, min and their ratios are limits for
         ``r`` (and ``s``, default ``r``) to infinity: with ``n`` elements a finite ``r``
@@ -131,37 +141,50 @@ class LAFAggregation(Aggregation):
         """
         if name not in TABLE:
             raise ValueError(f"name must be one of {sorted(TABLE)}, got {name!r}")
-        for arg, value in (("r", r), ("s", r if s is None else s)):
+        s = r if s is None else s
+        for arg, value in (("r", r), ("s", s)):
             if not value > 0:
                 raise ValueError(f"{arg} must be positive, got {value!r}")
-        exps, weights = TABLE[name](r, r if s is None else s, k, l, kappa)
-        module = cls(in_channels, units, **kwargs)
-        with torch.no_grad():
-            module.exponents.copy_(torch.tensor(exps, dtype=torch.float64).expand(units, 8))
-            module.weights.copy_(torch.tensor(weights, dtype=torch.float64).expand(units, 4))
-        return module
+        exps, weights = TABLE[name](r, s, k, l, kappa)
+        self.exponents.copy_(torch.tensor(exps, dtype=torch.float64).expand(self.units, 8))
+        self.weights.copy_(torch.tensor(weights, dtype=torch.float64).expand(self.units, 4))
+        return self
 
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None, dim: int = -2) -> Tensor:
         check_channels(x, self.in_channels)
         rows, seg, d = set_rows(x, index, ptr, dim_size, dim, type(self).__name__)
         dtype = rows.dtype
-        logs = (torch.nn.functional.logsigmoid(rows), torch.nn.functional.logsigmoid(-rows))
+        live = per_set(seg.count, rows) > 0
+        # log x and log(1 - x) relative to their largest value in the set: each power
+        # x_i^b = x_max^b * exp(b * (log x_i - log x_max)) of the sum below is at most 1 and
+        # the largest is exactly 1, so no sum underflows (b >= 0). The shift cancels in
+        # value and gradient, so it is taken without gradient.
+        bases, tops = [], []
+        for log_x in (torch.nn.functional.logsigmoid(rows),
+                      torch.nn.functional.logsigmoid(-rows)):
+            with torch.no_grad():
+                top = segment_extreme(log_x, seg, "amax")
+            bases.append(log_x - top[seg.index])
+            tops.append(top)
         exps = self.exponents.to(dtype).abs()
-        tiny = torch.finfo(dtype).tiny
         terms = []
         # One [elements, *rest] temporary at a time: the (unit, term) grid would multiply
         # the memory of x by 4 * units.
         for u in range(self.units):
             for t in range(4):
-                total = segment_sum(torch.exp(exps[u, 2 * t + 1] * logs[t % 2]), seg)
-                terms.append(exps[u, 2 * t] * torch.log(total.clamp_min(tiny)))
+                outer, inner = exps[u, 2 * t], exps[u, 2 * t + 1]
+                total = segment_sum(torch.exp(inner * bases[t % 2]), seg)
+                total = torch.where(live, total, torch.ones_like(total))   # >= 1 when live
+                terms.append(outer * (inner * tops[t % 2] + torch.log(total)))
         log_l = torch.stack(terms, -1).unflatten(-1, (self.units, 4))   # [S, *rest, U, 4]
         out = _ratio(log_l, self.weights.to(dtype), self.eps)          # [S, *rest, U]
-        out = torch.where(per_set(seg.count, out) > 0, out, torch.zeros_like(out))
+        out = torch.where(live.unsqueeze(-1), out, torch.zeros_like(out))
         out = out.flatten(-2)
         if self.project is not None:
             out = self.project(out.to(self.project.weight.dtype)).to(dtype)
+            # Empty sets pool to 0 after the projection too (not to its bias).
+            out = torch.where(live, out, torch.zeros_like(out))
         return restore(out, d, x.dtype)
 
     def __repr__(self) -> str:
