@@ -204,7 +204,7 @@ def test_extreme_inputs_give_finite_outputs_and_gradients():
 
 def test_gradcheck_float64():
     torch.manual_seed(1)
-    x, index = random_sets(12, 3, 2, seed=6)
+    x, index = random_sets(8, 3, 2, seed=6)
     module = LAFAggregation(2, units=2, project=False).double()
     with torch.no_grad():
         module.exponents.uniform_(0.2, 1.5)         # away from |theta| = 0

@@ -21,8 +21,7 @@ _MIN_SLOPE = 1e-3
 
 class GenAggAggregation(Aggregation):
     r"""GenAgg: a generalised f-mean with a learned invertible ``f`` (Kortvelesy, Morad and
-    Prorok, "Generalised f-Mean Aggregation for Graph Neural Networks", NeurIPS 2023,
-    Section 3).
+    Prorok, "Generalised f-Mean Aggregation for Graph Neural Networks", NeurIPS 2023).
 
     .. math::
         \mathrm{GenAgg}(X) = f^{-1}\Big(n^{\alpha - 1} \sum_{x_i \in X}

@@ -66,9 +66,8 @@ def exponent(p_prime: Tensor) -> Exponent:
 
 class GenAggPowerAggregation(Aggregation):
     r"""A size-scaled power mean with an exponent that reaches ``+-inf`` at finite
-    parameter values: the parametric form of GenAgg (Kortvelesy, Morad and Prorok,
-    "Generalised f-Mean Aggregation for Graph Neural Networks", NeurIPS 2023) released
-    before its learned-``f`` form.
+    parameter values: an earlier released, parametric form of GenAgg (Kortvelesy, Morad
+    and Prorok, "Generalised f-Mean Aggregation for Graph Neural Networks", NeurIPS 2023).
 
     .. math::
         \mathrm{out}(X) = n^{\alpha} \Big(\frac{1}{n} \sum_{x \in X} x^p\Big)^{1/p}, \qquad
@@ -82,12 +81,14 @@ class GenAggPowerAggregation(Aggregation):
     Computed in a scaled log form, per set and channel, with ``s`` the largest (``p > 0``)
     or smallest (``p < 0``) ``log x``:
     ``log out = alpha log n + s + (1/p) log1p(mean(expm1(p (log x - s))))``. Every term
-    of the mean lies in [-1, 0], so nothing overflows for any ``p``, small ``|p|`` keeps
-    full precision, and ``1/p = 0`` gives ``s`` exactly. A zero element contributes
-    ``x^p = 0`` for ``p > 0`` and makes the output 0 for ``p < 0`` (the limit); an
-    all-zero or empty set pools to 0. The gradient with respect to an input that is
-    exactly 0 is taken as 0 (ReLU outputs, the benchmark's inputs, pass no gradient
-    there anyway).
+    of the mean lies in [-1, 0], so nothing overflows for any ``p``, and ``1/p = 0``
+    gives ``s`` exactly. For ``|p| < 1e-3`` the cumulant expansion
+    ``log M_p = k1 + k2 p / 2 + k3 p^2 / 6`` of ``log x`` takes over (the geometric mean
+    exactly at ``p = 0``, and a gradient in ``p`` that the division by ``p`` would lose).
+    A zero element contributes ``x^p = 0`` for ``p > 0`` and makes the output 0 for
+    ``p < 0`` and ``|p| < 1e-3`` (the limits); an all-zero or empty set pools to 0. The
+    gradient with respect to an input that is exactly 0 is taken as 0 (ReLU outputs, the
+    benchmark's inputs, pass no gradient there anyway).
 
     Args:
         channels: 1 shares ``p'`` and ``alpha`` across channels; ``F`` gives each of the

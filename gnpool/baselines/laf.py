@@ -32,7 +32,7 @@ TABLE = {
 
 class LAFAggregation(Aggregation):
     r"""LAF: a learnable ratio of sums of powers (Pellegrini, Tibo, Frasconi, Passerini and
-    Jaeger, "Learning Aggregation Functions", IJCAI 2021, Section 3).
+    Jaeger, "Learning Aggregation Functions", IJCAI 2021).
 
     .. math::
         L_{a,b}(X) = \Big(\sum_{x \in X} x^b\Big)^a, \qquad
