@@ -10,6 +10,9 @@ from torch_geometric.nn.aggr import Aggregation
 
 from ._sets import check_channels, per_set, restore, segment_extreme, segment_sum, set_rows
 
+# Elements of the largest temporary of powers (about 128 MB in float32).
+_CHUNK_ELEMENTS = 1 << 25
+
 #: The aggregators of Table 1 of the paper as (a, b, c, d, e, f, g, h) and
 #: (alpha, beta, gamma, delta); the paper's unused ("-") terms get exponents 0 and weight 0.
 #: ``r`` and ``s`` are the exponents that tend to infinity, ``k`` and ``l`` the moment's
@@ -167,17 +170,22 @@ class LAFAggregation(Aggregation):
                 top = segment_extreme(log_x, seg, "amax")
             bases.append(log_x - top[seg.index])
             tops.append(top)
-        exps = self.exponents.to(dtype).abs()
-        terms = []
-        # One [elements, *rest] temporary at a time: the (unit, term) grid would multiply
-        # the memory of x by 4 * units.
-        for u in range(self.units):
-            for t in range(4):
-                outer, inner = exps[u, 2 * t], exps[u, 2 * t + 1]
-                total = segment_sum(torch.exp(inner * bases[t % 2]), seg)
-                total = torch.where(live, total, torch.ones_like(total))   # >= 1 when live
-                terms.append(outer * (inner * tops[t % 2] + torch.log(total)))
-        log_l = torch.stack(terms, -1).unflatten(-1, (self.units, 4))   # [S, *rest, U, 4]
+        # Terms 0 and 2 are powers of x, terms 1 and 3 powers of 1 - x.
+        base = torch.stack([bases[0], bases[1], bases[0], bases[1]], -1)   # [E, *rest, 4]
+        top = torch.stack([tops[0], tops[1], tops[0], tops[1]], -1)        # [S, *rest, 4]
+        exps = self.exponents.to(dtype).abs().view(self.units, 4, 2)
+        outer, inner = exps[..., 0], exps[..., 1]                          # [U, 4] each
+        # Units in chunks: one [elements, *rest, chunk, 4] tensor of powers at a time
+        # bounds the memory of a large batch, and wide rows keep the per-set sums fast.
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, base.numel()))
+        parts = []
+        for lo in range(0, self.units, chunk):
+            b = inner[lo:lo + chunk]
+            powers = torch.exp(base.unsqueeze(-2) * b)                       # [E, ..., k, 4]
+            total = segment_sum(powers.flatten(1), seg).view(-1, *powers.shape[1:])
+            total = torch.where(live[..., None, None], total, torch.ones_like(total))
+            parts.append(outer[lo:lo + chunk] * (b * top.unsqueeze(-2) + torch.log(total)))
+        log_l = torch.cat(parts, -2)                                      # [S, *rest, U, 4]
         out = _ratio(log_l, self.weights.to(dtype), self.eps)          # [S, *rest, U]
         out = torch.where(live.unsqueeze(-1), out, torch.zeros_like(out))
         out = out.flatten(-2)
