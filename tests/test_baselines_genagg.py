@@ -249,3 +249,26 @@ def test_resolves_by_name_in_models():
     assert gnn(x, edge_index).shape == (1, 1)
     assert set(GenAggAggregation.pooling_parameter_names) == {
         n for n, _ in GenAggAggregation(2).named_parameters()}
+
+
+def test_copies_state_dicts_and_pickles_compute_the_same():
+    import copy
+    import pickle
+
+    from gnpool.baselines import GenAggPowerAggregation, LAFAggregation
+
+    x, index = random_sets(20, 3, 4, seed=11)
+    x = x.abs()
+    for make in (lambda: learned(channels=4, seed=12), lambda: genagg(Power(3.0), 0.5, 0.2),
+                 lambda: LAFAggregation(4, units=3).double(),
+                 lambda: GenAggPowerAggregation(4, p=[0.5, 2.0, -1.0, math.inf]).double()):
+        module = make()
+        expected = module(x, index, dim_size=3)
+        for other in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+            torch.testing.assert_close(other(x, index, dim_size=3), expected)
+        fresh = make()
+        with torch.no_grad():
+            for p in fresh.parameters():
+                p.add_(0.5)
+        fresh.load_state_dict(module.state_dict())
+        torch.testing.assert_close(fresh(x, index, dim_size=3), expected)
