@@ -35,7 +35,10 @@ def test_gnp_settings_reach_only_what_they_concern():
     specs = plan(get_profile("quick"), tasks=["max_degree"])
     by = {s.config.name: s.hparams for s in specs}
     assert by["gnp"].pool_lr == 5 * by["gnp"].lr == 0.05
+    # The baselines' pooling parameters get GNP's treatment; PyG's and fixed ones do not.
+    assert by["laf"].pool_lr == by["genagg"].pool_lr == 0.05
     assert by["powermean"].pool_lr is None and by["sum-max"].pool_lr is None
+    assert by["deepsets"].pool_lr is None
     assert by["gnp"].gnp_p_spread == 50.0 and by["gnp"].gnp_negative_share == 0.25
     paper = plan(get_profile("paper"), tasks=["shortest_path"], configs=["gnp"], seeds=[0])
     assert paper[0].hparams.pool_lr == 5 * 0.005

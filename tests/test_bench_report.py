@@ -32,6 +32,8 @@ def fake_rows() -> list[dict]:
         add("max_degree", "sum-sum", True, 40.0 * scale, seed)
         add("max_degree", "gnp", False, 5.0 * scale, seed, gnp=gnp_params)
         add("max_degree", "softmax", False, 30.0, seed)
+        add("max_degree", "laf", False, 8.0 + seed, seed)
+        add("max_degree", "variancepreserving", False, 3.0, seed)
         add("set_l2", "sum", True, 20.0, seed)
         add("set_l2", "max", True, 10.0, seed)
         add("set_l2", "gnp", False, 30.0, seed, gnp=[{"name": "pooling", "p": [2.0],
@@ -59,16 +61,21 @@ def test_best_fixed_is_marked_and_gnp_ratio_given():
     cells = collect(fake_rows())
     text = render_markdown(cells, "T")
     summary = text.split("## Summary")[1].split("\n## ")[0]
+    assert ("| task | known-good | best fixed (extrap) | GNP | AttSets | PowerMean | Softmax "
+            "| LAF | GenAgg | DeepSets | SetTransformer | VPA | GNP / best fixed |") in summary
     assert ("| `max_degree` | sum-max | sum-max: 4.4 ± 0.57 | 5.5 ± 0.71 | - | - | 30 ± 0 "
-            "| 1.25x |") in summary
-    assert ("| `set_l2` | none exact | max: 10 ± 0 | 30 ± 0 | - | - | - "
+            "| 8.5 ± 0.71 | - | - | - | 3 ± 0 | 1.25x |") in summary
+    assert ("| `set_l2` | none exact | max: 10 ± 0 | 30 ± 0 | - | - | - | - | - | - | - | - "
             "| 3.00x (over 1.5x) |") in summary
     assert "| **`sum-max`** (best fixed) (known-good) | 1 ± 0 | 4.4 ± 0.57 | 2 |" in text
     assert "| **`max`** (best fixed) | 1 ± 0 | 10 ± 0 | 2 |" in text
     assert "| `attsets` | - | - | 0, 1 failed |" in text
-    # Fixed configurations first, then GNP, AttSets, PowerMean, Softmax.
+    # Fixed configurations first, then GNP, AttSets, PowerMean, Softmax, the baselines;
+    # a parameter-free set aggregation (VPA) is not a fixed configuration.
     section = text.split("## `max_degree`")[1]
-    assert section.index("`sum-sum`") < section.index("`gnp`") < section.index("`softmax`")
+    assert (section.index("`sum-sum`") < section.index("`gnp`") < section.index("`softmax`")
+            < section.index("`laf`") < section.index("`variancepreserving`"))
+    assert "**`sum-max`** (best fixed)" in section
 
 
 def test_write_report_renders_markdown_and_pngs(tmp_path):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from gnpool.bench import runner
-from gnpool.bench.configs import PoolingConfig
+from gnpool.bench.configs import LAF_UNITS, PoolingConfig
 from gnpool.bench.db import RunDB
-from gnpool.bench.profiles import get_profile
+from gnpool.bench.profiles import Profile, get_profile
 from gnpool.bench.runner import plan, run_grid
 
 SMOKE = get_profile("smoke")
@@ -104,3 +105,25 @@ def test_plan_filters_and_keys(data_root):
         plan(SMOKE, configs=["nope"])
     with pytest.raises(ValueError, match="workers must be a positive int"):
         run_grid(specs, "unused.sqlite", workers=0)
+
+
+def test_baseline_configurations_run_through_the_grid(tmp_path, data_root):
+    # The smoke profile's tasks and sizes with the baselines' configurations instead.
+    baselines = ("laf", "genagg", "deepsets", "settransformer", "variancepreserving")
+    tiny = Profile("tiny", "the baselines on the smoke profile's data",
+                   tasks=tuple(replace(tp, configs=baselines) for tp in SMOKE.tasks))
+    specs = plan(tiny, data_root=data_root)
+    assert len(specs) == 10
+    summary = run_grid(specs, tmp_path / "runs.sqlite", progress=False)
+    assert (summary.finished, summary.failed) == (10, 0), summary.failures
+    with RunDB(tmp_path / "runs.sqlite") as db:
+        rows = db.rows()
+    assert {(r["task"], r["config"]) for r in rows} == {
+        (t, c) for t in ("max_degree", "set_max") for c in baselines}
+    for row in rows:
+        assert all(math.isfinite(row[k]) for k in ("mape_val", "mape_interp", "mape_extrap"))
+    laf = next(r for r in rows if r["task"] == "max_degree" and r["config"] == "laf")
+    assert laf["config_def"]["aggr"] == "laf" and laf["config_def"]["aggr_kwargs"] == {
+        "units": LAF_UNITS}
+    ds = next(r for r in rows if r["task"] == "max_degree" and r["config"] == "deepsets")
+    assert (ds["config_def"]["aggr"], ds["config_def"]["readout"]) == ("sum", "deepsets")

@@ -81,6 +81,22 @@ def test_pooling_exponents_get_their_own_group():
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == total
 
 
+@pytest.mark.parametrize("name, per_module", [("laf", 2), ("genagg", 6)])
+def test_baseline_pooling_parameters_get_the_pool_group(name, per_module):
+    info = task_info("max_degree")
+    config = {c.name: c for c in default_configs("graph", "sum")}[name]
+    model = build_model(info, config, HParams(hidden=8, layers=2))
+    rest, pool = make_optimizer(model, HParams(lr=0.01, pool_lr=0.1)).param_groups
+    assert pool["lr"] == 0.1 and pool["weight_decay"] == 0.0
+    modules = [m for m in model.modules() if type(m).__name__.lower().startswith(name)]
+    assert len(modules) == 3                             # 2 layers + readout
+    expected = {id(getattr(m, n)) for m in modules for n in m.pooling_parameter_names
+                if getattr(m, n) is not None}
+    assert {id(p) for p in pool["params"]} == expected and len(expected) == 3 * per_module
+    # LAF's projection back to the hidden width is an ordinary layer.
+    assert all(id(p) not in expected for p in rest["params"])
+
+
 def test_node_outputs_are_masked_and_sized():
     torch.manual_seed(0)
     g = Data(x=torch.rand(4, 1), edge_index=torch.tensor([[0, 1, 1, 2, 2, 3],

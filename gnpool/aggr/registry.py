@@ -6,13 +6,16 @@ import torch_geometric.nn.aggr as pyg_aggr
 
 
 def _aggregations() -> list[type]:
+    from ..baselines import GenAggAggregation, GenAggPowerAggregation, LAFAggregation
     from .attsets import AttSetsAggregation
     from .gnp import GNPAggregation
-    return [GNPAggregation, AttSetsAggregation]
+    return [GNPAggregation, AttSetsAggregation, LAFAggregation, GenAggAggregation,
+            GenAggPowerAggregation]
 
 
 def register() -> None:
-    """Let PyG resolve ``'gnp'`` and ``'attsets'`` by name.
+    """Let PyG resolve ``'gnp'`` and ``'attsets'`` by name, and the baselines of
+    :mod:`gnpool.baselines` as ``'laf'``, ``'genagg'`` and ``'genaggpower'``.
 
     PyG's ``aggregation_resolver`` scans the classes of ``torch_geometric.nn.aggr``
     when a string is resolved, so this adds gnpool's classes there. Afterwards

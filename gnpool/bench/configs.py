@@ -8,10 +8,25 @@ from typing import Any
 
 #: The fixed poolings every grid crosses.
 FIXED = ("sum", "mean", "max", "min")
-#: The learnable configurations, each used for every pooling of the model; "attsets"
-#: keeps the task's known-good aggregation and puts AttSets in the readout (graph tasks).
-LEARNED = ("gnp", "attsets", "powermean", "softmax")
-_LEARN_KWARGS = {"powermean": {"learn": True}, "softmax": {"learn": True}}
+#: The learnable configurations, each used for every pooling of the model: gnpool's
+#: GNP and AttSets, PyG's PowerMean and Softmax, the baselines LAF and GenAgg
+#: (:mod:`gnpool.baselines`) and PyG's set aggregations DeepSets, Set Transformer and
+#: variance-preserving aggregation (VPA, which has no parameters of its own).
+LEARNED = ("gnp", "attsets", "powermean", "softmax", "laf", "genagg", "deepsets",
+           "settransformer", "variancepreserving")
+#: Configurations that are readouts only: on graph tasks they pool the graph over the
+#: task's known-good aggregation, on set tasks they are the set pooling, and node tasks
+#: (no readout) leave them out, except AttSets, which node tasks use as the aggregation.
+READOUT_ONLY = ("attsets", "deepsets", "settransformer", "variancepreserving")
+#: LAF units per channel, their outputs mapped back to the hidden width by a Linear layer
+#: (the paper's models follow the LAF layer with a dense layer). The paper's models use 9
+#: or 10 units on 10 to 30 features; its supplement (Fig. B.1) finds the error variance of
+#: learned targets "drastically dropping when six units are used". Each unit costs four
+#: powers per element and channel, so 6 keeps LAF's cost on the benchmark's hidden widths
+#: within reach.
+LAF_UNITS = 6
+_LEARN_KWARGS = {"powermean": {"learn": True}, "softmax": {"learn": True},
+                 "laf": {"units": LAF_UNITS}}
 
 
 @dataclass(frozen=True)
@@ -48,23 +63,25 @@ class PoolingConfig:
 def default_configs(level: str, known_aggr: str | None = None) -> list[PoolingConfig]:
     """The grid's configurations for a task of ``level``.
 
-    Graph-level: the 16 fixed (aggregation, readout) pairs, then GNP, AttSets readout
-    over ``known_aggr`` (the task's known-good aggregation, ``"sum"`` if ``None``),
-    PowerMean and Softmax. Node-level: the 4 fixed aggregations and the 4 learnable ones
-    as the aggregation. Set-level: the same as the set pooling.
+    Graph-level: the 16 fixed (aggregation, readout) pairs, then the learnable ones
+    (:data:`LEARNED`), the readout-only ones (:data:`READOUT_ONLY`) over ``known_aggr``
+    (the task's known-good aggregation, ``"sum"`` if ``None``). Node-level: the 4 fixed
+    aggregations and the learnable ones as the aggregation, without DeepSets, Set
+    Transformer and VPA. Set-level: the 4 fixed and all learnable ones as the set pooling.
     """
     if level == "graph":
         out = [PoolingConfig(f"{a}-{r}", a, r, fixed=True)
                for a, r in itertools.product(FIXED, FIXED)]
         for name in LEARNED:
-            aggr = (known_aggr or "sum") if name == "attsets" else name
+            aggr = (known_aggr or "sum") if name in READOUT_ONLY else name
             kw = _LEARN_KWARGS.get(name, {})
             out.append(PoolingConfig(name, aggr, name, dict(kw) if aggr == name else {},
                                      dict(kw)))
         return out
     if level == "node":
+        names = [n for n in LEARNED if n not in READOUT_ONLY or n == "attsets"]
         return ([PoolingConfig(a, a, None, fixed=True) for a in FIXED]
-                + [PoolingConfig(n, n, None, dict(_LEARN_KWARGS.get(n, {}))) for n in LEARNED])
+                + [PoolingConfig(n, n, None, dict(_LEARN_KWARGS.get(n, {}))) for n in names])
     if level == "set":
         return ([PoolingConfig(a, None, a, fixed=True) for a in FIXED]
                 + [PoolingConfig(n, None, n, readout_kwargs=dict(_LEARN_KWARGS.get(n, {})))

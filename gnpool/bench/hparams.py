@@ -29,8 +29,9 @@ class HParams:
         epochs, batch_size, lr, weight_decay: Adam on the MSE loss.
         lr_step, lr_gamma: multiply the learning rate by ``lr_gamma`` every ``lr_step``
             epochs (Xu et al.: 50, 0.5); ``lr_step = 0`` keeps it constant.
-        pool_lr: learning rate of the pooling exponents (GNP's p and q, PowerMean's p,
-            Softmax's t), which get no weight decay; ``None`` uses ``lr``.
+        pool_lr: learning rate of the pooling parameters (GNP's p and q, PowerMean's p,
+            Softmax's t, LAF's exponents and weights, GenAgg's alpha, beta and f), which
+            get no weight decay; ``None`` uses ``lr``.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.

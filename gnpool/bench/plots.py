@@ -11,7 +11,9 @@ from pathlib import Path
 from .report import LABELS, LEARNED_ORDER, Cell, best_fixed, known_good
 
 _COLOURS = {"gnp": "tab:red", "attsets": "tab:purple", "powermean": "tab:orange",
-            "softmax": "tab:brown", "best": "tab:blue", "known": "tab:green"}
+            "softmax": "tab:brown", "laf": "tab:pink", "genagg": "tab:olive",
+            "deepsets": "tab:cyan", "settransformer": "black",
+            "variancepreserving": "gold", "best": "tab:blue", "known": "tab:green"}
 
 
 def _pyplot():

@@ -53,15 +53,19 @@ class Profile:
 GNP_SETTINGS: dict[str, Any] = {"gnp_readout_kwargs": {"q": 1.0}, "gnp_negative_share": 0.25,
                                 "gnp_p_spread": 50.0}
 #: GNP's exponents learn at this multiple of the model's learning rate (an override of the
-#: "gnp" configuration only: PowerMean's and Softmax's exponents keep the model's).
+#: "gnp" configuration; PowerMean's and Softmax's exponents keep the model's).
 GNP_LR_FACTOR = 5.0
+#: Configurations whose pooling parameters get GNP's optimiser treatment (their own group
+#: at GNP_LR_FACTOR times the learning rate, no weight decay): GNP and the baselines
+#: LAF and GenAgg, so that they are compared on equal terms.
+POOL_LR_CONFIGS = ("gnp", "laf", "genagg")
 
 
 def _task(task: str, data: dict[str, Any], hparams: dict[str, Any],
           seeds: tuple[int, ...] | None = None) -> TaskPlan:
-    gnp = {"pool_lr": GNP_LR_FACTOR * hparams.get("lr", HParams.lr)}
+    pool = {"pool_lr": GNP_LR_FACTOR * hparams.get("lr", HParams.lr)}
     return TaskPlan(task, data=data, hparams={**hparams, **GNP_SETTINGS},
-                    overrides={"gnp": gnp}, seeds=seeds)
+                    overrides={name: dict(pool) for name in POOL_LR_CONFIGS}, seeds=seeds)
 
 # Xu et al.: max degree 2 layers, hidden 256, lr 0.01, batch 64; shortest path 3 layers,
 # lr 0.005, batch 32; 2-layer message MLPs, a linear output layer, 300 epochs,

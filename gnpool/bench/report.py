@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets import task_info
-from .configs import FIXED
+from .configs import FIXED, LEARNED
 
 #: Learnable configurations in the order the tables list them.
-LEARNED_ORDER = ("gnp", "attsets", "powermean", "softmax")
-LABELS = {"gnp": "GNP", "attsets": "AttSets", "powermean": "PowerMean", "softmax": "Softmax"}
+LEARNED_ORDER = LEARNED
+LABELS = {"gnp": "GNP", "attsets": "AttSets", "powermean": "PowerMean", "softmax": "Softmax",
+          "laf": "LAF", "genagg": "GenAgg", "deepsets": "DeepSets",
+          "settransformer": "SetTransformer", "variancepreserving": "VPA"}
 #: GNP within this factor of the best fixed pair's extrapolation MAPE counts as matching it
 #: (target: on every task) ...
 MATCH_FACTOR = 1.5
@@ -279,8 +281,10 @@ def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = 
               "## Summary: extrapolation MAPE (%)", "", summary_table(cells), "",
               "Best fixed: the fixed configuration with the lowest mean extrapolation MAPE. "
               "Known-good: the pooling the label is computed with (Xu et al.); `set_l2` and "
-              "the like have none among sum, mean, max and min. AttSets on graph tasks is "
-              "the readout over the task's known-good aggregation. Ratios above "
+              "the like have none among sum, mean, max and min. AttSets, DeepSets, "
+              "SetTransformer and VPA (PyG's variance-preserving aggregation) on graph "
+              "tasks are the readout over the task's known-good aggregation; LAF and "
+              "GenAgg are, like GNP, every pooling of the model. Ratios above "
               f"{MATCH_FACTOR}x mark where GNP does not come within {MATCH_FACTOR}x of the "
               "best fixed configuration.", ""]
     goals = targets(cells)

@@ -23,6 +23,7 @@ from .configs import PoolingConfig
 from .hparams import HParams
 
 
+
 def pooling_kwargs(name: str | None, base: dict[str, Any], hp: HParams,
                    readout: bool) -> dict[str, Any]:
     """Keyword arguments of one pooling: GNP gets the profile's GNP settings."""
@@ -79,7 +80,8 @@ def build_model(info: TaskInfo, config: PoolingConfig, hp: HParams) -> torch.nn.
 
 def make_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer:
     """Adam over :func:`gnpool.param_groups`: every learnable pooling's parameters (GNP's,
-    PowerMean's p, Softmax's t) in their own group at ``pool_lr`` without weight decay."""
+    PowerMean's p, Softmax's t, the baselines') in their own group at ``pool_lr`` without
+    weight decay."""
     return torch.optim.Adam(param_groups(model, hp.lr, hp.pool_lr, hp.weight_decay))
 
 

@@ -14,9 +14,11 @@ from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.resolver import normalize_string
 
 from ..aggr import GNPAggregation, register
+from ..baselines import is_set_readout, pyg_set_readout
 
 #: A pooling argument: a name PyG's ``aggregation_resolver`` knows ('sum', 'max',
-#: 'powermean', 'gnp', 'attsets', ...) or an :class:`Aggregation` module (copied per use).
+#: 'powermean', 'gnp', 'attsets', 'laf', 'genagg', ...) or an :class:`Aggregation` module
+#: (copied per use).
 Pooling = str | Aggregation
 
 
@@ -32,7 +34,8 @@ def aggregation_class(name: str) -> type[Aggregation]:
     if query == "add":
         return pyg_aggr.SumAggregation
     raise ValueError(f"pooling={name!r} is not a PyG aggregation; expected a name such as "
-                     "'sum', 'mean', 'max', 'min', 'powermean', 'softmax', 'gnp' or 'attsets'")
+                     "'sum', 'mean', 'max', 'min', 'powermean', 'softmax', 'gnp', 'attsets', "
+                     "'laf', 'genagg' or 'deepsets'")
 
 
 def resolve_pooling(pooling: Pooling, channels: int,
@@ -42,8 +45,11 @@ def resolve_pooling(pooling: Pooling, channels: int,
     A string is resolved like PyG does, with ``kwargs`` passed to the class; when they do
     not say otherwise, ``in_channels`` (AttSets) and, for learnable aggregations,
     ``channels`` (GNP, learnable PowerMean and Softmax) are set to ``channels`` so that
-    every feature channel learns its own parameters. A module is deep-copied, so layers
-    never share parameters.
+    every feature channel learns its own parameters. PyG's set aggregations
+    ``'deepsets'``, ``'settransformer'`` and ``'variancepreserving'`` are built by
+    :func:`~gnpool.baselines.pyg_set_readout` for ``channels`` features (PyG's
+    ``DeepSetsAggregation()`` without networks would be a plain sum). A module is
+    deep-copied, so layers never share parameters.
     """
     kwargs = dict(kwargs or {})
     if isinstance(pooling, Aggregation):
@@ -53,6 +59,8 @@ def resolve_pooling(pooling: Pooling, channels: int,
         return copy.deepcopy(pooling)
     if not isinstance(pooling, str):
         raise TypeError(f"pooling must be a str or an Aggregation, got {type(pooling).__name__}")
+    if is_set_readout(pooling):
+        return pyg_set_readout(pooling, channels, **kwargs)
     cls = aggregation_class(pooling)
     params = inspect.signature(cls.__init__).parameters
     if "in_channels" in params and "in_channels" not in kwargs:
