@@ -3,7 +3,7 @@ optimiser groups for pooling parameters."""
 
 from .faset import FASet, aggregator_parameter_names, default_aggregator_types
 from .multiview import SetSizes, predict_multiview, single_view_batch, subset_batch
-from .param_groups import DEFAULT_POOL_LR, param_groups, pooling_parameters
+from .optim import DEFAULT_POOL_LR, param_groups, pooling_parameters
 
 __all__ = [
     "DEFAULT_POOL_LR",
