@@ -142,3 +142,33 @@ def test_epoch_bar_counts_every_epoch_next_to_its_losses(tmp_path, capsys):
              if (m := re.search(r"^bar:.*\| (\d+)/4 \[.*val=([0-9.e+-]+)\]", line))]
     history = [f"{v:.3g}" for v in result["history"]]
     assert [(int(n), v) for n, v in drawn] == [(e + 1, history[e]) for e in range(4)]
+
+
+def test_size_shift_trains_pooling_on_the_largest_samples_only(tmp_path):
+    from gnpool.bench.train import _split_by_size, fit
+    from gnpool.models import DeepSets
+
+    splits = load_splits("set_max", root=tmp_path, progress=False, num_train=40, num_val=8,
+                         num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
+    small, large = _split_by_size(splits["train"], 0.25)
+    assert len(large) == 10 and len(small) == 30
+    assert min(d.num_nodes for d in large) >= max(d.num_nodes for d in small)
+    seen: list[int] = []
+
+    class Watched(DeepSets):
+        def forward(self, x, index=None, ptr=None, dim_size=None):
+            if self.training:
+                seen.append(int(x.size(0)))
+            return super().forward(x, index, ptr, dim_size)
+
+    torch.manual_seed(0)
+    model = Watched(1, 1, 8, "gnp")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # Weights at lr 0: only the pooling parameters move, and only from the large batches.
+    hp = HParams(hidden=8, epochs=1, batch_size=10, lr=1e-12, pool_lr=0.1, pool_split=0.25)
+    fit(model, splits["train"], splits["val"], "set", hp, seed=0, progress=False)
+    assert len(seen) == 6        # 3 batches of small samples, each followed by a large one
+    large_total = sum(d.num_nodes for d in large)
+    assert seen[1::2] == [large_total] * 3 and sum(seen[0::2]) == sum(d.num_nodes for d in small)
+    assert not torch.equal(model.pooling.p_unit.detach(), before["pooling.p_unit"])
+    assert torch.allclose(model.encoder.linears[0].weight, before["encoder.linears.0.weight"])

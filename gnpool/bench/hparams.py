@@ -32,6 +32,11 @@ class HParams:
         pool_lr: learning rate of the pooling parameters (GNP's p and q, PowerMean's p,
             Softmax's t, LAF's exponents and weights, GenAgg's alpha, beta and f), which
             get no weight decay; ``None`` uses ``lr``.
+        pool_split: share of the training samples, the largest ones, whose batches
+            train only the pooling parameters, alternating batch by batch with those of
+            the other samples, which train only the rest of the model: the pooling is
+            chosen by how the model does on sizes it was not fitted on (0: every
+            parameter learns from every batch).
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -65,6 +70,7 @@ class HParams:
     lr_step: int = 0
     lr_gamma: float = 0.5
     pool_lr: float | None = None
+    pool_split: float = 0.0
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -94,12 +100,14 @@ class HParams:
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
 _AT_LEAST_1: tuple[Callable[[Any], bool], str] = (lambda v: v >= 1, ">= 1")
 _AT_LEAST_0: tuple[Callable[[Any], bool], str] = (lambda v: v >= 0, ">= 0")
+_SHARE: tuple[Callable[[Any], bool], str] = (lambda v: 0 <= v < 1, "in [0, 1)")
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "hidden": _AT_LEAST_1, "layers": _AT_LEAST_1, "mlp_layers": _AT_LEAST_1,
     "node_mlp_layers": _AT_LEAST_0, "output_layers": _AT_LEAST_1,
     "encoder_layers": _AT_LEAST_1, "decoder_layers": _AT_LEAST_1, "epochs": _AT_LEAST_1,
     "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
     "lr_step": _AT_LEAST_0, "lr_gamma": _POSITIVE, "pool_lr": _POSITIVE,
+    "pool_split": _SHARE,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
 }

@@ -18,10 +18,9 @@ from tqdm.auto import tqdm
 
 from ..datasets import TaskInfo
 from ..models import DeepSets, MessageMLPGNN, gnp_parameters
-from ..training import param_groups
+from ..training import param_groups, pooling_parameters
 from .configs import PoolingConfig
 from .hparams import HParams
-
 
 
 def pooling_kwargs(name: str | None, base: dict[str, Any], hp: HParams,
@@ -167,6 +166,19 @@ def size_bins(pred: np.ndarray, target: np.ndarray, size: np.ndarray,
     return out
 
 
+def _split_by_size(dataset: Dataset, share: float) -> tuple[Dataset, Dataset]:
+    # The largest `share` of the samples (nodes or elements; ties broken by position).
+    sizes = torch.tensor([data.num_nodes for data in dataset])
+    order = torch.sort(sizes, stable=True).indices
+    count = max(1, min(len(order) - 1, round(share * len(order))))
+    return dataset[order[:-count]], dataset[order[-count:]]
+
+
+def _cycle(loader: DataLoader):
+    while True:
+        yield from loader
+
+
 def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HParams,
         seed: int, desc: str = "", position: int = 0,
         progress: bool = True) -> dict[str, Any]:
@@ -176,7 +188,25 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, hp.lr_step, hp.lr_gamma)
                  if hp.lr_step else None)
     gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train, batch_size=hp.batch_size, shuffle=True, generator=gen)
+    pooling = [p for _, p in pooling_parameters(model)]
+    size_shift = hp.pool_split > 0 and bool(pooling)
+    if size_shift:
+        small, large = _split_by_size(train, hp.pool_split)
+        loader = DataLoader(small, batch_size=hp.batch_size, shuffle=True, generator=gen)
+        pool_batches = _cycle(DataLoader(large, batch_size=hp.batch_size, shuffle=True,
+                                         generator=gen))
+        pool_ids = {id(p) for p in pooling}
+        weights = [p for p in model.parameters() if id(p) not in pool_ids]
+    else:
+        loader = DataLoader(train, batch_size=hp.batch_size, shuffle=True, generator=gen)
+
+    def step(batch: Batch, frozen: list[torch.nn.Parameter]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        pred, target, _ = outputs(model, batch, level)
+        torch.nn.functional.mse_loss(pred, target).backward()
+        for param in frozen:    # Adam leaves parameters without a gradient untouched
+            param.grad = None
+        optimizer.step()
 
     def val_loss() -> float:
         pred, target, _ = predict(model, val, level, hp.eval_batch_size)
@@ -194,11 +224,11 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     for epoch in range(1, hp.epochs + 1):
         model.train()
         for batch in loader:
-            optimizer.zero_grad(set_to_none=True)
-            pred, target, _ = outputs(model, batch, level)
-            loss = torch.nn.functional.mse_loss(pred, target)
-            loss.backward()
-            optimizer.step()
+            if size_shift:
+                step(batch, pooling)
+                step(next(pool_batches), weights)
+            else:
+                step(batch, [])
         if scheduler is not None:
             scheduler.step()
         current = val_loss()
