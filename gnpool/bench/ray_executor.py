@@ -107,13 +107,13 @@ class RayExecutor(Executor):
     def run(self, todo: list[RunSpec], record: Record, progress: bool) -> None:
         ray = self._ray
         started = not ray.is_initialized()
-        if started:
-            kwargs: dict[str, Any] = {}
-            if self.address is None:
-                # A local instance: no web dashboard (it needs more packages than Ray's).
-                kwargs = {"include_dashboard": False, "num_cpus": self.num_cpus}
-            ray.init(address=self.address, **{**kwargs, **self.init_kwargs})
         try:
+            if started:
+                kwargs: dict[str, Any] = {}
+                if self.address is None:
+                    # A local instance: no web dashboard (it needs more than Ray's packages).
+                    kwargs = {"include_dashboard": False, "num_cpus": self.num_cpus}
+                ray.init(address=self.address, **{**kwargs, **self.init_kwargs})
             self._run(ray, todo, record, progress)
         finally:
             if started:
