@@ -145,9 +145,9 @@ def test_command_line_runs_the_grid_on_ray(ray_local, tmp_path, data_root, capsy
      "--workers 2 sizes a local Ray instance"),
     (["--executor", "ray", "--cpus-per-run", "0"], "cpus_per_run must be a positive number"),
     (["--executor", "ray", "--gpus-per-run", "-1"], "gpus_per_run must be a number >= 0"),
-    (["--address", "127.0.0.1:1"], "--address apply to --executor ray only"),
+    (["--address", "127.0.0.1:1"], "--address: only for --executor ray"),
     (["--cpus-per-run", "2", "--gpus-per-run", "1"],
-     "--cpus-per-run, --gpus-per-run apply to --executor ray only"),
+     "--cpus-per-run, --gpus-per-run: only for --executor ray"),
 ])
 def test_command_line_rejects_options_of_the_other_executor(tmp_path, capsys, extra, message):
     pytest.importorskip("ray")

@@ -75,7 +75,7 @@ def _specs(args: argparse.Namespace):
                          seeds=seeds, hparams=hparams, data_root=args.data_root)
 
 
-def _executor(args: argparse.Namespace, workers: int | None) -> Executor:
+def _executor(args: argparse.Namespace, workers: int) -> Executor:
     """The executor ``run``'s arguments ask for; ``workers``: --workers, else the
     profile's (local executor only).
 
@@ -89,7 +89,8 @@ def _executor(args: argparse.Namespace, workers: int | None) -> Executor:
                 if value is not None]
     if args.executor == "local":
         if ray_only:
-            raise ValueError(f"{', '.join(ray_only)} apply to --executor ray only")
+            raise ValueError(f"{', '.join(ray_only)}: only for --executor ray (the local "
+                             f"executor runs on this machine; see --workers, --threads)")
         return LocalExecutor(workers, args.threads)
     from .ray_executor import RayExecutor
 
