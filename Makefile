@@ -12,10 +12,13 @@ SCATTER ?= 1
 # TRITON=0 does not install the optional Triton kernels (a 290 MB wheel, 1 GB installed);
 # without triton their tests report as skipped.
 TRITON ?= 1
+# RAY=0 does not install the optional `distributed` extra (Ray, a 79 MB wheel, for
+# `python -m gnpool.bench run --executor ray`); without it its tests report as skipped.
+RAY ?= 1
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)-scatter-$(SCATTER)-triton-$(TRITON)
+STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)-scatter-$(SCATTER)-triton-$(TRITON)-ray-$(RAY)
 comma := ,
-EXTRAS := dev,bench$(if $(filter 1,$(TRITON)),$(comma)triton)
+EXTRAS := dev,bench$(if $(filter 1,$(TRITON)),$(comma)triton)$(if $(filter 1,$(RAY)),$(comma)distributed)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 DOCS_STAMP := $(VENV)/.installed-docs

@@ -3,8 +3,13 @@
     python -m gnpool.bench run                       # the quick profile
     python -m gnpool.bench run --profile smoke --workers 1
     python -m gnpool.bench run --tasks max_degree --configs sum-max,gnp --set epochs=50
+    python -m gnpool.bench run --profile paper --executor ray --address HEAD:6379
     python -m gnpool.bench report --profile quick    # table + plots from the database
     python -m gnpool.bench list                      # profiles, tasks, configurations
+
+Runs train in this process or local worker processes (--executor local, the default), or
+as Ray tasks (--executor ray, pip install 'gnpool[distributed]') on a cluster (--address) or
+a local Ray instance; this process alone writes the database either way.
 
 Databases go to <dir>/runs/<profile>.sqlite and reports to <dir>/results/<profile>/, with
 <dir> = $GNPOOL_BENCH_DIR, else experiments/ of a source checkout, else the per-user data
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from collections import Counter
@@ -25,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .db import RunDB
+from .executors import Executor, LocalExecutor
 from .hparams import parse_assignments
 from .profiles import PROFILES, get_profile
 from .report import settings_section, write_report
@@ -66,6 +73,40 @@ def _specs(args: argparse.Namespace):
     hparams = parse_assignments(args.assign, check=True)
     return profile, plan(profile, tasks=_csv(args.tasks), configs=_csv(args.configs),
                          seeds=seeds, hparams=hparams, data_root=args.data_root)
+
+
+def _executor(args: argparse.Namespace, workers: int) -> Executor:
+    """The executor ``run``'s arguments ask for; ``workers``: --workers, else the
+    profile's (local executor only).
+
+    Raises:
+        ValueError: an option of the other executor, or a bad value.
+        ImportError: --executor ray without Ray installed (names the extra).
+    """
+    ray_only = [flag for flag, value in (("--address", args.address),
+                                         ("--cpus-per-run", args.cpus_per_run),
+                                         ("--gpus-per-run", args.gpus_per_run))
+                if value is not None]
+    if args.executor == "local":
+        if ray_only:
+            raise ValueError(f"{', '.join(ray_only)}: only for --executor ray (the local "
+                             f"executor runs on this machine; see --workers, --threads)")
+        return LocalExecutor(workers, args.threads)
+    from .ray_executor import RayExecutor
+
+    cpus = 1.0 if args.cpus_per_run is None else args.cpus_per_run
+    num_cpus = None
+    if args.workers is not None:
+        if args.address is not None:
+            raise ValueError(f"--workers {args.workers} sizes a local Ray instance; with "
+                             f"--address {args.address} the cluster's nodes decide how many "
+                             f"runs go at once (their CPUs / --cpus-per-run)")
+        if args.workers < 1:
+            raise ValueError(f"--workers must be a positive int, got {args.workers}")
+        num_cpus = max(1, math.ceil(args.workers * cpus))
+    return RayExecutor(args.address, cpus_per_run=cpus,
+                       gpus_per_run=0.0 if args.gpus_per_run is None else args.gpus_per_run,
+                       threads=args.threads, num_cpus=num_cpus)
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -175,9 +216,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a grid, skipping runs already finished")
     _grid_args(run)
-    run.add_argument("--workers", type=int, help="parallel processes (default: the profile's)")
-    run.add_argument("--threads", type=int, help="torch threads per worker (default: 1 with "
-                     "several workers, torch's default with one)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: this process or --workers processes on this machine "
+                     "(default); ray: every run a Ray task, on the cluster at --address or "
+                     "on a local Ray instance (needs pip install 'gnpool[distributed]')")
+    run.add_argument("--workers", type=int, help="parallel processes (default: the "
+                     "profile's); with --executor ray and no --address: runs at once on the "
+                     "local Ray instance, which gets workers x --cpus-per-run CPUs (default: "
+                     "all of the machine's)")
+    run.add_argument("--threads", type=int, help="torch threads per run (default: 1 with "
+                     "several local workers, torch's default with one; with --executor ray: "
+                     "--cpus-per-run)")
+    run.add_argument("--address", help="--executor ray: address of a running Ray cluster "
+                     "(HOST:6379 as printed by `ray start --head`, ray://HOST:10001, or auto); "
+                     "default: $RAY_ADDRESS, else a local Ray instance for this grid")
+    run.add_argument("--cpus-per-run", type=float, help="--executor ray: CPUs each run "
+                     "reserves on its node (default: 1)")
+    run.add_argument("--gpus-per-run", type=float, help="--executor ray: GPUs each run "
+                     "reserves (default: 0; the benchmark's models train on the CPU)")
     run.add_argument("--no-retry-failed", action="store_true",
                      help="skip runs that failed before instead of running them again")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -203,11 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         profile, specs = _specs(args)
         if args.command == "report":
             return _report(args, specs)
-        workers = profile.workers if args.workers is None else args.workers
+        try:
+            executor = _executor(args, profile.workers if args.workers is None
+                                 else args.workers)
+        except ImportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         db_path = args.db or default_db(profile.name)
-        summary = run_grid(specs, db_path, workers=workers, threads=args.threads,
-                           progress=not args.no_progress,
-                           retry_failed=not args.no_retry_failed)
+        summary = run_grid(specs, db_path, progress=not args.no_progress,
+                           retry_failed=not args.no_retry_failed, executor=executor)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

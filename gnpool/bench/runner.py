@@ -1,9 +1,9 @@
-"""The grid runner: plans runs, skips finished ones, trains the rest (in parallel
-processes if asked) and stores every run's row as soon as it ends."""
+"""The grid runner: plans runs, skips finished ones, has an executor train the rest (this
+process, local worker processes or a Ray cluster: :mod:`gnpool.bench.executors`) and
+stores every run's row as soon as it ends."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import platform
 import subprocess
@@ -11,12 +11,10 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from tqdm.auto import tqdm
@@ -26,6 +24,9 @@ from .configs import PoolingConfig, default_configs, with_overrides
 from .db import Key, RunDB
 from .hparams import HParams, digest
 from .profiles import Profile
+
+if TYPE_CHECKING:
+    from .executors import Executor
 
 #: Environment variable: the directory of the benchmark's databases and reports.
 BENCH_DIR_ENV = "GNPOOL_BENCH_DIR"
@@ -208,15 +209,19 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def execute(spec: RunSpec, position: int = 1, progress: bool = True) -> dict[str, Any]:
+def execute(spec: RunSpec, position: int = 1, progress: bool = True,
+            splits: dict | None = None) -> dict[str, Any]:
     """Train and evaluate one run; returns its database row. Never raises for a failing
-    run (the row has status ``failed`` and the traceback); Ctrl-C still interrupts."""
+    run (the row has status ``failed`` and the traceback); Ctrl-C still interrupts.
+    ``splits`` (``{split: dataset}`` of the run's task, e.g. from another process) saves
+    loading the datasets here."""
     from .train import run as train_run
 
     start = time.perf_counter()
     row = _base_row(spec, started_at=_now())
     try:
-        splits = _splits(spec)
+        if splits is None:
+            splits = _splits(spec)
         info = splits["train"].info
         row["level"] = info.level
         result = train_run(info, splits, spec.config, spec.hparams, spec.seed,
@@ -229,21 +234,6 @@ def execute(spec: RunSpec, position: int = 1, progress: bool = True) -> dict[str
         row.update(status="failed", error=traceback.format_exc(limit=20))
     row.update(wall_seconds=time.perf_counter() - start, finished_at=_now())
     return row
-
-
-def _worker_init(slots: Any, threads: int) -> None:
-    import torch
-    if threads:
-        torch.set_num_threads(threads)
-    global _POSITION
-    _POSITION = slots.get()
-
-
-_POSITION = 1
-
-
-def _worker_execute(spec: RunSpec, progress: bool) -> dict[str, Any]:
-    return execute(spec, _POSITION, progress)
 
 
 @dataclass
@@ -275,16 +265,19 @@ def prepare_data(specs: list[RunSpec], progress: bool = True, keep: bool = False
 
 def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int = 1,
              threads: int | None = None, progress: bool = True,
-             retry_failed: bool = True) -> GridSummary:
+             retry_failed: bool = True, executor: Executor | None = None) -> GridSummary:
     """Run every spec not yet finished in the database at ``db_path``.
 
     Each run's row is written in its own transaction by this process as soon as the
     run ends, so an interruption (Ctrl-C) loses only the runs in progress. Failed runs
-    are run again unless ``retry_failed`` is false. ``workers > 1`` trains in that many
+    are run again unless ``retry_failed`` is false. ``executor`` carries out the runs
+    (see :mod:`gnpool.bench.executors`); by default a
+    :class:`~gnpool.bench.executors.LocalExecutor`: ``workers > 1`` trains in that many
     processes (one torch thread each unless ``threads`` says otherwise).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if executor is None:
+        from .executors import LocalExecutor
+        executor = LocalExecutor(workers, threads)
     start = time.perf_counter()
     summary = GridSummary(planned=len(specs))
     with RunDB(db_path) as db:
@@ -292,14 +285,13 @@ def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int =
         skip = {"finished"} if retry_failed else {"finished", "failed"}
         todo = [s for s in specs if done.get(s.key) not in skip]
         summary.skipped = len(specs) - len(todo)
-        if todo:
-            prepare_data(todo, progress, keep=workers == 1)
         meta = versions()
         bar = tqdm(total=len(todo), desc="runs", unit="run", position=0, disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)
 
         def record(row: dict[str, Any]) -> None:
-            row["versions"] = meta
+            # An executor on other machines reports their versions; else this process's.
+            row.setdefault("versions", meta)
             db.write(row)
             summary.executed += 1
             if row["status"] == "finished":
@@ -317,61 +309,14 @@ def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int =
                             failed=summary.failed)
 
         try:
-            if workers == 1:
-                if threads:
-                    import torch
-                    torch.set_num_threads(threads)
-                for spec in todo:
-                    record(execute(spec, 1, progress))
-            else:
-                _run_parallel(todo, record, workers, 1 if threads is None else threads,
-                              progress)
+            if todo:
+                executor.run(todo, record, progress)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
             bar.close()
     summary.wall_seconds = time.perf_counter() - start
     return summary
-
-
-def _run_parallel(todo: list[RunSpec], record: Any, workers: int, threads: int,
-                  progress: bool) -> None:
-    # At most `workers` runs are in flight, so a dead worker costs only those runs.
-    ctx = mp.get_context("spawn")
-    queue = list(reversed(todo))
-    while queue:
-        slots = ctx.Queue()
-        for i in range(workers):
-            slots.put(i + 1)
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(slots, threads))
-        running: dict[Future, RunSpec] = {}
-        try:
-            while queue or running:
-                while queue and len(running) < workers:
-                    spec = queue.pop()
-                    running[pool.submit(_worker_execute, spec, progress)] = spec
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    spec = running.pop(future)
-                    try:
-                        record(future.result())
-                    except BrokenProcessPool:
-                        running[future] = spec
-                        raise
-                    except Exception:
-                        record(_failed_row(spec, traceback.format_exc(limit=20)))
-        except BrokenProcessPool as err:
-            for spec in running.values():
-                record(_failed_row(spec, f"worker process died: {err!r}"))
-            pool.shutdown(wait=False, cancel_futures=True)
-            continue
-        except BaseException:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
 
 
 def _base_row(spec: RunSpec, **fields: Any) -> dict[str, Any]:
