@@ -40,6 +40,11 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
+def probe(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """What backend choice looks at (``x``'s device, and ``dtype``), without converting x."""
+    return x if x.dtype == dtype else x.new_empty(0, dtype=dtype)
+
+
 def make_segments(num_elements: int, index: Tensor | None, ptr: Tensor | None,
                   dim_size: int | None, device: torch.device,
                   dim: int | None = None) -> Segments:
