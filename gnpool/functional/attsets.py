@@ -14,6 +14,7 @@ from ._sets import (
     make_segments,
     normalize_dim,
     probe,
+    script_csr,
     to_rows,
 )
 
@@ -174,20 +175,7 @@ def attsets_linear_script(
     fused kernels of the tensors' device, chosen at run time). Inputs are not validated
     beyond what the operators check."""
     dim = dim % x.dim()
-    size = 1
-    perm: Tensor | None = None
-    if ptr is not None:
-        csr_ptr = ptr.to(device=x.device, dtype=torch.long)
-        size = csr_ptr.numel() - 1
-    elif index is not None:
-        index = index.to(device=x.device, dtype=torch.long)
-        if dim_size is not None:
-            size = dim_size
-        else:
-            size = int(index.max()) + 1 if index.numel() > 0 else 0
-        csr_ptr, perm = torch.ops.gnpool.csr(index, size)
-    else:
-        csr_ptr = torch.tensor([0, x.size(dim)], device=x.device, dtype=torch.long)
+    csr_ptr, perm, size = script_csr(x, index, ptr, dim_size, dim)
     if x.dim() == 2 and dim == 0:
         out = torch.ops.gnpool.attsets_linear_forward(x.contiguous(), weight, bias, activation,
                                                       csr_ptr, perm, size, "auto")[0]

@@ -19,6 +19,7 @@ from ._sets import (
     per_column,
     probe,
     reduce_like,
+    script_csr,
     to_rows,
 )
 
@@ -235,3 +236,45 @@ def _pool(x: Tensor, index: Tensor | None, ptr: Tensor | None, dim_size: int | N
         index, ptr, _ = segment_tensors(backend, seg)
         out = GNPFunction.apply(rows.data, *params, index, ptr, seg.size, backend)
     return from_rows(out, rows, seg.size, x.dtype)
+
+
+def _script_column(value: Tensor, columns: int, dtype: torch.dtype) -> Tensor:
+    # A [channels] parameter as [1, 1] (shared) or [1, columns] (repeated over the
+    # columns of the batch dimensions, as per_column does).
+    flat = value.to(dtype).reshape(-1)
+    if flat.numel() == 1:
+        return flat.view(1, 1)
+    return flat.repeat(columns // flat.numel()).view(1, columns)
+
+
+def gnp_unit_script(
+    x: Tensor,
+    p_unit: Tensor,
+    beta: Tensor,
+    p_neg_unit: Tensor,
+    beta_neg: Tensor,
+    index: Tensor | None,
+    ptr: Tensor | None,
+    dim_size: int | None,
+    dim: int,
+) -> Tensor:
+    """:func:`gnp_unit` in TorchScript, for tensor parameters with 1 value or one per
+    channel (``x.size(-1)``, pooled along another dimension): the sets become CSR with the
+    ``gnpool::csr`` operator and the kernels run through ``torch.ops.gnpool.gnp_forward``
+    with ``backend="auto"`` (the fused kernels of the tensors' device, chosen at run time).
+    Inputs are not validated beyond what the operators check."""
+    dim = dim % x.dim()
+    csr_ptr, perm, size = script_csr(x, index, ptr, dim_size, dim)
+    dtype = x.dtype
+    if dtype == torch.float16 or dtype == torch.bfloat16:
+        dtype = torch.float32
+    moved = x.movedim(dim, 0)
+    shape = list(moved.shape)
+    rows = moved.reshape(shape[0], -1).contiguous()
+    columns = rows.size(1)
+    out = torch.ops.gnpool.gnp_forward(
+        rows, _script_column(p_unit, columns, dtype), _script_column(beta, columns, dtype),
+        _script_column(p_neg_unit, columns, dtype), _script_column(beta_neg, columns, dtype),
+        csr_ptr, perm, size, "auto")[0]
+    shape[0] = size
+    return out.reshape(shape).movedim(0, dim).to(x.dtype)
