@@ -40,9 +40,6 @@ from .gnp_composite import _EXP_SAFE, HALF_PI, SMALL_P, exponent
 
 #: Whether the kernels below run under Triton's interpreter (decided when they are defined).
 INTERPRETED = bool(triton.knobs.runtime.interpret)
-#: Rows of the per-part parameter block: p, t = 1/p, beta, [|p| < SMALL_P], and the
-#: factors of dG/da: pi/2 (1 + t^2) and pi/4 (1 + p^2) (its expansion).
-_ROWS = 6
 
 
 @triton.jit
@@ -58,6 +55,8 @@ def _rows(perm_ptr, r, rmask, HAS_PERM: tl.constexpr):
 
 @triton.jit
 def _param(prm_ptr, part, row, cols, cmask, P, PSTRIDE: tl.constexpr):
+    # Row `row` of part `part` of the parameter block (in the accumulation dtype), per
+    # column (PSTRIDE = 1) or one value for all (PSTRIDE = 0).
     return tl.load(prm_ptr + (part * 6 + row) * P + cols * PSTRIDE, mask=cmask, other=1.0)
 
 
@@ -109,12 +108,12 @@ def _forward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, out_ptr, st_ptr, K, SK, P
     start = tl.load(ptr_ptr + s)
     end = tl.load(ptr_ptr + s + 1)
     p_p = _param(prm_ptr, 0, 0, cols, cmask, P, PSTRIDE)
-    t_p = _param(prm_ptr, 0, 1, cols, cmask, P, PSTRIDE).to(acc_t)
-    b_p = _param(prm_ptr, 0, 2, cols, cmask, P, PSTRIDE).to(acc_t)
+    t_p = _param(prm_ptr, 0, 1, cols, cmask, P, PSTRIDE)
+    b_p = _param(prm_ptr, 0, 2, cols, cmask, P, PSTRIDE)
     small_p = _param(prm_ptr, 0, 3, cols, cmask, P, PSTRIDE)
-    p_n = _param(prm_ptr, 1, 0, cols, cmask, P, PSTRIDE).to(acc_t)
-    t_n = _param(prm_ptr, 1, 1, cols, cmask, P, PSTRIDE).to(acc_t)
-    b_n = _param(prm_ptr, 1, 2, cols, cmask, P, PSTRIDE).to(acc_t)
+    p_n = _param(prm_ptr, 1, 0, cols, cmask, P, PSTRIDE)
+    t_n = _param(prm_ptr, 1, 1, cols, cmask, P, PSTRIDE)
+    b_n = _param(prm_ptr, 1, 2, cols, cmask, P, PSTRIDE)
     small_n = _param(prm_ptr, 1, 3, cols, cmask, P, PSTRIDE)
 
     # Pass 1: largest and smallest x per channel; NaN anywhere in the set is remembered.
@@ -181,13 +180,14 @@ def _forward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, out_ptr, st_ptr, K, SK, P
     # An empty set pools to 0 with an all-zero state.
     empty = end <= start
     base = s.to(tl.int64) * K + cols
+    sk = tl.cast(SK, tl.int64)  # slices of the state: j * SK may pass 2**31
     tl.store(out_ptr + base, tl.where(empty, 0.0, g_p - g_n), mask=cmask)
     tl.store(st_ptr + base, tl.where(empty, 0.0, r_p), mask=cmask)
-    tl.store(st_ptr + SK + base, a_p, mask=cmask)
-    tl.store(st_ptr + 2 * SK + base, tl.where(empty, 0.0, g_p), mask=cmask)
-    tl.store(st_ptr + 3 * SK + base, tl.where(empty, 0.0, r_n), mask=cmask)
-    tl.store(st_ptr + 4 * SK + base, a_n, mask=cmask)
-    tl.store(st_ptr + 5 * SK + base, tl.where(empty, 0.0, g_n), mask=cmask)
+    tl.store(st_ptr + sk + base, a_p, mask=cmask)
+    tl.store(st_ptr + 2 * sk + base, tl.where(empty, 0.0, g_p), mask=cmask)
+    tl.store(st_ptr + 3 * sk + base, tl.where(empty, 0.0, r_n), mask=cmask)
+    tl.store(st_ptr + 4 * sk + base, a_n, mask=cmask)
+    tl.store(st_ptr + 5 * sk + base, tl.where(empty, 0.0, g_n), mask=cmask)
 
 
 @triton.jit
@@ -235,19 +235,20 @@ def _backward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, g_ptr, st_ptr, gx_ptr, g
     start = tl.load(ptr_ptr + s)
     end = tl.load(ptr_ptr + s + 1)
     base = s.to(tl.int64) * K + cols
+    sk = tl.cast(SK, tl.int64)  # slices of the state: j * SK may pass 2**31
     g = tl.load(g_ptr + base, mask=cmask, other=0.0).to(acc_t)
     r_p = tl.load(st_ptr + base, mask=cmask, other=1.0)
-    a_p = tl.load(st_ptr + SK + base, mask=cmask, other=1.0)
-    gout_p = tl.load(st_ptr + 2 * SK + base, mask=cmask, other=0.0)
-    r_n = tl.load(st_ptr + 3 * SK + base, mask=cmask, other=1.0)
-    a_n = tl.load(st_ptr + 4 * SK + base, mask=cmask, other=1.0)
-    gout_n = tl.load(st_ptr + 5 * SK + base, mask=cmask, other=0.0)
+    a_p = tl.load(st_ptr + sk + base, mask=cmask, other=1.0)
+    gout_p = tl.load(st_ptr + 2 * sk + base, mask=cmask, other=0.0)
+    r_n = tl.load(st_ptr + 3 * sk + base, mask=cmask, other=1.0)
+    a_n = tl.load(st_ptr + 4 * sk + base, mask=cmask, other=1.0)
+    gout_n = tl.load(st_ptr + 5 * sk + base, mask=cmask, other=0.0)
     p_p = _param(prm_ptr, 0, 0, cols, cmask, P, PSTRIDE)
-    t_p = _param(prm_ptr, 0, 1, cols, cmask, P, PSTRIDE).to(acc_t)
-    b_p = _param(prm_ptr, 0, 2, cols, cmask, P, PSTRIDE).to(acc_t)
-    p_n = _param(prm_ptr, 1, 0, cols, cmask, P, PSTRIDE).to(acc_t)
-    t_n = _param(prm_ptr, 1, 1, cols, cmask, P, PSTRIDE).to(acc_t)
-    b_n = _param(prm_ptr, 1, 2, cols, cmask, P, PSTRIDE).to(acc_t)
+    t_p = _param(prm_ptr, 0, 1, cols, cmask, P, PSTRIDE)
+    b_p = _param(prm_ptr, 0, 2, cols, cmask, P, PSTRIDE)
+    p_n = _param(prm_ptr, 1, 0, cols, cmask, P, PSTRIDE)
+    t_n = _param(prm_ptr, 1, 1, cols, cmask, P, PSTRIDE)
+    b_n = _param(prm_ptr, 1, 2, cols, cmask, P, PSTRIDE)
     n = (end - start).to(acc_t)
     log_n = tl.log(n)
 
@@ -327,19 +328,19 @@ def _backward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, g_ptr, st_ptr, gx_ptr, g
         small_p = _param(prm_ptr, 0, 3, cols, cmask, P, PSTRIDE)
         small_n = _param(prm_ptr, 1, 3, cols, cmask, P, PSTRIDE)
         da_p = _grad_unit(g, gout_p, a_p, st_p, s1_p, s2_p, c_p, p_p, t_p, small_p,
-                          _param(prm_ptr, 0, 4, cols, cmask, P, PSTRIDE).to(acc_t),
-                          _param(prm_ptr, 0, 5, cols, cmask, P, PSTRIDE).to(acc_t), n, log_n)
+                          _param(prm_ptr, 0, 4, cols, cmask, P, PSTRIDE),
+                          _param(prm_ptr, 0, 5, cols, cmask, P, PSTRIDE), n, log_n)
         da_n = _grad_unit(g, gout_n, a_n, st_n, s1_n, s2_n, c_n, p_n, t_n, small_n,
-                          _param(prm_ptr, 1, 4, cols, cmask, P, PSTRIDE).to(acc_t),
-                          _param(prm_ptr, 1, 5, cols, cmask, P, PSTRIDE).to(acc_t), n, log_n)
+                          _param(prm_ptr, 1, 4, cols, cmask, P, PSTRIDE),
+                          _param(prm_ptr, 1, 5, cols, cmask, P, PSTRIDE), n, log_n)
         # Parameters learn from parts with a finite, positive value; out = G+ - G-, so the
         # negative part's gradients enter with a minus sign.
         db_p = tl.where((gout_p > 0) & (gout_p < inf), g * gout_p * log_n, 0.0)
         db_n = tl.where((gout_n > 0) & (gout_n < inf), g * gout_n * log_n, 0.0)
         tl.store(gp_ptr + base, da_p, mask=cmask)
-        tl.store(gp_ptr + SK + base, db_p, mask=cmask)
-        tl.store(gp_ptr + 2 * SK + base, -da_n, mask=cmask)
-        tl.store(gp_ptr + 3 * SK + base, -db_n, mask=cmask)
+        tl.store(gp_ptr + sk + base, db_p, mask=cmask)
+        tl.store(gp_ptr + 2 * sk + base, -da_n, mask=cmask)
+        tl.store(gp_ptr + 3 * sk + base, -db_n, mask=cmask)
 
 
 def _accumulation_dtype(x: Tensor) -> torch.dtype:
@@ -360,8 +361,9 @@ def _blocks(columns: int, block_k: int | None, block_e: int | None) -> tuple[int
 def parameters(a_pos: Tensor, b_pos: Tensor, a_neg: Tensor, b_neg: Tensor,
                acc: torch.dtype) -> Tensor:
     """The kernels' parameter block ``[2, 6, P]`` (part, row, column; ``P`` = 1 when every
-    parameter is shared, else the number of columns) in the accumulation dtype; rows as in
-    :data:`_ROWS`."""
+    parameter is shared, else the number of columns) in the accumulation dtype. The rows of
+    a part: ``p``, ``t = 1/p``, ``beta``, ``[|p| < SMALL_P]`` and the factors of ``dG/da``,
+    ``pi/2 (1 + t^2)`` and ``pi/4 (1 + p^2)`` (in the expansion's range)."""
     flat = [t.detach().reshape(-1).to(acc) for t in (a_pos, b_pos, a_neg, b_neg)]
     width = max(t.numel() for t in flat)
     a = torch.stack([flat[0].expand(width), flat[2].expand(width)])
