@@ -59,7 +59,9 @@ class GNPAggregation(Aggregation):
             values); ``p = 0`` needs ``q = 1``.
         p_neg, q_neg: the same for the negative part (default: ``p`` and ``q``).
         learn: train the parameters (``False`` gives a fixed parametric pooling).
-        backend: kernel backend passed to :func:`gnpool.functional.gnp_unit`.
+        backend: kernel backend passed to :func:`gnpool.functional.gnp_unit`. A scripted
+            module (``torch.jit.script``) calls the ``gnpool::gnp_forward`` operator with
+            the fused kernels of the input's device, chosen at run time.
 
     Raises:
         ValueError: ``channels`` is not a positive int, an initial value has neither 1
