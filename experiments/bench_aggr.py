@@ -11,8 +11,9 @@ ratios measured in one run.
     python experiments/bench_aggr.py --device cuda   # the same table on the GPU
 
 On CUDA, time is measured between device synchronisations and peak memory is the
-allocator's peak above what was allocated before the first (warm-up) step; AttSets runs
-on its Triton kernels there, GNP on torch-scatter.
+allocator's peak above what was allocated before the first (warm-up) step; GNP and AttSets
+run on their Triton kernels there (chosen automatically for CUDA tensors; ``gnp-triton``
+forces them), ``gnp-scatter``, ``gnp-native`` and ``attsets-native`` on torch ops.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import sys
 import time
 
 METHODS = ["copy", "sum", "mean", "powermean", "softmax", "attention", "gnp", "attsets",
-           "gnp-scatter", "gnp-native", "attsets-native"]
-# The last three (gnpool on its torch backends) take up to ~15 s a step at full size.
+           "gnp-scatter", "gnp-native", "attsets-native", "gnp-triton", "attsets-triton"]
+# gnpool on its torch backends takes up to ~15 s a step at full size on the CPU; the
+# -triton methods force the Triton kernels (CUDA; on the CPU only under TRITON_INTERPRET=1,
+# far too slow at these sizes), which "gnp" and "attsets" already use on CUDA.
 DEFAULT_METHODS = METHODS[:8]
 LAYOUTS = ["sorted", "unsorted", "ptr"]
 
@@ -53,6 +56,8 @@ def build(name: str, channels: int):
         "attsets-native": lambda: gnpool.AttSetsAggregation(channels, backend="native"),
         "gnp-scatter": lambda: gnpool.GNPAggregation(channels=channels, backend="scatter"),
         "gnp-native": lambda: gnpool.GNPAggregation(channels=channels, backend="native"),
+        "gnp-triton": lambda: gnpool.GNPAggregation(channels=channels, backend="triton"),
+        "attsets-triton": lambda: gnpool.AttSetsAggregation(channels, backend="triton"),
     }
     return factories[name]()
 

@@ -13,14 +13,53 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from gnpool.kernels import available_backends  # noqa: E402
+from gnpool.kernels import available_backends, triton_backend  # noqa: E402
 
 BACKENDS = available_backends()
+
+
+def cpu_backends(op: str) -> list[str]:
+    """The backends with kernels for operator ``op`` that pool CPU tensors here (Triton's
+    only under its interpreter, which is how they are tested without a GPU)."""
+    return [name for name in available_backends(op)
+            if name != "triton" or triton_backend.interpreting()]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
     return request.param
+
+
+def rounded(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """float32 ``t`` rounded to ``dtype`` the way the Triton kernels' stores do: to nearest,
+    except that Triton's interpreter rounds float32 to bfloat16 toward zero (it drops the
+    low 16 bits; GPUs round to nearest even)."""
+    if dtype == torch.bfloat16 and triton_backend.interpreting():
+        return (t.view(torch.int32) & ~0xFFFF).view(torch.float32).to(dtype)
+    return t.to(dtype)
+
+
+def gradcheck_backend(fn, inputs: tuple, backend: str, **kwargs) -> None:
+    """``torch.autograd.gradcheck`` of ``fn(*inputs, backend=backend)`` in float64; on the
+    Triton backend, where every finite difference is an interpreted kernel launch (and fast
+    mode's random directions are not meaningful at the ties and zeros these inputs hold),
+    the analytic gradients for a random upstream gradient must equal the native backend's
+    instead, which the same test gradchecks."""
+    if backend != "triton":
+        assert torch.autograd.gradcheck(lambda *a: fn(*a, backend=backend), inputs, **kwargs)
+        return
+    results = []
+    for name in ("triton", "native"):
+        leaves = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
+        out = fn(*leaves, backend=name)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(0),
+                               dtype=out.dtype)
+        wanted = [t for t in leaves if t.requires_grad]
+        results.append((out.detach(), torch.autograd.grad((out * upstream).sum(), wanted)))
+    (out_t, grads_t), (out_n, grads_n) = results
+    torch.testing.assert_close(out_t, out_n, rtol=1e-10, atol=1e-12)
+    for a, b in zip(grads_t, grads_n, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def naive_gnp(x: torch.Tensor, index: torch.Tensor, num_sets: int, p, q, p_neg, q_neg

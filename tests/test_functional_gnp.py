@@ -6,12 +6,26 @@ import math
 
 import pytest
 import torch
-from conftest import BACKENDS, log_space_gnp, naive_gnp, random_sets, to_ptr
+from conftest import cpu_backends, gradcheck_backend, log_space_gnp, naive_gnp, random_sets, to_ptr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.nn import aggr as pyg
 
 from gnpool.functional import gnp
+
+# Every backend with GNP kernels, Triton included where it is installed (under its
+# interpreter on a machine without a GPU; tests/test_kernels_triton_gnp.py reports its
+# absence). The hypothesis properties (up to 150 examples) and the tests over thousands of
+# elements run on the others (LARGE_BACKENDS): interpreted, a Triton launch costs
+# milliseconds per set. tests/test_kernels_triton_gnp.py checks the Triton kernels for the
+# same properties on smaller inputs (the hypothesis examples as one batch of sets).
+BACKENDS = cpu_backends("gnp")
+LARGE_BACKENDS = [name for name in BACKENDS if name != "triton"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
 
 INF = math.inf
 
@@ -94,10 +108,10 @@ def test_gradcheck_with_ties_and_zeros(backend, params, layout):
     p_neg, q_neg = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in params[2:])
     kwargs = {"index": index} if layout == "index" else {"ptr": to_ptr(index, 6)}
 
-    def fn(x, p, q, p_neg, q_neg):
+    def fn(x, p, q, p_neg, q_neg, backend):
         return gnp(x, dim_size=6, p=p, q=q, p_neg=p_neg, q_neg=q_neg, backend=backend, **kwargs)
 
-    assert torch.autograd.gradcheck(fn, (x, p, q, p_neg, q_neg), eps=1e-7, atol=1e-5)
+    gradcheck_backend(fn, (x, p, q, p_neg, q_neg), backend, eps=1e-7, atol=1e-5)
 
 
 def test_gradcheck_per_channel_unsorted(backend):
@@ -108,10 +122,10 @@ def test_gradcheck_per_channel_unsorted(backend):
     p = torch.tensor([1.0, 2.0, -1.5], dtype=torch.float64, requires_grad=True)
     q = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64, requires_grad=True)
 
-    def fn(x, p, q):
+    def fn(x, p, q, backend):
         return gnp(x, index, dim_size=7, p=p, q=q, p_neg=2.0, q_neg=q, backend=backend)
 
-    assert torch.autograd.gradcheck(fn, (x, p, q), eps=1e-7, atol=1e-5)
+    gradcheck_backend(fn, (x, p, q), backend, eps=1e-7, atol=1e-5)
 
 
 def test_sum_and_mean_equal_pyg(backend):
@@ -124,6 +138,7 @@ def test_sum_and_mean_equal_pyg(backend):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", LARGE_BACKENDS)
 @pytest.mark.parametrize("name", ["max", "min"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_max_and_min_are_exact_for_any_set_size(backend, name, dtype):
@@ -167,7 +182,7 @@ def test_backends_agree(dtype):
     p = torch.linspace(-4, 4, 16, dtype=dtype)
     p = torch.where(p.abs() < 0.5, torch.ones_like(p), p).requires_grad_()
     grads, outs = [], []
-    for name in BACKENDS:
+    for name in LARGE_BACKENDS:
         xi = x.clone().requires_grad_()
         out = gnp(xi, index, p=p, q=0.5, p_neg=2.0, q_neg=1.0, backend=name)
         out.square().sum().backward()
@@ -280,6 +295,7 @@ def test_pooled_dimension_and_batch_dimensions(backend):
                                          2.0, 1.0, 2.0, 1.0).view(1))
 
 
+@pytest.mark.parametrize("backend", LARGE_BACKENDS)
 def test_saves_only_set_statistics_for_backward(backend):
     # Besides the input itself, nothing saved for backward may scale with the elements.
     e, s, k = 4000, 50, 8
@@ -313,7 +329,7 @@ def test_permutation_invariance(data):
     x, index = random_sets(n, sets, 3, seed=seed)
     p = data.draw(st.sampled_from([1.0, 2.0, -2.0, 0.5, 30.0]))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    for name in BACKENDS:
+    for name in LARGE_BACKENDS:
         a = gnp(x, index, dim_size=sets, p=p, q=0.5, p_neg=-p, backend=name)
         b = gnp(x[perm], index[perm], dim_size=sets, p=p, q=0.5, p_neg=-p, backend=name)
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -327,7 +343,7 @@ def test_index_and_ptr_equivalence(sizes, seed):
     index = torch.repeat_interleave(torch.arange(len(sizes)), count)
     x = torch.randn(int(count.sum()), 2, generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
-    for name in BACKENDS:
+    for name in LARGE_BACKENDS:
         a = gnp(x, index, dim_size=len(sizes), p=3.0, q=0.3, p_neg=-2.0, backend=name)
         b = gnp(x, ptr=ptr, p=3.0, q=0.3, p_neg=-2.0, backend=name)
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -349,7 +365,7 @@ def test_extreme_values_stay_finite_and_accurate(values, p, sign, p_neg, sign_ne
     ref = log_space_gnp(values, p, q, p_neg, q_neg)
     if not math.isfinite(ref) or abs(ref) > 1e300:
         return
-    for name in BACKENDS:
+    for name in LARGE_BACKENDS:
         x = torch.tensor(values, dtype=torch.float64).view(-1, 1).requires_grad_()
         pt = torch.tensor(p, dtype=torch.float64, requires_grad=True)
         qt = torch.tensor(q, dtype=torch.float64, requires_grad=True)
@@ -365,7 +381,7 @@ def test_extreme_values_stay_finite_and_accurate(values, p, sign, p_neg, sign_ne
        sign=st.sampled_from([-1.0, 1.0]), q=st.floats(0, 1))
 def test_float32_extremes_stay_finite(values, p, sign, q):
     # In float32 the true value of these parameters stays below 6 * 1e30, so it is finite.
-    for name in BACKENDS:
+    for name in LARGE_BACKENDS:
         x = torch.tensor(values, dtype=torch.float32).view(-1, 1).requires_grad_()
         out = gnp(x, dim=0, p=sign * p, q=q, p_neg=-sign * p, backend=name)
         ref = log_space_gnp(values, sign * p, q, -sign * p, q)

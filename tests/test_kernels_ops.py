@@ -10,8 +10,8 @@ from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 from torch_geometric.nn import GraphConv
 
-from gnpool import AttSetsAggregation
-from gnpool.functional import attsets
+from gnpool import AttSetsAggregation, GNPAggregation, register
+from gnpool.functional import attsets, gnp_unit
 from gnpool.kernels import cpu, ops, triton_backend
 
 _TRITON_REASON = ("triton is not installed (pip install 'gnpool[triton]')"
@@ -27,7 +27,8 @@ OP_BACKENDS = [
 ]
 GNPOOL_OPS = {torch.ops.gnpool.attsets_forward.default, torch.ops.gnpool.attsets_backward.default,
               torch.ops.gnpool.attsets_linear_forward.default,
-              torch.ops.gnpool.attsets_linear_backward.default, torch.ops.gnpool.csr.default}
+              torch.ops.gnpool.attsets_linear_backward.default, torch.ops.gnpool.csr.default,
+              torch.ops.gnpool.gnp_forward.default, torch.ops.gnpool.gnp_backward.default}
 
 
 def _device(backend: str) -> str:
@@ -112,9 +113,9 @@ def test_operator_rejects_unknown_or_unusable_backends(monkeypatch):
 
 
 def test_traceable_backends_are_declared_per_operator():
-    assert ops.traceable("attsets", "cpu") and ops.traceable("attsets", "triton")
-    assert ops.traceable("gnp", "native") and not ops.traceable("gnp", "cpu")
-    assert not ops.traceable("attsets", "scatter")
+    for operator in ("attsets", "gnp"):
+        assert ops.traceable(operator, "cpu") and ops.traceable(operator, "triton")
+        assert ops.traceable(operator, "native") and not ops.traceable(operator, "scatter")
 
 
 class _Capture:
@@ -193,10 +194,14 @@ class _Model(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = GraphConv(6, 6, aggr=AttSetsAggregation(6))
+        self.gnp_conv = GraphConv(6, 6, aggr=GNPAggregation(6, p=2.0, q=0.5, p_neg=-3.0))
         self.readout = AttSetsAggregation(6, activation="tanh")
+        self.gnp_readout = GNPAggregation.from_pooling("max", channels=6)
 
     def forward(self, x, edge_index, batch):
-        return self.readout(self.conv(x, edge_index).relu(), batch, dim_size=2)
+        h = self.gnp_conv(self.conv(x, edge_index).relu(), edge_index)
+        return (self.readout(h, batch, dim_size=2)
+                + self.gnp_readout(h, batch, dim_size=2))
 
 
 @pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
@@ -208,6 +213,7 @@ def test_export_records_gnpool_operators_and_runs():
     exported = torch.export.export(model, (x, edge_index, batch))
     targets = [node.target for node in exported.graph.nodes if node.op == "call_function"]
     assert targets.count(torch.ops.gnpool.attsets_linear_forward.default) == 2
+    assert targets.count(torch.ops.gnpool.gnp_forward.default) == 2
     assert torch.ops.gnpool.csr.default in targets
     torch.testing.assert_close(exported.module()(x, edge_index, batch),
                                model(x, edge_index, batch))
@@ -234,6 +240,158 @@ def test_scripted_aggregation_calls_the_operators(per_channel, activation):
     x3 = torch.randn(2, 7, 5)
     sets = torch.tensor([0, 0, 1, 2, 2, 2, 1])
     torch.testing.assert_close(scripted(x3, sets, None, 3, 1), aggr(x3, sets, dim_size=3, dim=1))
+
+
+# ---------------------------------------------------------------------------------------
+# GNP
+
+
+def _gnp_params(shared: bool, device: str, geometric: float = 0.0):
+    # p_unit and beta per part: max-like, min-like, p = 0 (or near), mean and mixed in one
+    # go. (A part with p = 0 and a zero element has a NaN sum A in the state, which opcheck's
+    # comparison of eager and traced outputs would report as a mismatch.)
+    gen = torch.Generator().manual_seed(7)
+    if shared:
+        values = [torch.tensor([[v]], dtype=torch.float64) for v in (0.6, 0.3, -0.4, 0.8)]
+    else:
+        a = torch.tensor([[1.0, -1.0, geometric, 0.5, -0.7]], dtype=torch.float64)
+        values = [a, torch.rand(1, 5, generator=gen, dtype=torch.float64),
+                  a.flip(1), torch.rand(1, 5, generator=gen, dtype=torch.float64)]
+    return [v.to(device) for v in values]
+
+
+@pytest.mark.parametrize("backend", OP_BACKENDS)
+@pytest.mark.parametrize("shared", [False, True])
+def test_opcheck_gnp_operators(backend, shared):
+    device = _device(backend)
+    x, ptr, perm = _csr_case(device, unsorted=not shared)
+    x = x.abs() + 0.1 if shared else x  # the shared exponents include p < 0: no zero parts
+    params = _gnp_params(shared, device, geometric=1e-3)
+    needs_grad = [t.clone().requires_grad_() for t in (x, *params)]
+    torch.library.opcheck(torch.ops.gnpool.gnp_forward.default,
+                          (*needs_grad, ptr, perm, 5, backend))
+    out, state = torch.ops.gnpool.gnp_forward(x, *params, ptr, perm, 5, backend)
+    assert state.shape == (6, 5, 5)
+    upstream = torch.randn_like(out)
+    for need_x, need_params in ((True, True), (False, True), (True, False)):
+        torch.library.opcheck(torch.ops.gnpool.gnp_backward.default,
+                              (upstream, x, *params, ptr, perm, state, need_x, need_params,
+                               backend))
+
+
+def test_gnp_operator_backends_agree_with_each_other():
+    x, ptr, perm = _csr_case("cpu", unsorted=True)
+    x[3] = 0.0
+    params = _gnp_params(False, "cpu")
+    upstream = torch.randn(5, 5, dtype=torch.float64)
+    results = {}
+    for backend in ("native", "cpu", "auto") + (("triton",) if _TRITON_OK else ()):
+        if backend == "cpu" and not cpu.available:
+            continue
+        device = _device(backend)
+        args = [t.to(device) for t in (x, *params)]
+        out, state = torch.ops.gnpool.gnp_forward(*args, ptr.to(device), perm.to(device), 5,
+                                                  backend)
+        grads = torch.ops.gnpool.gnp_backward(upstream.to(device), *args, ptr.to(device),
+                                              perm.to(device), state, True, True, backend)
+        results[backend] = [t.cpu() for t in (out, state[2], state[5], *grads)]
+    for name, got in results.items():
+        for a, b in zip(got, results["native"], strict=True):
+            torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize("layout", ["unsorted", "ptr"])
+@pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
+def test_compile_fullgraph_runs_the_gnp_operators_in_one_graph(layout):
+    x, index = random_sets(40, 5, 6, seed=8, dtype=torch.float32, sort=layout == "ptr")
+    kwargs = {"ptr": to_ptr(index, 5)} if layout == "ptr" else {"index": index, "dim_size": 5}
+    aggr = GNPAggregation(6, p=[1.0, 2.0, -3.0, 0.0, 40.0, float("inf")],
+                          q=[0.0, 0.5, 1.0, 1.0, 1.0, 1.0], p_neg=-2.0)
+    capture = _Capture()
+    compiled = torch.compile(aggr, fullgraph=True, backend=capture.backend)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = compiled(xa, **kwargs)
+    out.square().sum().backward()
+    grads = [t.grad.clone() for t in (aggr.p_unit, aggr.beta, aggr.p_neg_unit, aggr.beta_neg)]
+    aggr.zero_grad()
+    ref = aggr(xb, **kwargs)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    for got, t in zip(grads, (aggr.p_unit, aggr.beta, aggr.p_neg_unit, aggr.beta_neg),
+                      strict=True):
+        torch.testing.assert_close(got, t.grad)
+    assert len(capture.forward) == 1 and len(capture.backward) == 1
+    assert torch.ops.gnpool.gnp_forward.default in capture.targets(capture.forward)
+    assert torch.ops.gnpool.gnp_backward.default in capture.targets(capture.backward)
+
+
+@pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
+def test_compile_of_a_gnp_graph_conv_matches_eager_and_projects_the_exponent():
+    register()
+    torch.manual_seed(9)
+    conv = GraphConv(8, 8, aggr="gnp", aggr_kwargs={"channels": 8, "p": 3.0, "q": 0.5,
+                                                    "p_neg": -2.0})
+    aggr = conv.aggr_module
+    with torch.no_grad():
+        aggr.p_unit[:3] += 0.5  # outside [-1, 1]: a training forward projects it back
+    x, edge_index = torch.randn(12, 8), torch.randint(0, 12, (2, 40))
+    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = compiled(xa, edge_index)
+    assert bool((aggr.p_unit.detach().abs() <= 1).all())
+    out.square().sum().backward()
+    grads = [t.grad.clone() for t in (aggr.p_unit, aggr.beta, conv.lin_rel.weight)]
+    conv.zero_grad()
+    ref = conv(xb, edge_index)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    for got, t in zip(grads, (aggr.p_unit, aggr.beta, conv.lin_rel.weight), strict=True):
+        torch.testing.assert_close(got, t.grad)
+    # No graph break, and the fused kernels in the graph (not the native composite).
+    explained = torch._dynamo.explain(conv)(x, edge_index)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    targets = {node.target for node in explained.graphs[0].graph.nodes}
+    assert torch.ops.gnpool.gnp_forward in targets
+
+
+def test_scripted_gnp_aggregation_calls_the_operators():
+    torch.manual_seed(10)
+    aggr = GNPAggregation(5, p=[1.0, 2.0, -3.0, 0.5, 40.0], q=0.5, p_neg=2.0)
+    with torch.no_grad():
+        aggr.beta.add_(torch.linspace(-0.2, 0.2, 5))
+    scripted = torch.jit.script(aggr)
+    assert "gnpool::gnp_forward" in str(scripted.inlined_graph)
+    x, index = random_sets(25, 4, 5, seed=11, dtype=torch.float32)
+    for args in ((index, None, 4), (None, to_ptr(index.sort().values, 4), None),
+                 (None, None, None)):
+        torch.testing.assert_close(scripted(x, *args), aggr(x, *args))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    scripted(xa, index, None, 4).square().sum().backward()
+    grads = [t.grad.clone() for t in (aggr.p_unit, aggr.beta, aggr.p_neg_unit, aggr.beta_neg)]
+    aggr.zero_grad()
+    aggr(xb, index, dim_size=4).square().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    for got, t in zip(grads, (aggr.p_unit, aggr.beta, aggr.p_neg_unit, aggr.beta_neg),
+                      strict=True):
+        torch.testing.assert_close(got, t.grad)
+    # Another rank and pooled dimension, per-channel parameters repeated over the batch.
+    x3 = torch.randn(2, 7, 5)
+    sets = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    torch.testing.assert_close(scripted(x3, sets, None, 3, 1), aggr(x3, sets, dim_size=3, dim=1))
+    # Training mode projects the exponents into [-1, 1] in place; evaluation does not.
+    with torch.no_grad():
+        aggr.p_unit.fill_(1.5)
+        aggr.p_neg_unit.fill_(-2.0)
+    expected = gnp_unit(x, index, dim_size=4, p_unit=1.0, beta=aggr.beta.detach(),
+                        p_neg_unit=-1.0, beta_neg=aggr.beta_neg.detach())
+    scripted.eval()
+    scripted(x, index, None, 4)
+    assert bool((aggr.p_unit == 1.5).all())
+    scripted.train()
+    torch.testing.assert_close(scripted(x, index, None, 4), expected)
+    assert bool((aggr.p_unit == 1.0).all() and (aggr.p_neg_unit == -1.0).all())
 
 
 def test_every_registered_operator_is_listed_here():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_sets, to_ptr
+from conftest import random_sets, rounded, to_ptr
 
 from gnpool import AttSetsAggregation
 from gnpool.functional import attsets, attsets_linear
@@ -134,15 +134,6 @@ def test_gradcheck_through_the_operators():
     assert torch.autograd.gradcheck(
         lambda a, w, b: attsets_linear(a, w, b, "tanh", index, dim_size=4, backend="triton"),
         (x, weight, bias), fast_mode=True)
-
-
-def rounded(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """float32 ``t`` rounded to ``dtype`` the way the kernels' stores do: to nearest, except
-    that Triton's interpreter rounds float32 to bfloat16 toward zero (it drops the low 16
-    bits; GPUs round to nearest even)."""
-    if dtype == torch.bfloat16 and triton_backend.interpreting():
-        return (t.view(torch.int32) & ~0xFFFF).view(torch.float32).to(dtype)
-    return t.to(dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
 from ..functional import gnp_unit
-from ..functional.gnp import p_to_unit, q_to_beta
+from ..functional.gnp import gnp_unit_script, p_to_unit, q_to_beta
 from ..kernels.gnp_composite import exponent
 
 Init = float | Sequence[float] | Tensor
@@ -59,7 +59,9 @@ class GNPAggregation(Aggregation):
             values); ``p = 0`` needs ``q = 1``.
         p_neg, q_neg: the same for the negative part (default: ``p`` and ``q``).
         learn: train the parameters (``False`` gives a fixed parametric pooling).
-        backend: kernel backend passed to :func:`gnpool.functional.gnp_unit`.
+        backend: kernel backend passed to :func:`gnpool.functional.gnp_unit`. A scripted
+            module (``torch.jit.script``) calls the ``gnpool::gnp_forward`` operator with
+            the fused kernels of the input's device, chosen at run time.
 
     Raises:
         ValueError: ``channels`` is not a positive int, an initial value has neither 1
@@ -72,6 +74,8 @@ class GNPAggregation(Aggregation):
     pooling_parameter_names = ("p_unit", "beta", "p_neg_unit", "beta_neg")
     # 2: (p_unit, beta) per part; 1: gnpool 0.1's (p_logit, p_sign, q) per part.
     _version = 2
+    # The classic view is Python only; a scripted module compiles forward alone.
+    __jit_unused_properties__ = ["p", "q", "p_neg", "q_neg"]
 
     def __init__(self, channels: int = 1, p: Init = 1.0, q: Init = 0.0,
                  p_neg: Init | None = None, q_neg: Init | None = None, learn: bool = True,
@@ -155,6 +159,25 @@ class GNPAggregation(Aggregation):
 
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None, dim: int = -2) -> Tensor:
+        if torch.jit.is_scripting():
+            # TorchScript compiles this branch only: the operators, backend chosen at run time.
+            if self.channels != 1 and (x.dim() < 2 or x.size(-1) != self.channels
+                                       or dim % x.dim() == x.dim() - 1):
+                raise ValueError("GNPAggregation has one exponent per feature channel: x "
+                                 "must have channels features in its last dimension, "
+                                 "pooled along another one")
+            if self.learn and self.training:
+                with torch.no_grad():
+                    self.p_unit.clamp_(-1.0, 1.0)
+                    self.p_neg_unit.clamp_(-1.0, 1.0)
+            return gnp_unit_script(x, self.p_unit.clamp(-1.0, 1.0), self.beta,
+                                   self.p_neg_unit.clamp(-1.0, 1.0), self.beta_neg, index, ptr,
+                                   dim_size, dim)
+        return self._forward(x, index, ptr, dim_size, dim)
+
+    @torch.jit.unused
+    def _forward(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
+                 dim_size: int | None, dim: int) -> Tensor:
         if self.channels != 1 and (x.dim() < 2 or x.size(-1) != self.channels
                                    or dim % x.dim() == x.dim() - 1):
             features = x.size(-1) if x.dim() >= 2 and dim % x.dim() != x.dim() - 1 else None
@@ -164,7 +187,7 @@ class GNPAggregation(Aggregation):
             raise ValueError(f"GNPAggregation(channels={self.channels}) has one exponent per "
                              f"feature channel but got {got}; use channels="
                              f"{features if features is not None else 1} or channels=1")
-        if self.learn and self.training and not torch.compiler.is_compiling():
+        if self.learn and self.training:
             self.project_()
         return gnp_unit(x, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
                         p_unit=self.p_unit.clamp(-1.0, 1.0), beta=self.beta,

@@ -40,6 +40,11 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
+def probe(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """What backend choice looks at (``x``'s device, and ``dtype``), without converting x."""
+    return x if x.dtype == dtype else x.new_empty(0, dtype=dtype)
+
+
 def make_segments(num_elements: int, index: Tensor | None, ptr: Tensor | None,
                   dim_size: int | None, device: torch.device,
                   dim: int | None = None) -> Segments:
@@ -147,3 +152,22 @@ def reduce_like(grad: Tensor | None, param: Tensor) -> Tensor | None:
     if grad is None:
         return None
     return grad.sum().view(1, 1) if param.numel() == 1 else grad.view_as(param)
+
+
+def script_csr(x: Tensor, index: Tensor | None, ptr: Tensor | None, dim_size: int | None,
+               dim: int) -> tuple[Tensor, Tensor | None, int]:
+    """``(ptr, perm, size)`` of the sets along ``dim`` in TorchScript (no validation): a
+    given ``ptr``, the ``gnpool::csr`` operator on an index in any order, or one set."""
+    perm: Tensor | None = None
+    if ptr is not None:
+        csr_ptr = ptr.to(device=x.device, dtype=torch.long)
+        return csr_ptr, perm, csr_ptr.numel() - 1
+    if index is not None:
+        index = index.to(device=x.device, dtype=torch.long)
+        if dim_size is not None:
+            size = dim_size
+        else:
+            size = int(index.max()) + 1 if index.numel() > 0 else 0
+        csr_ptr, perm = torch.ops.gnpool.csr(index, size)
+        return csr_ptr, perm, size
+    return torch.tensor([0, x.size(dim)], device=x.device, dtype=torch.long), perm, 1

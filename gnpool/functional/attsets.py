@@ -7,7 +7,16 @@ from torch import Tensor
 
 from ..kernels import Segments, resolve_backend, segment_tensors
 from ..kernels.attsets_composite import attsets_backward, attsets_forward
-from ._sets import check_features, compute_dtype, from_rows, make_segments, normalize_dim, to_rows
+from ._sets import (
+    check_features,
+    compute_dtype,
+    from_rows,
+    make_segments,
+    normalize_dim,
+    probe,
+    script_csr,
+    to_rows,
+)
 
 
 class AttSetsFunction(torch.autograd.Function):
@@ -36,11 +45,6 @@ class AttSetsFunction(torch.autograd.Function):
 
 # Backends whose AttSets kernels are torch.library operators (torch.ops.gnpool.*).
 _OPERATOR_BACKENDS = ("cpu", "triton")
-
-
-def _probe(x: Tensor, dtype: torch.dtype) -> Tensor:
-    # What backend choice looks at (device and dtype), without converting x.
-    return x if x.dtype == dtype else x.new_empty(0, dtype=dtype)
 
 
 def attsets(
@@ -92,7 +96,7 @@ def attsets(
     dim = normalize_dim(x, dim)
     dtype = torch.promote_types(compute_dtype(x), compute_dtype(scores))
     seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
-    name = resolve_backend(backend, _probe(x, dtype), op="attsets").name
+    name = resolve_backend(backend, probe(x, dtype), op="attsets").name
     if name == "triton" and x.dtype == scores.dtype:
         dtype = x.dtype  # the kernels read fp16/bf16 directly and accumulate in float32
     rows = to_rows(x, dim, dtype)
@@ -140,7 +144,7 @@ def attsets_linear(
     if activation not in (None, "tanh"):
         raise ValueError(f"activation must be None or 'tanh', got {activation!r}")
     dim = normalize_dim(x, dim)
-    name = resolve_backend(backend, _probe(x, compute_dtype(x)), op="attsets").name
+    name = resolve_backend(backend, probe(x, compute_dtype(x)), op="attsets").name
     # The C++ kernels compute the scores in x's dtype; Triton's in the accumulation dtype.
     fused = x.dim() == 2 and dim == 0 and (name == "triton" or x.dtype == weight.dtype)
     if not fused or name not in _OPERATOR_BACKENDS:
@@ -171,20 +175,7 @@ def attsets_linear_script(
     fused kernels of the tensors' device, chosen at run time). Inputs are not validated
     beyond what the operators check."""
     dim = dim % x.dim()
-    size = 1
-    perm: Tensor | None = None
-    if ptr is not None:
-        csr_ptr = ptr.to(device=x.device, dtype=torch.long)
-        size = csr_ptr.numel() - 1
-    elif index is not None:
-        index = index.to(device=x.device, dtype=torch.long)
-        if dim_size is not None:
-            size = dim_size
-        else:
-            size = int(index.max()) + 1 if index.numel() > 0 else 0
-        csr_ptr, perm = torch.ops.gnpool.csr(index, size)
-    else:
-        csr_ptr = torch.tensor([0, x.size(dim)], device=x.device, dtype=torch.long)
+    csr_ptr, perm, size = script_csr(x, index, ptr, dim_size, dim)
     if x.dim() == 2 and dim == 0:
         out = torch.ops.gnpool.attsets_linear_forward(x.contiguous(), weight, bias, activation,
                                                       csr_ptr, perm, size, "auto")[0]

@@ -7,16 +7,19 @@ import math
 import torch
 from torch import Tensor
 
-from ..kernels import Segments, cpu, resolve_backend, segment_tensors
+from ..kernels import Segments, resolve_backend, segment_tensors
 from ..kernels.gnp_composite import PartState, gnp_backward, gnp_forward
 from ._sets import (
+    Rows,
     check_features,
     compute_dtype,
     from_rows,
     make_segments,
     normalize_dim,
     per_column,
+    probe,
     reduce_like,
+    script_csr,
     to_rows,
 )
 
@@ -25,42 +28,35 @@ Param = float | Tensor
 
 class GNPFunction(torch.autograd.Function):
     """Autograd for GNP on ``[E, K]`` rows in its native coordinates ``(p_unit, beta)``
-    per part; saves x and O(sets x columns) statistics."""
+    per part on the torch backends (``native``, ``scatter``); saves x and O(sets x
+    columns) statistics. The fused backends go through ``torch.ops.gnpool`` instead."""
 
     @staticmethod
     def forward(ctx, x: Tensor, a_pos: Tensor, b_pos: Tensor, a_neg: Tensor, b_neg: Tensor,
-                index: Tensor | None, ptr: Tensor | None, perm: Tensor | None,
-                size: int, backend: str) -> Tensor:
+                index: Tensor | None, ptr: Tensor | None, size: int, backend: str) -> Tensor:
         params = (a_pos, b_pos, a_neg, b_neg)
-        if backend == "cpu":
-            out, state = cpu.gnp_forward(x, ptr, perm, size, params)
-            state = (state,)
-        else:
-            seg = Segments(x.size(0), size, index=index, ptr=ptr)
-            out, pos, neg = gnp_forward(resolve_backend(backend), x, seg, *params)
-            state = (*pos, *neg)
-        ctx.save_for_backward(x, *params, index, ptr, perm, *state)
+        seg = Segments(x.size(0), size, index=index, ptr=ptr)
+        out, pos, neg = gnp_forward(resolve_backend(backend), x, seg, *params)
+        ctx.save_for_backward(x, *params, index, ptr, *pos, *neg)
         ctx.size, ctx.backend = size, backend
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, a_pos, b_pos, a_neg, b_neg, index, ptr, perm, *state = ctx.saved_tensors
+        x, a_pos, b_pos, a_neg, b_neg, index, ptr, *state = ctx.saved_tensors
         params = (a_pos, b_pos, a_neg, b_neg)
         needs = tuple(ctx.needs_input_grad[:5])
-        if ctx.backend == "cpu":
-            grad_x, grad_params = cpu.gnp_backward(grad, x, ptr, perm, ctx.size, params, state[0],
-                                                   needs[0], any(needs[1:]))
-            grads = [grad_x] + ([None] * 4 if grad_params is None else list(grad_params))
-        else:
-            seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
-            pos, neg = PartState(*state[:3]), PartState(*state[3:])
-            grads = gnp_backward(resolve_backend(ctx.backend), grad.contiguous(), x, seg,
-                                 *params, pos, neg, needs)
-        grad_x, *grad_params = grads
+        seg = Segments(x.size(0), ctx.size, index=index, ptr=ptr)
+        pos, neg = PartState(*state[:3]), PartState(*state[3:])
+        grad_x, *grad_params = gnp_backward(resolve_backend(ctx.backend), grad.contiguous(), x,
+                                            seg, *params, pos, neg, needs)
         grad_params = [reduce_like(g, p) if need else None
                        for g, p, need in zip(grad_params, params, needs[1:], strict=True)]
-        return (grad_x, *grad_params, None, None, None, None, None)
+        return (grad_x, *grad_params, None, None, None, None)
+
+
+# Backends whose GNP kernels are torch.library operators (torch.ops.gnpool.*).
+_OPERATOR_BACKENDS = ("cpu", "triton")
 
 
 def _eager() -> bool:
@@ -139,8 +135,9 @@ def gnp(
             positive part: floats, or tensors with 1 or ``x.size(-1)`` (per-channel)
             values. ``p = 0`` requires ``q = 1``.
         p_neg, q_neg: the same for the negative part (default: ``p`` and ``q``).
-        backend: ``"cpu"`` (fused kernels), ``"scatter"``, ``"native"`` or ``None`` (the
-            fastest one that supports ``x``).
+        backend: ``"cpu"`` (fused kernels), ``"triton"``, ``"scatter"``, ``"native"`` or
+            ``None`` (the fastest one that supports ``x``: ``triton`` for CUDA tensors,
+            ``cpu`` for CPU tensors).
 
     Returns:
         ``x`` with ``dim`` reduced to ``dim_size``, in ``x``'s dtype.
@@ -154,7 +151,9 @@ def gnp(
     """
     check_features("x", x)
     dtype = compute_dtype(x)
-    rows = to_rows(x, normalize_dim(x, dim), dtype)
+    dim = normalize_dim(x, dim)
+    chosen = resolve_backend(backend, probe(x, dtype), op="gnp").name
+    rows = _rows(x, dim, dtype, chosen)
     p_neg = p if p_neg is None else p_neg
     q_neg = q if q_neg is None else q_neg
     converted = []
@@ -169,7 +168,7 @@ def gnp(
                 raise ValueError(f"{p_name} = 0 is defined only with {q_name} = 1 (the "
                                  f"geometric mean), got {q_name}={_values(qt)}")
         converted += [p_to_unit(pt), q_to_beta(pt, qt)]
-    return _pool(x, index, ptr, dim_size, dim, rows, dtype, converted, backend)
+    return _pool(x, index, ptr, dim_size, dim, rows, converted, chosen)
 
 
 def gnp_unit(
@@ -207,7 +206,9 @@ def gnp_unit(
     """
     check_features("x", x)
     dtype = compute_dtype(x)
-    rows = to_rows(x, normalize_dim(x, dim), dtype)
+    dim = normalize_dim(x, dim)
+    chosen = resolve_backend(backend, probe(x, dtype), op="gnp").name
+    rows = _rows(x, dim, dtype, chosen)
     p_neg_unit = p_unit if p_neg_unit is None else p_neg_unit
     beta_neg = beta if beta_neg is None else beta_neg
     params = []
@@ -216,13 +217,64 @@ def gnp_unit(
         t = per_column(name, value, rows, dtype)
         (_check_unit if name.endswith("unit") else _check_finite)(name, t)
         params.append(t)
-    return _pool(x, index, ptr, dim_size, dim, rows, dtype, params, backend)
+    return _pool(x, index, ptr, dim_size, dim, rows, params, chosen)
+
+
+def _rows(x: Tensor, dim: int, dtype: torch.dtype, backend: str) -> Rows:
+    # The Triton kernels read fp16/bf16 directly and accumulate in float32.
+    return to_rows(x, dim, x.dtype if backend == "triton" else dtype)
 
 
 def _pool(x: Tensor, index: Tensor | None, ptr: Tensor | None, dim_size: int | None,
-          dim: int, rows, dtype: torch.dtype, params: list[Tensor],
-          backend: str | None) -> Tensor:
-    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device)
-    name = resolve_backend(backend, rows.data).name
-    out = GNPFunction.apply(rows.data, *params, *segment_tensors(name, seg), seg.size, name)
+          dim: int, rows: Rows, params: list[Tensor], backend: str) -> Tensor:
+    seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
+    if backend in _OPERATOR_BACKENDS:
+        _, csr_ptr, perm = segment_tensors(backend, seg)
+        out = torch.ops.gnpool.gnp_forward(rows.data, *params, csr_ptr, perm, seg.size,
+                                           backend)[0]
+    else:
+        index, ptr, _ = segment_tensors(backend, seg)
+        out = GNPFunction.apply(rows.data, *params, index, ptr, seg.size, backend)
     return from_rows(out, rows, seg.size, x.dtype)
+
+
+def _script_column(value: Tensor, columns: int, dtype: torch.dtype) -> Tensor:
+    # A [channels] parameter as [1, 1] (shared) or [1, columns] (repeated over the
+    # columns of the batch dimensions, as per_column does).
+    flat = value.to(dtype).reshape(-1)
+    if flat.numel() == 1:
+        return flat.view(1, 1)
+    return flat.repeat(columns // flat.numel()).view(1, columns)
+
+
+def gnp_unit_script(
+    x: Tensor,
+    p_unit: Tensor,
+    beta: Tensor,
+    p_neg_unit: Tensor,
+    beta_neg: Tensor,
+    index: Tensor | None,
+    ptr: Tensor | None,
+    dim_size: int | None,
+    dim: int,
+) -> Tensor:
+    """:func:`gnp_unit` in TorchScript, for tensor parameters with 1 value or one per
+    channel (``x.size(-1)``, pooled along another dimension): the sets become CSR with the
+    ``gnpool::csr`` operator and the kernels run through ``torch.ops.gnpool.gnp_forward``
+    with ``backend="auto"`` (the fused kernels of the tensors' device, chosen at run time).
+    Inputs are not validated beyond what the operators check."""
+    dim = dim % x.dim()
+    csr_ptr, perm, size = script_csr(x, index, ptr, dim_size, dim)
+    dtype = x.dtype
+    if dtype == torch.float16 or dtype == torch.bfloat16:
+        dtype = torch.float32
+    moved = x.movedim(dim, 0)
+    shape = list(moved.shape)
+    rows = moved.reshape(shape[0], -1).contiguous()
+    columns = rows.size(1)
+    out = torch.ops.gnpool.gnp_forward(
+        rows, _script_column(p_unit, columns, dtype), _script_column(beta, columns, dtype),
+        _script_column(p_neg_unit, columns, dtype), _script_column(beta_neg, columns, dtype),
+        csr_ptr, perm, size, "auto")[0]
+    shape[0] = size
+    return out.reshape(shape).movedim(0, dim).to(x.dtype)

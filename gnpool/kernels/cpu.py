@@ -2,8 +2,8 @@
 
 One pass over the input per reduction sweep, per-set statistics kept in cache, and a
 backward that reads x once and writes its gradient once. Used for contiguous float32 /
-float64 CPU tensors. AttSets' kernels are called through the ``torch.ops.gnpool`` operators
-(``ops.py``), which torch.compile can trace; GNP's directly, outside torch.compile only.
+float64 CPU tensors. Called through the ``torch.ops.gnpool`` operators (``ops.py``), which
+torch.compile and torch.export trace and TorchScript calls.
 """
 
 from __future__ import annotations

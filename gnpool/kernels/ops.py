@@ -18,7 +18,7 @@ Outputs are in the accumulation dtype (float64 if an input is float64, else floa
 and bf16 are pooled in float32); gradients come back in their input's dtype, and a gradient
 that was not asked for is an empty tensor (operators cannot return ``None``).
 
-Adding an operator (GNP's go next to AttSets'), for a pooling ``name``:
+Adding an operator, for a pooling ``name`` (GNP's and AttSets' below are the examples):
 
 1. ``@torch.library.custom_op("gnpool::<name>_forward", mutates_args=())`` taking the
    ``[E, K]`` rows, the CSR ``ptr`` and optional ``perm`` (see ``segments.Segments``), the
@@ -46,11 +46,15 @@ from torch import Tensor
 from . import cpu, native, triton_backend
 from .attsets_composite import attsets_backward as _composite_backward
 from .attsets_composite import attsets_forward as _composite_forward
+from .gnp_composite import PartState
+from .gnp_composite import gnp_backward as _gnp_composite_backward
+from .gnp_composite import gnp_forward as _gnp_composite_forward
 from .segments import Segments, sort_csr
 
 #: Backends whose kernels for an operator are registered here, by operator. Under
 #: torch.compile only these (and ``native``, which compiles as plain torch) can be traced.
-TRACEABLE: dict[str, frozenset[str]] = {"attsets": frozenset({"cpu", "triton"})}
+TRACEABLE: dict[str, frozenset[str]] = {"attsets": frozenset({"cpu", "triton"}),
+                                         "gnp": frozenset({"cpu", "triton"})}
 _OP_BACKENDS = ("cpu", "triton", "native", "auto")
 
 
@@ -290,3 +294,101 @@ def _linear_autograd(ctx, grad, _grad_m, _grad_l):
 
 
 attsets_linear_forward.register_autograd(_linear_autograd, setup_context=_linear_setup)
+
+
+# ---------------------------------------------------------------------------------------
+# GNP in its native coordinates (p_unit, beta) per part
+
+
+@torch.library.custom_op("gnpool::gnp_forward", mutates_args=())
+def gnp_forward(x: Tensor, a_pos: Tensor, b_pos: Tensor, a_neg: Tensor, b_neg: Tensor,
+                ptr: Tensor, perm: Tensor | None, size: int, backend: str
+                ) -> tuple[Tensor, Tensor]:
+    """GNP of ``x`` ``[E, K]`` over the CSR sets (``gnp_composite``), with ``p_unit``
+    (``a``) and ``beta`` of each part ``[1, K]`` or ``[1, 1]`` in the accumulation dtype:
+    ``(out [size, K], state [6, size, K])``, the state being ``(r, A, G)`` of the positive
+    and of the negative part."""
+    name = _backend(backend, x)
+    if name == "triton":
+        return triton_backend.kernels("gnp").gnp_forward(x, a_pos, b_pos, a_neg, b_neg, ptr,
+                                                          perm, size)
+    x = x.to(_accumulation(x))
+    params = (a_pos, b_pos, a_neg, b_neg)
+    if name == "cpu":
+        return cpu.gnp_forward(x, ptr, perm, size, params)
+    seg = Segments(x.size(0), size, ptr=ptr, perm=perm)
+    out, pos, neg = _gnp_composite_forward(native, x, seg, *(p.to(x.dtype) for p in params))
+    return out, torch.stack([*pos, *neg])
+
+
+@gnp_forward.register_fake
+def _(x, a_pos, b_pos, a_neg, b_neg, ptr, perm, size, backend):
+    acc = _accumulation(x)
+    return (x.new_empty(size, x.size(1), dtype=acc),
+            x.new_empty(6, size, x.size(1), dtype=acc))
+
+
+def _like_params(grads: Tensor, params: tuple[Tensor, ...]) -> list[Tensor]:
+    # Per-column gradients [4, K] summed down to each parameter's shape ([1, 1] or [1, K]),
+    # each its own tensor (an operator's outputs may not alias).
+    return [(g.sum().view(1, 1) if p.numel() == 1 else g.reshape(p.shape).clone()).to(p.dtype)
+            for g, p in zip(grads.unbind(0), params, strict=True)]
+
+
+@torch.library.custom_op("gnpool::gnp_backward", mutates_args=())
+def gnp_backward(grad: Tensor, x: Tensor, a_pos: Tensor, b_pos: Tensor, a_neg: Tensor,
+                 b_neg: Tensor, ptr: Tensor, perm: Tensor | None, state: Tensor, need_x: bool,
+                 need_params: bool, backend: str
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of :func:`gnp_forward` for ``x`` (in its dtype) and ``(a_pos, b_pos,
+    a_neg, b_neg)`` (in their shapes), each empty when not needed, from the upstream
+    gradient ``grad`` ``[size, K]`` and the forward's state."""
+    name = _backend(backend, x)
+    params = (a_pos, b_pos, a_neg, b_neg)
+    if name == "triton":
+        gx, gp = triton_backend.kernels("gnp").gnp_backward(
+            grad, x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state, need_x, need_params)
+    else:
+        xa = x.to(state.dtype)
+        if name == "cpu":
+            gx, gp = cpu.gnp_backward(grad, xa, ptr, perm, state.size(1), params, state,
+                                      need_x, need_params)
+        else:
+            seg = Segments(x.size(0), state.size(1), ptr=ptr, perm=perm)
+            grads = _gnp_composite_backward(
+                native, grad.to(state.dtype).contiguous(), xa, seg,
+                *(p.to(state.dtype) for p in params), PartState(*state[:3]),
+                PartState(*state[3:]), (need_x,) + (need_params,) * 4)
+            gx = grads[0]
+            gp = torch.stack(grads[1:]) if need_params else None
+        gx = None if gx is None else gx.to(x.dtype)
+    grad_params = (_like_params(gp, params) if gp is not None and need_params
+                   else [p.new_empty(0) for p in params])
+    return (_or_empty(gx if need_x else None, x), *grad_params)
+
+
+@gnp_backward.register_fake
+def _(grad, x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state, need_x, need_params, backend):
+    params = (a_pos, b_pos, a_neg, b_neg)
+    return (torch.empty_like(x) if need_x else x.new_empty(0),
+            *(torch.empty_like(p) if need_params else p.new_empty(0) for p in params))
+
+
+def _gnp_setup(ctx, inputs, output) -> None:
+    x, a_pos, b_pos, a_neg, b_neg, ptr, perm, _size, backend = inputs
+    _out, state = output
+    ctx.save_for_backward(x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state)
+    ctx.backend = backend
+    ctx.mark_non_differentiable(state)
+
+
+def _gnp_autograd(ctx, grad, _grad_state):
+    x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state = ctx.saved_tensors
+    needs = ctx.needs_input_grad[:5]
+    grads = torch.ops.gnpool.gnp_backward(grad, x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state,
+                                          needs[0], any(needs[1:]), ctx.backend)
+    return (*(g if need else None for g, need in zip(grads, needs, strict=True)),
+            None, None, None, None)
+
+
+gnp_forward.register_autograd(_gnp_autograd, setup_context=_gnp_setup)

@@ -22,7 +22,7 @@ from .segments import Segments, sort_csr
 name = "triton"
 available = importlib.util.find_spec("triton") is not None
 #: Operators with Triton kernels.
-operators = frozenset({"attsets"})
+operators = frozenset({"attsets", "gnp"})
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _TRUE = ("1", "true", "on", "yes")
 
@@ -30,9 +30,10 @@ _TRUE = ("1", "true", "on", "yes")
 def interpreting() -> bool:
     """Whether the kernels run under Triton's interpreter: fixed when the first kernel
     module is imported, from ``TRITON_INTERPRET`` as it was then."""
-    loaded = sys.modules.get(f"{__package__}.triton_attsets")
-    if loaded is not None:
-        return loaded.INTERPRETED
+    for operator in operators:
+        loaded = sys.modules.get(f"{__package__}.triton_{operator}")
+        if loaded is not None:
+            return loaded.INTERPRETED
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in _TRUE
 
 
