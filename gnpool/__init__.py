@@ -2,10 +2,11 @@
 
 from . import functional, nn, training
 from .aggr import AttSetsAggregation, GNPAggregation, register
+from .nn import AttSets
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttSetsAggregation", "GNPAggregation", "functional", "nn", "register", "training",
+    "AttSets", "AttSetsAggregation", "GNPAggregation", "functional", "nn", "register", "training",
     "__version__",
 ]

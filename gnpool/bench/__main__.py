@@ -5,6 +5,7 @@
     python -m gnpool.bench run --tasks max_degree --configs sum-max,gnp --set epochs=50
     python -m gnpool.bench report --profile quick    # table + plots from the database
     python -m gnpool.bench list                      # profiles, their tasks and run counts
+    python -m gnpool.bench run --profile multiview_quick --report   # the multi-view family
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import multiview
 from .db import RunDB
 from .hparams import parse_assignments
+from .multiview_report import profile_report
 from .profiles import PROFILES, get_profile
 from .report import write_report
 from .runner import default_db, plan, results_dir, run_grid
@@ -64,6 +67,12 @@ def _report(args: argparse.Namespace, specs) -> int:
         print(f"error: {db_path} has no runs of this grid", file=sys.stderr)
         return 1
     profile = get_profile(args.profile)
+    if any(r.get("level") == multiview.LEVEL for r in rows):
+        text, files = profile_report(rows, out, profile, plots=not args.no_plots)
+        print(text)
+        print("wrote " + ", ".join(str(f) for f in files + ([copied] if snapshot else [])),
+              file=sys.stderr)
+        return 0
     finished = [r for r in rows if r["status"] == "finished"]
     seconds = sum(r["wall_seconds"] or 0.0 for r in rows)
     versions = next((r["versions"] for r in rows if r.get("versions")), {}) or {}

@@ -21,6 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..datasets import load_splits, task_info
+from . import multiview
 from .configs import PoolingConfig, default_configs, with_overrides
 from .db import Key, RunDB
 from .hparams import HParams, digest
@@ -90,6 +91,13 @@ def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
     seen: set[str] = set()
     specs = []
     for task, tp in plans.items():
+        if multiview.is_multiview(task):
+            found = multiview.plan_task(profile, tp, configs=names, seeds=seeds, hparams=hparams,
+                              data_root=None if data_root is None else str(data_root),
+                              extra_configs=(extra_configs or {}).get(task, []))
+            seen.update(s.config.name for s in found)
+            specs += found
+            continue
         info = task_info(task, **tp.data)
         grid = default_configs(info.level, info.aggr)
         if tp.configs is not None:
@@ -150,6 +158,8 @@ def _data_key(spec: RunSpec) -> tuple[str, str, int, str | None]:
 
 
 def _load(spec: RunSpec, progress: bool = False) -> dict:
+    if multiview.is_multiview(spec.task):
+        return multiview.load_data(spec, progress)
     return load_splits(spec.task, root=spec.data_root, seed=spec.data_seed, progress=progress,
                        **spec.data)
 
@@ -171,6 +181,8 @@ def execute(spec: RunSpec, position: int = 1, progress: bool = True) -> dict[str
     run (the row has status ``failed`` and the traceback); Ctrl-C still interrupts."""
     from .train import run as train_run
 
+    if multiview.is_multiview(spec.task):
+        return multiview.execute(spec, position, progress)
     start = time.perf_counter()
     row = _base_row(spec, started_at=_now())
     try:
@@ -272,6 +284,9 @@ def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int =
                             extrap="failed" if row["status"] == "failed" else
                             (f"{extrap:.3g}%" if extrap is not None else "nan"),
                             failed=summary.failed)
+            if row.get("level") == multiview.LEVEL:
+                bar.set_postfix(last=f"{row['task']}/{row['config']}",
+                                **multiview.postfix(row), failed=summary.failed)
 
         try:
             if workers == 1:
