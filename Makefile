@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)-scatter-$(SCATTER)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install test bench bench-aggr lint clean
+.PHONY: install test bench bench-aggr bench-multiview lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m gnpool.bench run --profile quick --report $(BENCH_ARGS)
+
+# The multi-view benchmark's quick profile (its report goes to experiments/results/multiview_quick/).
+bench-multiview: $(STAMP)
+	$(BIN)/python -m gnpool.bench run --profile multiview_quick --report $(BENCH_ARGS)
 
 bench-aggr: $(STAMP)
 	$(BIN)/python experiments/bench_aggr.py $(BENCH_ARGS)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..aggr import GNPAggregation
 from ..datasets.multiview import TASK, load_multiview_splits
+from ..datasets.shapes import CATEGORIES
 from ..models import MultiViewReconstructor, gnp_parameters
 from ..training import FASet, SetSizes, predict_multiview, single_view_batch, subset_batch
 from .configs import PoolingConfig
@@ -317,13 +318,18 @@ def train_faset(model: MultiViewReconstructor, train: Any, val: Any, hp: MultiVi
     return history
 
 
-def summarize(scores: Tensor, views: Iterable[int]) -> dict[str, Any]:
+def summarize(scores: Tensor, views: Iterable[int], categories: Tensor) -> dict[str, Any]:
     """The stored form of :func:`evaluate`'s result: mean IoU per view count, per view
-    count and order, and per view count and shape (mean over orders)."""
+    count and order, per view count and shape (mean over orders), and per category and
+    view count (``categories`` [N]: each shape's category name index)."""
+    names = list(CATEGORIES)
+    per_category = {names[c]: [round(float(s), 6) for s in scores[:, :, categories == c]
+                               .mean((1, 2))] for c in torch.unique(categories).tolist()}
     return {"views": list(views),
             "iou": [round(float(s), 6) for s in scores.mean((1, 2))],
             "iou_orders": [[round(float(s), 6) for s in row] for row in scores.mean(2)],
-            "per_shape": [[round(float(s), 5) for s in row] for row in scores.mean(1)]}
+            "per_shape": [[round(float(s), 5) for s in row] for row in scores.mean(1)],
+            "per_category": per_category}
 
 
 def run(spec: Any, splits: Mapping[str, Any], position: int = 1,
@@ -347,7 +353,7 @@ def run(spec: Any, splits: Mapping[str, Any], position: int = 1,
     for split in ("test", "test_ood"):
         scores = evaluate(model, splits[split], views, hp.orders, hp.threshold,
                           hp.eval_batch_size, hp.eval_seed)
-        bins[split] = summarize(scores, views)
+        bins[split] = summarize(scores, views, splits[split].category)
     bins["seconds"] = {"train": train_seconds, "train_cpu": train_cpu,
                        "eval": time.perf_counter() - start - train_seconds,
                        "cpu": time.process_time() - cpu}

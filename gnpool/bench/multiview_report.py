@@ -110,6 +110,31 @@ def iou_table(curves: dict[str, Curve]) -> str:
     return "\n".join(lines)
 
 
+def category_table(rows: list[dict[str, Any]], split: str) -> str:
+    """Mean IoU per category with one view and with every view (mean over seeds)."""
+    found: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    views: list[int] = []
+    for row in rows:
+        data = (row.get("bins") or {}).get(split) or {}
+        if row["status"] == "finished" and data.get("per_category"):
+            views = data["views"]
+            for cat, curve in data["per_category"].items():
+                found[row["config"]][cat].append(curve)
+    if not found:
+        return ""
+    cats = sorted({c for per in found.values() for c in per})
+    head = ["aggregator", *[f"{c}: {views[0]} / {views[-1]}" for c in cats]]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * len(cats)]
+    rank = {name: i for i, name in enumerate(ORDER)}
+    for name in sorted(found, key=lambda n: (rank.get(n, 99), n)):
+        cells = []
+        for cat in cats:
+            curve = np.mean(np.array(found[name][cat]), axis=0)
+            cells.append(f"{curve[0]:.3f} / {curve[-1]:.3f}")
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def spread_table(curves: dict[str, Curve]) -> str:
     """Max - min over the view orders of the mean IoU, per view count (k >= 2)."""
     views = next(iter(curves.values())).views
@@ -191,6 +216,26 @@ def targets(curves: dict[str, Curve]) -> list[str]:
     return out
 
 
+def gnp_summary(rows: list[dict[str, Any]]) -> str:
+    """Per run with a GNP: its exponents and size normalisations, initial and learned
+    (mean [min, max] over the channels)."""
+    lines = []
+    for row in rows:
+        for module in row.get("gnp") or []:
+            def describe(values: list[float]) -> str:
+                return f"{statistics.fmean(values):.3g} [{min(values):.3g}, {max(values):.3g}]"
+            lines.append(f"| {LABELS.get(row['config'], row['config'])} | {row['seed']} | "
+                         f"`{module['name']}` | {describe(module['p_init'])} | "
+                         f"{describe(module['p'])} | {describe(module['q_init'])} | "
+                         f"{describe(module['q'])} |")
+    if not lines:
+        return ""
+    head = ("| run | seed | module | initial p | learned p | initial q | learned q |\n"
+            "|---|---:|---|---|---|---|---|")
+    return head + "\n" + "\n".join(lines) + ("\n\np = 1, q = 1 is the mean; a larger p "
+                                              "moves towards max, q = 0 towards the sum.")
+
+
 def render_markdown(rows: list[dict[str, Any]], title: str, intro: str = "",
                     plots: Iterable[str] = ()) -> str:
     """The whole report as Markdown."""
@@ -209,10 +254,16 @@ def render_markdown(rows: list[dict[str, Any]], title: str, intro: str = "",
         if not curves:
             continue
         parts += [f"## Mean IoU by number of views: {name}", "", iou_table(curves), ""]
+        by_category = category_table(rows, split)
+        if by_category and split == "test":
+            parts += ["Per category, with one view / with every view:", "", by_category, ""]
         if split == "test":
             parts += ["## Targets", "", *targets(curves), "",
                       "## Order dependence: max - min of the mean IoU over view orders "
                       "(test shapes)", "", spread_table(curves), ""]
+    learned = gnp_summary(rows)
+    if learned:
+        parts += ["## GNP's learned parameters", "", learned, ""]
     failed = [r for r in rows if r["status"] != "finished"]
     if failed:
         parts += ["## Failed runs", ""] + [f"- `{r['config']}` seed {r['seed']}: "
