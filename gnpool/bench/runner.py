@@ -279,14 +279,15 @@ def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int =
                 summary.failures.append(f"{row['task']}/{row['config']}/s{row['seed']}: "
                                         f"{last[0] if last else 'unknown error'}")
             bar.update(1)
+            if row.get("level") == multiview.LEVEL:
+                bar.set_postfix(last=f"{row['task']}/{row['config']}",
+                                **multiview.postfix(row), failed=summary.failed)
+                return
             extrap = row.get("mape_extrap")
             bar.set_postfix(last=f"{row['task']}/{row['config']}",
                             extrap="failed" if row["status"] == "failed" else
                             (f"{extrap:.3g}%" if extrap is not None else "nan"),
                             failed=summary.failed)
-            if row.get("level") == multiview.LEVEL:
-                bar.set_postfix(last=f"{row['task']}/{row['config']}",
-                                **multiview.postfix(row), failed=summary.failed)
 
         try:
             if workers == 1:
