@@ -24,7 +24,7 @@ BENCH_ARGS ?=
 DOCS_STAMP := $(VENV)/.installed-docs
 SPHINX_ARGS ?=
 
-.PHONY: install test bench bench-aggr lint docs clean
+.PHONY: install test bench bench-aggr bench-multiview lint docs clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m gnpool.bench run --profile quick --report $(BENCH_ARGS)
+
+# The multi-view benchmark's quick profile (its report goes to experiments/results/multiview_quick/).
+bench-multiview: $(STAMP)
+	$(BIN)/python -m gnpool.bench run --profile multiview_quick --report $(BENCH_ARGS)
 
 bench-aggr: $(STAMP)
 	$(BIN)/python experiments/bench_aggr.py $(BENCH_ARGS)

@@ -6,6 +6,7 @@
     python -m gnpool.bench run --profile paper --executor ray --address HEAD:6379
     python -m gnpool.bench report --profile quick    # table + plots from the database
     python -m gnpool.bench list                      # profiles, tasks, configurations
+    python -m gnpool.bench run --profile multiview_quick --report   # the multi-view family
 
 Runs train in this process or local worker processes (--executor local, the default), or
 as Ray tasks (--executor ray, pip install 'gnpool[distributed]') on a cluster (--address) or
@@ -30,9 +31,11 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from . import multiview
 from .db import RunDB
 from .executors import Executor, LocalExecutor
 from .hparams import parse_assignments
+from .multiview_report import profile_report
 from .profiles import PROFILES, get_profile
 from .report import settings_section, write_report
 from .runner import default_db, grid_configs, plan, results_dir, run_grid
@@ -177,6 +180,12 @@ def _report(args: argparse.Namespace, specs) -> int:
                   file=sys.stderr)
             return 1
     profile = get_profile(args.profile)
+    if any(r.get("level") == multiview.LEVEL for r in rows):
+        text, files = profile_report(rows, out, profile, plots=not args.no_plots)
+        print(text)
+        print("wrote " + ", ".join(str(f) for f in files + ([copied] if snapshot else [])),
+              file=sys.stderr)
+        return 0
     finished = [r for r in rows if r["status"] == "finished"]
     seconds = sum(r["wall_seconds"] or 0.0 for r in rows)
     starts = [r["started_at"] for r in rows if r.get("started_at")]

@@ -139,3 +139,48 @@ def get_profile(name: str) -> Profile:
     except KeyError:
         raise ValueError(f"profile={name!r} is unknown; expected one of "
                          f"{', '.join(PROFILES)}") from None
+
+
+# The multi-view family (gnpool/bench/multiview.py): one task, "multiview", with its own
+# hyperparameters (MultiViewHParams) and aggregators (attsets-faset, gnp-faset,
+# attsets-joint, gru, max, mean, sum).
+_MV_SMOKE_DATA = {"num_train": 8, "num_val": 4, "num_test": 6, "num_ood": 3, "views": 6,
+                  "grid": 8, "image_size": 8}
+_MV_SMOKE_HP = {"channels": 16, "width": 4, "epochs": 2, "stage1_epochs": 1,
+                "stage2_epochs": 1, "stage1_views": 2, "batch_size": 4, "set_sizes": (1, 6),
+                "eval_views": (1, 2, 3, 6), "orders": 3, "val_views": (1, 6),
+                # Untrained decoders then predict about half the voxels: non-zero IoUs.
+                "occupancy": None}
+
+# GNP's exponents learn at GNP_LR_FACTOR times FASet's stage-2 learning rate (1e-3), as
+# in the extrapolation profiles.
+_MV_GNP = {"gnp-faset": {"pool_lr": GNP_LR_FACTOR * 1e-3}}
+
+MULTIVIEW_PROFILES: dict[str, Profile] = {
+    "multiview_smoke": Profile(
+        "multiview_smoke", "seconds: 8 tiny shapes with 6 views, 8^3 voxels, 1-2 epochs "
+                           "(tests)",
+        tasks=(TaskPlan("multiview", data=_MV_SMOKE_DATA, hparams=_MV_SMOKE_HP),),
+        seeds=(0,), workers=1),
+    "multiview_quick": Profile(
+        "multiview_quick", "about 20 minutes on 2 CPU cores: 1000 training shapes of 7 "
+                           "categories, 24 depth maps of 32^2 each, 32^3 voxels, 128 "
+                           "features per view, 40 epochs (FASet: 25 + 15, 4 single views "
+                           "per shape and batch in stage 1), every aggregator, 1 seed",
+        tasks=(TaskPlan("multiview", data={}, hparams={}, overrides=_MV_GNP),),
+        seeds=(0,), workers=2),
+    "multiview": Profile(
+        "multiview", "the larger grid: 4000 training shapes, 600 test shapes, 300 of the "
+                     "held-out category, 256 features per view, 80 epochs (FASet: 50 + 30, "
+                     "8 single views per shape and batch in stage 1), every aggregator, 3 "
+                     "seeds (estimated from the quick profile's CPU time: about 16 CPU "
+                     "hours, 8 hours on 2 cores)",
+        tasks=(TaskPlan("multiview",
+                        data={"num_train": 4000, "num_val": 200, "num_test": 600,
+                              "num_ood": 300},
+                        hparams={"channels": 256, "epochs": 80, "stage1_epochs": 50,
+                                 "stage2_epochs": 30, "stage1_views": 8},
+                        overrides=_MV_GNP),),
+        seeds=(0, 1, 2), workers=2),
+}
+PROFILES.update(MULTIVIEW_PROFILES)

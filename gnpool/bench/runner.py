@@ -20,6 +20,7 @@ import platformdirs
 from tqdm.auto import tqdm
 
 from ..datasets import load_splits, load_task, task_info
+from . import multiview
 from .configs import PoolingConfig, default_configs, with_overrides
 from .db import Key, RunDB
 from .hparams import HParams, digest
@@ -112,6 +113,13 @@ def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
     seen: set[str] = set()
     specs = []
     for task, tp in plans.items():
+        if multiview.is_multiview(task):
+            found = multiview.plan_task(profile, tp, configs=names, seeds=seeds, hparams=hparams,
+                              data_root=None if data_root is None else str(data_root),
+                              extra_configs=(extra_configs or {}).get(task, []))
+            seen.update(s.config.name for s in found)
+            specs += found
+            continue
         info = task_info(task, **tp.data)
         grid = default_configs(info.level, info.aggr)
         if tp.configs is not None:
@@ -188,6 +196,8 @@ def _data_key(spec: RunSpec) -> tuple:
 
 
 def _load(spec: RunSpec, progress: bool = False) -> dict:
+    if multiview.is_multiview(spec.task):
+        return multiview.load_data(spec, progress)
     splits = load_splits(spec.task, root=spec.data_root, seed=spec.data_seed,
                          progress=progress, **spec.data)
     if spec.tune_seed is not None:
@@ -217,6 +227,8 @@ def execute(spec: RunSpec, position: int = 1, progress: bool = True,
     loading the datasets here."""
     from .train import run as train_run
 
+    if multiview.is_multiview(spec.task):
+        return multiview.execute(spec, position, progress)
     start = time.perf_counter()
     row = _base_row(spec, started_at=_now())
     try:
@@ -302,6 +314,10 @@ def run_grid(specs: list[RunSpec], db_path: str | os.PathLike, *, workers: int =
                 summary.failures.append(f"{row['task']}/{row['config']}/s{row['seed']}: "
                                         f"{last[0] if last else 'unknown error'}")
             bar.update(1)
+            if row.get("level") == multiview.LEVEL:
+                bar.set_postfix(last=f"{row['task']}/{row['config']}",
+                                **multiview.postfix(row), failed=summary.failed)
+                return
             extrap = row.get("mape_extrap")
             bar.set_postfix(last=f"{row['task']}/{row['config']}",
                             extrap="failed" if row["status"] == "failed" else

@@ -10,9 +10,13 @@ Usage::
 from .deepsets import DeepSets
 from .gnn import MessageMLPConv, MessageMLPGNN
 from .mlp import MLP
+from .multiview import MultiViewReconstructor, ViewEncoder, VoxelDecoder
 from .pooling import Pooling, aggregation_class, gnp_parameters, per_layer, resolve_pooling
+from .view_pooling import VIEW_AGGREGATORS, ViewGNP, ViewGRU, ViewPooling, view_aggregator
 
 __all__ = [
-    "MLP", "DeepSets", "MessageMLPConv", "MessageMLPGNN", "Pooling", "aggregation_class",
-    "gnp_parameters", "per_layer", "resolve_pooling",
+    "MLP", "VIEW_AGGREGATORS", "DeepSets", "MessageMLPConv", "MessageMLPGNN",
+    "MultiViewReconstructor", "Pooling", "ViewEncoder", "ViewGNP", "ViewGRU", "ViewPooling",
+    "VoxelDecoder", "aggregation_class", "gnp_parameters", "per_layer", "resolve_pooling",
+    "view_aggregator",
 ]
