@@ -25,11 +25,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..aggr import GNPAggregation
 from ..datasets.multiview import TASK, load_multiview_splits
 from ..datasets.shapes import CATEGORIES
 from ..models import MultiViewReconstructor, gnp_parameters
-from ..training import FASet, SetSizes, predict_multiview, single_view_batch, subset_batch
+from ..training import (
+    FASet,
+    SetSizes,
+    pooling_parameters,
+    predict_multiview,
+    single_view_batch,
+    subset_batch,
+)
 from .configs import PoolingConfig
 from .profiles import Profile, TaskPlan
 
@@ -189,10 +195,9 @@ def build_model(info: Mapping[str, Any], config: PoolingConfig,
 
 def adam(model: torch.nn.Module, params: Iterable[torch.nn.Parameter], lr: float,
          hp: MultiViewHParams) -> torch.optim.Adam:
-    """Adam over ``params``; GNP's parameters in their own group (``pool_lr``, no weight
-    decay)."""
-    pooling = {id(p) for m in model.modules() if isinstance(m, GNPAggregation)
-               for p in m.parameters()}
+    """Adam over ``params``; pooling parameters (:func:`gnpool.pooling_parameters`: GNP's)
+    in their own group (``pool_lr``, no weight decay)."""
+    pooling = {id(p) for _, p in pooling_parameters(model)}
     params = list(params)
     rest = [p for p in params if id(p) not in pooling]
     gnp = [p for p in params if id(p) in pooling]

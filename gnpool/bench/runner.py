@@ -150,8 +150,12 @@ def grid_configs(profile: Profile, tasks: Iterable[str] | None = None) -> list[s
     names: dict[str, None] = {}
     for tp in profile.tasks:
         if wanted is None or tp.task in wanted:
-            info = task_info(tp.task, **tp.data)
-            for config in default_configs(info.level, info.aggr):
+            if multiview.is_multiview(tp.task):
+                grid = multiview.multiview_configs()
+            else:
+                info = task_info(tp.task, **tp.data)
+                grid = default_configs(info.level, info.aggr)
+            for config in grid:
                 if tp.configs is None or config.name in tp.configs:
                     names[config.name] = None
     return list(names)
