@@ -172,3 +172,26 @@ def test_size_shift_trains_pooling_on_the_largest_samples_only(tmp_path):
     assert seen[1::2] == [large_total] * 3 and sum(seen[0::2]) == sum(d.num_nodes for d in small)
     assert not torch.equal(model.pooling.p_unit.detach(), before["pooling.p_unit"])
     assert torch.allclose(model.encoder.linears[0].weight, before["encoder.linears.0.weight"])
+
+
+def test_snap_fixes_near_classic_poolings_and_checks_validation(tmp_path):
+    from gnpool.bench.train import fit
+    from gnpool.models import DeepSets
+
+    splits = load_splits("set_max", root=tmp_path, progress=False, num_train=64, num_val=32,
+                         num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
+    torch.manual_seed(0)
+    # Started next to max (p = 400, q = 1): the last half of the epochs run with exactly max.
+    model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"p": 400.0, "q": 1.0, "p_neg": -400.0})
+    hp = HParams(hidden=8, epochs=4, batch_size=16, pool_lr=1e-4, snap=0.5)
+    record = fit(model, splits["train"], splits["val"], "set", hp, seed=0, progress=False)
+    snap = record["snap"]
+    assert snap["epoch"] == 2 and snap["modules"] == {"pooling": ["max"] * 8}
+    assert snap["kept"] == (snap["val_mse_after"] <= 1.05 * snap["val_mse_before"])
+    if snap["kept"]:
+        assert bool((model.pooling.p_unit == 1).all()) and bool((model.pooling.beta == 0).all())
+        assert record["val_mse"] == snap["val_mse_after"]
+    # Nothing near a classic pooling: nothing snaps, training runs as without snap.
+    model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"p": 1.0, "q": 0.4})
+    assert fit(model, splits["train"], splits["val"], "set", hp, seed=0,
+               progress=False)["snap"] is None

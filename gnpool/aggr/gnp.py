@@ -127,6 +127,30 @@ class GNPAggregation(Aggregation):
                 getattr(self, f"beta{part}").copy_(q_to_beta(p, q))
 
     @torch.no_grad()
+    def snap_(self, pooling: str | Sequence[str]) -> None:
+        """Set the parameters exactly to a classic pooling of :data:`CLASSIC`: one name for
+        every channel, or one per channel (``"none"`` leaves a channel as it is).
+
+        Raises:
+            ValueError: an unknown name, or a list whose length is not ``channels``.
+        """
+        names = [pooling] * self.channels if isinstance(pooling, str) else list(pooling)
+        if len(names) != self.channels:
+            raise ValueError(f"pooling must be one name or channels={self.channels} names, "
+                             f"got {len(names)}")
+        for k, name in enumerate(names):
+            if name == "none":
+                continue
+            if name not in CLASSIC:
+                raise ValueError(f"pooling names must be 'none' or one of {sorted(CLASSIC)}, "
+                                 f"got {name!r}")
+            p, q, p_neg, q_neg = (torch.tensor(v, dtype=torch.float64) for v in CLASSIC[name])
+            self.p_unit[k] = p_to_unit(p)
+            self.beta[k] = q_to_beta(p, q)
+            self.p_neg_unit[k] = p_to_unit(p_neg)
+            self.beta_neg[k] = q_to_beta(p_neg, q_neg)
+
+    @torch.no_grad()
     def project_(self) -> None:
         """Clamp ``p_unit`` and ``p_neg_unit`` into [-1, 1] in place (done by every
         training-mode forward)."""
@@ -199,10 +223,10 @@ class GNPAggregation(Aggregation):
         """How far the current pooling is from sum, mean, max and min, per channel.
 
         Measured, not read off the parameters: GNP and each classic pooling pool a fixed
-        bank of random sets (sizes 2 to 50, non-negative and mixed-sign, in float64);
-        the distance is the mean absolute difference divided by the mean magnitude of
-        the set's elements. Returns ``{name: [channels] tensor}``; exactly 0 for an exact
-        match.
+        bank of random sets (sizes 2 to 50, non-negative and mixed-sign, in float64); the
+        distance is the mean absolute difference divided by the mean magnitude of the
+        classic pooling's outputs (a relative error, so sum is not judged more strictly
+        than mean). Returns ``{name: [channels] tensor}``; exactly 0 for an exact match.
         """
         gen = torch.Generator().manual_seed(0)
         sizes = torch.tensor([2, 3, 5, 8, 13, 21, 34, 50] * 4)
@@ -217,13 +241,16 @@ class GNPAggregation(Aggregation):
             out = torch.zeros(num, self.channels, dtype=torch.float64)
             return out.scatter_reduce_(0, cols, values, how, include_self=False)
 
-        scale = reduce(x.abs(), "mean")
         out = gnp_unit(x, index, dim_size=num, p_unit=self.p_unit.double().clamp(-1, 1),
                        beta=self.beta.double(), p_neg_unit=self.p_neg_unit.double().clamp(-1, 1),
                        beta_neg=self.beta_neg.double(), backend="native")
         how = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}
-        return {name: ((out - reduce(x, how[name])).abs() / scale).mean(0).float()
-                for name in COMPARED}
+        distances = {}
+        for name in COMPARED:
+            classic = reduce(x, how[name])
+            distances[name] = ((out - classic).abs().mean(0)
+                               / classic.abs().mean(0)).float()
+        return distances
 
     @torch.no_grad()
     def closest_pooling(self, tolerance: float = 0.05) -> str | list[str]:

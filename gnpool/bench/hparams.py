@@ -37,6 +37,9 @@ class HParams:
             the other samples, which train only the rest of the model: the pooling is
             chosen by how the model does on sizes it was not fitted on (0: every
             parameter learns from every batch).
+        snap: share of the epochs, at the end, trained with every GNP channel that is near
+            sum, mean, max or min fixed exactly at it (kept only if validation agrees; see
+            :func:`gnpool.bench.train.fit`); 0 never snaps.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -71,6 +74,7 @@ class HParams:
     lr_gamma: float = 0.5
     pool_lr: float | None = None
     pool_split: float = 0.0
+    snap: float = 0.0
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -107,7 +111,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "encoder_layers": _AT_LEAST_1, "decoder_layers": _AT_LEAST_1, "epochs": _AT_LEAST_1,
     "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
     "lr_step": _AT_LEAST_0, "lr_gamma": _POSITIVE, "pool_lr": _POSITIVE,
-    "pool_split": _SHARE,
+    "pool_split": _SHARE, "snap": _SHARE,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
 }

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..datasets import TaskInfo
 from ..models import DeepSets, MessageMLPGNN, gnp_parameters
-from ..training import param_groups, pooling_parameters
+from ..training import param_groups, pooling_parameters, snap_to_classic
 from .configs import PoolingConfig
 from .hparams import HParams
 
@@ -166,6 +166,14 @@ def size_bins(pred: np.ndarray, target: np.ndarray, size: np.ndarray,
     return out
 
 
+#: Snapping (``HParams.snap``): GNP channels within this distance of a classic pooling are
+#: fixed at it ...
+SNAP_TOLERANCE = 0.1
+#: ... and the snapped model is kept if its validation MSE is within this factor of the
+#: best before snapping.
+SNAP_SLACK = 0.05
+
+
 def _split_by_size(dataset: Dataset, share: float) -> tuple[Dataset, Dataset]:
     # The largest `share` of the samples (nodes or elements; ties broken by position).
     sizes = torch.tensor([data.num_nodes for data in dataset])
@@ -183,7 +191,13 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
         seed: int, desc: str = "", position: int = 0,
         progress: bool = True) -> dict[str, Any]:
     """Train with Adam on the MSE loss; restore the weights of the epoch with the best
-    validation loss (epoch 0 is the untrained model). Returns the training record."""
+    validation loss (epoch 0 is the untrained model). Returns the training record.
+
+    With ``hp.snap > 0`` the last ``snap`` share of the epochs starts from the best state
+    so far with every GNP channel near a classic pooling fixed at it
+    (:func:`gnpool.training.snap_to_classic`, tolerance ``SNAP_TOLERANCE``) and trains the
+    rest of the model; the snapped model is kept if its best validation loss is within
+    ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state."""
     optimizer = make_optimizer(model, hp)
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, hp.lr_step, hp.lr_gamma)
                  if hp.lr_step else None)
@@ -215,6 +229,9 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     best_loss, best_epoch = val_loss(), 0
     best_state = copy.deepcopy(model.state_dict())
     history: list[float] = []
+    snap_epoch = round(hp.epochs * (1 - hp.snap)) if hp.snap > 0 else None
+    snap: dict[str, Any] | None = None
+    frozen: list[torch.nn.Parameter] = []
     # Updated by hand after each epoch, with that epoch's losses, and redrawn every time:
     # an iterating bar only counts when it redraws, so with its default rate limits it
     # showed 0/N next to later epochs' losses.
@@ -222,13 +239,22 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
                disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=0,
                miniters=1)
     for epoch in range(1, hp.epochs + 1):
+        if epoch - 1 == snap_epoch:
+            model.load_state_dict(best_state)
+            snapped = snap_to_classic(model, SNAP_TOLERANCE)
+            if snapped:
+                snap = {"epoch": epoch - 1, "modules": snapped, "val_mse_before": best_loss,
+                        "state_before": best_state, "best_epoch_before": best_epoch}
+                frozen = pooling
+                best_loss, best_epoch = val_loss(), epoch - 1
+                best_state = copy.deepcopy(model.state_dict())
         model.train()
         for batch in loader:
-            if size_shift:
+            if size_shift and not frozen:
                 step(batch, pooling)
                 step(next(pool_batches), weights)
             else:
-                step(batch, [])
+                step(batch, frozen)
         if scheduler is not None:
             scheduler.step()
         current = val_loss()
@@ -240,8 +266,16 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
                         refresh=False)
         bar.update(1)
     bar.close()
+    if snap is not None:
+        before = snap.pop("state_before")
+        snap["val_mse_after"] = best_loss
+        snap["kept"] = best_loss <= (1 + SNAP_SLACK) * snap["val_mse_before"]
+        if not snap["kept"]:
+            best_state, best_loss, best_epoch = (before, snap["val_mse_before"],
+                                                 snap["best_epoch_before"])
     model.load_state_dict(best_state)
-    return {"best_epoch": best_epoch, "val_mse": best_loss, "history": history}
+    return {"best_epoch": best_epoch, "val_mse": best_loss, "history": history,
+            "snap": snap}
 
 
 def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
@@ -270,9 +304,14 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
         if split.startswith("test_"):
             bins[split.removeprefix("test_")] = size_bins(pred, target, size, hp.size_bins)
     learned = gnp_parameters(model)
+    snap = record["snap"]
     for module in learned:
         for key in ("p_unit", "beta", "p_neg_unit", "beta_neg"):
             module[f"{key}_init"] = initial[module["name"]][key]
+        if snap is not None and module["name"] in snap["modules"]:
+            module["snap"] = {"to": snap["modules"][module["name"]], "kept": snap["kept"],
+                              "epoch": snap["epoch"], "val_mse_before": snap["val_mse_before"],
+                              "val_mse_after": snap["val_mse_after"]}
     return {
         "metrics": metrics, "bins": bins, "history": record["history"], "gnp": learned,
         "dead_channels": {name: {"before": dead_before[name], "after": dead_after[name]}

@@ -4,6 +4,7 @@ optimiser groups for pooling parameters."""
 from .faset import FASet, aggregator_parameter_names, default_aggregator_types
 from .multiview import SetSizes, predict_multiview, single_view_batch, subset_batch
 from .optim import DEFAULT_POOL_LR, param_groups, pooling_parameters
+from .snap import snap_to_classic
 
 __all__ = [
     "DEFAULT_POOL_LR",
@@ -13,6 +14,7 @@ __all__ = [
     "default_aggregator_types",
     "param_groups",
     "pooling_parameters",
+    "snap_to_classic",
     "predict_multiview",
     "single_view_batch",
     "subset_batch",
