@@ -38,3 +38,19 @@ def test_snap_to_classic_only_moves_what_is_close():
     assert snap_to_classic(model, tolerance=1e-9) == {"near_max": ["max"], "near_sum": ["sum"]}
     with pytest.raises(ValueError, match="tolerance must be"):
         snap_to_classic(model, tolerance=-1)
+
+
+def test_distances_measured_on_the_inputs_the_model_sees():
+    # On non-negative inputs the negative part never acts: a GNP near max in its positive
+    # part snaps to max although its negative part is a mean (which the fixed bank of
+    # mixed-sign sets would count against it).
+    from gnpool.models import DeepSets
+
+    torch.manual_seed(0)
+    model = DeepSets(1, 1, 4, "gnp", pooling_kwargs={"channels": 1, "p": 400.0, "q": 1.0,
+                                                      "p_neg": 1.0})
+    x, index = torch.rand(60, 1), torch.arange(60) // 6
+    assert snap_to_classic(model, tolerance=0.1) == {}
+    snapped = snap_to_classic(model, tolerance=0.1, run=lambda: model(x, index, dim_size=10))
+    assert snapped == {"pooling": ["max"]}
+    assert float(model.pooling.p_unit) == 1.0 and model.training

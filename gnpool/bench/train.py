@@ -194,8 +194,8 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     validation loss (epoch 0 is the untrained model). Returns the training record.
 
     With ``hp.snap > 0`` the last ``snap`` share of the epochs starts from the best state
-    so far with every GNP channel near a classic pooling fixed at it
-    (:func:`gnpool.training.snap_to_classic`, tolerance ``SNAP_TOLERANCE``) and trains the
+    so far with every GNP channel near a classic pooling (on the validation inputs) fixed
+    at it (:func:`gnpool.training.snap_to_classic`, tolerance ``SNAP_TOLERANCE``) and trains the
     rest of the model; the snapped model is kept if its best validation loss is within
     ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state."""
     optimizer = make_optimizer(model, hp)
@@ -241,7 +241,9 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     for epoch in range(1, hp.epochs + 1):
         if epoch - 1 == snap_epoch:
             model.load_state_dict(best_state)
-            snapped = snap_to_classic(model, SNAP_TOLERANCE)
+            snapped = snap_to_classic(
+                model, SNAP_TOLERANCE,
+                run=lambda: predict(model, val, level, hp.eval_batch_size))
             if snapped:
                 snap = {"epoch": epoch - 1, "modules": snapped, "val_mse_before": best_loss,
                         "state_before": best_state, "best_epoch_before": best_epoch}

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from torch import Tensor
 
 from ..aggr import GNPAggregation
+from ..aggr.gnp import CLASSIC, COMPARED
+from ..functional import gnp_unit
+from ..functional.gnp import p_to_unit, q_to_beta
 
 
 @torch.no_grad()
-def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str, list[str]]:
+def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
+                    run: Callable[[], Any] | None = None) -> dict[str, list[str]]:
     """Set every GNP channel of ``model`` that is within ``tolerance`` of sum, mean, max or
-    min (:meth:`GNPAggregation.pooling_distances`) exactly to that pooling.
+    min exactly to that pooling.
 
     Sizes seen in training pin a learned pooling down only so far: ``n^beta`` with ``beta``
     = 0.02 is 5% between sets of 10 and 200 elements, invisible in a training loss on sets
@@ -18,6 +27,17 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str,
     from a classic one, the classic one is the choice that holds at every size. Check the
     result on validation data (the rest of the model was fitted to the unsnapped pooling)
     and fine-tune the rest of the model with the pooling parameters held fixed.
+
+    The distance of a channel to a classic pooling is the mean absolute difference of
+    their outputs divided by the classic pooling's mean magnitude, measured on the inputs
+    each GNP receives while ``run()`` runs the model (e.g. over validation data: a GNP
+    that only ever sees non-negative inputs is then judged on those alone), or, without
+    ``run``, on :meth:`GNPAggregation.pooling_distances`' fixed bank of random sets.
+
+    Args:
+        model: any module; its :class:`GNPAggregation` modules are snapped in place.
+        tolerance: largest distance that snaps (a relative error).
+        run: a callable that runs ``model`` forward over representative inputs.
 
     Returns:
         ``{module name: [pooling per channel]}`` of the GNP modules with a snapped channel
@@ -29,12 +49,66 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str,
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or \
             not tolerance >= 0:
         raise ValueError(f"tolerance must be a non-negative number, got {tolerance!r}")
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, GNPAggregation)}
+    if run is not None:
+        distances = _measured(model, modules, run)
+    else:
+        distances = {name: m.pooling_distances() for name, m in modules.items()}
     snapped: dict[str, list[str]] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, GNPAggregation):
-            names = module.closest_pooling(tolerance)
-            names = [names] if isinstance(names, str) else names
-            if any(n != "none" for n in names):
-                module.snap_(names)
-                snapped[name] = names
+    for name, module in modules.items():
+        if name not in distances:
+            continue
+        stacked = torch.stack([distances[name][p] for p in COMPARED])
+        best, where = stacked.min(0)
+        names = [COMPARED[i] if d <= tolerance else "none"
+                 for i, d in zip(where.tolist(), best.tolist(), strict=True)]
+        if any(n != "none" for n in names):
+            module.snap_(names)
+            snapped[name] = names
     return snapped
+
+
+def _classic(name: str, like: Tensor) -> list[Tensor]:
+    p, q, p_neg, q_neg = (torch.tensor(v, dtype=torch.float64) for v in CLASSIC[name])
+    return [t.to(like.dtype) for t in (p_to_unit(p), q_to_beta(p, q), p_to_unit(p_neg),
+                                       q_to_beta(p_neg, q_neg))]
+
+
+def _measured(model: torch.nn.Module, modules: dict[str, GNPAggregation],
+              run: Callable[[], Any]) -> dict[str, dict[str, Tensor]]:
+    # Sums of |G - classic| and |classic| per module, classic pooling and channel, over
+    # the inputs each module receives while `run()` runs.
+    diff: dict[str, dict[str, Tensor]] = defaultdict(dict)
+    mag: dict[str, dict[str, Tensor]] = defaultdict(dict)
+
+    def watch(name: str, module: GNPAggregation):
+        def hook(_module, args, kwargs):
+            x = args[0] if args else kwargs["x"]
+            where = {k: kwargs.get(k) for k in ("index", "ptr", "dim_size")}
+            dim = kwargs.get("dim", -2)
+            # forward, not __call__: this hook must not run again.
+            current = module.forward(x, dim=dim, **where)
+            for pooling in COMPARED:
+                a, b, a_neg, b_neg = _classic(pooling, current)
+                classic = gnp_unit(x, dim=dim, p_unit=a, beta=b, p_neg_unit=a_neg,
+                                   beta_neg=b_neg, backend=module.backend, **where)
+                err = (current - classic).abs().reshape(-1, current.size(-1)).sum(0)
+                size = classic.abs().reshape(-1, classic.size(-1)).sum(0)
+                if module.channels == 1:    # one set of parameters for every column
+                    err, size = err.sum().view(1), size.sum().view(1)
+                diff[name][pooling] = diff[name].get(pooling, 0) + err.double()
+                mag[name][pooling] = mag[name].get(pooling, 0) + size.double()
+        return hook
+
+    hooks = [m.register_forward_pre_hook(watch(n, m), with_kwargs=True)
+             for n, m in modules.items()]
+    training = model.training
+    model.eval()    # no projection of p_unit while measuring
+    try:
+        run()
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(training)
+    return {name: {pooling: (diff[name][pooling] / mag[name][pooling].clamp_min(1e-300))
+                   .float() for pooling in COMPARED} for name in diff}

@@ -1,0 +1,75 @@
+"""Warm training-loop time of one aggregation: one process, repeated forward+backward.
+
+Complements bench_aggr.py (fresh process per method, best of a few repetitions on 2M
+elements) with what a training loop sees: the median of many iterations on inputs of a
+training batch's size, where per-call overhead (checks, dispatch, host syncs) counts as
+much as the kernels. Prints one JSON line per (method, size) so that two installations
+(e.g. two commits) can be run alternately and compared side by side.
+
+    python experiments/bench_warm_loop.py                       # gnp, attsets, mean
+    python experiments/bench_warm_loop.py --sizes 3000:300,200000:10000 --iters 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch_geometric.nn import aggr as pyg
+
+from gnpool import AttSetsAggregation, GNPAggregation
+
+
+def make(method: str, channels: int) -> torch.nn.Module:
+    if method == "gnp":
+        return GNPAggregation(channels=channels)
+    if method == "attsets":
+        return AttSetsAggregation(channels)
+    if method == "mean":
+        return pyg.MeanAggregation()
+    raise ValueError(f"method must be one of gnp, attsets, mean, got {method!r}")
+
+
+def measure(method: str, elements: int, sets: int, channels: int, iters: int,
+            seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(elements, channels, generator=gen).requires_grad_()
+    index = torch.randint(0, sets, (elements,), generator=gen).sort().values
+    module = make(method, channels)
+    grad = torch.randn(sets, channels, generator=gen)
+    times = []
+    for i in range(iters + 10):            # the first 10 warm up
+        start = time.perf_counter()
+        out = module(x, index, dim_size=sets)
+        out.backward(grad)
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        if i >= 10:
+            times.append(time.perf_counter() - start)
+    return {"method": method, "elements": elements, "sets": sets, "channels": channels,
+            "iters": iters, "median_ms": 1e3 * statistics.median(times),
+            "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default="mean,gnp,attsets")
+    parser.add_argument("--sizes", default="3000:300,200000:10000",
+                        help="comma-separated ELEMENTS:SETS")
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--iters", type=int, default=300)
+    args = parser.parse_args()
+    for size in args.sizes.split(","):
+        elements, sets = (int(v) for v in size.split(":"))
+        iters = args.iters if elements <= 10000 else max(20, args.iters // 10)
+        for method in args.methods.split(","):
+            print(json.dumps(measure(method, elements, sets, args.channels, iters)),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
