@@ -110,5 +110,8 @@ def _measured(model: torch.nn.Module, modules: dict[str, GNPAggregation],
         for handle in hooks:
             handle.remove()
         model.train(training)
-    return {name: {pooling: (diff[name][pooling] / mag[name][pooling].clamp_min(1e-300))
-                   .float() for pooling in COMPARED} for name in diff}
+    # A channel that is 0 for every input (a dead one) says nothing: it is not snapped.
+    return {name: {pooling: torch.where(mag[name][pooling] > 0,
+                                        diff[name][pooling] / mag[name][pooling],
+                                        torch.full_like(mag[name][pooling], torch.inf)).float()
+                   for pooling in COMPARED} for name in diff}
