@@ -32,16 +32,30 @@ def test_paper_uses_xu_et_al_settings():
 
 
 def test_gnp_settings_reach_only_what_they_concern():
-    specs = plan(get_profile("quick"), tasks=["max_degree"])
-    by = {s.config.name: s.hparams for s in specs}
-    assert by["gnp"].pool_lr == 5 * by["gnp"].lr == 0.05
-    # The baselines' pooling parameters get GNP's treatment; PyG's and fixed ones do not.
-    assert by["laf"].pool_lr == by["genagg"].pool_lr == 0.05
-    assert by["powermean"].pool_lr is None and by["sum-max"].pool_lr is None
-    assert by["deepsets"].pool_lr is None
-    assert by["gnp"].gnp_p_spread == 50.0 and by["gnp"].gnp_negative_share == 0.25
-    paper = plan(get_profile("paper"), tasks=["shortest_path"], configs=["gnp"], seeds=[0])
-    assert paper[0].hparams.pool_lr == 5 * 0.005
+    from gnpool.bench import profiles
+    from gnpool.training import DEFAULT_POOL_LR
+
+    for name in ("quick", "standard"):
+        specs = plan(get_profile(name), tasks=["max_degree"])
+        by = {s.config.name: s.hparams for s in specs}
+        # Every learnable configuration's pooling parameters train at the same rate.
+        assert {by[c].pool_lr for c in ("gnp", "laf", "genagg", "powermean", "softmax")} == \
+            {DEFAULT_POOL_LR}
+        # GNP's recipe (chosen on the tuning split) reaches GNP only.
+        assert by["gnp"].gnp_kwargs == profiles.GNP_KWARGS
+        for key, value in profiles.GNP_OVERRIDES.items():
+            assert getattr(by["gnp"], key) == value
+            assert all(getattr(hp, key) != value for c, hp in by.items() if c != "gnp")
+
+
+def test_standard_runs_the_known_good_and_two_other_fixed_configurations():
+    for tp in get_profile("standard").tasks:
+        specs = plan(get_profile("standard"), tasks=[tp.task])
+        fixed = {s.config.name for s in specs if s.config.fixed}
+        assert len(fixed) == 3
+        learned = {s.config.name for s in specs if not s.config.fixed}
+        assert {"gnp", "powermean", "softmax", "attsets"} <= learned
+        assert {s.seed for s in specs} == {0, 1}
 
 
 def test_quick_and_smoke():

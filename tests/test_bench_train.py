@@ -125,7 +125,7 @@ def test_run_trains_selects_and_reports(tmp_path):
     assert [b["lo"] for b in result["bins"]["extrap"]][0] >= 8
     (gnp,) = result["gnp"]
     assert gnp["name"] == "pooling" and len(gnp["p_unit"]) == len(gnp["p_unit_init"]) == 8
-    assert gnp["p_unit_init"] == [0.5] * 8 and gnp["beta_init"] == [1.0] * 8    # sum
+    assert gnp["p_unit_init"] == [0.5] * 8 and gnp["beta_init"] == [0.0] * 8    # mean
     again = run(info, splits, config, hp, seed=0, progress=False)
     assert again["metrics"] == m                         # seeded: reproducible
 

@@ -75,7 +75,7 @@ def test_graph_readout_pools_each_graph_separately():
 
 def test_gnp_everywhere_gets_a_distinct_module_per_layer():
     gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, aggr="gnp", readout="gnp",
-                        readout_kwargs={"q": 1.0}, edge_dim=1)
+                        aggr_kwargs={"q": 0.0}, edge_dim=1)
     modules = [conv.aggr_module for conv in gnn.convs] + [gnn.readout]
     assert all(isinstance(m, GNPAggregation) and m.channels == 8 for m in modules)
     assert len({id(m) for m in modules}) == 4

@@ -56,7 +56,10 @@ class GNPAggregation(Aggregation):
             ``F`` input channels (``x.size(-1)``) its own.
         p, q: initial exponent (any real or +-inf) and size normalisation of the
             positive part, as in :func:`gnpool.functional.gnp` (a float or ``channels``
-            values); ``p = 0`` needs ``q = 1``.
+            values); ``p = 0`` needs ``q = 1``. The default is the mean, one coordinate
+            away from sum (``beta``), max and min (``p_unit``): started there, GNP
+            extrapolated best on the benchmark's tuning split
+            (experiments/results/gnp_tuning/).
         p_neg, q_neg: the same for the negative part (default: ``p`` and ``q``).
         learn: train the parameters (``False`` gives a fixed parametric pooling).
         backend: kernel backend passed to :func:`gnpool.functional.gnp_unit`. A scripted
@@ -77,7 +80,7 @@ class GNPAggregation(Aggregation):
     # The classic view is Python only; a scripted module compiles forward alone.
     __jit_unused_properties__ = ["p", "q", "p_neg", "q_neg"]
 
-    def __init__(self, channels: int = 1, p: Init = 1.0, q: Init = 0.0,
+    def __init__(self, channels: int = 1, p: Init = 1.0, q: Init = 1.0,
                  p_neg: Init | None = None, q_neg: Init | None = None, learn: bool = True,
                  backend: str | None = None) -> None:
         super().__init__()
