@@ -295,3 +295,12 @@ def test_register_in_process():
     register()
     conv = GraphConv(8, 8, aggr="gnp", aggr_kwargs={"channels": 8, "p": 2.0})
     assert isinstance(conv.aggr_module, GNPAggregation) and conv.aggr_module.channels == 8
+
+
+def test_one_dimensional_input_gets_a_message_naming_the_dimension():
+    with pytest.raises(ValueError, match=r"x must have at least 2 dimensions.*shape \(5,\)"):
+        GNPAggregation()(torch.randn(5))
+    torch.testing.assert_close(GNPAggregation(p=1.0, q=0.0)(torch.ones(5), dim=0),
+                               torch.tensor([5.0]))
+    with pytest.raises(ValueError, match="index has 7 entries but x has 5 elements along dim 0"):
+        GNPAggregation()(torch.randn(5, 2), torch.arange(7))

@@ -184,6 +184,16 @@ class GNPAggregation(Aggregation):
         """Current size normalisation of the negative part."""
         return self._q(self.p_neg, self.beta_neg)
 
+    def __call__(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
+                 dim_size: int | None = None, dim: int = -2, **kwargs) -> Tensor:
+        # PyG's own check would only say that dim=-2 is invalid for a 1-D tensor.
+        if isinstance(x, Tensor) and x.dim() < 2 and dim == -2:
+            raise ValueError(f"x must have at least 2 dimensions, [..., elements, features] "
+                             f"with the elements along dim={dim}, got shape "
+                             f"{tuple(x.shape)}; pass x.unsqueeze(-1) for one feature per "
+                             f"element, or dim=0 to pool a 1-D x")
+        return super().__call__(x, index, ptr=ptr, dim_size=dim_size, dim=dim, **kwargs)
+
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None, dim: int = -2) -> Tensor:
         if torch.jit.is_scripting():
