@@ -171,9 +171,13 @@ def _attsets_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, scores, ptr, perm, out, m, l)
     ctx.backend = backend
     ctx.mark_non_differentiable(m, l)
+    # No zero gradients for the statistics: they would cost two [S, K] tensors per call.
+    ctx.set_materialize_grads(False)
 
 
 def _attsets_autograd(ctx, grad, _grad_m, _grad_l):
+    if grad is None:
+        return None, None, None, None, None, None
     x, scores, ptr, perm, out, m, l = ctx.saved_tensors
     need_x, need_scores = ctx.needs_input_grad[:2]
     gx, gz = torch.ops.gnpool.attsets_backward(grad, x, scores, ptr, perm, out, m, l, need_x,
@@ -281,9 +285,12 @@ def _linear_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, weight, bias, ptr, perm, out, m, l)
     ctx.activation, ctx.backend = activation, backend
     ctx.mark_non_differentiable(m, l)
+    ctx.set_materialize_grads(False)
 
 
 def _linear_autograd(ctx, grad, _grad_m, _grad_l):
+    if grad is None:
+        return None, None, None, None, None, None, None, None
     x, weight, bias, ptr, perm, out, m, l = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     gx, gw, gb = torch.ops.gnpool.attsets_linear_backward(
@@ -380,9 +387,13 @@ def _gnp_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state)
     ctx.backend = backend
     ctx.mark_non_differentiable(state)
+    # No zero gradient for the state: it would cost a [6, S, K] tensor per call.
+    ctx.set_materialize_grads(False)
 
 
 def _gnp_autograd(ctx, grad, _grad_state):
+    if grad is None:
+        return None, None, None, None, None, None, None, None, None
     x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state = ctx.saved_tensors
     needs = ctx.needs_input_grad[:5]
     grads = torch.ops.gnpool.gnp_backward(grad, x, a_pos, b_pos, a_neg, b_neg, ptr, perm, state,

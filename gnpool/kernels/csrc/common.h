@@ -100,7 +100,8 @@ inline T relu(T v) { return v > T(0) ? v : T(0); }
 
 #if defined(__AVX512F__)
 // log_core and exp_core on 16 floats with AVX-512's exponent and mantissa instructions
-// (same polynomials). log16: x >= 0 with subnormals, log(0) = -inf; exp16: exp(-inf) = 0,
+// (same polynomials). log16: x >= 0 with subnormals, log(0) = -inf, log(inf) = inf;
+// exp16: exp(-inf) = 0,
 // arguments clamped to [-110, 88] (results below the smallest subnormal are 0).
 inline __m512 log16(__m512 x) {
   __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
@@ -116,8 +117,11 @@ inline __m512 log16(__m512 x) {
   y = _mm512_fmadd_ps(fe, _mm512_set1_ps(LN2_LO), y);
   y = _mm512_fmadd_ps(z, _mm512_set1_ps(-0.5f), y);
   const __m512 r = _mm512_fmadd_ps(fe, _mm512_set1_ps(LN2_HI), _mm512_add_ps(f, y));
-  const __mmask16 zero = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_EQ_OQ);
-  return _mm512_mask_blend_ps(zero, r, _mm512_set1_ps(-std::numeric_limits<float>::infinity()));
+  // x = 0 and x = inf have the exponent -inf and +inf, which is also their log.
+  const __mmask16 edge = _mm512_cmp_ps_mask(_mm512_abs_ps(fe),
+                                            _mm512_set1_ps(std::numeric_limits<float>::infinity()),
+                                            _CMP_EQ_OQ);
+  return _mm512_mask_blend_ps(edge, r, fe);
 }
 
 inline __m512 exp16(__m512 x) {

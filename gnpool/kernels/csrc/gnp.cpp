@@ -24,6 +24,11 @@ struct Params {
 };
 
 template <typename T>
+constexpr T inf_v() {
+  return std::numeric_limits<T>::infinity();
+}
+
+template <typename T>
 constexpr T small_p() {
   return std::is_same_v<T, float> ? T(1e-2) : T(1e-5);
 }
@@ -46,14 +51,20 @@ inline void exponent(T a, T& p, T& t) {
 // Per-column exponents of both parts, unpacked once per thread.
 template <typename T>
 struct Columns {
-  std::vector<T> pp, tp, bp, pn, tn, bn;
+  // p, t = 1 / p and beta of each part; zp, zn are p with +-inf replaced by +-max, for the
+  // element loops' z = p * l: exactly 0 at ties (l == 0, where inf * 0 would be NaN) and
+  // still -inf, or beyond exp's range, off them.
+  std::vector<T> pp, tp, bp, pn, tn, bn, zp, zn;
   Columns(const Params<T>& prm, int64_t K)
-      : pp(K), tp(K), bp(K), pn(K), tn(K), bn(K) {
+      : pp(K), tp(K), bp(K), pn(K), tn(K), bn(K), zp(K), zn(K) {
     for (int64_t k = 0; k < K; ++k) {
       exponent(prm.a_pos[k * prm.stride], pp[k], tp[k]);
       exponent(prm.a_neg[k * prm.stride], pn[k], tn[k]);
       bp[k] = prm.b_pos[k * prm.stride];
       bn[k] = prm.b_neg[k * prm.stride];
+      const T big = std::numeric_limits<T>::max();
+      zp[k] = pp[k] == inf_v<T>() ? big : (pp[k] == -inf_v<T>() ? -big : pp[k]);
+      zn[k] = pn[k] == inf_v<T>() ? big : (pn[k] == -inf_v<T>() ? -big : pn[k]);
     }
   }
 };
@@ -144,13 +155,11 @@ struct Lanes16 {
   }
 };
 
-// l = log(ratio) (+inf at ratio = inf, 0 at ties) and z = p l (0 where l == 0, also for
-// p = +-inf).
+// l = log(ratio) (+inf at ratio = inf, 0 at ties) and z = p l, with p from Columns::zp/zn
+// (finite, so z is 0 at ties).
 inline void log_and_z16(__m512 ratio, __m512 p, __mmask16 tie, __m512& l, __m512& z) {
-  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
-  l = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ratio, inf, _CMP_EQ_OQ), log16(ratio), inf);
-  l = _mm512_mask_blend_ps(tie, l, _mm512_setzero_ps());
-  z = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(l, _mm512_setzero_ps(), _CMP_NEQ_UQ), p, l);
+  l = _mm512_mask_blend_ps(tie, log16(ratio), _mm512_setzero_ps());
+  z = _mm512_mul_ps(p, l);
 }
 
 template <bool SCALED, bool SMALL>
@@ -256,26 +265,38 @@ inline void backward_rows16(const float* x, const int64_t* perm, int64_t b, int6
 }
 #endif
 
+// 1 where `c` holds, else 0: conditions are combined as products of these, because GCC
+// does not vectorise selects between booleans (as `a && b` becomes), only between values.
+template <typename T>
+inline T flag(bool c) { return c ? T(1) : T(0); }
+
 // The value of one part of one set and channel (see the case table in gnp_composite.py).
+// Written with value selects only, so that the per-set loop over the channels vectorises.
 template <typename T>
 inline T part_value(T r, T ymin, T ymax, T acc, T s1, T s2, T p, T t, T beta, T n, T log_n,
-                    bool bad) {
+                    T bad) {
   const T inf = std::numeric_limits<T>::infinity();
   const T nan = std::numeric_limits<T>::quiet_NaN();
-  const bool expand = (std::fabs(p) < small_p<T>()) & (ymin > T(0)) & (ymax < inf);
+  const T abs_p = p < T(0) ? -p : p;
   const T m1 = s1 / n;
-  const T var = std::max(s2 / n - m1 * m1, T(0));
-  const T d = expand ? m1 + p * var * T(0.5) : t * (log_core(acc) - log_n);
-  const T rr = (r > T(0)) & (r < inf) ? r : T(1);
+  const T v = s2 / n - m1 * m1;
+  const T var = v > T(0) ? v : T(0);
+  const T direct = t * (log_core(acc) - log_n);
+  const T expansion = m1 + p * var * T(0.5);
+  // The cumulant expansion for |p| < small_p with every y positive and finite.
+  const T expand = flag<T>(abs_p < small_p<T>()) * flag<T>(ymin > T(0)) * flag<T>(ymax < inf);
+  const T d = expand != T(0) ? expansion : direct;
+  const T rr = flag<T>(r > T(0)) * flag<T>(r < inf) != T(0) ? r : T(1);
   // r * exp(...) rather than exp(log r + ...): exactly r for max and min (D = 0, beta = 0);
   // the log form only where exp(...) alone would overflow.
   const T scale = d + beta * log_n;
   const T safe = std::is_same_v<T, float> ? T(80) : T(700);
-  T g = scale < safe ? rr * fexp(scale) : fexp(log_core(rr) + scale);
+  const T big = scale < safe ? T(0) : log_core(rr);
+  T g = (scale < safe ? rr : T(1)) * fexp(big + scale);
   g = r == T(0) ? T(0) : g;
-  g = ((ymax == inf) & (p >= T(0))) | (ymin == inf) ? inf : g;
-  g = (p == T(0)) & (ymin == T(0)) & (ymax == inf) ? nan : g;
-  return bad ? nan : g;
+  g = flag<T>(ymax == inf) * flag<T>(p >= T(0)) + flag<T>(ymin == inf) != T(0) ? inf : g;
+  g = flag<T>(p == T(0)) * flag<T>(ymin == T(0)) * flag<T>(ymax == inf) != T(0) ? nan : g;
+  return bad != T(0) ? nan : g;
 }
 
 template <typename T>
@@ -332,7 +353,7 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
       if constexpr (std::is_same_v<T, float>) {
         auto fn = dv.scaled ? (small ? forward_rows16<true, true> : forward_rows16<true, false>)
                             : (small ? forward_rows16<false, true> : forward_rows16<false, false>);
-        fn(x, perm, b, e, K, dv, col.pp.data(), col.pn.data(), acc_p.data(), acc_n.data(),
+        fn(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), acc_p.data(), acc_n.data(),
            s1p.data(), s1n.data(), s2p.data(), s2n.data());
       } else
 #endif
@@ -341,11 +362,11 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
           // Every operand is loaded unconditionally so that the selects vectorise.
-          const T v = row[k], p_p = col.pp[k], p_n = col.pn[k];
+          const T v = row[k], p_p = col.zp[k], p_n = col.zn[k];
           const bool neg = v < T(0), pos = v > T(0);
           const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
           const T l = log_ratio(neg ? -v : v, neg ? dv.ref_n[k] : dv.ref_p[k], ratio);
-          const T z = l == T(0) ? T(0) : (neg ? p_n : p_p) * l;
+          const T z = (neg ? p_n : p_p) * l;
           const T w = exp_core(z);
           acc_p[k] += pos ? w : T(0);
           acc_n[k] += neg ? w : T(0);
@@ -359,14 +380,20 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
       }
       const T n = static_cast<T>(e - b);
       const T log_n = flog(n);
+      const T *mxp = mx.data(), *mnp = mn.data(), *pp = col.pp.data(), *tp = col.tp.data(),
+              *bp = col.bp.data(), *pn = col.pn.data(), *tn = col.tn.data(),
+              *bn = col.bn.data(), *ap = acc_p.data(), *an = acc_n.data(),
+              *l1p = s1p.data(), *l1n = s1n.data(), *l2p = s2p.data(), *l2n = s2n.data();
+#pragma omp simd
       for (int64_t k = 0; k < K; ++k) {
-        const bool bad = mx[k] != mx[k];
-        const T gp = part_value(r_pos[o + k], relu(mn[k]), relu(mx[k]), acc_p[k], s1p[k],
-                                s2p[k], col.pp[k], col.tp[k], col.bp[k], n, log_n, bad);
-        const T gn = part_value(r_neg[o + k], relu(-mx[k]), relu(-mn[k]), acc_n[k], s1n[k],
-                                s2n[k], col.pn[k], col.tn[k], col.bn[k], n, log_n, bad);
-        a_pos[o + k] = acc_p[k];
-        a_neg[o + k] = acc_n[k];
+        const T hi = mxp[k], lo = mnp[k];
+        const T bad = hi != hi ? T(1) : T(0);
+        const T gp = part_value(r_pos[o + k], relu(lo), relu(hi), ap[k], l1p[k], l2p[k], pp[k],
+                                tp[k], bp[k], n, log_n, bad);
+        const T gn = part_value(r_neg[o + k], relu(-hi), relu(-lo), an[k], l1n[k], l2n[k],
+                                pn[k], tn[k], bn[k], n, log_n, bad);
+        a_pos[o + k] = ap[k];
+        a_neg[o + k] = an[k];
         g_pos[o + k] = gp;
         g_neg[o + k] = gn;
         out[o + k] = gp - gn;
@@ -457,6 +484,7 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
           }
         }
       }
+#pragma omp simd
       for (int64_t k = 0; k < K; ++k) {
         const T g = grad[o + k];
         T k0p, k0n;
@@ -473,7 +501,7 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
       if constexpr (std::is_same_v<T, float>) {
         auto fn = dv.scaled ? (small ? backward_rows16<true, true> : backward_rows16<true, false>)
                             : (small ? backward_rows16<false, true> : backward_rows16<false, false>);
-        fn(x, perm, b, e, K, dv, col.pp.data(), col.pn.data(), ga_p.data(), ga_n.data(),
+        fn(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), ga_p.data(), ga_n.data(),
            half0.data(), st_p.data(), st_n.data(), s1p.data(), s1n.data(), s2p.data(),
            s2n.data(), cp.data(), cn.data(), grad_x);
       } else
@@ -485,13 +513,13 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
         T* gx = grad_x ? grad_x + r * K : scratch.data();
 #pragma omp simd
         for (int64_t k = 0; k < K; ++k) {
-          const T v = row[k], p_p = col.pp[k], p_n = col.pn[k];
+          const T v = row[k], p_p = col.zp[k], p_n = col.zn[k];
           const T a_p = ga_p[k], a_n = ga_n[k], h0 = half0[k];
           const bool neg = v < T(0), pos = v > T(0);
           const T p = neg ? p_n : p_p;
           const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
           const T l = log_ratio(neg ? -v : v, neg ? dv.ref_n[k] : dv.ref_p[k], ratio);
-          const T z = l == T(0) ? T(0) : p * l;
+          const T z = p * l;
           const T w = exp_core(z);
           T phi = ratio == T(0) ? (p == T(1) ? T(1) : T(0)) : w / ratio;
           phi = phi == inf ? T(0) : phi;
@@ -517,6 +545,7 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
       if (!acc) continue;
       // Parameters learn from parts with a finite, positive value; out = G+ - G-, so the
       // negative part's gradients enter with a minus sign.
+#pragma omp simd
       for (int64_t k = 0; k < K; ++k) {
         const T g = grad[o + k];
         const T gp = g_pos[o + k], gn = g_neg[o + k];
