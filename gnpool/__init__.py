@@ -5,7 +5,7 @@ from .aggr import AttSetsAggregation, GNPAggregation, register
 from .nn import AttSets
 from .training import param_groups, pooling_parameters
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AttSets", "AttSetsAggregation", "GNPAggregation", "functional", "nn", "param_groups",

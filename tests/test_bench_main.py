@@ -29,6 +29,24 @@ def test_run_then_report(tmp_path, capsys):
     assert "| `gnp` |" in out and "| `sum-max` |" not in out
 
 
+def test_report_of_a_grid_under_way_says_what_is_missing(tmp_path, capsys):
+    args = ["--profile", "smoke", "--db", str(tmp_path / "r.sqlite"), "--data-root",
+            str(tmp_path / "data")]
+    assert main(["run", *args, "--no-progress", "--configs", "gnp"]) == 0
+    capsys.readouterr()
+    assert main(["report", *args, "--no-plots", "--out", str(tmp_path / "rep")]) == 0
+    out, err = capsys.readouterr()
+    # Two of the six planned runs (gnp on both tasks) have run.
+    assert "warning: 4 of the grid's 6 runs are not in" in err
+    assert "replaces the one in" in err
+    assert "2 runs finished, 0 failed, 4 of the grid's 6 not run yet" in out
+    # A complete grid's report says nothing of the kind.
+    assert main(["report", *args, "--no-plots", "--configs", "gnp", "--out",
+                 str(tmp_path / "rep2")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "not run yet" not in out
+
+
 def test_errors_and_list(tmp_path, capsys):
     assert main(["report", "--profile", "smoke", "--db", str(tmp_path / "none.sqlite")]) == 1
     assert "does not exist" in capsys.readouterr().err

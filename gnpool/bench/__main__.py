@@ -180,6 +180,14 @@ def _report(args: argparse.Namespace, specs) -> int:
                   file=sys.stderr)
             return 1
     profile = get_profile(args.profile)
+    stored = {(r["task"], r["config"], r["seed"], r["hp_hash"]) for r in rows}
+    missing = 0 if every else len({s.key for s in specs} - stored)
+    if missing:
+        # A report of a grid still under way replaces the one in `out` (in a source checkout:
+        # the committed results) with fewer runs: say so, and say it in the report too.
+        print(f"warning: {missing} of the grid's {len(specs)} runs are not in {db_path} yet; "
+              f"this report of the other {len(specs) - missing} replaces the one in {out}",
+              file=sys.stderr)
     if any(r.get("level") == multiview.LEVEL for r in rows):
         text, files = profile_report(rows, out, profile, plots=not args.no_plots)
         print(text)
@@ -203,7 +211,9 @@ def _report(args: argparse.Namespace, specs) -> int:
         f"; these runs override it with --set {' --set '.join(args.assign)}"
     intro = (f"Profile `{profile.name}` as gnpool.bench defines it now: {profile.description}"
              f"{overrides}. {len(finished)} runs finished, "
-             f"{len(rows) - len(finished)} failed; {seconds / 60:.1f} minutes of training in "
+             f"{len(rows) - len(finished)} failed"
+             + (f", {missing} of the grid's {len(specs)} not run yet" if missing else "")
+             + f"; {seconds / 60:.1f} minutes of training in "
              f"all{span}. {how}, with torch {versions.get('torch', '?')}, "
              f"torch_geometric {versions.get('torch_geometric', '?')}, gnpool "
              f"{versions.get('gnpool', '?')}"
