@@ -156,6 +156,13 @@ PROFILES: dict[str, Profile] = {
                   configs=("max", "mean", "min") + LEARNED),
         ),
         seeds=(0, 1), workers=2),
+    "sets": Profile(
+        "sets", "every set-level task (sum, mean, max, min, count, L2, RMS, range) at the "
+                "quick profile's budget (1000 training sets, hidden width 32, 30 epochs), "
+                "every configuration, 2 seeds: GNP beyond the quick profile's two set tasks, "
+                "with the recipe chosen for the quick profile",
+        tasks=tuple(_task(t, _QUICK_SETS, _QUICK_HP) for t in list_tasks("set")),
+        seeds=(0, 1), workers=2),
     "paper": Profile(
         "paper", "Xu et al.'s data sizes, models and 300 epochs, every task, 3 seeds "
                  "(far longer than quick)",
