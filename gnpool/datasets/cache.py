@@ -13,8 +13,10 @@ import hashlib
 import io
 import json
 import os
+import time
 import uuid
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,36 @@ def read(path: Path, key: str) -> Any:
         return torch.load(io.BytesIO(data), weights_only=True)
     except Exception as err:  # any unpickling failure means a damaged file
         raise CacheError(f"payload does not load ({err!r})") from None
+
+
+def load_or_generate(path: Path, key: str, meta: Mapping[str, Any],
+                     generate: Callable[[], Any], check: Callable[[Any], None],
+                     force: bool = False) -> tuple[Any, bool, float | None]:
+    """The payload cached at ``path`` for ``key``, or ``generate()`` cached there.
+
+    ``check(payload)`` raises :class:`CacheError` for a payload that reads back but is not
+    what ``key`` stands for. A file that fails :func:`read` or ``check`` is regenerated
+    with a warning; a cache that cannot be written only warns (the generated payload is
+    still returned). The generation's wall time is stored with ``meta``.
+
+    Returns:
+        ``(payload, generated, generation_seconds)``: whether it was generated now, and
+        the seconds its generation took (``None`` for a file written without them).
+    """
+    if path.exists() and not force:
+        try:
+            payload = read(path, key)
+            check(payload)
+            return payload, False, read_header(path).get("generation_seconds")
+        except CacheError as err:
+            warnings.warn(f"dataset cache file {path} is unusable: {err}; regenerating it",
+                          RuntimeWarning, stacklevel=3)
+    start = time.perf_counter()
+    payload = generate()
+    seconds = time.perf_counter() - start
+    try:
+        write(path, payload, {**meta, "generation_seconds": seconds})
+    except OSError as err:
+        warnings.warn(f"cannot write dataset cache file {path}: {err}", RuntimeWarning,
+                      stacklevel=3)
+    return payload, True, seconds

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -256,28 +254,10 @@ def load_multiview(split: str = "train", *, root: str | Path | None = None, seed
     resolved = multiview_params(**params)
     key = cache.cache_key(TASK, split, _split_params(resolved, split), seed)
     path = cache.cache_file(cache.default_root() if root is None else root, TASK, split, key)
-    storage, seconds = None, None
-    if path.exists() and not force_reload:
-        try:
-            storage = cache.read(path, key)
-            _check_storage(storage, resolved, split)
-            seconds = cache.read_header(path).get("generation_seconds")
-        except cache.CacheError as err:
-            storage = None
-            warnings.warn(f"dataset cache file {path} is unusable: {err}; regenerating it",
-                          RuntimeWarning, stacklevel=2)
-    generated = storage is None
-    if generated:
-        start = time.perf_counter()
-        storage = generate(resolved, split, seed, progress)
-        seconds = time.perf_counter() - start
-        meta = {"key": key, "task": TASK, "split": split, "seed": seed, "params": resolved,
-                "generation_seconds": seconds}
-        try:
-            cache.write(path, storage, meta)
-        except OSError as err:
-            warnings.warn(f"cannot write dataset cache file {path}: {err}", RuntimeWarning,
-                          stacklevel=2)
+    storage, generated, seconds = cache.load_or_generate(
+        path, key, {"key": key, "task": TASK, "split": split, "seed": seed, "params": resolved},
+        lambda: generate(resolved, split, seed, progress),
+        lambda stored: _check_storage(stored, resolved, split), force=force_reload)
     return MultiViewDataset(storage, resolved, split, seed, cache_path=path,
                             generated=generated, generation_seconds=seconds)
 

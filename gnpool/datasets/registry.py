@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import operator
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -120,24 +119,10 @@ def load_task(name: str, split: str = "train", *, root: str | os.PathLike | None
     info = _info(spec, resolved)
     key = cache.cache_key(name, split, _split_params(resolved, split), seed)
     path = cache.cache_file(cache.default_root() if root is None else root, name, split, key)
-    storage = None
-    if path.exists() and not force_reload:
-        try:
-            storage = cache.read(path, key)
-            check_storage(storage)
-        except cache.CacheError as err:
-            storage = None
-            warnings.warn(f"dataset cache file {path} is unusable: {err}; regenerating it",
-                          RuntimeWarning, stacklevel=2)
-    generated = storage is None
-    if generated:
-        storage = generate(spec, resolved, split, seed, progress)
-        meta = {"key": key, "task": name, "split": split, "seed": seed, "params": resolved}
-        try:
-            cache.write(path, storage, meta)
-        except OSError as err:
-            warnings.warn(f"cannot write dataset cache file {path}: {err}", RuntimeWarning,
-                          stacklevel=2)
+    storage, generated, _ = cache.load_or_generate(
+        path, key, {"key": key, "task": name, "split": split, "seed": seed, "params": resolved},
+        lambda: generate(spec, resolved, split, seed, progress), check_storage,
+        force=force_reload)
     return TaskDataset(storage, info, split, seed, transform, cache_path=path,
                        generated=generated, indicator_dims=spec.indicator_dims)
 
