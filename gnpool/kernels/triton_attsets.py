@@ -30,6 +30,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .triton_segments import accumulation_dtype, blocks, tile_rows
+
 #: Scoring activations the kernels apply to the scores on load (0: none, 1: tanh).
 ACTIVATIONS = {None: 0, "tanh": 1}
 #: Whether the kernels below run under Triton's interpreter (decided when they are defined).
@@ -43,17 +45,6 @@ def _tanh(a):
     t = tl.exp(-2.0 * tl.abs(a))
     r = (1.0 - t) / (1.0 + t)
     return tl.where(a < 0, -r, r)
-
-
-@triton.jit
-def _rows(ptr_ptr, perm_ptr, r, rmask, HAS_PERM: tl.constexpr):
-    # The rows of x holding set positions r: through the CSR permutation when the index
-    # was not grouped, as 64-bit offsets (E * K may exceed 2**31).
-    if HAS_PERM:
-        rows = tl.load(perm_ptr + r, mask=rmask, other=0)
-    else:
-        rows = r
-    return rows.to(tl.int64)
 
 
 @triton.jit
@@ -71,10 +62,7 @@ def _forward_kernel(x_ptr, z_ptr, ptr_ptr, perm_ptr, out_ptr, m_ptr, l_ptr,
     l = tl.zeros([BLOCK_K], acc_t)
     acc = tl.zeros([BLOCK_K], acc_t)
     for r0 in range(start, end, BLOCK_E):
-        r = r0 + tl.arange(0, BLOCK_E)
-        rmask = r < end
-        rows = _rows(ptr_ptr, perm_ptr, r, rmask, HAS_PERM)
-        mask = rmask[:, None] & cmask[None, :]
+        rows, _, mask = tile_rows(perm_ptr, r0, end, cmask, HAS_PERM, BLOCK_E)
         z = tl.load(z_ptr + rows[:, None] * stride_zr + cols[None, :] * stride_zc, mask=mask,
                     other=0.0).to(acc_t)
         if ACT == 1:
@@ -122,10 +110,7 @@ def _backward_kernel(x_ptr, z_ptr, ptr_ptr, perm_ptr, g_ptr, out_ptr, m_ptr, l_p
     start = tl.load(ptr_ptr + s)
     end = tl.load(ptr_ptr + s + 1)
     for r0 in range(start, end, BLOCK_E):
-        r = r0 + tl.arange(0, BLOCK_E)
-        rmask = r < end
-        rows = _rows(ptr_ptr, perm_ptr, r, rmask, HAS_PERM)
-        mask = rmask[:, None] & cmask[None, :]
+        rows, rmask, mask = tile_rows(perm_ptr, r0, end, cmask, HAS_PERM, BLOCK_E)
         z = tl.load(z_ptr + rows[:, None] * stride_zr + cols[None, :] * stride_zc, mask=mask,
                     other=0.0).to(acc_t)
         if ACT == 1:
@@ -151,20 +136,6 @@ def _backward_kernel(x_ptr, z_ptr, ptr_ptr, perm_ptr, g_ptr, out_ptr, m_ptr, l_p
                          gz.to(gz_ptr.dtype.element_ty), mask=mask)
 
 
-def _accumulation_dtype(*tensors: Tensor) -> torch.dtype:
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def _blocks(columns: int, block_k: int | None, block_e: int | None) -> tuple[int, int]:
-    # A tile of about 2048 values: the channels of a set (up to 128) times enough rows to
-    # cover a typical set (around 20 elements) in one or two steps.
-    if block_k is None:
-        block_k = min(triton.next_power_of_2(max(columns, 1)), 128)
-    if block_e is None:
-        block_e = max(16, min(64, 2048 // block_k))
-    return block_k, block_e
-
-
 def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Tensor | None, size: int,
                     activation: str | None = None, block_k: int | None = None,
                     block_e: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -173,13 +144,13 @@ def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Tensor | None,
     the accumulation dtype. ``activation`` is applied to the scores on load."""
     x = x.contiguous()
     columns = x.size(1)
-    acc = _accumulation_dtype(x, scores)
+    acc = accumulation_dtype(x, scores)
     scores = scores if scores.stride(-1) in (0, 1) and scores.size(1) == columns else \
         scores.contiguous()
     out, m, l = (torch.zeros(size, columns, dtype=acc, device=x.device) for _ in range(3))
     if size == 0 or columns == 0 or x.size(0) == 0:
         return out, m, l
-    bk, be = _blocks(columns, block_k, block_e)
+    bk, be = blocks(columns, block_k, block_e, tile=2048, max_k=128)
     zc = 0 if scores.size(1) == 1 else scores.stride(1)
     _forward_kernel[(size, triton.cdiv(columns, bk))](
         x, scores, ptr, x if perm is None else perm, out, m, l,
@@ -204,13 +175,13 @@ def attsets_backward(grad: Tensor, x: Tensor, scores: Tensor, ptr: Tensor, perm:
     size = out.size(0)
     if not (need_x or need_scores) or size == 0 or columns == 0 or elements == 0:
         return grad_x, grad_scores
-    bk, be = _blocks(columns, block_k, block_e)
-    blocks = triton.cdiv(columns, bk)
+    bk, be = blocks(columns, block_k, block_e, tile=2048, max_k=128)
+    channel_blocks = triton.cdiv(columns, bk)
     partial = None
     if need_scores and shared:
-        partial = torch.zeros(blocks, elements, dtype=out.dtype, device=x.device)
+        partial = torch.zeros(channel_blocks, elements, dtype=out.dtype, device=x.device)
     dummy = x
-    _backward_kernel[(size, blocks)](
+    _backward_kernel[(size, channel_blocks)](
         x, scores, ptr, dummy if perm is None else perm, grad.to(out.dtype).contiguous(),
         out.contiguous(), m.contiguous(), l.contiguous(),
         dummy if grad_x is None else grad_x,
@@ -240,7 +211,7 @@ def attsets_linear_forward(x: Tensor, weight: Tensor, bias: Tensor | None,
                            size: int) -> tuple[Tensor, Tensor, Tensor]:
     """AttSets with scores ``act(x W^T + b)``; ``weight`` is ``[K, K]`` or ``[1, K]``. The
     pre-activation scores exist only during the call."""
-    acc = _accumulation_dtype(x, weight)
+    acc = accumulation_dtype(x, weight)
     return attsets_forward(x, _scores(x, weight, bias, acc), ptr, perm, size, activation)
 
 

@@ -37,20 +37,10 @@ import triton.language as tl
 from torch import Tensor
 
 from .gnp_composite import _EXP_SAFE, HALF_PI, SMALL_P, exponent
+from .triton_segments import accumulation_dtype, blocks, tile_rows
 
 #: Whether the kernels below run under Triton's interpreter (decided when they are defined).
 INTERPRETED = bool(triton.knobs.runtime.interpret)
-
-
-@triton.jit
-def _rows(perm_ptr, r, rmask, HAS_PERM: tl.constexpr):
-    # The rows of x holding set positions r: through the CSR permutation when the index
-    # was not grouped, as 64-bit offsets (E * K may exceed 2**31).
-    if HAS_PERM:
-        rows = tl.load(perm_ptr + r, mask=rmask, other=0)
-    else:
-        rows = r
-    return rows.to(tl.int64)
 
 
 @triton.jit
@@ -121,10 +111,7 @@ def _forward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, out_ptr, st_ptr, K, SK, P
     mn = tl.full([BLOCK_K], inf, acc_t)
     bad = tl.zeros([BLOCK_K], tl.int32)
     for r0 in range(start, end, BLOCK_E):
-        r = r0 + tl.arange(0, BLOCK_E)
-        rmask = r < end
-        rows = _rows(perm_ptr, r, rmask, HAS_PERM)
-        mask = rmask[:, None] & cmask[None, :]
+        rows, _, mask = tile_rows(perm_ptr, r0, end, cmask, HAS_PERM, BLOCK_E)
         v = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask,
                     other=0.0).to(acc_t)
         mx = tl.maximum(mx, tl.max(tl.where(mask & (v == v), v, -inf), axis=0))
@@ -148,10 +135,7 @@ def _forward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, out_ptr, st_ptr, K, SK, P
     s2_p = tl.zeros([BLOCK_K], acc_t)
     s2_n = tl.zeros([BLOCK_K], acc_t)
     for r0 in range(start, end, BLOCK_E):
-        r = r0 + tl.arange(0, BLOCK_E)
-        rmask = r < end
-        rows = _rows(perm_ptr, r, rmask, HAS_PERM)
-        mask = rmask[:, None] & cmask[None, :]
+        rows, _, mask = tile_rows(perm_ptr, r0, end, cmask, HAS_PERM, BLOCK_E)
         v = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask,
                     other=0.0).to(acc_t)
         # Masked lanes hold 0, which belongs to neither part.
@@ -261,10 +245,7 @@ def _backward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, g_ptr, st_ptr, gx_ptr, g
         count = cmask & (((r_p == 0) & (p_p < 0)) | ((r_n == 0) & (p_n < 0)))
         count_end = tl.where(tl.max(count.to(tl.int32), axis=0) > 0, end, start)
     for r0 in range(start, count_end, BLOCK_E):
-        r = r0 + tl.arange(0, BLOCK_E)
-        rmask = r < end
-        rows = _rows(perm_ptr, r, rmask, HAS_PERM)
-        mask = rmask[:, None] & cmask[None, :]
+        rows, _, mask = tile_rows(perm_ptr, r0, end, cmask, HAS_PERM, BLOCK_E)
         v = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask,
                     other=0.0).to(acc_t)
         zeros_p += tl.sum(tl.where(mask & (v <= 0), 1.0, 0.0), axis=0)
@@ -285,10 +266,7 @@ def _backward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, g_ptr, st_ptr, gx_ptr, g
     c_p = tl.zeros([BLOCK_K], acc_t)
     c_n = tl.zeros([BLOCK_K], acc_t)
     for r0 in range(start, end, BLOCK_E):
-        r = r0 + tl.arange(0, BLOCK_E)
-        rmask = r < end
-        rows = _rows(perm_ptr, r, rmask, HAS_PERM)
-        mask = rmask[:, None] & cmask[None, :]
+        rows, _, mask = tile_rows(perm_ptr, r0, end, cmask, HAS_PERM, BLOCK_E)
         v = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :], mask=mask,
                     other=0.0).to(acc_t)
         neg = v < 0
@@ -343,21 +321,6 @@ def _backward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, g_ptr, st_ptr, gx_ptr, g
         tl.store(gp_ptr + 3 * sk + base, -db_n, mask=cmask)
 
 
-def _accumulation_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def _blocks(columns: int, block_k: int | None, block_e: int | None) -> tuple[int, int]:
-    # A tile of about 1024 values (GNP keeps more per element alive than AttSets): the
-    # channels of a set (up to 64) times enough rows to cover a typical set (around 20
-    # elements) in one or two steps.
-    if block_k is None:
-        block_k = min(triton.next_power_of_2(max(columns, 1)), 64)
-    if block_e is None:
-        block_e = max(16, min(64, 1024 // block_k))
-    return block_k, block_e
-
-
 def parameters(a_pos: Tensor, b_pos: Tensor, a_neg: Tensor, b_neg: Tensor,
                acc: torch.dtype) -> Tensor:
     """The kernels' parameter block ``[2, 6, P]`` (part, row, column; ``P`` = 1 when every
@@ -382,7 +345,7 @@ def gnp_forward(x: Tensor, a_pos: Tensor, b_pos: Tensor, a_neg: Tensor, b_neg: T
     ``(r, A, G)`` of the positive and the negative part, in the accumulation dtype."""
     x = x.contiguous()
     columns = x.size(1)
-    acc = _accumulation_dtype(x)
+    acc = accumulation_dtype(x)
     if size == 0 or columns == 0 or x.size(0) == 0:
         return (torch.zeros(size, columns, dtype=acc, device=x.device),
                 torch.zeros(6, size, columns, dtype=acc, device=x.device))
@@ -390,7 +353,7 @@ def gnp_forward(x: Tensor, a_pos: Tensor, b_pos: Tensor, a_neg: Tensor, b_neg: T
     width = prm.size(-1)
     out = torch.empty(size, columns, dtype=acc, device=x.device)
     state = torch.empty(6, size, columns, dtype=acc, device=x.device)
-    bk, be = _blocks(columns, block_k, block_e)
+    bk, be = blocks(columns, block_k, block_e, tile=1024, max_k=64)
     _forward_kernel[(size, triton.cdiv(columns, bk))](
         x, ptr, x if perm is None else perm, prm, out, state, columns, size * columns, width,
         x.stride(0), HAS_PERM=perm is not None, PSTRIDE=int(width > 1),
@@ -418,7 +381,7 @@ def gnp_backward(grad: Tensor, x: Tensor, a_pos: Tensor, b_pos: Tensor, a_neg: T
     prm = parameters(a_pos, b_pos, a_neg, b_neg, acc)
     width = prm.size(-1)
     partial = torch.empty(4, size, columns, dtype=acc, device=x.device) if need_params else None
-    bk, be = _blocks(columns, block_k, block_e)
+    bk, be = blocks(columns, block_k, block_e, tile=1024, max_k=64)
     _backward_kernel[(size, triton.cdiv(columns, bk))](
         x, ptr, x if perm is None else perm, prm, grad.to(acc).contiguous(),
         state.contiguous(), x if grad_x is None else grad_x,
