@@ -18,6 +18,17 @@ from gnpool.kernels import available_backends, triton_backend  # noqa: E402
 BACKENDS = available_backends()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny ops (``pytestmark =
+    pytest.mark.usefixtures("one_thread")``): a second thread only adds synchronisation,
+    and stalls when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def cpu_backends(op: str) -> list[str]:
     """The backends with kernels for operator ``op`` that pool CPU tensors here (Triton's
     only under its interpreter, which is how they are tested without a GPU)."""

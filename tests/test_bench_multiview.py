@@ -18,13 +18,7 @@ SMOKE = get_profile("multiview_smoke")
 CONFIGS = {"attsets-faset", "gnp-faset", "attsets-joint", "gru", "max", "mean", "sum"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: a second thread gains little and stalls when the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ SMALL = dict(num_train=5, num_val=2, num_test=3, num_ood=2, views=3, grid=8, ima
 KEYS = ("images", "voxels", "cameras", "category")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: a second thread gains little and stalls when the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def same(a, b) -> bool:

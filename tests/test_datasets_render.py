@@ -19,13 +19,7 @@ from gnpool.datasets.shapes import Part, Shape
 BALL = Shape("ball", (Part("ellipsoid", (0.0, 0.0, 0.0), (0.6, 0.6, 0.6)),))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: a second thread gains little and stalls when the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_camera_frames_are_orthonormal_right_handed_and_point_at_the_camera():

@@ -10,14 +10,7 @@ import torch
 
 from gnpool.datasets.shapes import CATEGORIES, Part, Shape, sample_shape
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: a second thread gains little and stalls when the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_points(n: int = 4000, seed: int = 0, extent: float = 1.5) -> torch.Tensor:

@@ -16,13 +16,7 @@ from gnpool.training import FASet, aggregator_parameter_names, single_view_batch
 SAMPLES, VIEWS, LATENT, HIDDEN = 96, 5, 3, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny ops: a second thread only adds synchronisation, badly so on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def multiview_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
