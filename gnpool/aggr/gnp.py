@@ -11,8 +11,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
-from ..functional import gnp_unit
-from ..functional.gnp import gnp_unit_script, p_to_unit, q_to_beta
+from ..functional.gnp import gnp_unit_clamped, gnp_unit_script, p_to_unit, q_to_beta
 from ..kernels.gnp_composite import exponent
 
 Init = float | Sequence[float] | Tensor
@@ -226,10 +225,9 @@ class GNPAggregation(Aggregation):
                              f"{features if features is not None else 1} or channels=1")
         if self.learn and self.training:
             self.project_()
-        return gnp_unit(x, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
-                        p_unit=self.p_unit.clamp(-1.0, 1.0), beta=self.beta,
-                        p_neg_unit=self.p_neg_unit.clamp(-1.0, 1.0), beta_neg=self.beta_neg,
-                        backend=self.backend)
+        return gnp_unit_clamped(x, index, ptr, dim_size, dim, self.p_unit.clamp(-1.0, 1.0),
+                                self.beta, self.p_neg_unit.clamp(-1.0, 1.0), self.beta_neg,
+                                self.backend)
 
     @torch.no_grad()
     def pooling_distances(self) -> dict[str, Tensor]:
@@ -254,9 +252,9 @@ class GNPAggregation(Aggregation):
             out = torch.zeros(num, self.channels, dtype=torch.float64)
             return out.scatter_reduce_(0, cols, values, how, include_self=False)
 
-        out = gnp_unit(x, index, dim_size=num, p_unit=self.p_unit.double().clamp(-1, 1),
-                       beta=self.beta.double(), p_neg_unit=self.p_neg_unit.double().clamp(-1, 1),
-                       beta_neg=self.beta_neg.double(), backend="native")
+        out = gnp_unit_clamped(x, index, None, num, -2, self.p_unit.double().clamp(-1, 1),
+                               self.beta.double(), self.p_neg_unit.double().clamp(-1, 1),
+                               self.beta_neg.double(), "native")
         how = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}
         distances = {}
         for name in COMPARED:

@@ -204,6 +204,17 @@ def gnp_unit(
         p_neg_unit, beta_neg: the same for the negative part (default: the positive
             part's).
     """
+    return gnp_unit_clamped(x, index, ptr, dim_size, dim, p_unit, beta, p_neg_unit, beta_neg,
+                            backend, check_units=True)
+
+
+def gnp_unit_clamped(x: Tensor, index: Tensor | None, ptr: Tensor | None,
+                     dim_size: int | None, dim: int, p_unit: Param, beta: Param,
+                     p_neg_unit: Param | None, beta_neg: Param | None, backend: str | None,
+                     check_units: bool = False) -> Tensor:
+    """:func:`gnp_unit` for callers whose ``p_unit`` values lie in [-1, 1] by construction
+    (:class:`~gnpool.GNPAggregation` clamps them): without ``check_units`` the range check,
+    a host synchronisation per call, is skipped. ``beta`` is still checked to be finite."""
     check_features("x", x)
     dtype = compute_dtype(x)
     dim = normalize_dim(x, dim)
@@ -215,7 +226,10 @@ def gnp_unit(
     for name, value in (("p_unit", p_unit), ("beta", beta), ("p_neg_unit", p_neg_unit),
                         ("beta_neg", beta_neg)):
         t = per_column(name, value, rows, dtype)
-        (_check_unit if name.endswith("unit") else _check_finite)(name, t)
+        if not name.endswith("unit"):
+            _check_finite(name, t)
+        elif check_units:
+            _check_unit(name, t)
         params.append(t)
     return _pool(x, index, ptr, dim_size, dim, rows, params, chosen)
 
