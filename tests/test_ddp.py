@@ -11,6 +11,7 @@ past the ends (asserted) so that the clamp acts between steps on every rank.
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -107,6 +108,9 @@ def _worker(rank: int, init_file: str, out: str) -> None:
             model = build(name)
             ddp = DistributedDataParallel(model)
             outside = train(ddp, batch(name, slice(rank * half, (rank + 1) * half)), model)
+            # DDP's reducer must go while the process group is alive: destroyed after
+            # destroy_process_group (when this frame unwinds) it can wait forever.
+            del ddp
             results[name] = {"state": {k: v.detach().clone()
                                        for k, v in model.state_dict().items()},
                              "outside": outside}
@@ -119,7 +123,13 @@ def _worker(rank: int, init_file: str, out: str) -> None:
 def ranks(tmp_path_factory):
     """Final states of the 2 DDP ranks, per model."""
     tmp = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True)
+    context = mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=False)
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):          # raises if a rank failed
+        if time.monotonic() > deadline:         # a hung rank fails the test, not the suite
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the DDP ranks did not finish within 300 s")
     return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
 
 
