@@ -117,6 +117,22 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
                                            "hp": {**LINEAR, **SNAP}},
         "gnp-bank-snapval": {"gnp": {}, "readout": MEAN, "hp": {**BANK, **SNAP}},
     },
+    # Stage 4's snapped GNPs extrapolate like the fixed configurations where snapping found
+    # the right pooling (max in set_max, node_neighbour_max, max_degree's readout); the
+    # multi-layer models' aggregations end far from any classic pooling (max_degree:
+    # p 0.6 to 4, beta 0.3 to 0.8; shortest_path: max-like where min is needed), where the
+    # training sizes cannot tell them apart. Stage 5 makes every GNP end at a classic
+    # pooling: an annealed prior pulling each part to its nearest classic point (weights
+    # 1 and 10), or a choice among the learned pooling and sum, mean, max and min by
+    # validation loss at the snap epoch (2 epochs per candidate).
+    5: {
+        "gnp-prior1": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                       "hp": {**LINEAR, **SNAP, "pool_prior": 1.0}},
+        "gnp-prior10": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                        "hp": {**LINEAR, **SNAP, "pool_prior": 10.0}},
+        "gnp-search2": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                        "hp": {**LINEAR, **SNAP, "snap_search": 2}},
+    },
 }
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05

@@ -61,3 +61,18 @@ def test_checked_assignments_accept_every_field_type():
 def test_hparams_reject_bad_values_when_made(field, value):
     with pytest.raises(ValueError, match=f"hyperparameter {field} must be"):
         HParams(**{field: value})
+
+
+def test_settings_added_after_0_2_leave_run_keys_unchanged_at_their_defaults():
+    from gnpool.bench.hparams import ADDED_AFTER_0_2, HParams
+
+    hp = HParams()
+    key = hp.key()
+    assert not set(ADDED_AFTER_0_2) & set(key)
+    assert set(hp.to_dict()) - set(key) == set(ADDED_AFTER_0_2)
+    assert hp.updated({"pool_prior": 2.0}).key()["pool_prior"] == 2.0
+    assert hp.updated({"snap_search": 1}).key()["snap_search"] == 1
+    with pytest.raises(ValueError, match="pool_prior must be >= 0"):
+        HParams(pool_prior=-1.0)
+    with pytest.raises(ValueError, match="snap_search must be >= 0"):
+        HParams(snap_search=-1)

@@ -199,3 +199,53 @@ def test_snap_fixes_near_classic_poolings_and_checks_validation(tmp_path):
     model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"p": 1.0, "q": 0.4})
     assert fit(model, splits["train"], splits["val"], "set", hp, seed=0,
                progress=False)["snap"] is None
+
+
+def test_pool_prior_ends_every_gnp_part_at_a_classic_point(tmp_path):
+    from gnpool.bench.train import fit
+    from gnpool.models import DeepSets
+    from gnpool.training.snap import PART_CLASSICS
+
+    splits = load_splits("set_max", root=tmp_path, progress=False, num_train=64, num_val=32,
+                         num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
+    torch.manual_seed(0)
+    model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"channels": 1, "p": 1.0, "q": 1.0},
+                     last_activation=False)
+    # A strong prior and a fast pooling learning rate: by the snap epoch every part is
+    # within reach of a classic point and is fixed exactly at it.
+    hp = HParams(hidden=8, epochs=6, batch_size=16, pool_lr=0.1, snap=0.34, pool_prior=100.0,
+                 last_activation=False)
+    record = fit(model, splits["train"], splits["val"], "set", hp, seed=0, progress=False)
+    snap = record["snap"]
+    assert snap is not None and snap["epoch"] == 4
+    (pair,) = snap["modules"]["pooling"]
+    assert "none" not in pair
+    if snap["kept"]:
+        points = {tuple(round(v, 6) for v in c) for c in PART_CLASSICS}
+        pos = (float(model.pooling.p_unit), float(model.pooling.beta))
+        neg = (float(model.pooling.p_neg_unit), float(model.pooling.beta_neg))
+        assert pos in points and neg in points
+
+
+def test_snap_search_chooses_by_validation_and_records_every_candidate(tmp_path):
+    from gnpool.aggr.gnp import COMPARED
+    from gnpool.bench.train import fit
+    from gnpool.models import DeepSets
+
+    splits = load_splits("set_max", root=tmp_path, progress=False, num_train=64, num_val=32,
+                         num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
+    torch.manual_seed(0)
+    model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"channels": 1, "p": 1.0, "q": 1.0},
+                     last_activation=False)
+    hp = HParams(hidden=8, epochs=4, batch_size=16, snap=0.5, snap_search=1,
+                 last_activation=False)
+    record = fit(model, splits["train"], splits["val"], "set", hp, seed=0, progress=False)
+    search = record["snap"]["search"]["pooling"]
+    assert set(search) == {"none", *COMPARED}
+    assert all(v is not None and v > 0 for v in search.values())
+    best_classic = min(COMPARED, key=search.get)
+    expected = best_classic if search[best_classic] <= 1.05 * search["none"] else None
+    assert record["snap"]["modules"].get("pooling") == ([expected] if expected else None)
+    if expected is not None and record["snap"]["kept"]:
+        assert model.pooling.closest_pooling(1e-6) == expected
+    assert len(record["history"]) == hp.epochs

@@ -54,3 +54,51 @@ def test_distances_measured_on_the_inputs_the_model_sees():
     snapped = snap_to_classic(model, tolerance=0.1, run=lambda: model(x, index, dim_size=10))
     assert snapped == {"pooling": ["max"]}
     assert float(model.pooling.p_unit) == 1.0 and model.training
+
+
+def test_classic_prior_is_zero_at_every_classic_pooling_and_pulls_to_the_nearest():
+    from gnpool.training import classic_prior
+
+    model = torch.nn.ModuleList([GNPAggregation.from_pooling(name, channels=2)
+                                 for name in ("sum", "mean", "max", "min")])
+    assert float(classic_prior(model)) == 0.0
+    # Each part is judged on its own: max in the positive part with a mean in the negative
+    # part is at a classic point of each part.
+    mixed = GNPAggregation(p=float("inf"), q=1.0, p_neg=1.0, q_neg=1.0)
+    assert float(classic_prior(mixed)) == 0.0
+    # (p_unit, beta) = (0.9, 0.4): nearest point of its part is max (1, 0), squared
+    # distance 0.01 + 0.16; the negative part is at the mean.
+    aggr = GNPAggregation(channels=2)
+    with torch.no_grad():
+        aggr.p_unit.copy_(torch.tensor([0.9, 0.3]))
+        aggr.beta.copy_(torch.tensor([0.4, 0.7]))
+    value = classic_prior(aggr)
+    # Second channel: (0.3, 0.7) is nearest the sum (0.5, 1): 0.04 + 0.09.
+    assert float(value) == pytest.approx((0.17 + 0.13) / 2)
+    value.backward()
+    torch.testing.assert_close(aggr.p_unit.grad, torch.tensor([-0.1, -0.2]))
+    torch.testing.assert_close(aggr.beta.grad, torch.tensor([0.4, -0.3]))
+    # Fixed (non-learnable) GNPs and models without GNP add nothing.
+    assert float(classic_prior(GNPAggregation(p=3.0, learn=False))) == 0.0
+    assert float(classic_prior(torch.nn.Linear(2, 2))) == 0.0
+
+
+def test_snap_parts_fixes_each_part_that_is_close_and_leaves_the_rest():
+    from gnpool.training import snap_parts_
+
+    aggr = GNPAggregation(channels=3)
+    with torch.no_grad():
+        aggr.p_unit.copy_(torch.tensor([0.97, 0.5, 0.2]))
+        aggr.beta.copy_(torch.tensor([0.02, 0.95, 0.5]))
+        aggr.p_neg_unit.copy_(torch.tensor([-0.96, 0.55, 0.5]))
+        aggr.beta_neg.copy_(torch.tensor([0.0, 0.0, 0.5]))
+    snapped = snap_parts_(torch.nn.ModuleDict({"a": aggr}), tolerance=0.1)
+    # Names are those of each part on its own input: max of relu(x) and min of relu(-x)
+    # make the max of x.
+    assert snapped == {"a": [["max", "min"], ["sum", "mean"], ["none", "none"]]}
+    x, index = torch.randn(30, 3), torch.arange(30) // 5
+    torch.testing.assert_close(aggr(x, index)[:, 0], pyg.MaxAggregation()(x, index)[:, 0])
+    assert aggr.p_unit[2].item() == pytest.approx(0.2)
+    assert aggr.beta[1].item() == 1.0 and aggr.beta_neg[1].item() == 0.0
+    with pytest.raises(ValueError, match="tolerance must be"):
+        snap_parts_(aggr, tolerance=float("nan"))

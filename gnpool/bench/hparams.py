@@ -40,6 +40,14 @@ class HParams:
         snap: share of the epochs, at the end, trained with every GNP channel that is near
             sum, mean, max or min fixed exactly at it (kept only if validation agrees; see
             :func:`gnpool.bench.train.fit`); 0 never snaps.
+        pool_prior: weight of :func:`gnpool.training.classic_prior` in the loss (relative
+            to the batch's MSE), raised linearly from 0 to this value until the snap epoch
+            (or the last one), where each part of each GNP within 0.1 of a classic point
+            is then fixed at it (:func:`gnpool.training.snap_parts_`); 0: no prior.
+        snap_search: with ``snap``, choose each GNP's pooling at the snap epoch by
+            validation instead of by distance: module by module, the learned pooling and
+            sum, mean, max and min are each trained this many epochs and the one with the
+            lowest validation loss is kept; 0: snap by distance.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -75,6 +83,8 @@ class HParams:
     pool_lr: float | None = None
     pool_split: float = 0.0
     snap: float = 0.0
+    pool_prior: float = 0.0
+    snap_search: int = 0
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -90,6 +100,15 @@ class HParams:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def key(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the settings added after 0.2 that hold their default:
+        what identifies a run, so that runs stored before a setting existed stay valid."""
+        out = self.to_dict()
+        for name, default in ADDED_AFTER_0_2.items():
+            if out[name] == default:
+                del out[name]
+        return out
+
     def updated(self, values: Mapping[str, Any]) -> HParams:
         """A copy with ``values`` applied (unknown names raise ``ValueError``)."""
         known = {f.name for f in dataclasses.fields(self)}
@@ -99,6 +118,9 @@ class HParams:
                              f"{', '.join(sorted(known))}")
         return dataclasses.replace(self, **dict(values))
 
+
+#: Settings added after 0.2 and their defaults (left out of :meth:`HParams.key` at them).
+ADDED_AFTER_0_2: dict[str, Any] = {"pool_prior": 0.0, "snap_search": 0}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -111,7 +133,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "encoder_layers": _AT_LEAST_1, "decoder_layers": _AT_LEAST_1, "epochs": _AT_LEAST_1,
     "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
     "lr_step": _AT_LEAST_0, "lr_gamma": _POSITIVE, "pool_lr": _POSITIVE,
-    "pool_split": _SHARE, "snap": _SHARE,
+    "pool_split": _SHARE, "snap": _SHARE, "pool_prior": _AT_LEAST_0,
+    "snap_search": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
 }

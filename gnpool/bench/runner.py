@@ -78,7 +78,7 @@ class RunSpec:
 
     @property
     def hp_hash(self) -> str:
-        key = {"hparams": self.hparams.to_dict(), "data": self.data,
+        key = {"hparams": self.hparams.key(), "data": self.data,
                "data_seed": self.data_seed, "config": self.config.describe()}
         if self.tune_seed is not None:
             key["tune_seed"] = self.tune_seed

@@ -18,7 +18,10 @@ from tqdm.auto import tqdm
 
 from ..datasets import TaskInfo
 from ..models import DeepSets, MessageMLPGNN, gnp_parameters
-from ..training import param_groups, pooling_parameters, snap_to_classic
+from ..aggr import GNPAggregation
+from ..aggr.gnp import COMPARED
+from ..training import (classic_prior, param_groups, pooling_parameters, snap_parts_,
+                        snap_to_classic)
 from .configs import PoolingConfig
 from .hparams import HParams
 
@@ -172,6 +175,9 @@ SNAP_TOLERANCE = 0.1
 #: ... and the snapped model is kept if its validation MSE is within this factor of the
 #: best before snapping.
 SNAP_SLACK = 0.05
+#: With ``HParams.pool_prior``: a part of a GNP within this distance of a classic point in
+#: ``(p_unit, beta)`` is fixed at it at the snap epoch (:func:`gnpool.training.snap_parts_`).
+SNAP_PART_TOLERANCE = 0.1
 
 
 def _split_by_size(dataset: Dataset, share: float) -> tuple[Dataset, Dataset]:
@@ -197,7 +203,12 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     so far with every GNP channel near a classic pooling (on the validation inputs) fixed
     at it (:func:`gnpool.training.snap_to_classic`, tolerance ``SNAP_TOLERANCE``) and trains the
     rest of the model; the snapped model is kept if its best validation loss is within
-    ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state."""
+    ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state.
+    With ``hp.pool_prior > 0`` the loss carries ``weight * mse.detach() *
+    classic_prior(model)``, the weight rising linearly to ``hp.pool_prior`` at the snap
+    epoch (the last epoch without snapping), and the snap is part-wise
+    (:func:`gnpool.training.snap_parts_`). With ``hp.snap_search > 0`` the snap epoch
+    chooses each GNP's pooling by validation (:func:`snap_search`)."""
     optimizer = make_optimizer(model, hp)
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, hp.lr_step, hp.lr_gamma)
                  if hp.lr_step else None)
@@ -214,10 +225,15 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     else:
         loader = DataLoader(train, batch_size=hp.batch_size, shuffle=True, generator=gen)
 
+    prior = {"weight": 0.0}
+
     def step(batch: Batch, frozen: list[torch.nn.Parameter]) -> None:
         optimizer.zero_grad(set_to_none=True)
         pred, target, _ = outputs(model, batch, level)
-        torch.nn.functional.mse_loss(pred, target).backward()
+        loss = torch.nn.functional.mse_loss(pred, target)
+        if prior["weight"] > 0:
+            loss = loss + prior["weight"] * loss.detach() * classic_prior(model)
+        loss.backward()
         for param in frozen:    # Adam leaves parameters without a gradient untouched
             param.grad = None
         optimizer.step()
@@ -225,6 +241,19 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     def val_loss() -> float:
         pred, target, _ = predict(model, val, level, hp.eval_batch_size)
         return float(np.mean((pred - target) ** 2))
+
+    def step_epoch(frozen: list[torch.nn.Parameter]) -> None:
+        model.train()
+        for batch in loader:
+            if size_shift and not frozen:
+                step(batch, pooling)
+                step(next(pool_batches), weights)
+            else:
+                step(batch, frozen)
+
+    def frozen_now() -> list[torch.nn.Parameter]:
+        # Pooling parameters that no longer train: those of snapped GNPs.
+        return [p for p in pooling if getattr(p, "_snapped", False)]
 
     best_loss, best_epoch = val_loss(), 0
     best_state = copy.deepcopy(model.state_dict())
@@ -238,25 +267,31 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     bar = tqdm(total=hp.epochs, desc=desc, unit="epoch", leave=False, position=position,
                disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=0,
                miniters=1)
+    ramp_end = snap_epoch if snap_epoch is not None else hp.epochs
+    search: dict[str, Any] | None = None
     for epoch in range(1, hp.epochs + 1):
+        prior["weight"] = hp.pool_prior * min(1.0, epoch / max(ramp_end, 1))
         if epoch - 1 == snap_epoch:
             model.load_state_dict(best_state)
-            snapped = snap_to_classic(
-                model, SNAP_TOLERANCE,
-                run=lambda: predict(model, val, level, hp.eval_batch_size))
-            if snapped:
+            if hp.pool_prior > 0:
+                snapped = snap_parts_(model, SNAP_PART_TOLERANCE)
+            elif hp.snap_search > 0:
+                snapped, search = snap_search(
+                    model, optimizer, lambda: step_epoch(frozen_now()), val_loss,
+                    hp.snap_search)
+            else:
+                snapped = snap_to_classic(
+                    model, SNAP_TOLERANCE,
+                    run=lambda: predict(model, val, level, hp.eval_batch_size))
+            if snapped or search is not None:
                 snap = {"epoch": epoch - 1, "modules": snapped, "val_mse_before": best_loss,
                         "state_before": best_state, "best_epoch_before": best_epoch}
+                if search is not None:
+                    snap["search"] = search
                 frozen = pooling
                 best_loss, best_epoch = val_loss(), epoch - 1
                 best_state = copy.deepcopy(model.state_dict())
-        model.train()
-        for batch in loader:
-            if size_shift and not frozen:
-                step(batch, pooling)
-                step(next(pool_batches), weights)
-            else:
-                step(batch, frozen)
+        step_epoch(frozen)
         if scheduler is not None:
             scheduler.step()
         current = val_loss()
@@ -278,6 +313,57 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     model.load_state_dict(best_state)
     return {"best_epoch": best_epoch, "val_mse": best_loss, "history": history,
             "snap": snap}
+
+
+def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                train_epoch, val_loss, epochs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Choose the pooling of each learnable GNP of ``model`` by validation, module by module
+    in module order: its learned pooling ("none") and sum, mean, max and min
+    (:data:`gnpool.aggr.gnp.COMPARED`, set exactly with ``snap_``) are each trained for
+    ``epochs`` calls of ``train_epoch()`` from the same state (weights and optimiser), the
+    GNPs snapped so far held fixed; the classic pooling with the lowest ``val_loss()``
+    after any of its epochs is kept with the weights it reached unless the learned one's is
+    lower by more than ``SNAP_SLACK`` (a classic pooling holds at every size, which
+    validation on the training sizes cannot show). A snapped module's pooling
+    parameters are marked ``_snapped`` (``train_epoch`` leaves them untouched).
+
+    Returns ``({module name: [pooling]}`` of the snapped modules, ``{module name:
+    {candidate: validation loss}})``."""
+    snapped: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    modules = [(n, m) for n, m in model.named_modules()
+               if isinstance(m, GNPAggregation) and m.p_unit.requires_grad]
+    for name, module in modules:
+        start = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+        results: dict[str, tuple[float, Any]] = {}
+        for candidate in ("none", *COMPARED):
+            model.load_state_dict(start[0])
+            optimizer.load_state_dict(start[1])
+            if candidate != "none":
+                module.snap_(candidate)
+            for param_name in module.pooling_parameter_names:
+                getattr(module, param_name)._snapped = candidate != "none"
+            best = (math.inf, None)
+            for _ in range(epochs):
+                train_epoch()
+                loss = val_loss()
+                if loss < best[0] or best[1] is None:
+                    best = (loss, (copy.deepcopy(model.state_dict()),
+                                   copy.deepcopy(optimizer.state_dict())))
+            results[candidate] = best
+        # A classic pooling holds at every size: it is preferred unless the learned one is
+        # better on validation by more than SNAP_SLACK.
+        classic = min(COMPARED, key=lambda c: results[c][0])
+        choice = (classic if results[classic][0] <= (1 + SNAP_SLACK) * results["none"][0]
+                  else "none")
+        model.load_state_dict(results[choice][1][0])
+        optimizer.load_state_dict(results[choice][1][1])
+        for param_name in module.pooling_parameter_names:
+            getattr(module, param_name)._snapped = choice != "none"
+        scores[name] = {c: (v[0] if math.isfinite(v[0]) else None) for c, v in results.items()}
+        if choice != "none":
+            snapped[name] = [choice]
+    return snapped, scores
 
 
 def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
@@ -314,6 +400,8 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
             module["snap"] = {"to": snap["modules"][module["name"]], "kept": snap["kept"],
                               "epoch": snap["epoch"], "val_mse_before": snap["val_mse_before"],
                               "val_mse_after": snap["val_mse_after"]}
+        if snap is not None and module["name"] in snap.get("search", {}):
+            module["snap_search"] = snap["search"][module["name"]]
     return {
         "metrics": metrics, "bins": bins, "history": record["history"], "gnp": learned,
         "dead_channels": {name: {"before": dead_before[name], "after": dead_after[name]}

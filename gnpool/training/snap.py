@@ -1,4 +1,5 @@
-"""Fix learned GNP poolings at the classic pooling they are close to."""
+"""Fix learned GNP poolings at the classic pooling they are close to, or pull them
+towards one during training."""
 
 from __future__ import annotations
 
@@ -115,3 +116,87 @@ def _measured(model: torch.nn.Module, modules: dict[str, GNPAggregation],
                                         diff[name][pooling] / mag[name][pooling],
                                         torch.full_like(mag[name][pooling], torch.inf)).float()
                    for pooling in COMPARED} for name in diff}
+
+
+def classic_prior(model: torch.nn.Module) -> Tensor:
+    """Squared distance of every learnable GNP in ``model`` to the nearest classic poolings,
+    in GNP's native coordinates: a differentiable penalty that pulls each part of each GNP
+    towards the closest of sum, mean, max and min of that part's input.
+
+    A GNP channel has two parts (positive and negative, see :class:`~gnpool.GNPAggregation`),
+    each with coordinates ``(p_unit, beta)``; on its own input a part is the sum at
+    ``(1/2, 1)``, the mean at ``(1/2, 0)``, the max at ``(1, 0)`` and the min at
+    ``(-1, 0)``. The penalty of a channel is ``sum over parts of min_k ||(p_unit, beta) -
+    c_k||^2``; per module it is the mean over channels, and the result is the sum over
+    modules. Every such point pools to a value whose dependence on the set size is known
+    (linear for the sum, none for the others), which is what holds beyond the training
+    sizes; training loss alone cannot tell ``n^0.4 * M_3`` from the sum on sets of 10 to
+    20 elements. Adding ``weight * loss.detach() * classic_prior(model)`` to the loss with
+    the weight raised during training makes every part end at a classic point unless the
+    data hold it away (``HParams.pool_prior`` in the benchmark).
+
+    Args:
+        model: any module; GNP modules whose parameters do not require gradients are left
+            out.
+
+    Returns:
+        A 0-dim tensor (the parameters' dtype; a float32 0 without learnable GNPs) with a
+        gradient for every learnable GNP parameter.
+    """
+    total: Tensor | None = None
+    for module in model.modules():
+        if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
+            continue
+        term = None
+        for unit, beta in ((module.p_unit, module.beta),
+                           (module.p_neg_unit, module.beta_neg)):
+            theta = torch.stack([unit, beta], dim=-1)                      # [channels, 2]
+            centres = theta.new_tensor(PART_CLASSICS)                      # [4, 2]
+            distance = (theta.unsqueeze(-2) - centres).square().sum(-1)    # [channels, 4]
+            part = distance.min(-1).values
+            term = part if term is None else term + part
+        total = term.mean() if total is None else total + term.mean()
+    if total is None:
+        return torch.zeros(())
+    return total
+
+
+#: ``(p_unit, beta)`` of sum, mean, max and min for one part of GNP on its own input.
+PART_CLASSICS = ((0.5, 1.0), (0.5, 0.0), (1.0, 0.0), (-1.0, 0.0))
+
+
+@torch.no_grad()
+def snap_parts_(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str, list[list[str]]]:
+    """Set each part of each learnable GNP channel in ``model`` exactly to the classic point
+    of :data:`PART_CLASSICS` it is within ``tolerance`` of (Euclidean distance in
+    ``(p_unit, beta)``), the part-wise counterpart of :func:`snap_to_classic` for models
+    trained with :func:`classic_prior`.
+
+    Returns:
+        ``{module name: [[positive part, negative part] per channel]}`` with "sum",
+        "mean", "max", "min" or "none" (left as it was), for modules with a snapped part.
+
+    Raises:
+        ValueError: ``tolerance`` is negative or not a number.
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or \
+            not tolerance >= 0:
+        raise ValueError(f"tolerance must be a non-negative number, got {tolerance!r}")
+    out: dict[str, list[list[str]]] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
+            continue
+        names: list[list[str]] = [[] for _ in range(module.channels)]
+        for unit, beta in ((module.p_unit, module.beta), (module.p_neg_unit, module.beta_neg)):
+            theta = torch.stack([unit, beta], dim=-1)
+            centres = theta.new_tensor(PART_CLASSICS)
+            distance, where = (theta.unsqueeze(-2) - centres).norm(dim=-1).min(-1)
+            for k, (d, i) in enumerate(zip(distance.tolist(), where.tolist(), strict=True)):
+                if d <= tolerance:
+                    unit[k], beta[k] = centres[i, 0], centres[i, 1]
+                    names[k].append(COMPARED[i])
+                else:
+                    names[k].append("none")
+        if any(n != "none" for pair in names for n in pair):
+            out[name] = names
+    return out
