@@ -16,12 +16,11 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.nn.aggr import Aggregation
 from tqdm.auto import tqdm
 
-from ..datasets import TaskInfo
-from ..models import DeepSets, MessageMLPGNN, gnp_parameters
 from ..aggr import GNPAggregation
 from ..aggr.gnp import COMPARED
-from ..training import (classic_prior, param_groups, pooling_parameters, snap_parts_,
-                        snap_to_classic)
+from ..datasets import TaskInfo
+from ..models import DeepSets, MessageMLPGNN, gnp_parameters
+from ..training import classic_prior, param_groups, pooling_parameters, snap_parts_, snap_to_classic
 from .configs import PoolingConfig
 from .hparams import HParams
 
