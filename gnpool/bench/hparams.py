@@ -44,6 +44,9 @@ class HParams:
             to the batch's MSE), raised linearly from 0 to this value until the snap epoch
             (or the last one), where each part of each GNP within 0.1 of a classic point
             is then fixed at it (:func:`gnpool.training.snap_parts_`); 0: no prior.
+        pool_prior_start: share of the epochs before the snap epoch (or the last one)
+            trained without the prior, which then rises linearly; 0 starts the rise at
+            the first epoch.
         snap_search: with ``snap``, choose each GNP's pooling at the snap epoch by
             validation instead of by distance: module by module, the learned pooling and
             sum, mean, max and min are each trained this many epochs and the one with the
@@ -84,6 +87,7 @@ class HParams:
     pool_split: float = 0.0
     snap: float = 0.0
     pool_prior: float = 0.0
+    pool_prior_start: float = 0.0
     snap_search: int = 0
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -120,7 +124,8 @@ class HParams:
 
 
 #: Settings added after 0.2 and their defaults (left out of :meth:`HParams.key` at them).
-ADDED_AFTER_0_2: dict[str, Any] = {"pool_prior": 0.0, "snap_search": 0}
+ADDED_AFTER_0_2: dict[str, Any] = {"pool_prior": 0.0, "pool_prior_start": 0.0,
+                                   "snap_search": 0}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -134,6 +139,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
     "lr_step": _AT_LEAST_0, "lr_gamma": _POSITIVE, "pool_lr": _POSITIVE,
     "pool_split": _SHARE, "snap": _SHARE, "pool_prior": _AT_LEAST_0,
+    "pool_prior_start": _SHARE,
     "snap_search": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,

@@ -121,6 +121,10 @@ class MultiViewHParams:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def key(self) -> dict[str, Any]:
+        """What identifies a run (every setting)."""
+        return self.to_dict()
+
     def updated(self, values: Mapping[str, Any]) -> MultiViewHParams:
         """A copy with ``values`` applied (unknown names raise ``ValueError``)."""
         known = {f.name: f for f in dataclasses.fields(self)}

@@ -204,8 +204,9 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     rest of the model; the snapped model is kept if its best validation loss is within
     ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state.
     With ``hp.pool_prior > 0`` the loss carries ``weight * mse.detach() *
-    classic_prior(model)``, the weight rising linearly to ``hp.pool_prior`` at the snap
-    epoch (the last epoch without snapping), and the snap is part-wise
+    classic_prior(model)``, the weight rising linearly from 0 after the first
+    ``hp.pool_prior_start`` share of the epochs to ``hp.pool_prior`` at the snap epoch (the
+    last epoch without snapping), and the snap is part-wise
     (:func:`gnpool.training.snap_parts_`). With ``hp.snap_search > 0`` the snap epoch
     chooses each GNP's pooling by validation (:func:`snap_search`)."""
     optimizer = make_optimizer(model, hp)
@@ -267,9 +268,11 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
                disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=0,
                miniters=1)
     ramp_end = snap_epoch if snap_epoch is not None else hp.epochs
+    ramp_start = hp.pool_prior_start * ramp_end
     search: dict[str, Any] | None = None
     for epoch in range(1, hp.epochs + 1):
-        prior["weight"] = hp.pool_prior * min(1.0, epoch / max(ramp_end, 1))
+        prior["weight"] = hp.pool_prior * min(1.0, max(0.0, (epoch - ramp_start)
+                                                      / max(ramp_end - ramp_start, 1)))
         if epoch - 1 == snap_epoch:
             model.load_state_dict(best_state)
             if hp.pool_prior > 0:
