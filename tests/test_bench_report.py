@@ -136,3 +136,19 @@ def test_targets_say_which_hold_with_the_figures():
     # set_max's readout is exactly max in seed 0 and n^0.6 * max in seed 1.
     assert "`set_max`: expected max, got max, none" in lines[3] and "**missed**" in lines[3]
     assert readout_pooling(rows[1]) == "max" and readout_pooling(rows[3]) is None
+
+
+def test_seed_spread_lists_every_seed_and_both_ratios():
+    from gnpool.bench.report import seed_spread
+
+    rows = []
+    for seed, (fixed, gnp) in enumerate([(1.0, 1.5), (2.0, 2.0), (4.0, 20.0)]):
+        for config, value in (("max", fixed), ("gnp", gnp)):
+            rows.append({"task": "set_max", "config": config, "seed": seed,
+                         "status": "finished", "config_def": {"fixed": config == "max"},
+                         "mape_interp": 1.0, "mape_extrap": value, "gnp": []})
+    text = seed_spread(collect(rows))
+    # Means 7.83 / 2.33 = 3.36x; medians 2 / 2 = 1x; fixed max's seeds 4 / 1 = 4x apart.
+    assert "| `set_max` | max: 1, 2, 4 | 1.5, 2, 20 | 3.36x | 1.00x | 4.0x |" in text
+    assert "## Seed spread" in render_markdown(collect(rows), "T")
+    assert seed_spread(collect([r for r in rows if r["config"] != "gnp"])) == ""

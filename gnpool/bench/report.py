@@ -267,6 +267,35 @@ def settings_section(rows: Iterable[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def seed_spread(cells: dict[str, dict[str, Cell]]) -> str:
+    """Per task: the extrapolation MAPE of every seed of the best fixed configuration and of
+    GNP, the ratio of their means (what the targets judge) and of their medians, and the
+    spread of the best fixed configuration's own seeds (largest over smallest): a ratio
+    within that spread is within the noise of two runs of one fixed pooling. Empty without
+    GNP runs."""
+    lines = ["| task | best fixed, per seed | GNP, per seed | ratio of means | ratio of "
+             "medians | best fixed's own spread |", "|---|---|---|---|---|---|"]
+    rows = 0
+    for task, by_config in cells.items():
+        best, gnp = best_fixed(by_config), by_config.get("gnp")
+        if best is None or gnp is None or not gnp.extrap or not best.extrap:
+            continue
+
+        def seeds(cell: Cell) -> str:
+            ordered = sorted(cell.rows, key=lambda r: r.get("seed", 0))
+            return ", ".join(f"{math.inf if r.get('mape_extrap') is None else r['mape_extrap']:.3g}"
+                             for r in ordered)
+
+        low = min(best.extrap)
+        spread = f"{max(best.extrap) / low:.1f}x" if len(best.extrap) > 1 and low > 0 else "-"
+        lines.append(f"| `{task}` | {best.config}: {seeds(best)} | {seeds(gnp)} | "
+                     f"{gnp.extrap_mean / best.extrap_mean:.2f}x | "
+                     f"{statistics.median(gnp.extrap) / statistics.median(best.extrap):.2f}x"
+                     f" | {spread} |")
+        rows += 1
+    return "\n".join(lines) if rows else ""
+
+
 def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = "",
                     plots: Iterable[str] = (), appendix: str = "") -> str:
     """The whole report as Markdown; ``appendix`` (Markdown) goes after the task tables."""
@@ -290,6 +319,14 @@ def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = 
     goals = targets(cells)
     if goals:
         parts += ["## Targets", "", *goals, ""]
+    spread = seed_spread(cells)
+    if spread:
+        parts += ["## Seed spread", "",
+                  "Extrapolation MAPE (%) of every seed (in seed order). The targets judge "
+                  "the ratio of means; the ratio of medians is less swayed by one bad seed, "
+                  "and the best fixed configuration's own spread (its largest seed over its "
+                  "smallest) shows how far apart two runs of one fixed pooling land.", "",
+                  spread, ""]
     for task, by_config in cells.items():
         kind = {"graph": "aggregation-readout", "node": "aggregation",
                 "set": "set pooling"}[levels[task]]
