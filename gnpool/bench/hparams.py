@@ -40,6 +40,8 @@ class HParams:
         snap: share of the epochs, at the end, trained with every GNP channel that is near
             sum, mean, max or min fixed exactly at it (kept only if validation agrees; see
             :func:`gnpool.bench.train.fit`); 0 never snaps.
+        snap_tolerance: largest distance (relative output error on the validation
+            inputs) at which a GNP channel snaps.
         pool_prior: weight of :func:`gnpool.training.classic_prior` in the loss (relative
             to the batch's MSE), raised linearly from 0 to this value until the snap epoch
             (or the last one), where each part of each GNP within 0.1 of a classic point
@@ -86,6 +88,7 @@ class HParams:
     pool_lr: float | None = None
     pool_split: float = 0.0
     snap: float = 0.0
+    snap_tolerance: float = 0.1
     pool_prior: float = 0.0
     pool_prior_start: float = 0.0
     snap_search: int = 0
@@ -124,8 +127,8 @@ class HParams:
 
 
 #: Settings added after 0.2 and their defaults (left out of :meth:`HParams.key` at them).
-ADDED_AFTER_0_2: dict[str, Any] = {"pool_prior": 0.0, "pool_prior_start": 0.0,
-                                   "snap_search": 0}
+ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "pool_prior": 0.0,
+                                   "pool_prior_start": 0.0, "snap_search": 0}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -139,6 +142,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
     "lr_step": _AT_LEAST_0, "lr_gamma": _POSITIVE, "pool_lr": _POSITIVE,
     "pool_split": _SHARE, "snap": _SHARE, "pool_prior": _AT_LEAST_0,
+    "snap_tolerance": _AT_LEAST_0,
     "pool_prior_start": _SHARE,
     "snap_search": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,

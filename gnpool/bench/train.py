@@ -168,11 +168,8 @@ def size_bins(pred: np.ndarray, target: np.ndarray, size: np.ndarray,
     return out
 
 
-#: Snapping (``HParams.snap``): GNP channels within this distance of a classic pooling are
-#: fixed at it ...
-SNAP_TOLERANCE = 0.1
-#: ... and the snapped model is kept if its validation MSE is within this factor of the
-#: best before snapping.
+#: Snapping (``HParams.snap``): the snapped model is kept if its validation MSE is within
+#: this factor of the best before snapping.
 SNAP_SLACK = 0.05
 #: With ``HParams.pool_prior``: a part of a GNP within this distance of a classic point in
 #: ``(p_unit, beta)`` is fixed at it at the snap epoch (:func:`gnpool.training.snap_parts_`).
@@ -200,8 +197,8 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
 
     With ``hp.snap > 0`` the last ``snap`` share of the epochs starts from the best state
     so far with every GNP channel near a classic pooling (on the validation inputs) fixed
-    at it (:func:`gnpool.training.snap_to_classic`, tolerance ``SNAP_TOLERANCE``) and trains the
-    rest of the model; the snapped model is kept if its best validation loss is within
+    at it (:func:`gnpool.training.snap_to_classic`, tolerance ``hp.snap_tolerance``) and
+    trains the rest of the model; the snapped model is kept if its best validation loss is within
     ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state.
     With ``hp.pool_prior > 0`` the loss carries ``weight * mse.detach() *
     classic_prior(model)``, the weight rising linearly from 0 after the first
@@ -283,7 +280,7 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
                     hp.snap_search)
             else:
                 snapped = snap_to_classic(
-                    model, SNAP_TOLERANCE,
+                    model, hp.snap_tolerance,
                     run=lambda: predict(model, val, level, hp.eval_batch_size))
             if snapped or search is not None:
                 snap = {"epoch": epoch - 1, "modules": snapped, "val_mse_before": best_loss,
