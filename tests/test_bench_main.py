@@ -138,3 +138,19 @@ def test_default_locations(tmp_path, monkeypatch, capsys):
     assert runner.bench_dir() == platformdirs.user_data_path("gnpool") / "bench"
     assert runner.default_db("quick") == tmp_path / "xdg" / "gnpool" / "bench" / "runs" / \
         "quick.sqlite"
+
+
+def test_report_gives_each_session_its_wall_time():
+    from gnpool.bench.__main__ import _sessions
+
+    def row(commit, start, end):
+        return {"started_at": f"2026-01-01T{start}", "finished_at": f"2026-01-01T{end}",
+                "versions": {"gnpool_commit": commit}}
+
+    one = [row("aaa", "10:00:00", "10:05:00"), row("aaa", "10:01:00", "10:12:00")]
+    assert _sessions(one) == (" (12.0 minutes of wall time from the first run's start to "
+                              "the last run's end)")
+    two = one + [row("bbb", "15:00:00", "15:03:30")]
+    text = _sessions(two)
+    assert "2 runs at commit aaa, 12.0 minutes; 1 runs at commit bbb, 3.5 minutes" in text
+    assert _sessions([]) == ""

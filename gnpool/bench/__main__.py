@@ -196,13 +196,7 @@ def _report(args: argparse.Namespace, specs) -> int:
         return 0
     finished = [r for r in rows if r["status"] == "finished"]
     seconds = sum(r["wall_seconds"] or 0.0 for r in rows)
-    starts = [r["started_at"] for r in rows if r.get("started_at")]
-    ends = [r["finished_at"] for r in rows if r.get("finished_at")]
-    span = ""
-    if starts and ends:
-        wall = datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))
-        span = (f" ({wall.total_seconds() / 60:.1f} minutes of wall time from the first run's "
-                f"start to the last run's end)")
+    span = _sessions(rows)
     versions = next((r["versions"] for r in rows if r.get("versions")), {}) or {}
     how = ("Every run in the database, whatever its settings" if every else
            f"Produced by `{_command(args)}`"
@@ -217,7 +211,8 @@ def _report(args: argparse.Namespace, specs) -> int:
              f"all{span}. {how}, with torch {versions.get('torch', '?')}, "
              f"torch_geometric {versions.get('torch_geometric', '?')}, gnpool "
              f"{versions.get('gnpool', '?')}"
-             + (f" (commit {versions['gnpool_commit']})" if "gnpool_commit" in versions else "")
+             + (f" (commit {versions['gnpool_commit']})"
+                if "gnpool_commit" in versions and "sessions" not in span else "")
              + ". The settings the runs were made with are listed at the end.")
     text, files = write_report(rows, out, f"Extrapolation benchmark: `{profile.name}` profile",
                                intro, plots=not args.no_plots,
@@ -227,6 +222,32 @@ def _report(args: argparse.Namespace, specs) -> int:
     print(text)
     print("wrote " + ", ".join(str(f) for f in files), file=sys.stderr)
     return 0
+
+
+def _sessions(rows: list[dict]) -> str:
+    """Wall time from the first run's start to the last run's end, per gnpool commit the
+    runs were made at when there are several (runs added to a database later)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("started_at") and r.get("finished_at"):
+            commit = (r.get("versions") or {}).get("gnpool_commit") or "?"
+            groups.setdefault(commit, []).append(r)
+    if not groups:
+        return ""
+
+    def wall(group: list[dict]) -> float:
+        end = max(datetime.fromisoformat(r["finished_at"]) for r in group)
+        start = min(datetime.fromisoformat(r["started_at"]) for r in group)
+        return (end - start).total_seconds() / 60
+
+    if len(groups) == 1:
+        (group,) = groups.values()
+        return (f" ({wall(group):.1f} minutes of wall time from the first run's start to the "
+                "last run's end)")
+    ordered = sorted(groups.items(), key=lambda kv: min(r["started_at"] for r in kv[1]))
+    return (" (made in sessions, each with its wall time from its first run's start to its "
+            "last run's end: " + "; ".join(f"{len(g)} runs at commit {c}, {wall(g):.1f} minutes"
+                                           for c, g in ordered) + ")")
 
 
 def main(argv: list[str] | None = None) -> int:
