@@ -71,8 +71,18 @@ def test_settings_added_after_0_2_leave_run_keys_unchanged_at_their_defaults():
     assert not set(ADDED_AFTER_0_2) & set(key)
     assert set(hp.to_dict()) - set(key) == set(ADDED_AFTER_0_2)
     assert hp.updated({"pool_prior": 2.0}).key()["pool_prior"] == 2.0
-    assert hp.updated({"snap_search": 1}).key()["snap_search"] == 1
+    assert hp.updated({"snap": 0.2, "snap_search": 1}).key()["snap_search"] == 1
     with pytest.raises(ValueError, match="pool_prior must be >= 0"):
         HParams(pool_prior=-1.0)
     with pytest.raises(ValueError, match="snap_search must be >= 0"):
         HParams(snap_search=-1)
+
+
+def test_snap_search_needs_snap_and_excludes_the_prior():
+    from gnpool.bench.hparams import HParams
+
+    with pytest.raises(ValueError, match="snap_search=2 needs snap > 0"):
+        HParams(snap_search=2)
+    with pytest.raises(ValueError, match="exclude each other"):
+        HParams(snap=0.2, snap_search=2, pool_prior=1.0)
+    assert HParams(snap=0.2, snap_search=2).snap_search == 2

@@ -221,7 +221,7 @@ def test_pool_prior_ends_every_gnp_part_at_a_classic_point(tmp_path):
     (pair,) = snap["modules"]["pooling"]
     assert "none" not in pair
     if snap["kept"]:
-        points = {tuple(round(v, 6) for v in c) for c in PART_CLASSICS}
+        points = {tuple(round(v, 6) for v in c) for c in PART_CLASSICS.values()}
         pos = (float(model.pooling.p_unit), float(model.pooling.beta))
         neg = (float(model.pooling.p_neg_unit), float(model.pooling.beta_neg))
         assert pos in points and neg in points

@@ -102,3 +102,24 @@ def test_snap_parts_fixes_each_part_that_is_close_and_leaves_the_rest():
     assert aggr.beta[1].item() == 1.0 and aggr.beta_neg[1].item() == 0.0
     with pytest.raises(ValueError, match="tolerance must be"):
         snap_parts_(aggr, tolerance=float("nan"))
+    # p_unit past the end (as an optimiser step leaves it) is judged as the forward uses it.
+    beyond = GNPAggregation()
+    with torch.no_grad():
+        beyond.p_unit.fill_(1.2)
+        beyond.beta.fill_(0.0)
+        beyond.p_neg_unit.fill_(-1.15)
+        beyond.beta_neg.fill_(0.0)
+    assert float(classic_prior_of(beyond)) == 0.0
+    assert snap_parts_(beyond) == {"": [["max", "min"]]}
+    assert float(beyond.p_unit) == 1.0 and float(beyond.p_neg_unit) == -1.0
+    broken = GNPAggregation()
+    with torch.no_grad():
+        broken.beta.fill_(float("nan"))
+    with pytest.raises(ValueError, match="non-finite parameters"):
+        snap_parts_(broken)
+
+
+def classic_prior_of(module):
+    from gnpool.training import classic_prior
+
+    return classic_prior(module)

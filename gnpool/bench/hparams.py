@@ -44,15 +44,19 @@ class HParams:
             inputs) at which a GNP channel snaps.
         pool_prior: weight of :func:`gnpool.training.classic_prior` in the loss (relative
             to the batch's MSE), raised linearly from 0 to this value until the snap epoch
-            (or the last one), where each part of each GNP within 0.1 of a classic point
-            is then fixed at it (:func:`gnpool.training.snap_parts_`); 0: no prior.
+            (or the last one); with ``snap``, each part of each GNP within
+            ``snap_tolerance`` of a classic point in ``(p_unit, beta)`` is then fixed at it
+            (:func:`gnpool.training.snap_parts_`) instead of the snap by output distance;
+            0: no prior.
         pool_prior_start: share of the epochs before the snap epoch (or the last one)
             trained without the prior, which then rises linearly; 0 starts the rise at
             the first epoch.
-        snap_search: with ``snap``, choose each GNP's pooling at the snap epoch by
-            validation instead of by distance: module by module, the learned pooling and
-            sum, mean, max and min are each trained this many epochs and the one with the
-            lowest validation loss is kept; 0: snap by distance.
+        snap_search: with ``snap`` (and without ``pool_prior``), choose each GNP's
+            pooling at the snap epoch by validation instead of by distance: module by
+            module, the learned pooling and sum, mean, max and min are each trained this
+            many epochs, and the classic one with the lowest validation loss is kept unless
+            the learned one's is lower by more than 5% (:func:`gnpool.bench.train.snap_search`);
+            0: snap by distance.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -103,6 +107,13 @@ class HParams:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             check_value(f.name, getattr(self, f.name), hints[f.name])
+        if self.snap_search and not self.snap:
+            raise ValueError(f"hyperparameter snap_search={self.snap_search} needs snap > 0 "
+                             "(the share of the epochs after the choice), got snap=0")
+        if self.snap_search and self.pool_prior:
+            raise ValueError(f"hyperparameters snap_search={self.snap_search} and pool_prior="
+                             f"{self.pool_prior} exclude each other (the prior snaps part-wise); "
+                             "set one of them to 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

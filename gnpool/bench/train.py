@@ -171,9 +171,6 @@ def size_bins(pred: np.ndarray, target: np.ndarray, size: np.ndarray,
 #: Snapping (``HParams.snap``): the snapped model is kept if its validation MSE is within
 #: this factor of the best before snapping.
 SNAP_SLACK = 0.05
-#: With ``HParams.pool_prior``: a part of a GNP within this distance of a classic point in
-#: ``(p_unit, beta)`` is fixed at it at the snap epoch (:func:`gnpool.training.snap_parts_`).
-SNAP_PART_TOLERANCE = 0.1
 
 
 def _split_by_size(dataset: Dataset, share: float) -> tuple[Dataset, Dataset]:
@@ -255,7 +252,8 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     best_loss, best_epoch = val_loss(), 0
     best_state = copy.deepcopy(model.state_dict())
     history: list[float] = []
-    snap_epoch = round(hp.epochs * (1 - hp.snap)) if hp.snap > 0 else None
+    # A snap share too small to round to an epoch still snaps, before the last epoch.
+    snap_epoch = min(round(hp.epochs * (1 - hp.snap)), hp.epochs - 1) if hp.snap > 0 else None
     snap: dict[str, Any] | None = None
     frozen: list[torch.nn.Parameter] = []
     # Updated by hand after each epoch, with that epoch's losses, and redrawn every time:
@@ -268,12 +266,13 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     ramp_start = hp.pool_prior_start * ramp_end
     search: dict[str, Any] | None = None
     for epoch in range(1, hp.epochs + 1):
-        prior["weight"] = hp.pool_prior * min(1.0, max(0.0, (epoch - ramp_start)
-                                                      / max(ramp_end - ramp_start, 1)))
+        prior["weight"] = hp.pool_prior * (
+            1.0 if epoch >= ramp_end else 0.0 if epoch <= ramp_start
+            else (epoch - ramp_start) / (ramp_end - ramp_start))
         if epoch - 1 == snap_epoch:
             model.load_state_dict(best_state)
             if hp.pool_prior > 0:
-                snapped = snap_parts_(model, SNAP_PART_TOLERANCE)
+                snapped = snap_parts_(model, hp.snap_tolerance)
             elif hp.snap_search > 0:
                 snapped, search = snap_search(
                     model, optimizer, lambda: step_epoch(frozen_now()), val_loss,
@@ -282,7 +281,7 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
                 snapped = snap_to_classic(
                     model, hp.snap_tolerance,
                     run=lambda: predict(model, val, level, hp.eval_batch_size))
-            if snapped or search is not None:
+            if snapped or search:
                 snap = {"epoch": epoch - 1, "modules": snapped, "val_mse_before": best_loss,
                         "state_before": best_state, "best_epoch_before": best_epoch}
                 if search is not None:
@@ -326,8 +325,10 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     validation on the training sizes cannot show). A snapped module's pooling
     parameters are marked ``_snapped`` (``train_epoch`` leaves them untouched).
 
-    Returns ``({module name: [pooling]}`` of the snapped modules, ``{module name:
-    {candidate: validation loss}})``."""
+    Returns ``({module name: [pooling]}`` of the snapped modules (one name: the whole
+    module, every channel, is snapped), ``{module name: {candidate: validation loss}})``
+    (``None`` for a loss that was never finite). Only weights and optimiser state are
+    restored between candidates: each trains on the next batches of the loader."""
     snapped: dict[str, Any] = {}
     scores: dict[str, Any] = {}
     modules = [(n, m) for n, m in model.named_modules()
@@ -346,15 +347,17 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             for _ in range(epochs):
                 train_epoch()
                 loss = val_loss()
-                if loss < best[0] or best[1] is None:
+                # A NaN loss never counts as best; a finite one replaces a NaN.
+                if best[1] is None or loss < best[0] or not math.isfinite(best[0]):
                     best = (loss, (copy.deepcopy(model.state_dict()),
                                    copy.deepcopy(optimizer.state_dict())))
             results[candidate] = best
         # A classic pooling holds at every size: it is preferred unless the learned one is
         # better on validation by more than SNAP_SLACK.
-        classic = min(COMPARED, key=lambda c: results[c][0])
-        choice = (classic if results[classic][0] <= (1 + SNAP_SLACK) * results["none"][0]
-                  else "none")
+        score = {c: v[0] if math.isfinite(v[0]) else math.inf for c, v in results.items()}
+        classic = min(COMPARED, key=score.__getitem__)
+        choice = (classic if score[classic] < math.inf
+                  and score[classic] <= (1 + SNAP_SLACK) * score["none"] else "none")
         model.load_state_dict(results[choice][1][0])
         optimizer.load_state_dict(results[choice][1][1])
         for param_name in module.pooling_parameter_names:

@@ -118,6 +118,20 @@ def _measured(model: torch.nn.Module, modules: dict[str, GNPAggregation],
                    for pooling in COMPARED} for name in diff}
 
 
+#: ``(p_unit, beta)`` of the sum, mean, max and min for one part of GNP on its own input,
+#: in the order of :data:`gnpool.aggr.gnp.COMPARED`.
+PART_CLASSICS: dict[str, tuple[float, float]] = {
+    "sum": (0.5, 1.0), "mean": (0.5, 0.0), "max": (1.0, 0.0), "min": (-1.0, 0.0)}
+assert tuple(PART_CLASSICS) == COMPARED
+
+
+def _parts(module: GNPAggregation) -> list[tuple[Tensor, Tensor]]:
+    # (p_unit, beta) of each part whose parameters train.
+    parts = ((module.p_unit, module.beta), (module.p_neg_unit, module.beta_neg))
+    return [(unit, beta) for unit, beta in parts
+            if isinstance(unit, torch.nn.Parameter) and (unit.requires_grad or beta.requires_grad)]
+
+
 def classic_prior(model: torch.nn.Module) -> Tensor:
     """Squared distance of every learnable GNP in ``model`` to the nearest classic poolings,
     in GNP's native coordinates: a differentiable penalty that pulls each part of each GNP
@@ -126,70 +140,88 @@ def classic_prior(model: torch.nn.Module) -> Tensor:
     A GNP channel has two parts (positive and negative, see :class:`~gnpool.GNPAggregation`),
     each with coordinates ``(p_unit, beta)``; on its own input a part is the sum at
     ``(1/2, 1)``, the mean at ``(1/2, 0)``, the max at ``(1, 0)`` and the min at
-    ``(-1, 0)``. The penalty of a channel is ``sum over parts of min_k ||(p_unit, beta) -
-    c_k||^2``; per module it is the mean over channels, and the result is the sum over
-    modules. Every such point pools to a value whose dependence on the set size is known
-    (linear for the sum, none for the others), which is what holds beyond the training
-    sizes; training loss alone cannot tell ``n^0.4 * M_3`` from the sum on sets of 10 to
-    20 elements. Adding ``weight * loss.detach() * classic_prior(model)`` to the loss with
-    the weight raised during training makes every part end at a classic point unless the
-    data hold it away (``HParams.pool_prior`` in the benchmark).
+    ``(-1, 0)`` (:data:`PART_CLASSICS`). The penalty of a channel is ``sum over parts of
+    min_k ||(clamp(p_unit, -1, 1), beta) - c_k||^2`` (``p_unit`` as the forward uses it);
+    per module it is the mean over channels, and the result is the sum over modules. Every
+    such point pools to a value whose dependence on the set size is known (linear for the
+    sum, none for the others), which is what holds beyond the training sizes; training loss
+    alone cannot tell ``n^0.4 * M_3`` from the sum on sets of 10 to 20 elements. Adding
+    ``weight * loss.detach() * classic_prior(model)`` to the loss with the weight raised
+    during training makes every part end at a classic point unless the data hold it away
+    (``HParams.pool_prior`` in the benchmark).
 
     Args:
-        model: any module; GNP modules whose parameters do not require gradients are left
-            out.
+        model: any module; :class:`~gnpool.GNPAggregation` modules inside it (also inside
+            PyG layers and ``torch.compile`` wrappers, not in a ``torch.jit.script``-ed
+            module) count, parts whose parameters do not train are left out.
 
     Returns:
-        A 0-dim tensor (the parameters' dtype; a float32 0 without learnable GNPs) with a
-        gradient for every learnable GNP parameter.
+        A 0-dim tensor (the parameters' dtype) with a gradient for every learnable GNP
+        parameter; a float32 ``0`` without gradient when ``model`` has no learnable GNP.
+        It raises nothing; non-finite parameters give a non-finite result.
     """
     total: Tensor | None = None
     for module in model.modules():
-        if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
+        if not isinstance(module, GNPAggregation):
             continue
-        term = None
-        for unit, beta in ((module.p_unit, module.beta),
-                           (module.p_neg_unit, module.beta_neg)):
-            theta = torch.stack([unit, beta], dim=-1)                      # [channels, 2]
-            centres = theta.new_tensor(PART_CLASSICS)                      # [4, 2]
-            distance = (theta.unsqueeze(-2) - centres).square().sum(-1)    # [channels, 4]
-            part = distance.min(-1).values
-            term = part if term is None else term + part
-        total = term.mean() if total is None else total + term.mean()
+        for unit, beta in _parts(module):
+            theta = torch.stack([unit.clamp(-1.0, 1.0), beta], dim=-1)   # [channels, 2]
+            centres = theta.new_tensor(list(PART_CLASSICS.values()))     # [4, 2]
+            distance = (theta.unsqueeze(-2) - centres).square().sum(-1)  # [channels, 4]
+            term = distance.min(-1).values.mean()
+            total = term if total is None else total + term
     if total is None:
         return torch.zeros(())
     return total
 
 
-#: ``(p_unit, beta)`` of sum, mean, max and min for one part of GNP on its own input.
-PART_CLASSICS = ((0.5, 1.0), (0.5, 0.0), (1.0, 0.0), (-1.0, 0.0))
-
-
 @torch.no_grad()
 def snap_parts_(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str, list[list[str]]]:
     """Set each part of each learnable GNP channel in ``model`` exactly to the classic point
-    of :data:`PART_CLASSICS` it is within ``tolerance`` of (Euclidean distance in
-    ``(p_unit, beta)``), the part-wise counterpart of :func:`snap_to_classic` for models
-    trained with :func:`classic_prior`.
+    of :data:`PART_CLASSICS` it is within ``tolerance`` of, the part-wise counterpart of
+    :func:`snap_to_classic` for models trained with :func:`classic_prior`.
+
+    The names are those of each part on its own input (``relu(x)`` for the positive part,
+    ``relu(-x)`` for the negative one): a GNP that is exactly the max of ``x`` reports
+    ``["max", "min"]`` (max of the positive part, min of the negative part; see
+    :class:`~gnpool.GNPAggregation`). The values are set, not frozen: exclude the pooling
+    parameters from the optimiser (or drop their gradients) to keep them there.
+
+    Args:
+        model: any module; its learnable :class:`~gnpool.GNPAggregation` modules are
+            changed in place (``p_unit`` outside [-1, 1], as an optimiser step leaves it
+            before the next training-mode forward projects it, is judged clamped).
+        tolerance: largest Euclidean distance in ``(p_unit, beta)`` that snaps, a
+            non-negative int or float (default 0.1).
 
     Returns:
         ``{module name: [[positive part, negative part] per channel]}`` with "sum",
         "mean", "max", "min" or "none" (left as it was), for modules with a snapped part.
 
     Raises:
-        ValueError: ``tolerance`` is negative or not a number.
+        ValueError: ``tolerance`` is negative or not a number, or a learnable GNP
+            parameter is not finite.
     """
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or \
             not tolerance >= 0:
-        raise ValueError(f"tolerance must be a non-negative number, got {tolerance!r}")
+        raise ValueError(f"tolerance must be a non-negative int or float, got {tolerance!r}")
     out: dict[str, list[list[str]]] = {}
     for name, module in model.named_modules():
-        if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
+        if not isinstance(module, GNPAggregation):
             continue
+        parts = _parts(module)
+        for unit, beta in parts:
+            if not bool(torch.isfinite(unit).all() and torch.isfinite(beta).all()):
+                raise ValueError(f"GNP {name or 'model'!r} has non-finite parameters: p_unit="
+                                 f"{unit.tolist()}, beta={beta.tolist()}")
         names: list[list[str]] = [[] for _ in range(module.channels)]
         for unit, beta in ((module.p_unit, module.beta), (module.p_neg_unit, module.beta_neg)):
-            theta = torch.stack([unit, beta], dim=-1)
-            centres = theta.new_tensor(PART_CLASSICS)
+            if not any(unit is u for u, _ in parts):
+                for pair in names:
+                    pair.append("none")
+                continue
+            theta = torch.stack([unit.clamp(-1.0, 1.0), beta], dim=-1)
+            centres = theta.new_tensor(list(PART_CLASSICS.values()))
             distance, where = (theta.unsqueeze(-2) - centres).norm(dim=-1).min(-1)
             for k, (d, i) in enumerate(zip(distance.tolist(), where.tolist(), strict=True)):
                 if d <= tolerance:
