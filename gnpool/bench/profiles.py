@@ -139,7 +139,7 @@ PROFILES: dict[str, Profile] = {
                     "experiments/standard_calibration.py): 2 graph, 1 node and 2 set tasks, "
                     "the known-good fixed configuration and the two best other fixed ones "
                     "of the quick budget on the tuning split, every learnable one (LAF and "
-                    "GenAgg on the node and set tasks only), 2 seeds, 100 to 150 epochs "
+                    "GenAgg on the node and set tasks only), 3 seeds, 100 to 150 epochs "
                     "with the learning rate halved every 35 to 50",
         tasks=(
             _task("shortest_path", _DATA_1000,
@@ -157,7 +157,7 @@ PROFILES: dict[str, Profile] = {
             _task("set_l2", _DATA_1000, {"hidden": 32, "epochs": 100, "lr_step": 35},
                   configs=("max", "mean", "min") + LEARNED),
         ),
-        seeds=(0, 1), workers=2),
+        seeds=(0, 1, 2), workers=2),
     "sets": Profile(
         "sets", "every set-level task (sum, mean, max, min, count, L2, RMS, range) at the "
                 "quick profile's budget (1000 training sets, hidden width 32, 30 epochs), "
