@@ -156,6 +156,17 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
         "gnp-snapval-tol0.3": {"gnp": {**SHARED, **MEAN}, "readout": {},
                                "hp": {**LINEAR, **SNAP, "snap_tolerance": 0.3}},
     },
+    # GNPs that reach max or min keep a size exponent of a few hundredths (beta 0.04 at
+    # p_unit 1 in the quick profile's set_max and node_neighbour_max runs): n^0.04 is
+    # 0.13 from the max at 20 elements, beyond the output-distance snap's 0.1. Stage 8
+    # snaps each part by its parameters instead (within 0.1 and 0.2 of a classic point in
+    # (p_unit, beta)), kept only if validation agrees.
+    8: {
+        f"gnp-snapparts{t:g}": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                                "hp": {**LINEAR, **SNAP, "snap_parts": True,
+                                       "snap_tolerance": t}}
+        for t in (0.1, 0.2)
+    },
 }
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05

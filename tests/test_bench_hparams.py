@@ -85,4 +85,6 @@ def test_snap_search_needs_snap_and_excludes_the_prior():
         HParams(snap_search=2)
     with pytest.raises(ValueError, match="exclude each other"):
         HParams(snap=0.2, snap_search=2, pool_prior=1.0)
+    with pytest.raises(ValueError, match="exclude each other"):
+        HParams(snap=0.2, snap_search=2, snap_parts=True)
     assert HParams(snap=0.2, snap_search=2).snap_search == 2

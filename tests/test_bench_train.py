@@ -249,3 +249,25 @@ def test_snap_search_chooses_by_validation_and_records_every_candidate(tmp_path)
     if expected is not None and record["snap"]["kept"]:
         assert model.pooling.closest_pooling(1e-6) == expected
     assert len(record["history"]) == hp.epochs
+
+
+def test_snap_parts_fixes_a_residual_size_exponent_next_to_max(tmp_path):
+    from gnpool.bench.train import fit
+    from gnpool.models import DeepSets
+
+    splits = load_splits("set_max", root=tmp_path, progress=False, num_train=64, num_val=32,
+                         num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
+    torch.manual_seed(0)
+    # Max with n^0.04 (p_unit 1, beta 0.04): 0.1 from max in (p_unit, beta), but more than
+    # 0.1 relative output error at 12 elements, so only the part-wise snap fixes it.
+    model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"channels": 1, "p": float("inf"),
+                                                      "q": 1.0, "p_neg": -float("inf")},
+                     last_activation=False)
+    with torch.no_grad():
+        model.pooling.beta.fill_(0.04)
+    hp = HParams(hidden=8, epochs=2, batch_size=16, pool_lr=1e-6, snap=0.5, snap_parts=True,
+                 last_activation=False)
+    record = fit(model, splits["train"], splits["val"], "set", hp, seed=0, progress=False)
+    assert record["snap"]["modules"]["pooling"] == [["max", "min"]]
+    if record["snap"]["kept"]:
+        assert model.pooling.closest_pooling(1e-9) == "max"

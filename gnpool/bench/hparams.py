@@ -40,8 +40,13 @@ class HParams:
         snap: share of the epochs, at the end, trained with every GNP channel that is near
             sum, mean, max or min fixed exactly at it (kept only if validation agrees; see
             :func:`gnpool.bench.train.fit`); 0 never snaps.
-        snap_tolerance: largest distance (relative output error on the validation
-            inputs) at which a GNP channel snaps.
+        snap_tolerance: largest distance at which a GNP channel snaps: relative output
+            error on the validation inputs, or with ``snap_parts`` or ``pool_prior``
+            Euclidean distance of a part's ``(p_unit, beta)`` to a classic point.
+        snap_parts: snap each part of each GNP by its parameters
+            (:func:`gnpool.training.snap_parts_`) instead of whole channels by their output
+            (:func:`gnpool.training.snap_to_classic`); a part at ``p_unit`` +-1 with a
+            size exponent of a few hundredths is then fixed at exactly max or min.
         pool_prior: weight of :func:`gnpool.training.classic_prior` in the loss (relative
             to the batch's MSE), raised linearly from 0 to this value until the snap epoch
             (or the last one); with ``snap``, each part of each GNP within
@@ -93,6 +98,7 @@ class HParams:
     pool_split: float = 0.0
     snap: float = 0.0
     snap_tolerance: float = 0.1
+    snap_parts: bool = False
     pool_prior: float = 0.0
     pool_prior_start: float = 0.0
     snap_search: int = 0
@@ -110,10 +116,10 @@ class HParams:
         if self.snap_search and not self.snap:
             raise ValueError(f"hyperparameter snap_search={self.snap_search} needs snap > 0 "
                              "(the share of the epochs after the choice), got snap=0")
-        if self.snap_search and self.pool_prior:
+        if self.snap_search and (self.pool_prior or self.snap_parts):
             raise ValueError(f"hyperparameters snap_search={self.snap_search} and pool_prior="
-                             f"{self.pool_prior} exclude each other (the prior snaps part-wise); "
-                             "set one of them to 0")
+                             f"{self.pool_prior}, snap_parts={self.snap_parts} exclude each "
+                             "other (the prior and snap_parts snap part-wise); keep one")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,7 +144,8 @@ class HParams:
 
 
 #: Settings added after 0.2 and their defaults (left out of :meth:`HParams.key` at them).
-ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "pool_prior": 0.0,
+ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
+                                   "pool_prior": 0.0,
                                    "pool_prior_start": 0.0, "snap_search": 0}
 
 # Allowed ranges beyond the type: (test, what it means).

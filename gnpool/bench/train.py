@@ -195,14 +195,15 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     With ``hp.snap > 0`` the last ``snap`` share of the epochs starts from the best state
     so far with every GNP channel near a classic pooling (on the validation inputs) fixed
     at it (:func:`gnpool.training.snap_to_classic`, tolerance ``hp.snap_tolerance``) and
-    trains the rest of the model; the snapped model is kept if its best validation loss is within
-    ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state.
+    trains the rest of the model; the snapped model is kept if its best validation loss is
+    within ``SNAP_SLACK`` of the best before snapping, else the run goes back to that state.
     With ``hp.pool_prior > 0`` the loss carries ``weight * mse.detach() *
     classic_prior(model)``, the weight rising linearly from 0 after the first
     ``hp.pool_prior_start`` share of the epochs to ``hp.pool_prior`` at the snap epoch (the
     last epoch without snapping), and the snap is part-wise
-    (:func:`gnpool.training.snap_parts_`). With ``hp.snap_search > 0`` the snap epoch
-    chooses each GNP's pooling by validation (:func:`snap_search`)."""
+    (:func:`gnpool.training.snap_parts_`), as it is with ``hp.snap_parts``. With
+    ``hp.snap_search > 0`` the snap epoch chooses each GNP's pooling by validation
+    (:func:`snap_search`)."""
     optimizer = make_optimizer(model, hp)
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, hp.lr_step, hp.lr_gamma)
                  if hp.lr_step else None)
@@ -271,7 +272,7 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
             else (epoch - ramp_start) / (ramp_end - ramp_start))
         if epoch - 1 == snap_epoch:
             model.load_state_dict(best_state)
-            if hp.pool_prior > 0:
+            if hp.pool_prior > 0 or hp.snap_parts:
                 snapped = snap_parts_(model, hp.snap_tolerance)
             elif hp.snap_search > 0:
                 snapped, search = snap_search(
