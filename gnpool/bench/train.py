@@ -278,6 +278,8 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
                 snapped, search = snap_search(
                     model, optimizer, lambda: step_epoch(frozen_now()), val_loss,
                     hp.snap_search)
+                for param in pooling:   # the search's marks; every pooling freezes below
+                    param.__dict__.pop("_snapped", None)
             else:
                 snapped = snap_to_classic(
                     model, hp.snap_tolerance,
