@@ -127,3 +127,28 @@ def test_baseline_configurations_run_through_the_grid(tmp_path, data_root):
         "units": LAF_UNITS}
     ds = next(r for r in rows if r["task"] == "max_degree" and r["config"] == "deepsets")
     assert (ds["config_def"]["aggr"], ds["config_def"]["readout"]) == ("sum", "deepsets")
+
+
+def test_commit_marker_ignores_committed_results_but_not_code(tmp_path, monkeypatch):
+    import subprocess
+
+    from gnpool.bench import runner
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "experiments" / "results").mkdir(parents=True)
+    (tmp_path / "experiments" / "results" / "report.md").write_text("a")
+    (tmp_path / "code.py").write_text("x = 1")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(runner, "_CHECKOUT", tmp_path)
+    clean = runner._git_commit()
+    assert clean is not None and not clean.endswith("+dirty")
+    # A report rewritten by a grid run is an output: the commit stays clean ...
+    (tmp_path / "experiments" / "results" / "report.md").write_text("b")
+    assert runner._git_commit() == clean
+    # ... a changed source file is not.
+    (tmp_path / "code.py").write_text("x = 2")
+    assert runner._git_commit() == clean + "+dirty"

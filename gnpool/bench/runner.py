@@ -178,14 +178,17 @@ def versions() -> dict[str, str]:
 
 
 def _git_commit() -> str | None:
-    """The source checkout's commit, with ``+dirty`` for uncommitted changes, if any."""
+    """The source checkout's commit, with ``+dirty`` for uncommitted changes to anything but
+    ``experiments/results/`` (the committed benchmark results, which a grid run with
+    ``--report`` rewrites before the next grid starts: outputs, not what a run computes)."""
     root = _CHECKOUT
     if not (root / ".git").exists():
         return None
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, text=True,
                               capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)experiments/results"],
                                cwd=root, text=True, capture_output=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return None
