@@ -201,16 +201,23 @@ def test_snap_fixes_near_classic_poolings_and_checks_validation(tmp_path):
                progress=False)["snap"] is None
 
 
-def test_pool_prior_ends_every_gnp_part_at_a_classic_point(tmp_path):
-    from gnpool.bench.train import fit
+def _small_set_max_with_gnp(tmp_path):
+    # A few small sets of set_max and a DeepSets with one shared GNP started at the mean,
+    # fed signed inputs (as the benchmark's recipe).
     from gnpool.models import DeepSets
-    from gnpool.training.snap import PART_CLASSICS
 
     splits = load_splits("set_max", root=tmp_path, progress=False, num_train=64, num_val=32,
                          num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
     torch.manual_seed(0)
-    model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"channels": 1, "p": 1.0, "q": 1.0},
-                     last_activation=False)
+    return splits, DeepSets(1, 1, 8, "gnp", pooling_kwargs={"channels": 1, "p": 1.0, "q": 1.0},
+                            last_activation=False)
+
+
+def test_pool_prior_ends_every_gnp_part_at_a_classic_point(tmp_path):
+    from gnpool.bench.train import fit
+    from gnpool.training.snap import PART_CLASSICS
+
+    splits, model = _small_set_max_with_gnp(tmp_path)
     # A strong prior and a fast pooling learning rate: by the snap epoch every part is
     # within reach of a classic point and is fixed exactly at it.
     hp = HParams(hidden=8, epochs=6, batch_size=16, pool_lr=0.1, snap=0.34, pool_prior=100.0,
@@ -230,13 +237,8 @@ def test_pool_prior_ends_every_gnp_part_at_a_classic_point(tmp_path):
 def test_snap_search_chooses_by_validation_and_records_every_candidate(tmp_path):
     from gnpool.aggr.gnp import COMPARED
     from gnpool.bench.train import fit
-    from gnpool.models import DeepSets
 
-    splits = load_splits("set_max", root=tmp_path, progress=False, num_train=64, num_val=32,
-                         num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
-    torch.manual_seed(0)
-    model = DeepSets(1, 1, 8, "gnp", pooling_kwargs={"channels": 1, "p": 1.0, "q": 1.0},
-                     last_activation=False)
+    splits, model = _small_set_max_with_gnp(tmp_path)
     hp = HParams(hidden=8, epochs=4, batch_size=16, snap=0.5, snap_search=1,
                  last_activation=False)
     record = fit(model, splits["train"], splits["val"], "set", hp, seed=0, progress=False)
