@@ -47,9 +47,7 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
     Raises:
         ValueError: ``tolerance`` is negative or not a number.
     """
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or \
-            not tolerance >= 0:
-        raise ValueError(f"tolerance must be a non-negative number, got {tolerance!r}")
+    _check_tolerance(tolerance)
     modules = {name: m for name, m in model.named_modules() if isinstance(m, GNPAggregation)}
     if run is not None:
         distances = _measured(model, modules, run)
@@ -67,6 +65,12 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
             module.snap_(names)
             snapped[name] = names
     return snapped
+
+
+def _check_tolerance(tolerance: Any) -> None:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or \
+            not tolerance >= 0:
+        raise ValueError(f"tolerance must be a non-negative int or float, got {tolerance!r}")
 
 
 def _classic(name: str, like: Tensor) -> list[Tensor]:
@@ -119,17 +123,26 @@ def _measured(model: torch.nn.Module, modules: dict[str, GNPAggregation],
 
 
 #: ``(p_unit, beta)`` of the sum, mean, max and min for one part of GNP on its own input,
-#: in the order of :data:`gnpool.aggr.gnp.COMPARED`.
+#: in the order of :data:`gnpool.aggr.gnp.COMPARED`: the positive part's coordinates of
+#: :data:`gnpool.aggr.gnp.CLASSIC`.
 PART_CLASSICS: dict[str, tuple[float, float]] = {
-    "sum": (0.5, 1.0), "mean": (0.5, 0.0), "max": (1.0, 0.0), "min": (-1.0, 0.0)}
-assert tuple(PART_CLASSICS) == COMPARED
+    name: tuple(float(v) + 0.0 for v in _classic(name, torch.zeros(()))[:2])  # no -0.0
+    for name in COMPARED}
 
 
-def _parts(module: GNPAggregation) -> list[tuple[Tensor, Tensor]]:
-    # (p_unit, beta) of each part whose parameters train.
+def _parts(module: GNPAggregation) -> list[tuple[Tensor, Tensor, bool]]:
+    # (p_unit, beta, whether it trains) of the positive and the negative part.
     parts = ((module.p_unit, module.beta), (module.p_neg_unit, module.beta_neg))
-    return [(unit, beta) for unit, beta in parts
-            if isinstance(unit, torch.nn.Parameter) and (unit.requires_grad or beta.requires_grad)]
+    return [(unit, beta, isinstance(unit, torch.nn.Parameter)
+             and (unit.requires_grad or beta.requires_grad)) for unit, beta in parts]
+
+
+def _nearest(unit: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    # Squared distance of each channel's (clamped p_unit, beta) to its nearest point of
+    # PART_CLASSICS, and which point (an index into COMPARED): two [channels] tensors.
+    theta = torch.stack([unit.clamp(-1.0, 1.0), beta], dim=-1)          # [channels, 2]
+    centres = theta.new_tensor(list(PART_CLASSICS.values()))            # [4, 2]
+    return (theta.unsqueeze(-2) - centres).square().sum(-1).min(-1)
 
 
 def classic_prior(model: torch.nn.Module) -> Tensor:
@@ -164,12 +177,10 @@ def classic_prior(model: torch.nn.Module) -> Tensor:
     for module in model.modules():
         if not isinstance(module, GNPAggregation):
             continue
-        for unit, beta in _parts(module):
-            theta = torch.stack([unit.clamp(-1.0, 1.0), beta], dim=-1)   # [channels, 2]
-            centres = theta.new_tensor(list(PART_CLASSICS.values()))     # [4, 2]
-            distance = (theta.unsqueeze(-2) - centres).square().sum(-1)  # [channels, 4]
-            term = distance.min(-1).values.mean()
-            total = term if total is None else total + term
+        for unit, beta, trains in _parts(module):
+            if trains:
+                term = _nearest(unit, beta)[0].mean()
+                total = term if total is None else total + term
     if total is None:
         return torch.zeros(())
     return total
@@ -202,30 +213,22 @@ def snap_parts_(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str, lis
         ValueError: ``tolerance`` is negative or not a number, or a learnable GNP
             parameter is not finite.
     """
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or \
-            not tolerance >= 0:
-        raise ValueError(f"tolerance must be a non-negative int or float, got {tolerance!r}")
+    _check_tolerance(tolerance)
     out: dict[str, list[list[str]]] = {}
     for name, module in model.named_modules():
         if not isinstance(module, GNPAggregation):
             continue
         parts = _parts(module)
-        for unit, beta in parts:
-            if not bool(torch.isfinite(unit).all() and torch.isfinite(beta).all()):
+        for unit, beta, trains in parts:
+            if trains and not bool(torch.isfinite(unit).all() and torch.isfinite(beta).all()):
                 raise ValueError(f"GNP {name or 'model'!r} has non-finite parameters: p_unit="
                                  f"{unit.tolist()}, beta={beta.tolist()}")
         names: list[list[str]] = [[] for _ in range(module.channels)]
-        for unit, beta in ((module.p_unit, module.beta), (module.p_neg_unit, module.beta_neg)):
-            if not any(unit is u for u, _ in parts):
-                for pair in names:
-                    pair.append("none")
-                continue
-            theta = torch.stack([unit.clamp(-1.0, 1.0), beta], dim=-1)
-            centres = theta.new_tensor(list(PART_CLASSICS.values()))
-            distance, where = (theta.unsqueeze(-2) - centres).norm(dim=-1).min(-1)
-            for k, (d, i) in enumerate(zip(distance.tolist(), where.tolist(), strict=True)):
-                if d <= tolerance:
-                    unit[k], beta[k] = centres[i, 0], centres[i, 1]
+        for unit, beta, trains in parts:
+            squared, where = _nearest(unit, beta)
+            for k, (d, i) in enumerate(zip(squared.tolist(), where.tolist(), strict=True)):
+                if trains and d <= tolerance ** 2:
+                    unit[k], beta[k] = PART_CLASSICS[COMPARED[i]]
                     names[k].append(COMPARED[i])
                 else:
                     names[k].append("none")
