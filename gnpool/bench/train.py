@@ -6,6 +6,7 @@ import copy
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -246,10 +247,6 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
             else:
                 step(batch, frozen)
 
-    def frozen_now() -> list[torch.nn.Parameter]:
-        # Pooling parameters that no longer train: those of snapped GNPs.
-        return [p for p in pooling if getattr(p, "_snapped", False)]
-
     best_loss, best_epoch = val_loss(), 0
     best_state = copy.deepcopy(model.state_dict())
     history: list[float] = []
@@ -275,11 +272,8 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
             if hp.pool_prior > 0 or hp.snap_parts:
                 snapped = snap_parts_(model, hp.snap_tolerance)
             elif hp.snap_search > 0:
-                snapped, search = snap_search(
-                    model, optimizer, lambda: step_epoch(frozen_now()), val_loss,
-                    hp.snap_search)
-                for param in pooling:   # the search's marks; every pooling freezes below
-                    param.__dict__.pop("_snapped", None)
+                snapped, search = snap_search(model, optimizer, step_epoch, val_loss,
+                                              hp.snap_search)
             else:
                 snapped = snap_to_classic(
                     model, hp.snap_tolerance,
@@ -317,16 +311,18 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
 
 
 def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                train_epoch, val_loss, epochs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                train_epoch: Callable[[list[torch.nn.Parameter]], None],
+                val_loss: Callable[[], float],
+                epochs: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Choose the pooling of each learnable GNP of ``model`` by validation, module by module
     in module order: its learned pooling ("none") and sum, mean, max and min
     (:data:`gnpool.aggr.gnp.COMPARED`, set exactly with ``snap_``) are each trained for
-    ``epochs`` calls of ``train_epoch()`` from the same state (weights and optimiser), the
-    GNPs snapped so far held fixed; the classic pooling with the lowest ``val_loss()``
+    ``epochs`` calls of ``train_epoch(held)`` from the same state (weights and optimiser),
+    ``held`` the pooling parameters that must not move (those of the GNPs snapped so far
+    and of the candidate if it is classic); the classic pooling with the lowest ``val_loss()``
     after any of its epochs is kept with the weights it reached unless the learned one's is
     lower by more than ``SNAP_SLACK`` (a classic pooling holds at every size, which
-    validation on the training sizes cannot show). A snapped module's pooling
-    parameters are marked ``_snapped`` (``train_epoch`` leaves them untouched).
+    validation on the training sizes cannot show).
 
     Returns ``({module name: [pooling]}`` of the snapped modules (one name: the whole
     module, every channel, is snapped), ``{module name: {candidate: validation loss}})``
@@ -334,6 +330,7 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     restored between candidates: each trains on the next batches of the loader."""
     snapped: dict[str, Any] = {}
     scores: dict[str, Any] = {}
+    held: list[torch.nn.Parameter] = []
     modules = [(n, m) for n, m in model.named_modules()
                if isinstance(m, GNPAggregation) and m.p_unit.requires_grad]
     for name, module in modules:
@@ -342,13 +339,12 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         for candidate in ("none", *COMPARED):
             model.load_state_dict(start[0])
             optimizer.load_state_dict(start[1])
+            own = [getattr(module, n) for n in module.pooling_parameter_names]
             if candidate != "none":
                 module.snap_(candidate)
-            for param_name in module.pooling_parameter_names:
-                getattr(module, param_name)._snapped = candidate != "none"
             best = (math.inf, None)
             for _ in range(epochs):
-                train_epoch()
+                train_epoch(held + own if candidate != "none" else held)
                 loss = val_loss()
                 # A NaN loss never counts as best; a finite one replaces a NaN.
                 if best[1] is None or loss < best[0] or not math.isfinite(best[0]):
@@ -363,8 +359,8 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                   and score[classic] <= (1 + SNAP_SLACK) * score["none"] else "none")
         model.load_state_dict(results[choice][1][0])
         optimizer.load_state_dict(results[choice][1][1])
-        for param_name in module.pooling_parameter_names:
-            getattr(module, param_name)._snapped = choice != "none"
+        if choice != "none":
+            held += [getattr(module, n) for n in module.pooling_parameter_names]
         scores[name] = {c: (v[0] if math.isfinite(v[0]) else None) for c, v in results.items()}
         if choice != "none":
             snapped[name] = [choice]
