@@ -62,6 +62,18 @@ class HParams:
             many epochs, and the classic one with the lowest validation loss is kept unless
             the learned one's is lower by more than 5% (:func:`gnpool.bench.train.snap_search`);
             0: snap by distance.
+        retrain: search, then retrain (0: off): the model first trains this share of
+            ``epochs`` as configured (the search), then each part of each learnable GNP is
+            set to its nearest classic point (:func:`gnpool.training.snap_parts_`, within
+            ``retrain_tolerance``), every pooling parameter is frozen, the other weights
+            start again from the run's initialisation and train all ``epochs`` (the
+            retrain); the retrained model is kept unless its validation loss is more than
+            5% above the searched one's (:func:`gnpool.bench.train.run`). The run trains
+            ``(1 + retrain) * epochs`` epochs in all.
+        retrain_tolerance: largest distance in ``(p_unit, beta)`` at which a part is set
+            to a classic point before the retrain; ``None``: every part is.
+        retrain_last_activation: ``last_activation`` of the retrained model; ``None``:
+            that of the search.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -102,6 +114,9 @@ class HParams:
     pool_prior: float = 0.0
     pool_prior_start: float = 0.0
     snap_search: int = 0
+    retrain: float = 0.0
+    retrain_tolerance: float | None = None
+    retrain_last_activation: bool | None = None
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -120,6 +135,12 @@ class HParams:
             raise ValueError(f"hyperparameters snap_search={self.snap_search} and pool_prior="
                              f"{self.pool_prior}, snap_parts={self.snap_parts} exclude each "
                              "other (the prior and snap_parts snap part-wise); keep one")
+        if not self.retrain and (self.retrain_tolerance is not None
+                                 or self.retrain_last_activation is not None):
+            raise ValueError("hyperparameters retrain_tolerance="
+                             f"{self.retrain_tolerance} and retrain_last_activation="
+                             f"{self.retrain_last_activation} need retrain > 0 (the share of "
+                             "the epochs spent searching), got retrain=0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,7 +167,9 @@ class HParams:
 #: Settings added after 0.2 and their defaults (left out of :meth:`HParams.key` at them).
 ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "pool_prior": 0.0,
-                                   "pool_prior_start": 0.0, "snap_search": 0}
+                                   "pool_prior_start": 0.0, "snap_search": 0,
+                                   "retrain": 0.0, "retrain_tolerance": None,
+                                   "retrain_last_activation": None}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -162,7 +185,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pool_split": _SHARE, "snap": _SHARE, "pool_prior": _AT_LEAST_0,
     "snap_tolerance": _AT_LEAST_0,
     "pool_prior_start": _SHARE,
-    "snap_search": _AT_LEAST_0,
+    "snap_search": _AT_LEAST_0, "retrain": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "retrain_tolerance": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -367,6 +368,58 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return snapped, scores
 
 
+def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
+                       model: torch.nn.Module, splits: dict[str, Dataset], seed: int,
+                       desc: str = "", position: int = 0,
+                       progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """``hp.retrain``: train ``model`` (initialised from ``seed``) for the search share of
+    the epochs as configured (:func:`fit`), set each part of each learnable GNP to its
+    nearest classic point (within ``hp.retrain_tolerance``;
+    :func:`gnpool.training.snap_parts_`), then build the model again from ``seed``, give it
+    the searched pooling parameters, frozen, and train its other weights for
+    ``hp.epochs`` epochs without snapping or prior. The pooling is what the search found;
+    the weights no longer carry what they adapted to while it was still moving.
+
+    Returns the kept model (the retrained one unless its best validation loss is more
+    than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
+    entry holds the search's and the retrain's validation losses, the snapped parts and
+    which model was kept; ``"history"`` runs over both stages."""
+    search_hp = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
+    searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
+                   desc, position, progress)
+    tolerance = math.inf if hp.retrain_tolerance is None else hp.retrain_tolerance
+    trained = copy.deepcopy(model.state_dict())
+    snapped = snap_parts_(model, tolerance)
+    pooling = {name: param.detach().clone() for name, param in pooling_parameters(model)}
+    model.load_state_dict(trained)      # what is kept if the retrain does worse
+    search_val = searched["val_mse"]
+    last = (hp.last_activation if hp.retrain_last_activation is None
+            else hp.retrain_last_activation)
+    retrain_hp = dataclasses.replace(
+        hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
+        pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
+        last_activation=last)
+    torch.manual_seed(seed)
+    fresh = build_model(info, config, retrain_hp)
+    with torch.no_grad():
+        for name, param in fresh.named_parameters():
+            if name in pooling:
+                param.copy_(pooling[name])
+                param.requires_grad_(False)
+    retrained = fit(fresh, splits["train"], splits["val"], info.level, retrain_hp, seed,
+                    desc, position, progress)
+    kept = retrained["val_mse"] <= (1 + SNAP_SLACK) * search_val
+    record = retrained if kept else searched
+    record = {**record, "history": searched["history"] + retrained["history"],
+              "epochs": search_hp.epochs + hp.epochs,
+              "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
+                          "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
+                          "search_snap": searched["snap"], "kept": kept}}
+    if kept:
+        record["best_epoch"] += search_hp.epochs
+    return (fresh if kept else model), record
+
+
 def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
         seed: int, *, desc: str = "", position: int = 0,
         progress: bool = True) -> dict[str, Any]:
@@ -377,11 +430,15 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     model = build_model(info, config, hp)
     initial = {m["name"]: m for m in gnp_parameters(model)}
     dead_before = dead_channels(model, splits["train"], info.level, hp.eval_batch_size)
-    record = fit(model, splits["train"], splits["val"], info.level, hp, seed, desc, position,
-                 progress)
+    if hp.retrain:
+        model, record = search_and_retrain(info, config, hp, model, splits, seed, desc,
+                                           position, progress)
+    else:
+        record = fit(model, splits["train"], splits["val"], info.level, hp, seed, desc,
+                     position, progress)
     dead_after = dead_channels(model, splits["train"], info.level, hp.eval_batch_size)
     metrics: dict[str, Any] = {"best_epoch": record["best_epoch"], "val_mse": record["val_mse"],
-                               "epochs": hp.epochs}
+                               "epochs": record.get("epochs", hp.epochs)}
     bins: dict[str, Any] = {}
     # "tune": extrapolation-distributed samples from another data seed, for choosing
     # recipes without looking at the reported test splits.
@@ -403,6 +460,19 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
                               "val_mse_after": snap["val_mse_after"]}
         if snap is not None and module["name"] in snap.get("search", {}):
             module["snap_search"] = snap["search"][module["name"]]
+        retrain = record.get("retrain")
+        if retrain is not None:
+            # The search's snap (inside its epochs), then the part-wise one before the
+            # retrain; the parameters above are the kept model's.
+            first = retrain["search_snap"]
+            module["retrain"] = {
+                "to": retrain["snapped"].get(module["name"]), "kept": retrain["kept"],
+                "search_epochs": retrain["search_epochs"],
+                "val_mse_search": retrain["val_mse_search"],
+                "val_mse_retrain": retrain["val_mse_retrain"],
+                "search_snap": (None if first is None or module["name"] not in first["modules"]
+                                else {"to": first["modules"][module["name"]],
+                                      "kept": first.get("kept")})}
     return {
         "metrics": metrics, "bins": bins, "history": record["history"], "gnp": learned,
         "dead_channels": {name: {"before": dead_before[name], "after": dead_after[name]}
