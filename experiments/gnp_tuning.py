@@ -16,6 +16,8 @@ configurations run alongside as the reference.
                                                           #   inputs, size shift, pool_lr
     python experiments/gnp_tuning.py --stage 3            # snapping to classic poolings
     python experiments/gnp_tuning.py --stage 4            # ... judged on validation inputs
+    python experiments/gnp_tuning.py --stage 9            # search, then retrain with the
+                                                          #   pooling frozen (4 seeds)
 
 Writes experiments/results/gnp_tuning/{runs.sqlite, stage<k>.md}; stage k's table covers
 the variants of stages 1 to k and names the best of them. Resumable: finished runs are

@@ -273,3 +273,72 @@ def test_snap_parts_fixes_a_residual_size_exponent_next_to_max(tmp_path):
     assert record["snap"]["modules"]["pooling"] == [["max", "min"]]
     if record["snap"]["kept"]:
         assert model.pooling.closest_pooling(1e-9) == "max"
+
+
+def _retrain(tmp_path, **settings):
+    from gnpool.bench.train import search_and_retrain
+
+    splits, _ = _small_set_max_with_gnp(tmp_path)
+    info = task_info("set_max", train_sizes=(2, 12), extrap_sizes=(20, 30))
+    config = PoolingConfig("gnp", None, "gnp",
+                           readout_kwargs={"channels": 1, "p": 1.0, "q": 1.0})
+    hp = HParams(hidden=8, epochs=4, batch_size=16, last_activation=False, **settings)
+    torch.manual_seed(0)
+    model = build_model(info, config, hp)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    kept, record = search_and_retrain(info, config, hp, model, splits, seed=0, progress=False)
+    return hp, model, initial, kept, record
+
+
+def test_retrain_freezes_the_searched_pooling_at_classic_points_and_trains_the_weights_again(
+        tmp_path):
+    from gnpool.training.snap import PART_CLASSICS
+
+    hp, searched, initial, kept, record = _retrain(tmp_path, retrain=0.5)
+    info = record["retrain"]
+    assert info["search_epochs"] == 2
+    assert record["epochs"] == 2 + hp.epochs and len(record["history"]) == 2 + hp.epochs
+    (pair,) = info["snapped"]["pooling"]
+    assert "none" not in pair      # no tolerance: every part is set to its nearest point
+    assert info["kept"] == (info["val_mse_retrain"] <= 1.05 * info["val_mse_search"])
+    points = {tuple(round(v, 6) for v in c) for c in PART_CLASSICS.values()}
+    if info["kept"]:
+        assert kept is not searched and record["val_mse"] == info["val_mse_retrain"]
+        gnp = kept.pooling
+        assert (float(gnp.p_unit), float(gnp.beta)) == PART_CLASSICS[pair[0]]
+        assert (float(gnp.p_neg_unit), float(gnp.beta_neg)) == PART_CLASSICS[pair[1]]
+        assert {(float(gnp.p_unit), float(gnp.beta))} <= points
+        assert not any(p.requires_grad for p in gnp.parameters())
+        # The other weights trained again from the run's initialisation, not on from the
+        # searched ones.
+        name = "encoder.linears.0.weight"
+        assert not torch.equal(kept.state_dict()[name], initial[name])
+        assert not torch.equal(kept.state_dict()[name], searched.state_dict()[name])
+    else:
+        assert kept is searched and record["val_mse"] == info["val_mse_search"]
+        # The search's model is kept as it trained, not as snapped.
+        assert all(p.requires_grad for p in searched.pooling.parameters())
+
+
+def test_retrain_tolerance_leaves_far_parts_as_searched_and_the_activation_can_change(
+        tmp_path):
+    _, searched, _, kept, record = _retrain(tmp_path, retrain=0.5, retrain_tolerance=0.0,
+                                            retrain_last_activation=True)
+    info = record["retrain"]
+    # Tolerance 0 snaps only parts already exactly at a classic point (the search's own
+    # snap may have put them there).
+    for pair in info["snapped"].values():
+        assert all(name in ("sum", "mean", "max", "min", "none") for name in pair[0])
+    if info["kept"]:
+        assert kept.encoder.last_activation is True
+    assert searched.encoder.last_activation is False
+
+
+def test_retrain_settings_need_retrain():
+    with pytest.raises(ValueError, match="need retrain > 0"):
+        HParams(retrain_tolerance=0.2)
+    with pytest.raises(ValueError, match="need retrain > 0"):
+        HParams(retrain_last_activation=True)
+    with pytest.raises(ValueError, match=r"retrain must be in \[0, 1\]"):
+        HParams(retrain=1.5)
+    assert "retrain" not in HParams().key() and HParams(retrain=0.5).key()["retrain"] == 0.5
