@@ -69,3 +69,57 @@ def test_adam_trains_the_groups_at_their_rates():
 def test_bad_rates_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         gnpool.param_groups(DeepSets(1, 1, 4, "gnp"), **kwargs)
+
+
+def _gnn(seed):
+    torch.manual_seed(seed)
+    return MessageMLPGNN(3, 1, hidden_channels=4, num_layers=2,
+                         aggr=[gnpool.GNPAggregation(channels=4),
+                               pyg.PowerMeanAggregation(learn=True, channels=4)],
+                         readout=gnpool.GNPAggregation(channels=4))
+
+
+def test_transfer_pooling_copies_and_freezes_only_the_pooling_parameters():
+    from gnpool.training import snap_parts_, transfer_pooling_
+
+    source, target = _gnn(0), _gnn(1)
+    with torch.no_grad():
+        source.convs[0].aggr_module.p_unit.fill_(0.97)
+        source.convs[0].aggr_module.p_neg_unit.fill_(-0.97)
+        source.convs[1].aggr_module.p.fill_(3.0)
+    snap_parts_(source, float("inf"))
+    before = {n: p.clone() for n, p in target.named_parameters()}
+    names = transfer_pooling_(source, target)
+    assert names == [n for n, _ in pooling_parameters(source)]
+    src = dict(source.named_parameters())
+    for name, param in target.named_parameters():
+        if name in names:
+            assert torch.equal(param, src[name]) and not param.requires_grad
+        else:   # the weights keep their own initialisation and keep training
+            assert torch.equal(param, before[name]) and param.requires_grad
+    assert target.convs[0].aggr_module.closest_pooling(1e-6) == ["max"] * 4
+    assert bool((target.convs[1].aggr_module.p == 3.0).all())
+    # Frozen pooling parameters are in neither optimiser group: Adam trains the weights only.
+    groups = gnpool.param_groups(target, lr=1e-3)
+    assert [g["name"] for g in groups] == ["weights"]
+    assert pooling_parameters(target) == []
+
+
+def test_transfer_pooling_can_leave_the_parameters_trainable_and_rejects_other_models():
+    from gnpool.training import transfer_pooling_
+
+    source, target = _gnn(0), _gnn(1)
+    transfer_pooling_(source, target, freeze=False)
+    assert len(pooling_parameters(target)) == 9
+    with pytest.raises(ValueError, match=r"only in source: \['readout.beta'"):
+        transfer_pooling_(source, MessageMLPGNN(
+            3, 1, hidden_channels=4, num_layers=2,
+            aggr=[gnpool.GNPAggregation(channels=4),
+                  pyg.PowerMeanAggregation(learn=True, channels=4)], readout="max"))
+    wide = MessageMLPGNN(3, 1, hidden_channels=4, num_layers=2,
+                         aggr=[gnpool.GNPAggregation(channels=1),
+                               pyg.PowerMeanAggregation(learn=True, channels=4)],
+                         readout=gnpool.GNPAggregation(channels=4))
+    with pytest.raises(ValueError, match=r"'convs.0.aggr_module.p_unit' has shape \(4,\) in "
+                                         r"source and \(1,\) in target"):
+        transfer_pooling_(source, wide)

@@ -67,8 +67,9 @@ class HParams:
             set to its nearest classic point (:func:`gnpool.training.snap_parts_`, within
             ``retrain_tolerance``), every pooling parameter is frozen, the other weights
             start again from the run's initialisation and train all ``epochs`` (the
-            retrain); the retrained model is kept unless its validation loss is more than
-            5% above the searched one's (:func:`gnpool.bench.train.run`). The run trains
+            retrain, through :func:`gnpool.training.transfer_pooling_`); the retrained
+            model is kept unless its validation loss is more than 5% above the searched
+            one's (:func:`gnpool.bench.train.search_and_retrain`). The run trains
             ``(1 + retrain) * epochs`` epochs in all.
         retrain_tolerance: largest distance in ``(p_unit, beta)`` at which a part is set
             to a classic point before the retrain; ``None``: every part is.

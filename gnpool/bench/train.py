@@ -22,7 +22,14 @@ from ..aggr import GNPAggregation
 from ..aggr.gnp import COMPARED
 from ..datasets import TaskInfo
 from ..models import DeepSets, MessageMLPGNN, gnp_parameters
-from ..training import classic_prior, param_groups, pooling_parameters, snap_parts_, snap_to_classic
+from ..training import (
+    classic_prior,
+    param_groups,
+    pooling_parameters,
+    snap_parts_,
+    snap_to_classic,
+    transfer_pooling_,
+)
 from .configs import PoolingConfig
 from .hparams import HParams
 
@@ -388,24 +395,19 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
                    desc, position, progress)
     tolerance = math.inf if hp.retrain_tolerance is None else hp.retrain_tolerance
-    trained = copy.deepcopy(model.state_dict())
-    snapped = snap_parts_(model, tolerance)
-    pooling = {name: param.detach().clone() for name, param in pooling_parameters(model)}
-    model.load_state_dict(trained)      # what is kept if the retrain does worse
-    search_val = searched["val_mse"]
     last = (hp.last_activation if hp.retrain_last_activation is None
             else hp.retrain_last_activation)
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         last_activation=last)
+    trained = copy.deepcopy(model.state_dict())
+    snapped = snap_parts_(model, tolerance)
     torch.manual_seed(seed)
     fresh = build_model(info, config, retrain_hp)
-    with torch.no_grad():
-        for name, param in fresh.named_parameters():
-            if name in pooling:
-                param.copy_(pooling[name])
-                param.requires_grad_(False)
+    transfer_pooling_(model, fresh)
+    model.load_state_dict(trained)      # what is kept if the retrain does worse
+    search_val = searched["val_mse"]
     retrained = fit(fresh, splits["train"], splits["val"], info.level, retrain_hp, seed,
                     desc, position, progress)
     kept = retrained["val_mse"] <= (1 + SNAP_SLACK) * search_val

@@ -1,9 +1,10 @@
-"""Training procedures: FASet two-stage training of a base network and its aggregator, and
-optimiser groups for pooling parameters."""
+"""Training procedures: FASet two-stage training of a base network and its aggregator,
+optimiser groups for pooling parameters, classic-pooling snapping and a prior, and the
+transfer of searched poolings into a freshly initialised model (search, then retrain)."""
 
 from .faset import FASet, aggregator_parameter_names, default_aggregator_types
 from .multiview import SetSizes, predict_multiview, single_view_batch, subset_batch
-from .optim import DEFAULT_POOL_LR, param_groups, pooling_parameters
+from .optim import DEFAULT_POOL_LR, param_groups, pooling_parameters, transfer_pooling_
 from .snap import classic_prior, snap_parts_, snap_to_classic
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "predict_multiview",
     "single_view_batch",
     "subset_batch",
+    "transfer_pooling_",
 ]

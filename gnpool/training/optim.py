@@ -81,3 +81,62 @@ def param_groups(model: torch.nn.Module, lr: float, pool_lr: float | None = DEFA
               {"params": pooling, "lr": lr if pool_lr is None else pool_lr,
                "weight_decay": 0.0, "name": "pooling"}]
     return [g for g in groups if g["params"]]
+
+
+def _every_pooling_parameter(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    # Like pooling_parameters, frozen ones included.
+    out = {}
+    for prefix, module in model.named_modules():
+        for name in _names(module):
+            param = module._parameters.get(name)
+            if isinstance(param, torch.nn.Parameter):
+                out[f"{prefix}.{name}" if prefix else name] = param
+    return out
+
+
+@torch.no_grad()
+def transfer_pooling_(source: torch.nn.Module, target: torch.nn.Module,
+                      freeze: bool = True) -> list[str]:
+    """Copy every pooling parameter of ``source`` into the parameter of the same qualified
+    name in ``target`` and (by default) freeze it there: the second stage of *search, then
+    retrain*. A model with learnable poolings is trained (the search; e.g. then
+    :func:`snap_parts_` with ``tolerance=math.inf`` sets every GNP part to its nearest
+    classic pooling), a second model of the same architecture is made from a fresh
+    initialisation, given the searched poolings, and trained with only its other weights
+    learning (:func:`param_groups` and :func:`pooling_parameters` leave frozen parameters
+    out), so that no weight carries what it adapted to while the pooling was still
+    moving. In the benchmark (``HParams.retrain``) this brought GNP from 2.2x to 1.1x the
+    fixed max pooling's tuning MAPE on ``set_max``
+    (``experiments/results/gnp_tuning/stage9.md``).
+
+    Pooling parameters are those :func:`pooling_parameters` finds (GNP's ``p_unit``,
+    ``beta``, ``p_neg_unit``, ``beta_neg``, PowerMean's ``p``, Softmax's ``t``, ...),
+    frozen or not.
+
+    Args:
+        source: the module whose pooling parameters are copied.
+        target: a module with the same pooling parameters (names and shapes), changed in
+            place; its other parameters are left as they are.
+        freeze: set ``requires_grad=False`` on the copied parameters of ``target``.
+
+    Returns:
+        The qualified names of the copied parameters, in module order.
+
+    Raises:
+        ValueError: the two modules' pooling parameters differ in names or shapes (the
+            message names them).
+    """
+    src, dst = _every_pooling_parameter(source), _every_pooling_parameter(target)
+    if set(src) != set(dst):
+        raise ValueError("source and target must have the same pooling parameters; only in "
+                         f"source: {sorted(set(src) - set(dst))}, only in target: "
+                         f"{sorted(set(dst) - set(src))}")
+    for name, param in src.items():
+        if param.shape != dst[name].shape:
+            raise ValueError(f"pooling parameter {name!r} has shape {tuple(param.shape)} in "
+                             f"source and {tuple(dst[name].shape)} in target")
+    for name, param in src.items():
+        dst[name].copy_(param)
+        if freeze:
+            dst[name].requires_grad_(False)
+    return list(src)
