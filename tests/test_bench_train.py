@@ -335,9 +335,9 @@ def test_retrain_tolerance_leaves_far_parts_as_searched_and_the_activation_can_c
 
 
 def test_retrain_settings_need_retrain():
-    with pytest.raises(ValueError, match="need retrain > 0"):
+    with pytest.raises(ValueError, match=r"retrain_tolerance=0.2 apply only with retrain > 0"):
         HParams(retrain_tolerance=0.2)
-    with pytest.raises(ValueError, match="need retrain > 0"):
+    with pytest.raises(ValueError, match=r"s retrain_last_activation=True apply only"):
         HParams(retrain_last_activation=True)
     with pytest.raises(ValueError, match=r"retrain must be in \[0, 1\]"):
         HParams(retrain=1.5)

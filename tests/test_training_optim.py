@@ -123,3 +123,39 @@ def test_transfer_pooling_can_leave_the_parameters_trainable_and_rejects_other_m
     with pytest.raises(ValueError, match=r"'convs.0.aggr_module.p_unit' has shape \(4,\) in "
                                          r"source and \(1,\) in target"):
         transfer_pooling_(source, wide)
+
+
+def test_transfer_pooling_checks_freeze_values_and_kinds_and_drops_stale_gradients():
+    import math
+
+    from gnpool.training import transfer_pooling_
+
+    source, target = _gnn(0), _gnn(1)
+    with pytest.raises(ValueError, match="freeze must be True or False, got 'False'"):
+        transfer_pooling_(source, target, freeze="False")
+    # A gradient left from earlier training must not move a frozen parameter.
+    target(torch.randn(5, 3), torch.tensor([[0, 1, 2], [1, 2, 3]]),
+           batch=torch.zeros(5, dtype=torch.long)).sum().backward()
+    assert target.readout.p_unit.grad is not None
+    transfer_pooling_(source, target)
+    assert target.readout.p_unit.grad is None
+    # freeze=False makes them train again.
+    transfer_pooling_(source, target, freeze=False)
+    assert all(p.requires_grad for _, p in pooling_parameters(target))
+    with torch.no_grad():
+        source.readout.beta[1] = math.nan
+    with pytest.raises(ValueError, match=r"'readout.beta' of source is not finite"):
+        transfer_pooling_(source, target)
+    # Fixed (learn=False) GNPs hold their parameters as buffers: copied, never mixed with
+    # learnable ones.
+    fixed_max = DeepSets(1, 1, 4, gnpool.GNPAggregation.from_pooling("max", learn=False))
+    fixed_mean = DeepSets(1, 1, 4, gnpool.GNPAggregation(learn=False))
+    assert transfer_pooling_(fixed_max, fixed_mean) == [
+        "pooling.p_unit", "pooling.beta", "pooling.p_neg_unit", "pooling.beta_neg"]
+    assert fixed_mean.pooling.closest_pooling() == "max"
+    with pytest.raises(ValueError, match="'pooling.p_unit' is learnable in source and a fixed "
+                                         r"buffer \(learn=False\) in target"):
+        transfer_pooling_(DeepSets(1, 1, 4, gnpool.GNPAggregation()), fixed_mean)
+    # torch.compile wrappers are looked through.
+    assert transfer_pooling_(torch.compile(_gnn(0)), _gnn(1)) == [
+        n for n, _ in pooling_parameters(_gnn(0))]

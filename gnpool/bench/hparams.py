@@ -70,7 +70,8 @@ class HParams:
             retrain, through :func:`gnpool.training.transfer_pooling_`); the retrained
             model is kept unless its validation loss is more than 5% above the searched
             one's (:func:`gnpool.bench.train.search_and_retrain`). The run trains
-            ``(1 + retrain) * epochs`` epochs in all.
+            ``max(1, round(retrain * epochs)) + epochs`` epochs in all (the search's own
+            snap, ``snap``, falls within its share).
         retrain_tolerance: largest distance in ``(p_unit, beta)`` at which a part is set
             to a classic point before the retrain; ``None``: every part is.
         retrain_last_activation: ``last_activation`` of the retrained model; ``None``:
@@ -136,12 +137,12 @@ class HParams:
             raise ValueError(f"hyperparameters snap_search={self.snap_search} and pool_prior="
                              f"{self.pool_prior}, snap_parts={self.snap_parts} exclude each "
                              "other (the prior and snap_parts snap part-wise); keep one")
-        if not self.retrain and (self.retrain_tolerance is not None
-                                 or self.retrain_last_activation is not None):
-            raise ValueError("hyperparameters retrain_tolerance="
-                             f"{self.retrain_tolerance} and retrain_last_activation="
-                             f"{self.retrain_last_activation} need retrain > 0 (the share of "
-                             "the epochs spent searching), got retrain=0")
+        given = [f"{name}={getattr(self, name)!r}"
+                 for name in ("retrain_tolerance", "retrain_last_activation")
+                 if getattr(self, name) is not None]
+        if not self.retrain and given:
+            raise ValueError(f"hyperparameters {', '.join(given)} apply only with retrain > 0 "
+                             "(the share of the epochs spent searching), got retrain=0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch_geometric.nn import aggr as pyg_aggr
 
 #: Pooling-parameter names of modules that do not list them themselves (a module lists
@@ -83,14 +84,18 @@ def param_groups(model: torch.nn.Module, lr: float, pool_lr: float | None = DEFA
     return [g for g in groups if g["params"]]
 
 
-def _every_pooling_parameter(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    # Like pooling_parameters, frozen ones included.
-    out = {}
+def _pooling_tensors(model: torch.nn.Module) -> dict[str, Tensor]:
+    # Every pooling tensor a module names (pooling_parameters' names), learnable or stored
+    # as a buffer, keyed by qualified name; torch.compile wrappers are looked through.
+    model = getattr(model, "_orig_mod", model)
+    out: dict[str, Tensor] = {}
     for prefix, module in model.named_modules():
         for name in _names(module):
-            param = module._parameters.get(name)
-            if isinstance(param, torch.nn.Parameter):
-                out[f"{prefix}.{name}" if prefix else name] = param
+            value = module._parameters.get(name)
+            if value is None:
+                value = module._buffers.get(name)
+            if value is not None:
+                out[f"{prefix}.{name}" if prefix else name] = value
     return out
 
 
@@ -98,45 +103,63 @@ def _every_pooling_parameter(model: torch.nn.Module) -> dict[str, torch.nn.Param
 def transfer_pooling_(source: torch.nn.Module, target: torch.nn.Module,
                       freeze: bool = True) -> list[str]:
     """Copy every pooling parameter of ``source`` into the parameter of the same qualified
-    name in ``target`` and (by default) freeze it there: the second stage of *search, then
-    retrain*. A model with learnable poolings is trained (the search; e.g. then
-    :func:`snap_parts_` with ``tolerance=math.inf`` sets every GNP part to its nearest
-    classic pooling), a second model of the same architecture is made from a fresh
-    initialisation, given the searched poolings, and trained with only its other weights
-    learning (:func:`param_groups` and :func:`pooling_parameters` leave frozen parameters
-    out), so that no weight carries what it adapted to while the pooling was still
-    moving. In the benchmark (``HParams.retrain``) this brought GNP from 2.2x to 1.1x the
-    fixed max pooling's tuning MAPE on ``set_max``
-    (``experiments/results/gnp_tuning/stage9.md``).
+    name in ``target`` and freeze it there: the second stage of *search, then retrain*. A
+    model with learnable poolings is trained (the search; e.g. then :func:`snap_parts_`
+    with ``tolerance=math.inf`` sets every GNP part to its nearest classic pooling), a
+    second model of the same architecture is made from a fresh initialisation, given the
+    searched poolings, and trained with only its other weights learning
+    (:func:`param_groups` and :func:`pooling_parameters` leave frozen parameters out), so
+    that no weight carries what it adapted to while the pooling was still moving. In the
+    benchmark (``HParams.retrain``) this brought GNP from 2.2x to 1.1x the fixed max
+    pooling's tuning MAPE on ``set_max`` (``experiments/results/gnp_tuning/stage9.md``).
 
-    Pooling parameters are those :func:`pooling_parameters` finds (GNP's ``p_unit``,
+    Pooling parameters are those :func:`pooling_parameters` names (GNP's ``p_unit``,
     ``beta``, ``p_neg_unit``, ``beta_neg``, PowerMean's ``p``, Softmax's ``t``, ...),
-    frozen or not.
+    frozen or not, and their buffers in modules built with ``learn=False``. ``torch.compile``
+    wrappers are looked through; ``torch.jit.script``-ed modules no longer name their
+    pooling parameters and count as having none.
 
     Args:
-        source: the module whose pooling parameters are copied.
+        source: the module whose pooling parameters are copied (cast to ``target``'s dtype).
         target: a module with the same pooling parameters (names and shapes), changed in
             place; its other parameters are left as they are.
-        freeze: set ``requires_grad=False`` on the copied parameters of ``target``.
+        freeze: ``True``: the copied parameters of ``target`` stop training
+            (``requires_grad=False``, any stored gradient dropped, so no optimiser step
+            moves them); ``False``: they train (``requires_grad=True``).
 
     Returns:
-        The qualified names of the copied parameters, in module order.
+        The qualified names of the copied tensors, in module order; ``[]`` when neither
+        module has a pooling parameter.
 
     Raises:
-        ValueError: the two modules' pooling parameters differ in names or shapes (the
-            message names them).
+        ValueError: ``freeze`` is not a bool; the two modules' pooling parameters differ
+            in names, shapes or kind (learnable in one, a fixed buffer in the other); a
+            value of ``source`` is not finite (each message names the parameter).
     """
-    src, dst = _every_pooling_parameter(source), _every_pooling_parameter(target)
+    if not isinstance(freeze, bool):
+        raise ValueError(f"freeze must be True or False, got {freeze!r}")
+    src, dst = _pooling_tensors(source), _pooling_tensors(target)
     if set(src) != set(dst):
         raise ValueError("source and target must have the same pooling parameters; only in "
                          f"source: {sorted(set(src) - set(dst))}, only in target: "
                          f"{sorted(set(dst) - set(src))}")
-    for name, param in src.items():
-        if param.shape != dst[name].shape:
-            raise ValueError(f"pooling parameter {name!r} has shape {tuple(param.shape)} in "
+    for name, value in src.items():
+        if value.shape != dst[name].shape:
+            raise ValueError(f"pooling parameter {name!r} has shape {tuple(value.shape)} in "
                              f"source and {tuple(dst[name].shape)} in target")
-    for name, param in src.items():
-        dst[name].copy_(param)
-        if freeze:
-            dst[name].requires_grad_(False)
+        learnable = [isinstance(t, torch.nn.Parameter) for t in (value, dst[name])]
+        if learnable[0] != learnable[1]:
+            kinds = ["learnable" if flag else "a fixed buffer (learn=False)"
+                     for flag in learnable]
+            raise ValueError(f"pooling parameter {name!r} is {kinds[0]} in source and "
+                             f"{kinds[1]} in target")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"pooling parameter {name!r} of source is not finite: "
+                             f"{value.tolist()}")
+    for name, value in src.items():
+        dst[name].copy_(value)
+        if isinstance(dst[name], torch.nn.Parameter):
+            dst[name].requires_grad_(not freeze)
+            if freeze:
+                dst[name].grad = None
     return list(src)
