@@ -48,9 +48,9 @@ class Profile:
 
 #: How GNP runs in the benchmark, chosen on the tuning split (extrapolation-distributed
 #: samples from data seed 1000, never the reported test splits) by
-#: experiments/gnp_tuning.py among 36 variants (stages 1 to 8 on training seeds 100 and
-#: 101, the four best again on seeds 100 to 103: `--finalists`; stage 9's search and
-#: retrain on seeds 100 to 103); see experiments/results/gnp_tuning/. With `retrain` a GNP
+#: experiments/gnp_tuning.py among 38 variants (stages 1 to 8 on training seeds 100 and
+#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 and 10, search
+#: and retrain, on seeds 100 to 103); see experiments/results/gnp_tuning/. With `retrain` a GNP
 #: run trains twice the epochs of a fixed configuration's (the search, then the retrain).
 #: Keyword arguments of every GNPAggregation, those merged over them for readouts and set
 #: poolings, and hyperparameters of the "gnp" configuration.
