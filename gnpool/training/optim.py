@@ -30,18 +30,27 @@ def _names(module: torch.nn.Module) -> tuple[str, ...]:
     return ()
 
 
+def _pooling_tensors(model: torch.nn.Module) -> dict[str, Tensor]:
+    # Every pooling tensor the modules of `model` name (_names), a parameter (trainable or
+    # not) or a buffer, by qualified name, in module order.
+    out: dict[str, Tensor] = {}
+    for prefix, module in model.named_modules():
+        for name in _names(module):
+            value = module._parameters.get(name)
+            if value is None:
+                value = module._buffers.get(name)
+            if value is not None:
+                out[f"{prefix}.{name}" if prefix else name] = value
+    return out
+
+
 def pooling_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     """The trainable pooling parameters of ``model`` as ``(qualified name, parameter)``:
     those a module names in its ``pooling_parameter_names`` attribute (GNP's ``p_unit``
     and ``beta`` of both parts), PyG's ``PowerMeanAggregation.p`` and
     ``SoftmaxAggregation.t``, and any added to :data:`KNOWN_POOLING_PARAMETERS`."""
-    out = []
-    for prefix, module in model.named_modules():
-        for name in _names(module):
-            param = module._parameters.get(name)
-            if isinstance(param, torch.nn.Parameter) and param.requires_grad:
-                out.append((f"{prefix}.{name}" if prefix else name, param))
-    return out
+    return [(name, value) for name, value in _pooling_tensors(model).items()
+            if isinstance(value, torch.nn.Parameter) and value.requires_grad]
 
 
 def param_groups(model: torch.nn.Module, lr: float, pool_lr: float | None = DEFAULT_POOL_LR,
@@ -84,21 +93,6 @@ def param_groups(model: torch.nn.Module, lr: float, pool_lr: float | None = DEFA
     return [g for g in groups if g["params"]]
 
 
-def _pooling_tensors(model: torch.nn.Module) -> dict[str, Tensor]:
-    # Every pooling tensor a module names (pooling_parameters' names), learnable or stored
-    # as a buffer, keyed by qualified name; torch.compile wrappers are looked through.
-    model = getattr(model, "_orig_mod", model)
-    out: dict[str, Tensor] = {}
-    for prefix, module in model.named_modules():
-        for name in _names(module):
-            value = module._parameters.get(name)
-            if value is None:
-                value = module._buffers.get(name)
-            if value is not None:
-                out[f"{prefix}.{name}" if prefix else name] = value
-    return out
-
-
 @torch.no_grad()
 def transfer_pooling_(source: torch.nn.Module, target: torch.nn.Module,
                       freeze: bool = True) -> list[str]:
@@ -138,7 +132,8 @@ def transfer_pooling_(source: torch.nn.Module, target: torch.nn.Module,
     """
     if not isinstance(freeze, bool):
         raise ValueError(f"freeze must be True or False, got {freeze!r}")
-    src, dst = _pooling_tensors(source), _pooling_tensors(target)
+    # torch.compile wrappers are looked through, so that compiled and plain modules match.
+    src, dst = (_pooling_tensors(getattr(m, "_orig_mod", m)) for m in (source, target))
     if set(src) != set(dst):
         raise ValueError("source and target must have the same pooling parameters; only in "
                          f"source: {sorted(set(src) - set(dst))}, only in target: "
