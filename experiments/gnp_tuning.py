@@ -366,15 +366,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     specs = specs_for(args.stage)
     seeds = STAGE_SEEDS.get(args.stage, SEEDS)
-    variants = (all_variants(args.stage) if args.stage not in STAGE_SEEDS else
-                {**{name: all_variants(args.stage)[name]
-                    for name in STAGE_REFERENCES[args.stage]}, **STAGES[args.stage]})
+    variants = all_variants(args.stage)
+    if args.stage in STAGE_SEEDS:     # scored next to its references only
+        variants = {**{name: variants[name] for name in STAGE_REFERENCES[args.stage]},
+                    **STAGES[args.stage]}
     if not args.report_only:
         summary = run_grid(specs, OUT / "runs.sqlite", workers=args.workers)
         print(f"{summary.executed} runs ({summary.failed} failed) in "
               f"{summary.wall_seconds / 60:.1f} min", file=sys.stderr)
-    text = summarise(args.stage if args.stage not in STAGE_SEEDS else
-                     f"stage {args.stage}, on {len(seeds)} training seeds", variants, seeds)
+    title = (args.stage if args.stage not in STAGE_SEEDS else
+             f"stage {args.stage}, on {len(seeds)} training seeds")
+    text = summarise(title, variants, seeds)
     (OUT / f"stage{args.stage}.md").write_text(text)
     print(text)
     return 0

@@ -432,7 +432,8 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     model = build_model(info, config, hp)
     initial = {m["name"]: m for m in gnp_parameters(model)}
     dead_before = dead_channels(model, splits["train"], info.level, hp.eval_batch_size)
-    if hp.retrain:
+    # A model without a learnable pooling has nothing to search: it trains once.
+    if hp.retrain and pooling_parameters(model):
         model, record = search_and_retrain(info, config, hp, model, splits, seed, desc,
                                            position, progress)
     else:
