@@ -8,6 +8,9 @@ much as the kernels. Prints one JSON line per (method, size) so that two install
 
     python experiments/bench_warm_loop.py                       # gnp, attsets, mean
     python experiments/bench_warm_loop.py --sizes 3000:300,200000:10000 --iters 200
+    # a GNP frozen exactly at max (segment reductions) against the same through GNP's
+    # kernels, a learnable GNP at max, and PyG's max:
+    python experiments/bench_warm_loop.py --methods max,gnp-max-frozen,gnp-max-kernel,gnp-max
 """
 
 from __future__ import annotations
@@ -22,15 +25,25 @@ from torch_geometric.nn import aggr as pyg
 
 from gnpool import AttSetsAggregation, GNPAggregation
 
+METHODS = {
+    "gnp": lambda channels: GNPAggregation(channels=channels),
+    "attsets": lambda channels: AttSetsAggregation(channels),
+    "mean": lambda channels: pyg.MeanAggregation(),
+    "max": lambda channels: pyg.MaxAggregation(),
+    # Exactly max, learnable (the kernels, with the exponent's gradient).
+    "gnp-max": lambda channels: GNPAggregation.from_pooling("max"),
+    # Exactly max, frozen: computed with segment reductions.
+    "gnp-max-frozen": lambda channels: GNPAggregation.from_pooling("max", learn=False),
+    # Exactly max, frozen, through the kernels (a backend named turns the reductions off).
+    "gnp-max-kernel": lambda channels: GNPAggregation.from_pooling("max", learn=False,
+                                                                  backend="cpu"),
+}
+
 
 def make(method: str, channels: int) -> torch.nn.Module:
-    if method == "gnp":
-        return GNPAggregation(channels=channels)
-    if method == "attsets":
-        return AttSetsAggregation(channels)
-    if method == "mean":
-        return pyg.MeanAggregation()
-    raise ValueError(f"method must be one of gnp, attsets, mean, got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    return METHODS[method](channels)
 
 
 def measure(method: str, elements: int, sets: int, channels: int, iters: int,

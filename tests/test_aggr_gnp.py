@@ -304,3 +304,101 @@ def test_one_dimensional_input_gets_a_message_naming_the_dimension():
                                torch.tensor([5.0]))
     with pytest.raises(ValueError, match="index has 7 entries but x has 5 elements along dim 0"):
         GNPAggregation()(torch.randn(5, 2), torch.arange(7))
+
+
+# A GNP frozen at a classic pooling is computed with segment reductions.
+
+def _at(parts: tuple[tuple[float, float], tuple[float, float]], channels: int,
+        **kwargs) -> GNPAggregation:
+    aggr = GNPAggregation(channels=channels, **kwargs)
+    with torch.no_grad():
+        (aggr.p_unit.fill_(parts[0][0]), aggr.beta.fill_(parts[0][1]))
+        (aggr.p_neg_unit.fill_(parts[1][0]), aggr.beta_neg.fill_(parts[1][1]))
+    return aggr
+
+
+def _no_kernels(monkeypatch):
+    def kernels(*args, **kwargs):
+        raise AssertionError("GNP's kernels were called")
+    monkeypatch.setattr("gnpool.aggr.gnp.gnp_unit_clamped", kernels)
+
+
+@pytest.mark.parametrize("layout", ["index", "ptr"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_frozen_classic_parts_equal_the_kernels_values_and_gradients(layout, channels):
+    from gnpool.aggr.gnp import PART_REDUCTIONS
+    x, index = random_sets(300, 12, 3, seed=2, sort=True)
+    index[index == 5] = 6                                     # set 5 is empty
+    where = ({"index": index} if layout == "index" else {"ptr": to_ptr(index, 12)})
+    for parts in [(a, b) for a in PART_REDUCTIONS for b in PART_REDUCTIONS]:
+        frozen = _at(parts, channels)
+        kernels = _at(parts, channels, backend="cpu")
+        frozen.requires_grad_(False)
+        kernels.requires_grad_(False)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        a, b = frozen(xa, dim_size=12, **where), kernels(xb, dim_size=12, **where)
+        weight = torch.randn(a.shape, generator=torch.Generator().manual_seed(0),
+                             dtype=a.dtype)
+        (a * weight).sum().backward()
+        (b * weight).sum().backward()
+        assert frozen._reductions is not None, parts
+        assert kernels._reductions is None                    # backend named: kernels
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=str(parts))
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12, msg=str(parts))
+        assert float(a[5].detach().abs().sum()) == 0.0        # the empty set pools to 0
+
+
+@pytest.mark.parametrize("name, reduction", [("sum", "sum"), ("mean", "mean"), ("max", "amax"),
+                                             ("min", "amin")])
+def test_gnp_frozen_at_a_classic_pooling_runs_no_kernel(monkeypatch, name, reduction):
+    x, index = random_sets(100, 7, 4, seed=3)
+    expected = torch.zeros(7, 4, dtype=x.dtype).scatter_reduce_(
+        0, index.view(-1, 1).expand_as(x), x, reduction, include_self=False)
+    _no_kernels(monkeypatch)
+    fixed = GNPAggregation.from_pooling(name, channels=4, learn=False)
+    torch.testing.assert_close(fixed(x, index, dim_size=7), expected)
+    learned = GNPAggregation.from_pooling(name)
+    learned.requires_grad_(False)                             # as transfer_pooling_ freezes
+    torch.testing.assert_close(learned(x, index, dim_size=7), expected)
+    learned.requires_grad_(True)
+    with torch.no_grad():                                     # inference
+        torch.testing.assert_close(learned(x, index, dim_size=7), expected)
+    with pytest.raises(AssertionError, match="kernels were called"):
+        learned(x, index, dim_size=7)                         # p_unit needs its gradient
+
+
+def test_frozen_reductions_follow_changes_of_the_parameters(monkeypatch):
+    x, index = random_sets(80, 5, 2, seed=4)
+    aggr = GNPAggregation.from_pooling("max", channels=2, learn=False)
+    reference = {name: getattr(pyg, f"{name.title()}Aggregation")()
+                 for name in ("max", "min", "sum")}
+    torch.testing.assert_close(aggr(x, index, dim_size=5), reference["max"](x, index, dim_size=5))
+    aggr.snap_("min")                                         # in place: the versions change
+    torch.testing.assert_close(aggr(x, index, dim_size=5), reference["min"](x, index, dim_size=5))
+    aggr.load_state_dict(GNPAggregation.from_pooling("sum", channels=2, learn=False).state_dict())
+    torch.testing.assert_close(aggr(x, index, dim_size=5), reference["sum"](x, index, dim_size=5))
+    aggr.snap_(["sum", "max"])                                # channels differ: the kernels
+    torch.testing.assert_close(aggr(x, index, dim_size=5), gnp(
+        x, index, dim_size=5, p=torch.tensor([1.0, float("inf")]), q=torch.tensor([0.0, 1.0]),
+        p_neg=torch.tensor([1.0, -float("inf")]), q_neg=torch.tensor([0.0, 1.0])))
+    assert aggr._reductions is None
+    with torch.no_grad():
+        aggr.beta.fill_(1e-3)                                 # near max, not at it
+        aggr.p_unit.fill_(1.0)
+        aggr.p_neg_unit.fill_(-1.0)
+        aggr.beta_neg.zero_()
+    _no_kernels(monkeypatch)
+    with pytest.raises(AssertionError, match="kernels were called"):
+        aggr(x, index, dim_size=5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_frozen_classic_pooling_of_half_inputs_reduces_in_float32(dtype):
+    # Half in, half out, with the values of the float32 sums (partial sums of 6e4 + 6e4 are
+    # past float16's largest value, 65504; the sets' sums are not).
+    x = torch.tensor([[6e4], [6e4], [-6e4], [-6e4], [1.0], [2.0]], dtype=dtype)
+    index = torch.tensor([0, 0, 0, 0, 1, 1])
+    aggr = GNPAggregation.from_pooling("sum", learn=False)
+    out = aggr(x, index, dim_size=2)
+    assert out.dtype == dtype and aggr._reductions == ("sum",)
+    torch.testing.assert_close(out, torch.tensor([[0.0], [3.0]], dtype=dtype))

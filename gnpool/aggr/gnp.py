@@ -27,6 +27,13 @@ CLASSIC: dict[str, tuple[float, float, float, float]] = {
 }
 #: The poolings ``closest_pooling`` compares with.
 COMPARED = ("sum", "mean", "max", "min")
+#: Each part's classic points ``(p_unit, beta)``, as segment reductions of that part's
+#: input (``relu(x)`` or ``relu(-x)``): what a GNP frozen there computes with them.
+PART_REDUCTIONS: dict[tuple[float, float], str] = {
+    (0.5, 1.0): "sum", (0.5, 0.0): "mean", (1.0, 0.0): "max", (-1.0, 0.0): "min"}
+# Parts (positive, negative) that together are one reduction of x itself.
+_WHOLE_REDUCTIONS = {("sum", "sum"): "sum", ("mean", "mean"): "mean", ("max", "min"): "max",
+                     ("min", "max"): "min"}
 
 
 class GNPAggregation(Aggregation):
@@ -65,6 +72,19 @@ class GNPAggregation(Aggregation):
             module (``torch.jit.script``) calls the ``gnpool::gnp_forward`` operator with
             the fused kernels of the input's device, chosen at run time.
 
+    **Frozen at a classic pooling.** With ``backend=None`` (the default), a GNP whose
+    parameters need no gradient (``learn=False``, parameters with ``requires_grad=False``
+    as :func:`gnpool.training.transfer_pooling_` leaves them, or autograd disabled) and
+    whose parts sit exactly at classic points (every channel the same point per part:
+    :data:`PART_REDUCTIONS`, where :meth:`snap_` and ``snap_parts_`` put them) is computed
+    with PyTorch Geometric's segment reductions, as fast as the fixed pooling: one
+    reduction of ``x`` for sum, mean, max and min, else one per part of ``relu(x)`` and
+    ``relu(-x)``. The result is the same function (to float rounding; at tied maxima the
+    gradient is split as PyG's :class:`~torch_geometric.nn.aggr.MaxAggregation` splits
+    it); fp16/bf16 inputs are reduced in float32 as the kernels do. Whether the
+    parameters are at such a point is read from them once after each change (a host
+    synchronisation), not at every call.
+
     Raises:
         ValueError: ``channels`` is not a positive int, an initial value has neither 1
             nor ``channels`` entries or is out of range, or (in ``forward``) ``channels``
@@ -86,6 +106,10 @@ class GNPAggregation(Aggregation):
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
         self.channels, self.learn, self.backend = channels, learn, backend
+        # The classic reductions the parameters sit at (None: not at one), and the
+        # parameters' identities and versions it was read from.
+        self._reductions: tuple[str, ...] | None = None
+        self._reductions_of: tuple[Any, ...] | None = None
         p_neg = p if p_neg is None else p_neg
         q_neg = q if q_neg is None else q_neg
         self._init = {"p": p, "q": q, "p_neg": p_neg, "q_neg": q_neg}
@@ -225,9 +249,56 @@ class GNPAggregation(Aggregation):
                              f"{features if features is not None else 1} or channels=1")
         if self.learn and self.training:
             self.project_()
+        reductions = self._frozen_reductions(x)
+        if reductions is not None:
+            return self._reduce_classic(x, index, ptr, dim_size, dim, reductions)
         return gnp_unit_clamped(x, index, ptr, dim_size, dim, self.p_unit.clamp(-1.0, 1.0),
                                 self.beta, self.p_neg_unit.clamp(-1.0, 1.0), self.beta_neg,
                                 self.backend)
+
+    def _frozen_reductions(self, x: Tensor) -> tuple[str, ...] | None:
+        # The segment reductions this GNP equals when no gradient reaches its parameters
+        # (see the class docstring), else None.
+        if self.backend is not None or not x.is_floating_point() or x.is_complex():
+            return None
+        if torch.compiler.is_compiling():
+            return None
+        params = [getattr(self, name) for name in self.pooling_parameter_names]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in params):
+            return None
+        key = tuple((t, t.data_ptr(), t._version) for t in params)
+        old = self._reductions_of
+        if old is None or any(a is not b or pa != pb or va != vb
+                              for (a, pa, va), (b, pb, vb) in zip(key, old, strict=True)):
+            with torch.no_grad():
+                values = torch.stack([t.detach().reshape(-1) for t in params]).cpu()
+            values[0].clamp_(-1.0, 1.0)
+            values[2].clamp_(-1.0, 1.0)
+            parts = []
+            for unit, beta in ((values[0], values[1]), (values[2], values[3])):
+                point = (float(unit[0]), float(beta[0]))
+                same = bool((unit == unit[0]).all() and (beta == beta[0]).all())
+                parts.append(PART_REDUCTIONS.get(point) if same else None)
+            if None in parts:
+                self._reductions = None
+            else:
+                whole = _WHOLE_REDUCTIONS.get((parts[0], parts[1]))
+                self._reductions = (whole,) if whole is not None else tuple(parts)
+            self._reductions_of = key
+        return self._reductions
+
+    def _reduce_classic(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
+                        dim_size: int | None, dim: int, reductions: tuple[str, ...]) -> Tensor:
+        low = x.dtype in (torch.float16, torch.bfloat16)
+        data = x.float() if low else x
+        if len(reductions) == 1:
+            out = self.reduce(data, index, ptr, dim_size, dim, reduce=reductions[0])
+        else:
+            pos = self.reduce(torch.relu(data), index, ptr, dim_size, dim, reduce=reductions[0])
+            neg = self.reduce(torch.relu(-data), index, ptr, dim_size, dim,
+                              reduce=reductions[1])
+            out = pos - neg
+        return out.to(x.dtype) if low else out
 
     @torch.no_grad()
     def pooling_distances(self) -> dict[str, Tensor]:
