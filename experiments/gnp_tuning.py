@@ -19,6 +19,7 @@ configurations run alongside as the reference.
     python experiments/gnp_tuning.py --stage 9            # search, then retrain with the
                                                           #   pooling frozen (4 seeds)
     python experiments/gnp_tuning.py --stage 10           # ... searching at a higher pool_lr
+    python experiments/gnp_tuning.py --stage 11           # ... parts set where they headed
 
 Writes experiments/results/gnp_tuning/{runs.sqlite, stage<k>.md}; stage k's table covers
 the variants of stages 1 to k and names the best of them. Resumable: finished runs are
@@ -197,13 +198,25 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
                                          "retrain": 1.0, "pool_lr": lr}}
         for lr in (0.1, 0.2)
     },
+    # A search that moved a part away from the mean but not past the midpoint sends it back
+    # to the mean at the retrain (stage 9: 4 of shortest_path's 16 GNPs). Stage 11 sets
+    # such a part, once it has travelled 0.05 or 0.15 in (p_unit, beta), to the classic
+    # point its displacement heads for (`retrain_heading`).
+    11: {
+        f"gnp-retrain-heading{travel:g}": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                                           "hp": {**LINEAR, **SNAP, "snap_tolerance": 0.3,
+                                                  "retrain": 1.0, "retrain_heading": travel}}
+        for travel in (0.05, 0.15)
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
-STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103)}
+STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
+               11: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
-STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain")}
+STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
+                    11: (RECIPE, "gnp-retrain")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 

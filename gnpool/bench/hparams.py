@@ -77,6 +77,11 @@ class HParams:
             to a classic point before the retrain; ``None``: every part is.
         retrain_last_activation: ``last_activation`` of the retrained model; ``None``:
             that of the search.
+        retrain_heading: a part that ends the search still nearest the classic point
+            nearest its start, but at least this far from its start in ``(p_unit,
+            beta)``, is set to the classic point it was heading for (the one within 45
+            degrees of its displacement) instead of back to that start; ``None``: every
+            part goes to its nearest classic point.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -120,6 +125,7 @@ class HParams:
     retrain: float = 0.0
     retrain_tolerance: float | None = None
     retrain_last_activation: bool | None = None
+    retrain_heading: float | None = None
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -139,7 +145,8 @@ class HParams:
                              f"{self.pool_prior}, snap_parts={self.snap_parts} exclude each "
                              "other (the prior and snap_parts snap part-wise); keep one")
         given = [f"{name}={getattr(self, name)!r}"
-                 for name in ("retrain_tolerance", "retrain_last_activation")
+                 for name in ("retrain_tolerance", "retrain_last_activation",
+                              "retrain_heading")
                  if getattr(self, name) is not None]
         if not self.retrain and given:
             raise ValueError(f"hyperparameters {', '.join(given)} apply only with retrain > 0 "
@@ -172,7 +179,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "pool_prior": 0.0,
                                    "pool_prior_start": 0.0, "snap_search": 0,
                                    "retrain": 0.0, "retrain_tolerance": None,
-                                   "retrain_last_activation": None}
+                                   "retrain_last_activation": None,
+                                   "retrain_heading": None}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -189,7 +197,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "snap_tolerance": _AT_LEAST_0,
     "pool_prior_start": _SHARE,
     "snap_search": _AT_LEAST_0, "retrain": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "retrain_tolerance": _AT_LEAST_0,
+    "retrain_tolerance": _AT_LEAST_0, "retrain_heading": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
 }

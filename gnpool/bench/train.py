@@ -30,6 +30,7 @@ from ..training import (
     snap_to_classic,
     transfer_pooling_,
 )
+from ..training.snap import PART_CLASSICS
 from .configs import PoolingConfig
 from .hparams import HParams
 
@@ -375,6 +376,54 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return snapped, scores
 
 
+#: ``HParams.retrain_heading``: a part's displacement heads for a classic point within this
+#: angle of it (45 degrees: at most one of sum, mean, max and min seen from any of them).
+HEADING_ANGLE = math.pi / 4
+
+
+@torch.no_grad()
+def head_parts_(model: torch.nn.Module, start: dict[str, Tensor],
+                travel: float) -> dict[str, list[list[str]]]:
+    """Set each part of each learnable GNP of ``model`` that is still nearest the classic
+    point nearest its start (``start``: a ``state_dict`` of the model before training) but
+    at least ``travel`` from its start in ``(p_unit, beta)`` to the classic point its
+    displacement points at: the one other than that start point whose direction from the
+    start is within :data:`HEADING_ANGLE` of the displacement (none: left as it is).
+
+    Returns ``{module name: [[positive part, negative part] per channel]}`` with the
+    classic point each part was set to or "none", for modules with a part set."""
+    centres = torch.tensor(list(PART_CLASSICS.values()), dtype=torch.float64)     # [4, 2]
+    out: dict[str, list[list[str]]] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
+            continue
+        names: list[list[str]] = [[] for _ in range(module.channels)]
+        prefix = f"{name}." if name else ""
+        for unit_name, beta_name in (("p_unit", "beta"), ("p_neg_unit", "beta_neg")):
+            unit, beta = getattr(module, unit_name), getattr(module, beta_name)
+            now = torch.stack([unit.double().clamp(-1, 1), beta.double()], -1)
+            then = torch.stack([start[prefix + unit_name].double().clamp(-1, 1),
+                                start[prefix + beta_name].double()], -1)
+            for k in range(module.channels):
+                origin = int((centres - then[k]).norm(dim=-1).argmin())
+                moved = now[k] - then[k]
+                choice = "none"
+                if (int((centres - now[k]).norm(dim=-1).argmin()) == origin
+                        and float(moved.norm()) >= travel and float(moved.norm()) > 0):
+                    towards = centres - then[k]
+                    cos = (towards @ moved) / (towards.norm(dim=-1) * moved.norm())
+                    cos[origin] = -math.inf
+                    cos = torch.nan_to_num(cos, nan=-math.inf)
+                    best = int(cos.argmax())
+                    if float(cos[best]) >= math.cos(HEADING_ANGLE) - 1e-12:
+                        unit[k], beta[k] = (float(v) for v in centres[best])
+                        choice = COMPARED[best]
+                names[k].append(choice)
+        if any(n != "none" for pair in names for n in pair):
+            out[name] = names
+    return out
+
+
 def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                        model: torch.nn.Module, splits: dict[str, Dataset], seed: int,
                        desc: str = "", position: int = 0,
@@ -384,14 +433,18 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     nearest classic point (within ``hp.retrain_tolerance``;
     :func:`gnpool.training.snap_parts_`), then build the model again from ``seed``, give it
     the searched pooling parameters, frozen, and train its other weights for
-    ``hp.epochs`` epochs without snapping or prior. The pooling is what the search found;
-    the weights no longer carry what they adapted to while it was still moving.
+    ``hp.epochs`` epochs without snapping or prior. With ``hp.retrain_heading`` the parts
+    still nearest their start's classic point but that far from their start are first set
+    to the classic point they were heading for (:func:`head_parts_`). The pooling is what
+    the search found; the weights no longer carry what they adapted to while it was still
+    moving.
 
     Returns the kept model (the retrained one unless its best validation loss is more
     than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
     entry holds the search's and the retrain's validation losses, the snapped parts and
     which model was kept; ``"history"`` runs over both stages."""
     search_hp = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
+    start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
                    desc, position, progress)
     tolerance = math.inf if hp.retrain_tolerance is None else hp.retrain_tolerance
@@ -400,8 +453,10 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
-        last_activation=last)
+        retrain_heading=None, last_activation=last)
     trained = copy.deepcopy(model.state_dict())
+    headed = ({} if hp.retrain_heading is None
+              else head_parts_(model, start, hp.retrain_heading))
     snapped = snap_parts_(model, tolerance)
     torch.manual_seed(seed)
     fresh = build_model(info, config, retrain_hp)
@@ -415,6 +470,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     record = {**record, "history": searched["history"] + retrained["history"],
               "epochs": search_hp.epochs + hp.epochs,
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
+                          "headed": headed,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
                           "search_snap": searched["snap"], "kept": kept}}
     if kept:
@@ -470,6 +526,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
             first = retrain["search_snap"]
             module["retrain"] = {
                 "to": retrain["snapped"].get(module["name"]), "kept": retrain["kept"],
+                "headed": retrain["headed"].get(module["name"]),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
                 "val_mse_retrain": retrain["val_mse_retrain"],
