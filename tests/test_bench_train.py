@@ -368,3 +368,53 @@ def test_retrain_settings_need_retrain():
     with pytest.raises(ValueError, match=r"retrain must be in \[0, 1\]"):
         HParams(retrain=1.5)
     assert "retrain" not in HParams().key() and HParams(retrain=0.5).key()["retrain"] == 0.5
+
+
+def test_head_parts_sets_parts_where_they_were_heading():
+    import copy
+
+    from gnpool.bench.train import head_parts_
+
+    model = torch.nn.ModuleDict({"readout": GNPAggregation(channels=4)})      # at the mean
+    start = copy.deepcopy(model.state_dict())
+    gnp = model["readout"]
+    with torch.no_grad():
+        # towards max; towards sum; towards min; not within 45 degrees of any classic point
+        gnp.p_unit.copy_(torch.tensor([0.61, 0.55, 0.3, 0.5]))
+        gnp.beta.copy_(torch.tensor([0.02, 0.3, 0.0, -0.15]))
+        # moved less than the travel; past the midpoint (nearest is max already); as started
+        gnp.p_neg_unit.copy_(torch.tensor([0.54, 0.8, 0.5, 0.5]))
+        gnp.beta_neg.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0]))
+    headed = head_parts_(model, start, travel=0.1)
+    assert headed == {"readout": [["max", "none"], ["sum", "none"], ["min", "none"],
+                                  ["none", "none"]]}
+    assert gnp.p_unit.tolist() == [1.0, 0.5, -1.0, 0.5]
+    assert gnp.beta.tolist() == [0.0, 1.0, 0.0, pytest.approx(-0.15)]
+    assert gnp.p_neg_unit.tolist() == [pytest.approx(0.54), pytest.approx(0.8), 0.5, 0.5]
+    # A larger travel leaves every part as it is.
+    with torch.no_grad():
+        gnp.p_unit.copy_(torch.tensor([0.61, 0.55, 0.3, 0.5]))
+        gnp.beta.copy_(torch.tensor([0.02, 0.3, 0.0, -0.15]))
+    assert head_parts_(model, start, travel=0.35) == {}
+
+
+def test_retrain_heading_is_recorded_and_needs_retrain(tmp_path):
+    from gnpool.training.snap import PART_CLASSICS
+
+    _, searched, _, kept, record = _retrain(tmp_path, retrain=0.5, retrain_heading=0.0)
+    info = record["retrain"]
+    # This seed's 2-epoch search moves both parts a little from the mean (0.5, 0): the
+    # positive one to (0.58, 0.013), towards max, the negative one to (0.47, 0.051),
+    # towards sum. Both are still nearest the mean, and are set where they headed.
+    assert float(searched.pooling.p_unit.detach()) == pytest.approx(0.58, abs=0.01)
+    assert float(searched.pooling.beta_neg.detach()) == pytest.approx(0.051, abs=0.01)
+    assert info["headed"] == {"pooling": [["max", "sum"]]}
+    assert info["snapped"] == {"pooling": [["max", "sum"]]} and info["kept"]
+    assert (float(kept.pooling.p_unit), float(kept.pooling.beta)) == PART_CLASSICS["max"]
+    assert ((float(kept.pooling.p_neg_unit), float(kept.pooling.beta_neg))
+            == PART_CLASSICS["sum"])
+    with pytest.raises(ValueError, match=r"retrain_heading=0.1 apply only with retrain > 0"):
+        HParams(retrain_heading=0.1)
+    with pytest.raises(ValueError, match=r"retrain_heading must be >= 0"):
+        HParams(retrain=1.0, retrain_heading=-0.1)
+    assert "retrain_heading" not in HParams(retrain=1.0).key()
