@@ -20,6 +20,7 @@ configurations run alongside as the reference.
                                                           #   pooling frozen (4 seeds)
     python experiments/gnp_tuning.py --stage 10           # ... searching at a higher pool_lr
     python experiments/gnp_tuning.py --stage 11           # ... parts set where they headed
+    python experiments/gnp_tuning.py --stage 12           # ... heading for max or min only
 
 Writes experiments/results/gnp_tuning/{runs.sqlite, stage<k>.md}; stage k's table covers
 the variants of stages 1 to k and names the best of them. Resumable: finished runs are
@@ -208,15 +209,26 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
                                                   "retrain": 1.0, "retrain_heading": travel}}
         for travel in (0.05, 0.15)
     },
+    # In stage 11 every max_degree run's first layer headed for sum (along beta, the size
+    # exponent the training sizes pin down least) or min, and all four retrains did worse
+    # on validation than their searches, whose models were kept. Stage 12 heads only for
+    # max and min (along p_unit).
+    12: {
+        "gnp-retrain-heading0.15-exponent": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**LINEAR, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
+                   "retrain_heading": 0.15, "retrain_heading_exponent": True}},
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
-               11: (100, 101, 102, 103)}
+               11: (100, 101, 102, 103), 12: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
 STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
-                    11: (RECIPE, "gnp-retrain")}
+                    11: (RECIPE, "gnp-retrain"),
+                    12: (RECIPE, "gnp-retrain", "gnp-retrain-heading0.15")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 

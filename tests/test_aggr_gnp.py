@@ -402,3 +402,20 @@ def test_frozen_classic_pooling_of_half_inputs_reduces_in_float32(dtype):
     out = aggr(x, index, dim_size=2)
     assert out.dtype == dtype and aggr._reductions == ("sum",)
     torch.testing.assert_close(out, torch.tensor([[0.0], [3.0]], dtype=dtype))
+
+
+def test_frozen_gnp_in_training_mode_reads_its_parameters_once():
+    x, index = random_sets(50, 4, 3, seed=6)
+    aggr = GNPAggregation.from_pooling("max")
+    aggr.requires_grad_(False)
+    aggr.train()
+    versions = [aggr.p_unit._version]
+    for _ in range(3):
+        aggr(x, index, dim_size=4)
+        versions.append(aggr.p_unit._version)
+    # Nothing writes to frozen parameters (no projection), so the reductions found at the
+    # first call are reused without reading the parameters again.
+    assert len(set(versions)) == 1 and aggr._reductions == ("max",)
+    read = aggr._reductions_of
+    aggr(x, index, dim_size=4)
+    assert aggr._reductions_of is read

@@ -88,3 +88,12 @@ def test_snap_search_needs_snap_and_excludes_the_prior():
     with pytest.raises(ValueError, match="exclude each other"):
         HParams(snap=0.2, snap_search=2, snap_parts=True)
     assert HParams(snap=0.2, snap_search=2).snap_search == 2
+
+
+def test_an_int_for_a_float_setting_identifies_the_same_runs():
+    as_int = HParams(lr=1, retrain=1, retrain_tolerance=0, epochs=5)
+    as_float = HParams(lr=1.0, retrain=1.0, retrain_tolerance=0.0, epochs=5)
+    assert as_int.key() == as_float.key()
+    assert type(as_int.lr) is float and type(as_int.retrain_tolerance) is float
+    assert type(as_int.epochs) is int                      # int settings stay ints
+    assert digest(as_int.key()) == digest(as_float.key())

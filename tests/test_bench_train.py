@@ -391,6 +391,13 @@ def test_head_parts_sets_parts_where_they_were_heading():
     assert gnp.p_unit.tolist() == [1.0, 0.5, -1.0, 0.5]
     assert gnp.beta.tolist() == [0.0, 1.0, 0.0, pytest.approx(-0.15)]
     assert gnp.p_neg_unit.tolist() == [pytest.approx(0.54), pytest.approx(0.8), 0.5, 0.5]
+    # Heading only for max and min: the part heading for sum goes back to the mean.
+    with torch.no_grad():
+        gnp.p_unit.copy_(torch.tensor([0.61, 0.55, 0.3, 0.5]))
+        gnp.beta.copy_(torch.tensor([0.02, 0.3, 0.0, -0.15]))
+    assert head_parts_(model, start, travel=0.1, targets=("max", "min")) == {
+        "readout": [["max", "none"], ["none", "none"], ["min", "none"], ["none", "none"]]}
+    assert gnp.p_unit.tolist()[:3] == [1.0, pytest.approx(0.55), -1.0]
     # A larger travel leaves every part as it is.
     with torch.no_grad():
         gnp.p_unit.copy_(torch.tensor([0.61, 0.55, 0.3, 0.5]))
@@ -413,8 +420,22 @@ def test_retrain_heading_is_recorded_and_needs_retrain(tmp_path):
     assert (float(kept.pooling.p_unit), float(kept.pooling.beta)) == PART_CLASSICS["max"]
     assert ((float(kept.pooling.p_neg_unit), float(kept.pooling.beta_neg))
             == PART_CLASSICS["sum"])
+    with pytest.raises(ValueError, match=r"retrain_heading_exponent=True applies only with "
+                                         r"retrain_heading"):
+        HParams(retrain=1.0, retrain_heading_exponent=True)
     with pytest.raises(ValueError, match=r"retrain_heading=0.1 apply only with retrain > 0"):
         HParams(retrain_heading=0.1)
     with pytest.raises(ValueError, match=r"retrain_heading must be >= 0"):
         HParams(retrain=1.0, retrain_heading=-0.1)
     assert "retrain_heading" not in HParams(retrain=1.0).key()
+    assert "retrain_heading_exponent" not in HParams(retrain=1.0).key()
+
+
+def test_retrain_heading_for_max_or_min_only(tmp_path):
+    _, _, _, kept, record = _retrain(tmp_path, retrain=0.5, retrain_heading=0.0,
+                                     retrain_heading_exponent=True)
+    info = record["retrain"]
+    # The same search as above: the positive part heads for max; the negative one, which
+    # headed for sum, goes back to its nearest classic point, the mean.
+    assert info["headed"] == {"pooling": [["max", "none"]]}
+    assert info["snapped"] == {"pooling": [["max", "mean"]]}

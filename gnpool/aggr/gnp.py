@@ -247,8 +247,9 @@ class GNPAggregation(Aggregation):
             raise ValueError(f"GNPAggregation(channels={self.channels}) has one exponent per "
                              f"feature channel but got {got}; use channels="
                              f"{features if features is not None else 1} or channels=1")
-        if self.learn and self.training:
-            self.project_()
+        if self.learn and self.training and (self.p_unit.requires_grad
+                                             or self.p_neg_unit.requires_grad):
+            self.project_()     # frozen parameters are left alone (the forward clamps them)
         reductions = self._frozen_reductions(x)
         if reductions is not None:
             return self._reduce_classic(x, index, ptr, dim_size, dim, reductions)

@@ -82,6 +82,9 @@ class HParams:
             beta)``, is set to the classic point it was heading for (the one within 45
             degrees of its displacement) instead of back to that start; ``None``: every
             part goes to its nearest classic point.
+        retrain_heading_exponent: with ``retrain_heading``, a part heads only for max or
+            min (a displacement along ``p_unit``); one heading for sum (along ``beta``,
+            the size exponent) goes to its nearest classic point.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -97,7 +100,8 @@ class HParams:
 
     Every value is checked against its field's type and range when an ``HParams`` is
     made (``ValueError`` naming the field, the value and what is expected), so a bad
-    setting fails before anything trains.
+    setting fails before anything trains. An int given for a float setting is stored as
+    that float, so ``retrain=1`` and ``retrain=1.0`` identify the same runs.
     """
 
     hidden: int = 64
@@ -126,6 +130,7 @@ class HParams:
     retrain_tolerance: float | None = None
     retrain_last_activation: bool | None = None
     retrain_heading: float | None = None
+    retrain_heading_exponent: bool = False
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -136,7 +141,13 @@ class HParams:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            check_value(f.name, getattr(self, f.name), hints[f.name])
+            value = getattr(self, f.name)
+            check_value(f.name, value, hints[f.name])
+            # An int given for a float setting (--set retrain=1) is stored as the float, so
+            # that it identifies the same runs as 1.0 (HParams.key).
+            if (isinstance(value, int) and not isinstance(value, bool)
+                    and _accepts_float(hints[f.name])):
+                object.__setattr__(self, f.name, float(value))
         if self.snap_search and not self.snap:
             raise ValueError(f"hyperparameter snap_search={self.snap_search} needs snap > 0 "
                              "(the share of the epochs after the choice), got snap=0")
@@ -151,6 +162,10 @@ class HParams:
         if not self.retrain and given:
             raise ValueError(f"hyperparameters {', '.join(given)} apply only with retrain > 0 "
                              "(the share of the epochs spent searching), got retrain=0")
+        if self.retrain_heading_exponent and self.retrain_heading is None:
+            raise ValueError("hyperparameter retrain_heading_exponent=True applies only with "
+                             "retrain_heading (the travel that makes a part head), got "
+                             "retrain_heading=None")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,7 +195,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "pool_prior_start": 0.0, "snap_search": 0,
                                    "retrain": 0.0, "retrain_tolerance": None,
                                    "retrain_last_activation": None,
-                                   "retrain_heading": None}
+                                   "retrain_heading": None,
+                                   "retrain_heading_exponent": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -230,6 +246,13 @@ def _expected(hint: Any) -> str:
     if hint in names:
         return names[hint]
     return "a JSON object with string keys" if origin is dict or hint is dict else str(hint)
+
+
+def _accepts_float(hint: Any) -> bool:
+    # float, or float | None, but not a type that also takes ints as ints.
+    args = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType,
+                                                                 typing.Union) else (hint,)
+    return float in args and int not in args
 
 
 def check_value(name: str, value: Any, hint: Any) -> None:

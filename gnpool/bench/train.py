@@ -382,13 +382,14 @@ HEADING_ANGLE = math.pi / 4
 
 
 @torch.no_grad()
-def head_parts_(model: torch.nn.Module, start: dict[str, Tensor],
-                travel: float) -> dict[str, list[list[str]]]:
+def head_parts_(model: torch.nn.Module, start: dict[str, Tensor], travel: float,
+                targets: tuple[str, ...] = COMPARED) -> dict[str, list[list[str]]]:
     """Set each part of each learnable GNP of ``model`` that is still nearest the classic
     point nearest its start (``start``: a ``state_dict`` of the model before training) but
     at least ``travel`` from its start in ``(p_unit, beta)`` to the classic point its
-    displacement points at: the one other than that start point whose direction from the
-    start is within :data:`HEADING_ANGLE` of the displacement (none: left as it is).
+    displacement points at: the one of ``targets`` other than that start point whose
+    direction from the start is within :data:`HEADING_ANGLE` of the displacement (none:
+    left as it is).
 
     Returns ``{module name: [[positive part, negative part] per channel]}`` with the
     classic point each part was set to or "none", for modules with a part set."""
@@ -413,6 +414,9 @@ def head_parts_(model: torch.nn.Module, start: dict[str, Tensor],
                     towards = centres - then[k]
                     cos = (towards @ moved) / (towards.norm(dim=-1) * moved.norm())
                     cos[origin] = -math.inf
+                    for i, classic in enumerate(COMPARED):
+                        if classic not in targets:
+                            cos[i] = -math.inf
                     cos = torch.nan_to_num(cos, nan=-math.inf)
                     best = int(cos.argmax())
                     if float(cos[best]) >= math.cos(HEADING_ANGLE) - 1e-12:
@@ -453,10 +457,11 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
-        retrain_heading=None, last_activation=last)
+        retrain_heading=None, retrain_heading_exponent=False, last_activation=last)
     trained = copy.deepcopy(model.state_dict())
+    targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
-              else head_parts_(model, start, hp.retrain_heading))
+              else head_parts_(model, start, hp.retrain_heading, targets))
     snapped = snap_parts_(model, tolerance)
     torch.manual_seed(seed)
     fresh = build_model(info, config, retrain_hp)
