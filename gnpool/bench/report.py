@@ -99,15 +99,17 @@ def _order(cells: dict[str, Cell]) -> list[Cell]:
 
 def summary_table(cells: dict[str, dict[str, Cell]]) -> str:
     """Per task: the best fixed configuration, each learnable one's extrapolation MAPE,
-    and GNP's ratio to the best fixed one."""
-    head = ["task", "known-good", "best fixed (extrap)"] + [LABELS[n] for n in LEARNED_ORDER]
+    and GNP's ratio to the best fixed one. A learnable configuration that ran on no task
+    has no column."""
+    ran = [n for n in LEARNED_ORDER if any(n in by_config for by_config in cells.values())]
+    head = ["task", "known-good", "best fixed (extrap)"] + [LABELS[n] for n in ran]
     head.append("GNP / best fixed")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task, by_config in cells.items():
         best = best_fixed(by_config)
         row = [f"`{task}`", known_good(task) or "none exact",
                f"{best.config}: {fmt(best.extrap)}" if best else "-"]
-        for name in LEARNED_ORDER:
+        for name in ran:
             cell = by_config.get(name)
             row.append(fmt(cell.extrap) if cell else "-")
         gnp = by_config.get("gnp")
