@@ -200,7 +200,8 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
         for lr in (0.1, 0.2)
     },
     # A search that moved a part away from the mean but not past the midpoint sends it back
-    # to the mean at the retrain (stage 9: 4 of shortest_path's 16 GNPs). Stage 11 sets
+    # to the mean at the retrain (stage 9: shortest_path seed 102's third layer and
+    # readout). Stage 11 sets
     # such a part, once it has travelled 0.05 or 0.15 in (p_unit, beta), to the classic
     # point its displacement heads for (`retrain_heading`).
     11: {
