@@ -27,10 +27,19 @@ CLASSIC: dict[str, tuple[float, float, float, float]] = {
 }
 #: The poolings ``closest_pooling`` compares with.
 COMPARED = ("sum", "mean", "max", "min")
-#: Each part's classic points ``(p_unit, beta)``, as segment reductions of that part's
-#: input (``relu(x)`` or ``relu(-x)``): what a GNP frozen there computes with them.
+
+
+def _part_point(p: float, q: float) -> tuple[float, float]:
+    pt, qt = torch.tensor(p, dtype=torch.float64), torch.tensor(q, dtype=torch.float64)
+    return float(p_to_unit(pt)) + 0.0, float(q_to_beta(pt, qt)) + 0.0     # no -0.0
+
+
+#: Each part's classic points ``(p_unit, beta)`` (those of :data:`COMPARED`, in its order:
+#: sum ``(1/2, 1)``, mean ``(1/2, 0)``, max ``(1, 0)``, min ``(-1, 0)``), as the segment
+#: reductions of that part's input (``relu(x)`` or ``relu(-x)``) a GNP frozen there
+#: computes with.
 PART_REDUCTIONS: dict[tuple[float, float], str] = {
-    (0.5, 1.0): "sum", (0.5, 0.0): "mean", (1.0, 0.0): "max", (-1.0, 0.0): "min"}
+    _part_point(*CLASSIC[name][:2]): name for name in COMPARED}
 # Parts (positive, negative) that together are one reduction of x itself.
 _WHOLE_REDUCTIONS = {("sum", "sum"): "sum", ("mean", "mean"): "mean", ("max", "min"): "max",
                      ("min", "max"): "min"}
@@ -260,7 +269,7 @@ class GNPAggregation(Aggregation):
     def _frozen_reductions(self, x: Tensor) -> tuple[str, ...] | None:
         # The segment reductions this GNP equals when no gradient reaches its parameters
         # (see the class docstring), else None.
-        if self.backend is not None or not x.is_floating_point() or x.is_complex():
+        if self.backend is not None or not x.is_floating_point():
             return None
         if torch.compiler.is_compiling():
             return None

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..aggr import GNPAggregation
-from ..aggr.gnp import CLASSIC, COMPARED
+from ..aggr.gnp import CLASSIC, COMPARED, PART_REDUCTIONS
 from ..functional import gnp_unit
 from ..functional.gnp import p_to_unit, q_to_beta
 
@@ -126,8 +126,7 @@ def _measured(model: torch.nn.Module, modules: dict[str, GNPAggregation],
 #: in the order of :data:`gnpool.aggr.gnp.COMPARED`: the positive part's coordinates of
 #: :data:`gnpool.aggr.gnp.CLASSIC`.
 PART_CLASSICS: dict[str, tuple[float, float]] = {
-    name: tuple(float(v) + 0.0 for v in _classic(name, torch.zeros(()))[:2])  # no -0.0
-    for name in COMPARED}
+    name: point for point, name in PART_REDUCTIONS.items()}
 
 
 def _parts(module: GNPAggregation) -> list[tuple[Tensor, Tensor, bool]]:
