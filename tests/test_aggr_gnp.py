@@ -419,3 +419,64 @@ def test_frozen_gnp_in_training_mode_reads_its_parameters_once():
     read = aggr._reductions_of
     aggr(x, index, dim_size=4)
     assert aggr._reductions_of is read
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("itype", [torch.int32, torch.int64])
+def test_frozen_classic_pooling_takes_int32_and_int64_index_and_ptr(name, itype):
+    x, index = random_sets(60, 5, 3, seed=7, sort=True)
+    ptr = to_ptr(index, 5)
+    kernels = GNPAggregation.from_pooling(name, channels=3, learn=False, backend="cpu")
+    frozen = GNPAggregation.from_pooling(name, channels=3, learn=False)
+    weight = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    for where in ({"index": index.to(itype)}, {"ptr": ptr.to(itype)}):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        a, b = frozen(xa, dim_size=5, **where), kernels(xb, dim_size=5, **where)
+        (a * weight).sum().backward()
+        (b * weight).sum().backward()
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["index", "ptr"])
+def test_frozen_max_and_min_split_ties_as_the_kernels_do(layout):
+    # Ties at 0 (torch's scatter_reduce would count its empty start value as one more),
+    # ties away from 0, NaN and all -inf sets.
+    x = torch.tensor([[0.0], [0.0], [-1.0], [3.0], [3.0], [1.0], [float("nan")], [1.0],
+                      [-float("inf")], [-float("inf")]], dtype=torch.float64)
+    index = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 3])
+    where = {"index": index} if layout == "index" else {"ptr": to_ptr(index, 4)}
+    for name in ("max", "min"):
+        data = x if name == "max" else -x
+        frozen = GNPAggregation.from_pooling(name, learn=False)
+        kernels = GNPAggregation.from_pooling(name, learn=False, backend="cpu")
+        xa, xb = data.clone().requires_grad_(), data.clone().requires_grad_()
+        a, b = frozen(xa, dim_size=4, **where), kernels(xb, dim_size=4, **where)
+        torch.testing.assert_close(a, b, equal_nan=True)
+        a[:2].sum().backward()                  # the finite sets' gradients
+        b[:2].sum().backward()
+        assert xa.grad[:6].flatten().tolist() == [0.5, 0.5, 0.0, 0.5, 0.5, 0.0]
+        torch.testing.assert_close(xa.grad[:6], xb.grad[:6])
+
+
+def test_frozen_classic_pooling_of_a_module_made_in_inference_mode():
+    with torch.inference_mode():
+        aggr = GNPAggregation.from_pooling("max", learn=False)
+    x, index = random_sets(30, 3, 2, seed=8)
+    torch.testing.assert_close(aggr(x, index, dim_size=3), pyg.MaxAggregation()(x, index,
+                                                                                dim_size=3))
+    assert aggr._reductions == ("max",)
+
+
+def test_learnable_gnp_without_autograd_leaves_its_parameters_alone():
+    aggr = GNPAggregation.from_pooling("max")
+    aggr.train()
+    x, index = random_sets(30, 3, 2, seed=9)
+    version = aggr.p_unit._version
+    with torch.no_grad():
+        aggr(x, index, dim_size=3)
+        read = aggr._reductions_of
+        aggr(x, index, dim_size=3)
+    assert aggr.p_unit._version == version and aggr._reductions_of is read
+    aggr(x, index, dim_size=3)                  # with autograd: projected, as before
+    assert aggr.p_unit._version > version

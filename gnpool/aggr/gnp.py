@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
+from ..functional._sets import compute_dtype, from_rows, make_segments, normalize_dim, to_rows
 from ..functional.gnp import gnp_unit_clamped, gnp_unit_script, p_to_unit, q_to_beta
 from ..kernels.gnp_composite import exponent
 
@@ -86,13 +87,19 @@ class GNPAggregation(Aggregation):
     as :func:`gnpool.training.transfer_pooling_` leaves them, or autograd disabled) and
     whose parts sit exactly at classic points (every channel the same point per part:
     :data:`PART_REDUCTIONS`, where :meth:`snap_` and ``snap_parts_`` put them) is computed
-    with PyTorch Geometric's segment reductions, as fast as the fixed pooling: one
-    reduction of ``x`` for sum, mean, max and min, else one per part of ``relu(x)`` and
-    ``relu(-x)``. The result is the same function (to float rounding; at tied maxima the
-    gradient is split as PyG's :class:`~torch_geometric.nn.aggr.MaxAggregation` splits
-    it); fp16/bf16 inputs are reduced in float32 as the kernels do. Whether the
-    parameters are at such a point is read from them once after each change (a host
-    synchronisation), not at every call.
+    with segment reductions (``index_add`` and ``scatter_reduce``), as fast as the fixed
+    pooling: one reduction of ``x`` for sum, mean, max and min, else one per part of
+    ``relu(x)`` and ``relu(-x)``. Same values (to float rounding) and input gradients as
+    the kernels, ties of max and min split evenly, for finite inputs away from 0; where
+    they differ: at an element exactly 0 in a GNP whose two parts differ, the gradient is
+    that of ``relu`` (0 from the part it leaves) where the kernels average the two
+    one-sided derivatives, and for infinite or NaN inputs the gradient is that of the
+    reductions (the kernels pass none through an infinite part, NaN through a NaN set).
+    fp16/bf16 inputs are reduced in float32 as the kernels do. Whether the parameters are
+    at such a point is read from them after each change that advances their version
+    counter (a host synchronisation), not at every call: values written through
+    ``.data`` or a NumPy view are not seen until the next such change (use ``copy_``
+    under ``torch.no_grad()``, :meth:`snap_` or ``load_state_dict``).
 
     Raises:
         ValueError: ``channels`` is not a positive int, an initial value has neither 1
@@ -256,9 +263,11 @@ class GNPAggregation(Aggregation):
             raise ValueError(f"GNPAggregation(channels={self.channels}) has one exponent per "
                              f"feature channel but got {got}; use channels="
                              f"{features if features is not None else 1} or channels=1")
-        if self.learn and self.training and (self.p_unit.requires_grad
-                                             or self.p_neg_unit.requires_grad):
-            self.project_()     # frozen parameters are left alone (the forward clamps them)
+        if self.learn and self.training and torch.is_grad_enabled() and (
+                self.p_unit.requires_grad or self.p_neg_unit.requires_grad):
+            # Frozen parameters, and a forward without autograd, leave them alone (the
+            # forward clamps its copy).
+            self.project_()
         reductions = self._frozen_reductions(x)
         if reductions is not None:
             return self._reduce_classic(x, index, ptr, dim_size, dim, reductions)
@@ -276,10 +285,13 @@ class GNPAggregation(Aggregation):
         params = [getattr(self, name) for name in self.pooling_parameter_names]
         if torch.is_grad_enabled() and any(t.requires_grad for t in params):
             return None
-        key = tuple((t, t.data_ptr(), t._version) for t in params)
+        # Inference tensors have no version counter: read them every time.
+        key = (None if any(t.is_inference() for t in params)
+               else tuple((t, t.data_ptr(), t._version) for t in params))
         old = self._reductions_of
-        if old is None or any(a is not b or pa != pb or va != vb
-                              for (a, pa, va), (b, pb, vb) in zip(key, old, strict=True)):
+        if key is None or old is None or any(
+                a is not b or pa != pb or va != vb
+                for (a, pa, va), (b, pb, vb) in zip(key, old, strict=True)):
             with torch.no_grad():
                 values = torch.stack([t.detach().reshape(-1) for t in params]).cpu()
             values[0].clamp_(-1.0, 1.0)
@@ -299,16 +311,20 @@ class GNPAggregation(Aggregation):
 
     def _reduce_classic(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
                         dim_size: int | None, dim: int, reductions: tuple[str, ...]) -> Tensor:
-        low = x.dtype in (torch.float16, torch.bfloat16)
-        data = x.float() if low else x
+        # On GNP's own set description (int32 or int64 index or ptr, validated as the
+        # kernels validate them) and rows [elements, columns] in the compute dtype.
+        dtype = compute_dtype(x)
+        dim = normalize_dim(x, dim)
+        seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
+        rows = to_rows(x, dim, dtype)
+        data = rows.data
         if len(reductions) == 1:
-            out = self.reduce(data, index, ptr, dim_size, dim, reduce=reductions[0])
+            out = _ClassicReduce.apply(data, seg.index, seg.size, reductions[0])
         else:
-            pos = self.reduce(torch.relu(data), index, ptr, dim_size, dim, reduce=reductions[0])
-            neg = self.reduce(torch.relu(-data), index, ptr, dim_size, dim,
-                              reduce=reductions[1])
-            out = pos - neg
-        return out.to(x.dtype) if low else out
+            out = (_ClassicReduce.apply(torch.relu(data), seg.index, seg.size, reductions[0])
+                   - _ClassicReduce.apply(torch.relu(-data), seg.index, seg.size,
+                                          reductions[1]))
+        return from_rows(out, rows, seg.size, x.dtype)
 
     @torch.no_grad()
     def pooling_distances(self) -> dict[str, Tensor]:
@@ -384,6 +400,43 @@ class GNPAggregation(Aggregation):
                              f"[{value.min().item():.3f}, {value.max().item():.3f}]")
         parts.append(f"learn={self.learn}")
         return f"{self.__class__.__name__}({', '.join(parts)})"
+
+
+class _ClassicReduce(torch.autograd.Function):
+    """Sum, mean, max or min of the sets of ``[E, K]`` rows (int64 ``index``, ``size`` sets;
+    an empty set pools to 0). The gradient of max and min is split evenly among the
+    elements equal to their set's result, as GNP's kernels split it (torch's
+    ``scatter_reduce`` with ``include_self=False`` also counts the empty start value as a
+    tie when the result is 0)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, size: int, how: str) -> Tensor:
+        if how in ("sum", "mean"):
+            out = x.new_zeros(size, x.size(1)).index_add_(0, index, x)
+            if how == "mean":
+                count = torch.bincount(index, minlength=size).clamp_min(1)
+                out = out / count.to(x.dtype).unsqueeze(1)
+        else:
+            out = x.new_zeros(size, x.size(1)).scatter_reduce_(
+                0, index.view(-1, 1).expand_as(x), x, "amax" if how == "max" else "amin",
+                include_self=False)
+        ctx.save_for_backward(x, index, out)
+        ctx.size, ctx.how = size, how
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, index, out = ctx.saved_tensors
+        up = grad.index_select(0, index)
+        if ctx.how == "sum":
+            return up, None, None, None
+        if ctx.how == "mean":
+            count = torch.bincount(index, minlength=ctx.size).clamp_min(1)
+            return up / count.to(up.dtype).index_select(0, index).unsqueeze(1), None, None, None
+        hit = x == out.index_select(0, index)
+        ties = torch.zeros_like(out).index_add_(0, index, hit.to(out.dtype))
+        share = up / ties.index_select(0, index).clamp_min(1)
+        return torch.where(hit, share, torch.zeros_like(share)), None, None, None
 
 
 def upgrade_v01_state(state: Mapping[str, Tensor], p_min: float = 0.1, p_max: float = 100.0,
