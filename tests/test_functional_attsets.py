@@ -328,3 +328,15 @@ def test_attsets_linear_rejects_bad_weights():
         attsets_linear(torch.randn(5, 4), torch.randn(3, 4))
     with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
         attsets_linear(torch.randn(5, 4), torch.randn(4, 4), activation="relu")
+
+
+@pytest.mark.parametrize("backend", ["native", "scatter"])
+def test_attsets_torch_backends_refuse_a_second_derivative(backend):
+    x = torch.rand(6, 2, dtype=torch.float64, requires_grad=True)
+    scores = torch.rand(6, 2, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([0, 0, 0, 1, 1, 1])
+    out = attsets(x, scores, index, backend=backend)
+    weight = torch.ones_like(out, requires_grad=True)
+    (grad,) = torch.autograd.grad(out, x, grad_outputs=weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

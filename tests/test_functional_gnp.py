@@ -431,3 +431,16 @@ def test_negative_zero_counts_as_zero(backend):
             out = gnp(x, dim=0, p=p, p_neg=p_neg, backend=backend)
             assert math.isclose(out.item(), log_space_gnp(values, p, 0.0, p_neg, 0.0),
                                 rel_tol=1e-12, abs_tol=0.0)
+
+
+@pytest.mark.parametrize("backend", ["native", "scatter"])
+def test_torch_backends_refuse_a_second_derivative(backend):
+    # Their closed-form backward is not differentiable: a second derivative raises
+    # instead of coming out wrong.
+    x = torch.rand(6, 2, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([0, 0, 0, 1, 1, 1])
+    out = gnp(x, index, p=2.0, q=0.0, backend=backend)
+    weight = torch.ones_like(out, requires_grad=True)
+    (grad,) = torch.autograd.grad(out, x, grad_outputs=weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..kernels import Segments, resolve_backend, segment_tensors
 from ..kernels.attsets_composite import attsets_backward, attsets_forward
@@ -34,6 +35,7 @@ class AttSetsFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable       # the closed-form backward is not itself differentiable
     def backward(ctx, grad: Tensor):
         x, scores, index, ptr, out, m, l = ctx.saved_tensors
         need_x, need_scores = ctx.needs_input_grad[:2]

@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..kernels import Segments, resolve_backend, segment_tensors
 from ..kernels.gnp_composite import PartState, gnp_backward, gnp_forward
@@ -42,6 +43,7 @@ class GNPFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable       # the closed-form backward is not itself differentiable
     def backward(ctx, grad: Tensor):
         x, a_pos, b_pos, a_neg, b_neg, index, ptr, *state = ctx.saved_tensors
         params = (a_pos, b_pos, a_neg, b_neg)
