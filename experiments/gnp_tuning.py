@@ -201,9 +201,8 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     },
     # A search that moved a part away from the mean but not past the midpoint sends it back
     # to the mean at the retrain (stage 9: shortest_path seed 102's third layer and
-    # readout). Stage 11 sets
-    # such a part, once it has travelled 0.05 or 0.15 in (p_unit, beta), to the classic
-    # point its displacement heads for (`retrain_heading`).
+    # readout). Stage 11 sets such a part, once it has travelled 0.05 or 0.15 in (p_unit,
+    # beta), to the classic point its displacement heads for (`retrain_heading`).
     11: {
         f"gnp-retrain-heading{travel:g}": {"gnp": {**SHARED, **MEAN}, "readout": {},
                                            "hp": {**LINEAR, **SNAP, "snap_tolerance": 0.3,

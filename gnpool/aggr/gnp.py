@@ -411,28 +411,28 @@ class _ClassicReduce(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, index: Tensor, size: int, how: str) -> Tensor:
+        count = None
         if how in ("sum", "mean"):
             out = x.new_zeros(size, x.size(1)).index_add_(0, index, x)
             if how == "mean":
-                count = torch.bincount(index, minlength=size).clamp_min(1)
-                out = out / count.to(x.dtype).unsqueeze(1)
+                count = torch.bincount(index, minlength=size).clamp_min(1).to(x.dtype)
+                out = out / count.unsqueeze(1)
         else:
             out = x.new_zeros(size, x.size(1)).scatter_reduce_(
                 0, index.view(-1, 1).expand_as(x), x, "amax" if how == "max" else "amin",
                 include_self=False)
-        ctx.save_for_backward(x, index, out)
-        ctx.size, ctx.how = size, how
+        ctx.save_for_backward(x, index, out, count)
+        ctx.how = how
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, index, out = ctx.saved_tensors
+        x, index, out, count = ctx.saved_tensors
         up = grad.index_select(0, index)
         if ctx.how == "sum":
             return up, None, None, None
         if ctx.how == "mean":
-            count = torch.bincount(index, minlength=ctx.size).clamp_min(1)
-            return up / count.to(up.dtype).index_select(0, index).unsqueeze(1), None, None, None
+            return up / count.index_select(0, index).unsqueeze(1), None, None, None
         hit = x == out.index_select(0, index)
         ties = torch.zeros_like(out).index_add_(0, index, hit.to(out.dtype))
         share = up / ties.index_select(0, index).clamp_min(1)

@@ -30,7 +30,7 @@ from ..training import (
     snap_to_classic,
     transfer_pooling_,
 )
-from ..training.snap import PART_CLASSICS
+from ..training.snap import PART_CLASSICS, _nearest
 from .configs import PoolingConfig
 from .hparams import HParams
 
@@ -394,6 +394,8 @@ def head_parts_(model: torch.nn.Module, start: dict[str, Tensor], travel: float,
     Returns ``{module name: [[positive part, negative part] per channel]}`` with the
     classic point each part was set to or "none", for modules with a part set."""
     centres = torch.tensor(list(PART_CLASSICS.values()), dtype=torch.float64)     # [4, 2]
+    # Classic points a part may head for (never the one it starts nearest).
+    allowed = torch.tensor([name in targets for name in COMPARED])
     out: dict[str, list[list[str]]] = {}
     for name, module in model.named_modules():
         if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
@@ -402,22 +404,20 @@ def head_parts_(model: torch.nn.Module, start: dict[str, Tensor], travel: float,
         prefix = f"{name}." if name else ""
         for unit_name, beta_name in (("p_unit", "beta"), ("p_neg_unit", "beta_neg")):
             unit, beta = getattr(module, unit_name), getattr(module, beta_name)
-            now = torch.stack([unit.double().clamp(-1, 1), beta.double()], -1)
-            then = torch.stack([start[prefix + unit_name].double().clamp(-1, 1),
-                                start[prefix + beta_name].double()], -1)
+            then_unit = start[prefix + unit_name].double()
+            then_beta = start[prefix + beta_name].double()
+            origins = _nearest(then_unit, then_beta)[1]
+            nearest = _nearest(unit.double(), beta.double())[1]
+            then = torch.stack([then_unit.clamp(-1, 1), then_beta], -1)
+            moved = torch.stack([unit.double().clamp(-1, 1), beta.double()], -1) - then
             for k in range(module.channels):
-                origin = int((centres - then[k]).norm(dim=-1).argmin())
-                moved = now[k] - then[k]
+                origin, distance = int(origins[k]), float(moved[k].norm())
                 choice = "none"
-                if (int((centres - now[k]).norm(dim=-1).argmin()) == origin
-                        and float(moved.norm()) >= travel and float(moved.norm()) > 0):
+                if int(nearest[k]) == origin and distance >= travel and distance > 0:
                     towards = centres - then[k]
-                    cos = (towards @ moved) / (towards.norm(dim=-1) * moved.norm())
-                    cos[origin] = -math.inf
-                    for i, classic in enumerate(COMPARED):
-                        if classic not in targets:
-                            cos[i] = -math.inf
-                    cos = torch.nan_to_num(cos, nan=-math.inf)
+                    cos = (towards @ moved[k]) / (towards.norm(dim=-1) * distance)
+                    ok = allowed & (torch.arange(len(COMPARED)) != origin) & ~cos.isnan()
+                    cos = torch.where(ok, cos, torch.full_like(cos, -math.inf))
                     best = int(cos.argmax())
                     if float(cos[best]) >= math.cos(HEADING_ANGLE) - 1e-12:
                         unit[k], beta[k] = (float(v) for v in centres[best])
