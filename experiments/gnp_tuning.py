@@ -21,6 +21,8 @@ configurations run alongside as the reference.
     python experiments/gnp_tuning.py --stage 10           # ... searching at a higher pool_lr
     python experiments/gnp_tuning.py --stage 11           # ... parts set where they headed
     python experiments/gnp_tuning.py --stage 12           # ... heading for max or min only
+    python experiments/gnp_tuning.py --stage 13           # ... set to a whole classic pooling,
+                                                          #   or searched by size shift
 
 Writes experiments/results/gnp_tuning/{runs.sqlite, stage<k>.md}; stage k's table covers
 the variants of stages 1 to k and names the best of them. Resumable: finished runs are
@@ -219,16 +221,34 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
             "hp": {**LINEAR, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
                    "retrain_heading": 0.15, "retrain_heading_exponent": True}},
     },
+    # Stage 12's searches left many GNPs as a mix of two parts that no fixed configuration
+    # computes (the max of the positive part with the mean or the max of the negative one:
+    # 16 of shortest_path's and max_degree's 28 GNPs, readouts included). Stage 13 sets
+    # each GNP before the retrain to the classic pooling of its whole input (sum, mean,
+    # max or min of x) nearest its output on validation (`retrain_whole`), or searches
+    # with the pooling chosen on the largest 30% of the training samples and the weights
+    # on the rest (`pool_split`, the size shift within the training data; stage 2 tried
+    # it without a retrain).
+    13: {
+        f"gnp-retrain-heading0.15-exponent-{suffix}": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**LINEAR, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
+                   "retrain_heading": 0.15, "retrain_heading_exponent": True, **extra}}
+        for suffix, extra in (("whole", {"retrain_whole": True}), ("shift0.3", SHIFT))
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
-               11: (100, 101, 102, 103), 12: (100, 101, 102, 103)}
+               11: (100, 101, 102, 103), 12: (100, 101, 102, 103),
+               13: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
 STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                     11: (RECIPE, "gnp-retrain"),
-                    12: (RECIPE, "gnp-retrain", "gnp-retrain-heading0.15")}
+                    12: (RECIPE, "gnp-retrain", "gnp-retrain-heading0.15"),
+                    13: (RECIPE, "gnp-retrain", "gnp-retrain-heading0.15",
+                         "gnp-retrain-heading0.15-exponent")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 

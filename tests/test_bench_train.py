@@ -439,3 +439,46 @@ def test_retrain_heading_for_max_or_min_only(tmp_path):
     # headed for sum, goes back to its nearest classic point, the mean.
     assert info["headed"] == {"pooling": [["max", "none"]]}
     assert info["snapped"] == {"pooling": [["max", "mean"]]}
+
+
+def test_retrain_whole_sets_the_classic_pooling_of_x_nearest_on_validation(tmp_path):
+    from torch_geometric.nn import aggr
+
+    from gnpool.bench.train import predict
+    from gnpool.training.snap import PART_CLASSICS
+
+    hp, searched, _, kept, record = _retrain(tmp_path, retrain=0.5, retrain_whole=True)
+    splits, _ = _small_set_max_with_gnp(tmp_path)
+    info = record["retrain"]
+    (choice,) = info["whole"]["pooling"]
+    # The parts of the chosen pooling of x: (max, min) for max, (min, max) for min.
+    parts = {"sum": ["sum", "sum"], "mean": ["mean", "mean"], "max": ["max", "min"],
+             "min": ["min", "max"]}[choice]
+    assert info["snapped"] == {"pooling": [parts]}
+    gnp = kept.pooling
+    assert (float(gnp.p_unit), float(gnp.beta)) == PART_CLASSICS[parts[0]]
+    assert (float(gnp.p_neg_unit), float(gnp.beta_neg)) == PART_CLASSICS[parts[1]]
+    # The choice is the PyG aggregation whose output is nearest the searched GNP's on the
+    # validation inputs it receives (relative mean absolute difference).
+    seen = []
+    handle = searched.pooling.register_forward_hook(
+        lambda _m, args, kwargs, out: seen.append((args[0], kwargs["index"], out.detach())),
+        with_kwargs=True)
+    try:
+        predict(searched, splits["val"], "set", hp.eval_batch_size)
+    finally:
+        handle.remove()
+    reference = {"sum": aggr.SumAggregation(), "mean": aggr.MeanAggregation(),
+                 "max": aggr.MaxAggregation(), "min": aggr.MinAggregation()}
+    distance = {}
+    for name, pool in reference.items():
+        err = size = 0.0
+        for x, index, out in seen:
+            expected = pool(x.double(), index, dim_size=out.size(0))
+            err += float((out.double() - expected).abs().sum())
+            size += float(expected.abs().sum())
+        distance[name] = err / size
+    assert choice == min(distance, key=distance.get)
+    with pytest.raises(ValueError, match=r"retrain_whole=True applies only with retrain > 0"):
+        HParams(retrain_whole=True)
+    assert "retrain_whole" not in HParams(retrain=1.0).key()

@@ -85,6 +85,14 @@ class HParams:
         retrain_heading_exponent: with ``retrain_heading``, a part heads only for max or
             min (a displacement along ``p_unit``); one heading for sum (along ``beta``,
             the size exponent) goes to its nearest classic point.
+        retrain_whole: before the part-wise setting, set each learnable GNP channel to
+            the classic pooling of its whole input (sum, mean, max or min of ``x``, both
+            parts together) whose output is nearest its own on the validation inputs it
+            receives (:func:`gnpool.training.snap_to_classic`, within
+            ``retrain_tolerance``); channels left (dead ones, or beyond the tolerance)
+            are set part-wise. Every GNP then computes one of the four poolings the fixed
+            configurations choose from, instead of a mix of two parts (the max of the
+            positive part minus the mean of the negative one).
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -131,6 +139,7 @@ class HParams:
     retrain_last_activation: bool | None = None
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
+    retrain_whole: bool = False
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -161,6 +170,9 @@ class HParams:
                  if getattr(self, name) is not None]
         if not self.retrain and given:
             raise ValueError(f"hyperparameters {', '.join(given)} apply only with retrain > 0 "
+                             "(the share of the epochs spent searching), got retrain=0")
+        if self.retrain_whole and not self.retrain:
+            raise ValueError("hyperparameter retrain_whole=True applies only with retrain > 0 "
                              "(the share of the epochs spent searching), got retrain=0")
         if self.retrain_heading_exponent and self.retrain_heading is None:
             raise ValueError("hyperparameter retrain_heading_exponent=True applies only with "
@@ -196,7 +208,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain": 0.0, "retrain_tolerance": None,
                                    "retrain_last_activation": None,
                                    "retrain_heading": None,
-                                   "retrain_heading_exponent": False}
+                                   "retrain_heading_exponent": False,
+                                   "retrain_whole": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

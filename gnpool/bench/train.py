@@ -439,7 +439,10 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     the searched pooling parameters, frozen, and train its other weights for
     ``hp.epochs`` epochs without snapping or prior. With ``hp.retrain_heading`` the parts
     still nearest their start's classic point but that far from their start are first set
-    to the classic point they were heading for (:func:`head_parts_`). The pooling is what
+    to the classic point they were heading for (:func:`head_parts_`); with
+    ``hp.retrain_whole`` each GNP channel is then set to the classic pooling of its whole
+    input nearest its output on the validation inputs
+    (:func:`gnpool.training.snap_to_classic`) before the rest is set part-wise. The pooling is what
     the search found; the weights no longer carry what they adapted to while it was still
     moving.
 
@@ -457,11 +460,16 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
-        retrain_heading=None, retrain_heading_exponent=False, last_activation=last)
+        retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
+        last_activation=last)
     trained = copy.deepcopy(model.state_dict())
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
               else head_parts_(model, start, hp.retrain_heading, targets))
+    whole = (snap_to_classic(model, tolerance,
+                             run=lambda: predict(model, splits["val"], info.level,
+                                                 hp.eval_batch_size))
+             if hp.retrain_whole else {})
     snapped = snap_parts_(model, tolerance)
     torch.manual_seed(seed)
     fresh = build_model(info, config, retrain_hp)
@@ -475,7 +483,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     record = {**record, "history": searched["history"] + retrained["history"],
               "epochs": search_hp.epochs + hp.epochs,
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
-                          "headed": headed,
+                          "headed": headed, "whole": whole,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
                           "search_snap": searched["snap"], "kept": kept}}
     if kept:
@@ -532,6 +540,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
             module["retrain"] = {
                 "to": retrain["snapped"].get(module["name"]), "kept": retrain["kept"],
                 "headed": retrain["headed"].get(module["name"]),
+                "whole": retrain.get("whole", {}).get(module["name"]),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
                 "val_mse_retrain": retrain["val_mse_retrain"],
