@@ -154,3 +154,39 @@ def test_report_gives_each_session_its_wall_time():
     text = _sessions(two)
     assert "2 runs at commit aaa, 12.0 minutes; 1 runs at commit bbb, 3.5 minutes" in text
     assert _sessions([]) == ""
+
+
+def test_run_from_results_trains_only_the_runs_missing_there(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GNPOOL_BENCH_DIR", str(tmp_path / "bench"))
+    data = ["--data-root", str(tmp_path / "data")]
+    grid = ["--profile", "smoke", "--tasks", "set_max", *data]
+    # Without reported runs there is nothing to start from.
+    assert main(["run", *grid, "--configs", "max", "--from-results", "--no-progress"]) == 2
+    assert "--from-results needs the reported runs" in capsys.readouterr().err
+    # Report one run (results/smoke/runs.sqlite), then lose the working database, as a
+    # fresh checkout has none.
+    assert main(["run", *grid, "--configs", "max", "--no-progress", "--report",
+                 "--no-plots"]) == 0
+    working = tmp_path / "bench" / "runs" / "smoke.sqlite"
+    working.unlink()
+    capsys.readouterr()
+    assert main(["run", *grid, "--from-results", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{working} starts as a copy of" in err and "(1 runs)" in err
+    # The reported max run is not trained again; the smoke grid's other set_max runs are.
+    assert "3 runs planned, 1 already done, 2 run now" in err
+    # An existing database is used as it is.
+    assert main(["run", *grid, "--from-results", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "exists already; it is used as it is" in err and "3 already done" in err
+
+
+def test_report_names_every_version_the_runs_were_made_with():
+    from gnpool.bench.__main__ import _versions
+
+    rows = [{"started_at": "2026-01-02", "versions": {"gnpool": "0.2.0"}},
+            {"started_at": "2026-01-01", "versions": {"gnpool": "0.1.0"}},
+            {"started_at": "2026-01-03", "versions": {"gnpool": "0.2.0"}},
+            {"started_at": "2026-01-04", "versions": None}]
+    assert _versions(rows, "gnpool") == "0.1.0 and 0.2.0"
+    assert _versions(rows, "torch") == "?"

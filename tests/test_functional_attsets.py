@@ -340,3 +340,17 @@ def test_attsets_torch_backends_refuse_a_second_derivative(backend):
     (grad,) = torch.autograd.grad(out, x, grad_outputs=weight, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()
+
+
+@pytest.mark.parametrize("backend", [b for b in available_backends("attsets")
+                                     if b != "triton"])
+def test_attsets_forward_mode_ad_raises_instead_of_a_zero_tangent(backend):
+    x = torch.rand(6, 2, dtype=torch.float64)
+    index = torch.tensor([0, 0, 0, 1, 1, 1])
+    weight = torch.rand(2, 2, dtype=torch.float64)
+    match = r"AttSets has a reverse-mode derivative only"
+    with pytest.raises(NotImplementedError, match=match):
+        torch.func.jvp(lambda x: attsets(x, x, index, backend=backend), (x,), (x,))
+    with pytest.raises(NotImplementedError, match=match):
+        torch.func.jvp(lambda w: attsets_linear(x, w, index=index, backend=backend),
+                       (weight,), (weight,))

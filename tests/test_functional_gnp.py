@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.nn import aggr as pyg
 
-from gnpool.functional import gnp
+from gnpool.functional import gnp, gnp_unit
 
 # Every backend with GNP kernels, Triton included where it is installed (under its
 # interpreter on a machine without a GPU; tests/test_kernels_triton_gnp.py reports its
@@ -444,3 +444,33 @@ def test_torch_backends_refuse_a_second_derivative(backend):
     (grad,) = torch.autograd.grad(out, x, grad_outputs=weight, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()
+
+
+@pytest.mark.parametrize("backend", cpu_backends("gnp"))
+def test_forward_mode_ad_and_func_transforms_raise_instead_of_a_zero_tangent(backend):
+    # The kernels have a reverse-mode derivative only; the cpu operator used to return a
+    # zero tangent under torch.func.jvp without any error.
+    from torch.autograd import forward_ad
+
+    x = torch.rand(6, 2, dtype=torch.float64)
+    index = torch.tensor([0, 0, 0, 1, 1, 1])
+    a = torch.full((2,), 0.7, dtype=torch.float64)
+
+    def pool(x, a=a):
+        return gnp_unit(x, index, p_unit=a, beta=0.0, backend=backend)
+
+    match = r"GNP has a reverse-mode derivative only.*torch.autograd.grad"
+    with pytest.raises(NotImplementedError, match=match):
+        torch.func.jvp(pool, (x,), (torch.ones_like(x),))
+    with pytest.raises(NotImplementedError, match=match):      # a tangent on p_unit alone
+        torch.func.jvp(lambda a: pool(x, a), (a,), (torch.ones_like(a),))
+    with pytest.raises(NotImplementedError, match=match), forward_ad.dual_level():
+        pool(forward_ad.make_dual(x, torch.ones_like(x)))
+    with pytest.raises(NotImplementedError, match=match):
+        torch.func.grad(lambda x: pool(x).sum())(x)
+    with pytest.raises(NotImplementedError, match=match):
+        torch.func.vmap(pool)(x.unsqueeze(0))
+    # Reverse mode is unaffected.
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(pool(x).sum(), x)
+    assert grad.shape == x.shape and bool(torch.isfinite(grad).all())

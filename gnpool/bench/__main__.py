@@ -208,9 +208,9 @@ def _report(args: argparse.Namespace, specs) -> int:
              f"{len(rows) - len(finished)} failed"
              + (f", {missing} of the grid's {len(specs)} not run yet" if missing else "")
              + f"; {seconds / 60:.1f} minutes of training in "
-             f"all{span}. {how}, with torch {versions.get('torch', '?')}, "
-             f"torch_geometric {versions.get('torch_geometric', '?')}, gnpool "
-             f"{versions.get('gnpool', '?')}"
+             f"all{span}. {how}, with torch {_versions(rows, 'torch')}, "
+             f"torch_geometric {_versions(rows, 'torch_geometric')}, gnpool "
+             f"{_versions(rows, 'gnpool')}"
              + (f" (commit {versions['gnpool_commit']})"
                 if "gnpool_commit" in versions and "sessions" not in span else "")
              + ". The settings the runs were made with are listed at the end.")
@@ -222,6 +222,36 @@ def _report(args: argparse.Namespace, specs) -> int:
     print(text)
     print("wrote " + ", ".join(str(f) for f in files), file=sys.stderr)
     return 0
+
+
+def _versions(rows: list[dict], package: str) -> str:
+    """The versions of ``package`` the runs were made with, oldest first (runs added to a
+    database later may have been made with another)."""
+    seen: dict[str, None] = {}
+    for r in sorted(rows, key=lambda r: r.get("started_at") or ""):
+        version = (r.get("versions") or {}).get(package)
+        if version:
+            seen[str(version)] = None
+    return " and ".join(seen) if seen else "?"
+
+
+def _start_from_results(profile: str, db_path: Path) -> None:
+    """``run --from-results``: copy the profile's reported database to ``db_path`` when
+    that does not exist yet (an existing database is never replaced)."""
+    reported = results_dir(profile) / "runs.sqlite"
+    if db_path.exists():
+        print(f"--from-results: {db_path} exists already; it is used as it is",
+              file=sys.stderr)
+        return
+    if not reported.exists():
+        raise ValueError(f"--from-results needs the reported runs {reported}, which do not "
+                         f"exist; run without --from-results to train every run")
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with RunDB(reported, readonly=True) as db:
+        count = len(db.rows())
+        db.snapshot(db_path)
+    print(f"--from-results: {db_path} starts as a copy of {reported} ({count} runs)",
+          file=sys.stderr)
 
 
 def _sessions(rows: list[dict]) -> str:
@@ -274,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
                      "reserves on its node (default: 1)")
     run.add_argument("--gpus-per-run", type=float, help="--executor ray: GPUs each run "
                      "reserves (default: 0; the benchmark's models train on the CPU)")
+    run.add_argument("--from-results", action="store_true",
+                     help="when the database does not exist yet, start it as a copy of the "
+                     "profile's reported runs (results/<profile>/runs.sqlite, the committed "
+                     "ones in a source checkout), so that only the runs missing there train")
     run.add_argument("--no-retry-failed", action="store_true",
                      help="skip runs that failed before instead of running them again")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -306,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         db_path = args.db or default_db(profile.name)
+        if args.from_results:
+            _start_from_results(profile.name, Path(db_path))
         summary = run_grid(specs, db_path, progress=not args.no_progress,
                            retry_failed=not args.no_retry_failed, executor=executor)
     except ValueError as err:

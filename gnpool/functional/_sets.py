@@ -7,6 +7,13 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
+
+try:
+    from torch._C._functorch import is_functorch_wrapped_tensor as _functorch_wrapped
+except ImportError:     # pragma: no cover - a torch without functorch's C bindings
+    def _functorch_wrapped(t: Tensor) -> bool:
+        return False
 
 from ..kernels import Segments
 
@@ -15,6 +22,25 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 def _compiling() -> bool:
     return torch.compiler.is_compiling()
+
+
+def check_reverse_mode(op: str, *tensors: Tensor | None) -> None:
+    """Raise ``NotImplementedError`` for tensors under forward-mode AD
+    (``torch.func.jvp``, ``torch.autograd.forward_ad``) or another ``torch.func`` transform
+    (``grad``, ``vmap``): the kernels have a reverse-mode derivative only, and a
+    ``torch.library`` operator without a forward-mode one would give a zero tangent
+    without any error."""
+    if _compiling():
+        return
+    for t in tensors:
+        if t is None:
+            continue
+        if _functorch_wrapped(t) or forward_ad.unpack_dual(t).tangent is not None:
+            raise NotImplementedError(
+                f"{op} has a reverse-mode derivative only: forward-mode AD "
+                "(torch.func.jvp, torch.autograd.forward_ad) and the torch.func transforms "
+                "(grad, vmap, jacrev) are not supported; use Tensor.backward or "
+                "torch.autograd.grad")
 
 
 def check_features(name: str, x: Tensor) -> None:

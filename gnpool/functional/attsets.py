@@ -10,6 +10,7 @@ from ..kernels import Segments, resolve_backend, segment_tensors
 from ..kernels.attsets_composite import attsets_backward, attsets_forward
 from ._sets import (
     check_features,
+    check_reverse_mode,
     compute_dtype,
     from_rows,
     make_segments,
@@ -87,6 +88,11 @@ def attsets(
         backend: ``"cpu"``, ``"triton"``, ``"scatter"``, ``"native"`` or ``None`` (the
             fastest one that supports the input: ``triton`` for CUDA tensors, ``cpu`` for
             CPU tensors).
+
+    Raises:
+        NotImplementedError: an input under forward-mode AD (``torch.func.jvp``,
+            ``torch.autograd.forward_ad``) or a ``torch.func`` transform (``grad``,
+            ``vmap``): the kernels have a reverse-mode derivative only.
     """
     check_features("x", x)
     check_features("scores", scores)
@@ -96,6 +102,7 @@ def attsets(
                              f"{tuple(x.shape[:-1]) + (1,)}, got {tuple(scores.shape)}")
         scores = scores.expand_as(x)
     dim = normalize_dim(x, dim)
+    check_reverse_mode("AttSets", x, scores)
     dtype = torch.promote_types(compute_dtype(x), compute_dtype(scores))
     seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
     name = resolve_backend(backend, probe(x, dtype), op="attsets").name
@@ -155,6 +162,7 @@ def attsets_linear(
             scores = torch.tanh(scores)
         return attsets(x, scores, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
                        backend=backend)
+    check_reverse_mode("AttSets", x, weight, bias)
     seg = make_segments(x.size(0), index, ptr, dim_size, x.device, 0)
     _, csr_ptr, perm = segment_tensors(name, seg)
     out = torch.ops.gnpool.attsets_linear_forward(x.contiguous(), weight, bias, activation,

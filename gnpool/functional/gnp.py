@@ -13,6 +13,7 @@ from ..kernels.gnp_composite import PartState, gnp_backward, gnp_forward
 from ._sets import (
     Rows,
     check_features,
+    check_reverse_mode,
     compute_dtype,
     from_rows,
     make_segments,
@@ -150,6 +151,10 @@ def gnp(
         ValueError: bad ``index``/``ptr``/``dim_size``/``dim``, a NaN ``p``, a
             non-finite ``q``, ``p = 0`` with ``q != 1``, or a parameter whose size is
             neither 1 nor ``x.size(-1)``.
+        NotImplementedError: an input or parameter under forward-mode AD
+            (``torch.func.jvp``, ``torch.autograd.forward_ad``) or a ``torch.func``
+            transform (``grad``, ``vmap``): the kernels have a reverse-mode derivative
+            only (``Tensor.backward``, ``torch.autograd.grad``).
     """
     check_features("x", x)
     dtype = compute_dtype(x)
@@ -243,6 +248,7 @@ def _rows(x: Tensor, dim: int, dtype: torch.dtype, backend: str) -> Rows:
 
 def _pool(x: Tensor, index: Tensor | None, ptr: Tensor | None, dim_size: int | None,
           dim: int, rows: Rows, params: list[Tensor], backend: str) -> Tensor:
+    check_reverse_mode("GNP", x, *params)
     seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
     if backend in _OPERATOR_BACKENDS:
         _, csr_ptr, perm = segment_tensors(backend, seg)
