@@ -485,3 +485,31 @@ def test_learnable_gnp_without_autograd_leaves_its_parameters_alone():
     assert aggr.p_unit._version == version and aggr._reductions_of is read
     aggr(x, index, dim_size=3)                  # with autograd: projected, as before
     assert aggr.p_unit._version > version
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_forward_mode_ad_through_the_module_raises(learn):
+    # Frozen at max (the segment-reduction path) or learnable in training mode (which
+    # projects p_unit first): the same error as the functional form, before anything
+    # reads the parameters' storage, also for torch.func over the parameters.
+    from torch.func import functional_call, jvp, stack_module_state, vmap
+
+    module = GNPAggregation.from_pooling("max", learn=learn)
+    module.train()
+    x = torch.randn(6, 1, dtype=torch.float64)
+    index = torch.tensor([0, 0, 0, 1, 1, 1])
+    match = r"GNPAggregation has a reverse-mode derivative only"
+    with pytest.raises(NotImplementedError, match=match):
+        jvp(lambda x: module(x, index), (x,), (torch.ones_like(x),))
+    if learn:
+        params = dict(module.named_parameters())
+        with pytest.raises(NotImplementedError, match=match):
+            jvp(lambda p: functional_call(module, p, (x.float(), index)), (params,),
+                ({k: torch.ones_like(v) for k, v in params.items()},))
+        stacked, _ = stack_module_state([module, GNPAggregation.from_pooling("min")])
+        with pytest.raises(NotImplementedError, match=match):
+            vmap(lambda p: functional_call(module, p, (x.float(), index)))(stacked)
+    # Reverse mode is unaffected.
+    x.requires_grad_(True)
+    module(x, index).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())

@@ -157,28 +157,45 @@ def test_report_gives_each_session_its_wall_time():
 
 
 def test_run_from_results_trains_only_the_runs_missing_there(tmp_path, monkeypatch, capsys):
+    from gnpool.bench.db import RunDB
+
     monkeypatch.setenv("GNPOOL_BENCH_DIR", str(tmp_path / "bench"))
     data = ["--data-root", str(tmp_path / "data")]
     grid = ["--profile", "smoke", "--tasks", "set_max", *data]
     # Without reported runs there is nothing to start from.
     assert main(["run", *grid, "--configs", "max", "--from-results", "--no-progress"]) == 2
     assert "--from-results needs the reported runs" in capsys.readouterr().err
-    # Report one run (results/smoke/runs.sqlite), then lose the working database, as a
+    # Report two runs (results/smoke/runs.sqlite), then lose the working database, as a
     # fresh checkout has none.
-    assert main(["run", *grid, "--configs", "max", "--no-progress", "--report",
+    assert main(["run", *grid, "--configs", "max,gnp", "--no-progress", "--report",
                  "--no-plots"]) == 0
     working = tmp_path / "bench" / "runs" / "smoke.sqlite"
     working.unlink()
+    # A working database that holds only one of them (gnp, made again) gets the other.
+    assert main(["run", *grid, "--configs", "gnp", "--no-progress"]) == 0
     capsys.readouterr()
+    assert main(["run", *grid, "--from-results", "--no-progress", "--report",
+                 "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert "added 1 of the 2 finished runs in" in err and "(1 were there already)" in err
+    # The reported max run is not trained again; the smoke grid's third set_max run is.
+    assert "3 runs planned, 2 already done, 1 run now" in err
+    # The report written afterwards keeps every run.
+    with RunDB(tmp_path / "bench" / "results" / "smoke" / "runs.sqlite", readonly=True) as db:
+        assert len(db.rows()) == 3
+    # Again: nothing to add, nothing trains.
     assert main(["run", *grid, "--from-results", "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert f"{working} starts as a copy of" in err and "(1 runs)" in err
-    # The reported max run is not trained again; the smoke grid's other set_max runs are.
-    assert "3 runs planned, 1 already done, 2 run now" in err
-    # An existing database is used as it is.
-    assert main(["run", *grid, "--from-results", "--no-progress"]) == 0
-    err = capsys.readouterr().err
-    assert "exists already; it is used as it is" in err and "3 already done" in err
+    assert "added 0 of the 3 finished runs" in err and "3 already done, 0 run now" in err
+
+
+def test_database_paths_that_cannot_be_files_are_named(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    for db, message in ((tmp_path, "is a directory; expected an SQLite file"),
+                        (tmp_path / "afile" / "x.sqlite", "afile is a file, not a directory")):
+        for command in ("run", "report"):
+            assert main([command, "--profile", "smoke", "--db", str(db)]) == 2
+            assert message in capsys.readouterr().err
 
 
 def test_report_names_every_version_the_runs_were_made_with():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch_geometric.nn import aggr as pyg
@@ -123,3 +125,23 @@ def classic_prior_of(module):
     from gnpool.training import classic_prior
 
     return classic_prior(module)
+
+
+def test_snap_to_classic_leaves_fixed_and_dead_gnps_alone():
+    model = torch.nn.ModuleDict({
+        "fixed": GNPAggregation(p=1.05, q=1.0, learn=False),
+        "frozen": GNPAggregation(p=1.05, q=1.0).requires_grad_(False),
+        "learnable": GNPAggregation(p=1.05, q=1.0),
+        "dead": GNPAggregation(p=3.0, q=1.0),
+    })
+    x, index = torch.rand(12, 2), torch.arange(12) // 4
+
+    def run():
+        for name, module in model.items():
+            module(torch.zeros_like(x) if name == "dead" else x, index)
+
+    # Even with no tolerance: only the learnable GNP that sees a non-zero input snaps.
+    assert snap_to_classic(model, tolerance=math.inf, run=run) == {"learnable": ["mean"]}
+    assert float(model["fixed"].p) == pytest.approx(1.05)
+    assert float(model["frozen"].p) == pytest.approx(1.05)
+    assert float(model["dead"].p) == pytest.approx(3.0)

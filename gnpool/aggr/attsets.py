@@ -45,6 +45,11 @@ class AttSetsAggregation(Aggregation):
         ValueError: ``in_channels`` neither a positive int nor ``-1``, an unknown
             ``activation``; in a call, ``x`` with fewer than 2 dimensions or a last
             dimension other than ``in_channels``.
+        NotImplementedError: in a call, ``x`` or a weight under forward-mode AD
+            (``torch.func.jvp``, ``torch.autograd.forward_ad``) or a ``torch.func``
+            transform: AttSets has a reverse-mode derivative only. Not detected (the
+            tangent comes out zero): a module compiled with ``torch.jit.script``, and
+            ``forward_ad`` dual tensors inside ``torch.compile``.
     """
 
     def __init__(self, in_channels: int = -1, activation: str | None = None,

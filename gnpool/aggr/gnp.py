@@ -11,7 +11,14 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
-from ..functional._sets import compute_dtype, from_rows, make_segments, normalize_dim, to_rows
+from ..functional._sets import (
+    check_reverse_mode,
+    compute_dtype,
+    from_rows,
+    make_segments,
+    normalize_dim,
+    to_rows,
+)
 from ..functional.gnp import gnp_unit_clamped, gnp_unit_script, p_to_unit, q_to_beta
 from ..kernels.gnp_composite import exponent
 
@@ -105,6 +112,12 @@ class GNPAggregation(Aggregation):
         ValueError: ``channels`` is not a positive int, an initial value has neither 1
             nor ``channels`` entries or is out of range, or (in ``forward``) ``channels``
             does not match the features of ``x``.
+        NotImplementedError: (in ``forward``) ``x`` or a parameter under forward-mode AD
+            (``torch.func.jvp``, ``torch.autograd.forward_ad``) or a ``torch.func``
+            transform (``grad``, ``vmap``, ``functional_call`` ensembles under ``vmap``):
+            GNP has a reverse-mode derivative only. Not detected, so the tangent comes out
+            zero or missing: a module compiled with ``torch.jit.script``, and dual tensors
+            of ``torch.autograd.forward_ad`` inside ``torch.compile``.
     """
 
     #: Parameters an optimiser should treat as pooling parameters (see
@@ -254,6 +267,9 @@ class GNPAggregation(Aggregation):
     @torch.jit.unused
     def _forward(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
                  dim_size: int | None, dim: int) -> Tensor:
+        # Before anything reads the parameters' storage (the frozen path's cache).
+        check_reverse_mode("GNPAggregation", x, self.p_unit, self.beta, self.p_neg_unit,
+                           self.beta_neg)
         if self.channels != 1 and (x.dim() < 2 or x.size(-1) != self.channels
                                    or dim % x.dim() == x.dim() - 1):
             features = x.size(-1) if x.dim() >= 2 and dim % x.dim() != x.dim() - 1 else None

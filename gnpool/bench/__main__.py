@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import multiview
-from .db import RunDB
+from .db import RunDB, RunDBError
 from .executors import Executor, LocalExecutor
 from .hparams import parse_assignments
 from .multiview_report import profile_report
@@ -161,6 +161,7 @@ def _why_none(specs, stored: list[dict]) -> str:
 
 def _report(args: argparse.Namespace, specs) -> int:
     db_path = args.db or default_db(args.profile)
+    _check_db_path(Path(db_path))
     committed = results_dir(args.profile) / "runs.sqlite"
     if args.db is None and not Path(db_path).exists() and committed.exists():
         db_path = committed          # a fresh checkout: report the committed results
@@ -235,23 +236,43 @@ def _versions(rows: list[dict], package: str) -> str:
     return " and ".join(seen) if seen else "?"
 
 
-def _start_from_results(profile: str, db_path: Path) -> None:
-    """``run --from-results``: copy the profile's reported database to ``db_path`` when
-    that does not exist yet (an existing database is never replaced)."""
+def _check_db_path(path: Path) -> None:
+    """A database path must name a file (existing or not) whose parent is a directory."""
+    if path.is_dir():
+        raise ValueError(f"--db {path} is a directory; expected an SQLite file (existing or "
+                         f"to be created), e.g. {path / 'runs.sqlite'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--db {path} cannot be created: {parent} is a file, not a "
+                                 f"directory")
+            break
+
+
+def _start_from_results(profile: str, db_path: Path, specs) -> None:
+    """``run --from-results``: add the profile's reported runs (finished ones) that
+    ``db_path`` lacks to it, creating it if needed; nothing stored there is replaced."""
     reported = results_dir(profile) / "runs.sqlite"
-    if db_path.exists():
-        print(f"--from-results: {db_path} exists already; it is used as it is",
-              file=sys.stderr)
-        return
-    if not reported.exists():
+    if not reported.is_file():
         raise ValueError(f"--from-results needs the reported runs {reported}, which do not "
                          f"exist; run without --from-results to train every run")
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with RunDB(reported, readonly=True) as db:
-        count = len(db.rows())
-        db.snapshot(db_path)
-    print(f"--from-results: {db_path} starts as a copy of {reported} ({count} runs)",
-          file=sys.stderr)
+    try:
+        with RunDB(reported, readonly=True) as source:
+            rows = source.rows(status="finished")
+    except RunDBError as err:
+        raise ValueError(f"--from-results cannot read the reported runs: {err}; run without "
+                         f"--from-results to train every run") from err
+    with RunDB(db_path) as db:
+        have = set(db.statuses())
+        added = [r for r in rows if (r["task"], r["config"], r["seed"], r["hp_hash"])
+                 not in have]
+        for row in added:
+            db.write(row)
+    planned = {s.key for s in specs}
+    useful = sum((r["task"], r["config"], r["seed"], r["hp_hash"]) in planned for r in added)
+    print(f"--from-results: added {len(added)} of the {len(rows)} finished runs in {reported} "
+          f"to {db_path} ({len(rows) - len(added)} were there already); {useful} of the "
+          f"added runs belong to this grid and are not trained again", file=sys.stderr)
 
 
 def _sessions(rows: list[dict]) -> str:
@@ -305,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--gpus-per-run", type=float, help="--executor ray: GPUs each run "
                      "reserves (default: 0; the benchmark's models train on the CPU)")
     run.add_argument("--from-results", action="store_true",
-                     help="when the database does not exist yet, start it as a copy of the "
-                     "profile's reported runs (results/<profile>/runs.sqlite, the committed "
-                     "ones in a source checkout), so that only the runs missing there train")
+                     help="first add to the database (creating it if needed) the finished "
+                     "runs of the profile's report (results/<profile>/runs.sqlite, the "
+                     "committed ones in a source checkout) that it lacks, so that only the "
+                     "runs missing from both train; nothing in the database is replaced")
     run.add_argument("--no-retry-failed", action="store_true",
                      help="skip runs that failed before instead of running them again")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -340,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         db_path = args.db or default_db(profile.name)
+        _check_db_path(Path(db_path))
         if args.from_results:
-            _start_from_results(profile.name, Path(db_path))
+            _start_from_results(profile.name, Path(db_path), specs)
         summary = run_grid(specs, db_path, progress=not args.no_progress,
                            retry_failed=not args.no_retry_failed, executor=executor)
     except ValueError as err:

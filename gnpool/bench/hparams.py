@@ -85,14 +85,15 @@ class HParams:
         retrain_heading_exponent: with ``retrain_heading``, a part heads only for max or
             min (a displacement along ``p_unit``); one heading for sum (along ``beta``,
             the size exponent) goes to its nearest classic point.
-        retrain_whole: before the part-wise setting, set each learnable GNP channel to
-            the classic pooling of its whole input (sum, mean, max or min of ``x``, both
-            parts together) whose output is nearest its own on the validation inputs it
-            receives (:func:`gnpool.training.snap_to_classic`, within
-            ``retrain_tolerance``); channels left (dead ones, or beyond the tolerance)
-            are set part-wise. Every GNP then computes one of the four poolings the fixed
-            configurations choose from, instead of a mix of two parts (the max of the
-            positive part minus the mean of the negative one).
+        retrain_whole: after heading (``retrain_heading``) and before the part-wise
+            setting, set each live channel of each learnable GNP to the classic pooling
+            of its whole input (sum, mean, max or min of ``x``, both parts together)
+            whose output is nearest its own on the validation inputs it receives
+            (:func:`gnpool.training.snap_to_classic` with no tolerance; a channel that
+            is 0 on every input is left to the part-wise setting, within
+            ``retrain_tolerance``). Every GNP then computes one of the four poolings the
+            fixed configurations choose from, instead of a mix of two parts (the max of
+            the positive part minus the mean of the negative one).
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.

@@ -466,7 +466,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
               else head_parts_(model, start, hp.retrain_heading, targets))
-    whole = (snap_to_classic(model, tolerance,
+    # Every live channel (a dead one has no output to compare: it is set part-wise).
+    whole = (snap_to_classic(model, math.inf,
                              run=lambda: predict(model, splits["val"], info.level,
                                                  hp.eval_batch_size))
              if hp.retrain_whole else {})

@@ -29,7 +29,8 @@ def check_reverse_mode(op: str, *tensors: Tensor | None) -> None:
     (``torch.func.jvp``, ``torch.autograd.forward_ad``) or another ``torch.func`` transform
     (``grad``, ``vmap``): the kernels have a reverse-mode derivative only, and a
     ``torch.library`` operator without a forward-mode one would give a zero tangent
-    without any error."""
+    without any error. Not checked while ``torch.compile`` traces (a ``forward_ad`` dual
+    tensor passed into a compiled function is not seen)."""
     if _compiling():
         return
     for t in tensors:

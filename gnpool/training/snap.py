@@ -3,6 +3,7 @@ towards one during training."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +37,9 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
     ``run``, on :meth:`GNPAggregation.pooling_distances`' fixed bank of random sets.
 
     Args:
-        model: any module; its :class:`GNPAggregation` modules are snapped in place.
+        model: any module; its learnable :class:`GNPAggregation` modules (parameters that
+            train, as :func:`snap_parts_` takes them) are snapped in place; a fixed GNP
+            (``learn=False``, or frozen parameters) is left as it is.
         tolerance: largest distance that snaps (a relative error).
         run: a callable that runs ``model`` forward over representative inputs.
 
@@ -48,7 +51,8 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
         ValueError: ``tolerance`` is negative or not a number.
     """
     _check_tolerance(tolerance)
-    modules = {name: m for name, m in model.named_modules() if isinstance(m, GNPAggregation)}
+    modules = {name: m for name, m in model.named_modules()
+               if isinstance(m, GNPAggregation) and any(trains for *_, trains in _parts(m))}
     if run is not None:
         distances = _measured(model, modules, run)
     else:
@@ -59,7 +63,7 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
             continue
         stacked = torch.stack([distances[name][p] for p in COMPARED])
         best, where = stacked.min(0)
-        names = [COMPARED[i] if d <= tolerance else "none"
+        names = [COMPARED[i] if d <= tolerance and math.isfinite(d) else "none"
                  for i, d in zip(where.tolist(), best.tolist(), strict=True)]
         if any(n != "none" for n in names):
             module.snap_(names)
