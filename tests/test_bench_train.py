@@ -482,3 +482,36 @@ def test_retrain_whole_sets_the_classic_pooling_of_x_nearest_on_validation(tmp_p
     with pytest.raises(ValueError, match=r"retrain_whole=True applies only with retrain > 0"):
         HParams(retrain_whole=True)
     assert "retrain_whole" not in HParams(retrain=1.0).key()
+
+
+def test_select_channels_keeps_the_model_with_the_lower_validation_loss(tmp_path):
+    splits, _ = _small_set_max_with_gnp(tmp_path)
+    info = task_info("set_max", train_sizes=(2, 12), extrap_sizes=(20, 30))
+    config = PoolingConfig("gnp", None, "gnp", readout_kwargs={"channels": 1, "q": 1.0})
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation=False)
+    shared = run(info, splits, config, HParams(**base), seed=0, progress=False)
+    per_channel = run(info, splits, config, HParams(**base, gnp_per_channel=True), seed=0,
+                      progress=False)
+    assert len(shared["gnp"][0]["p_unit"]) == 1 and len(per_channel["gnp"][0]["p_unit"]) == 8
+    chosen = run(info, splits, config, HParams(**base, select_channels=True), seed=0,
+                 progress=False)
+    (module,) = chosen["gnp"]
+    selection = module["selection"]
+    # Both candidates are the runs above, trained again from the same seed.
+    assert selection["val_mse_shared"] == shared["metrics"]["val_mse"]
+    assert selection["val_mse_per_channel"] == per_channel["metrics"]["val_mse"]
+    expected = (per_channel if selection["val_mse_per_channel"] < selection["val_mse_shared"]
+                else shared)
+    assert selection["kept"] == ("shared" if expected is shared else "per_channel")
+    assert chosen["metrics"]["val_mse"] == expected["metrics"]["val_mse"]
+    assert chosen["metrics"]["mape_extrap"] == expected["metrics"]["mape_extrap"]
+    assert module["p_unit"] == expected["gnp"][0]["p_unit"]
+    assert chosen["metrics"]["epochs"] == 6          # both candidates' epochs
+    # A model without a learnable pooling trains once.
+    fixed = run(info, splits, PoolingConfig("max", None, "max"),
+                HParams(**base, select_channels=True), seed=0, progress=False)
+    assert fixed["metrics"]["epochs"] == 3 and fixed["gnp"] == []
+    with pytest.raises(ValueError, match="select_channels=True and gnp_per_channel=True"):
+        HParams(select_channels=True, gnp_per_channel=True)
+    assert "select_channels" not in HParams().key()
+    assert "gnp_per_channel" not in HParams().key()

@@ -94,6 +94,13 @@ class HParams:
             ``retrain_tolerance``). Every GNP then computes one of the four poolings the
             fixed configurations choose from, instead of a mix of two parts (the max of
             the positive part minus the mean of the negative one).
+        gnp_per_channel: every GNP gets one pooling per channel (``channels`` =
+            ``hidden``, the width of its input) whatever ``gnp_kwargs`` and the
+            configuration say.
+        select_channels: train a model with a learnable GNP twice from the run's seed,
+            as configured and with ``gnp_per_channel``, and keep the one with the lower
+            validation loss (the shared one on a tie); the run trains both models'
+            epochs. Each GNP's record says which was kept and both validation losses.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -141,6 +148,8 @@ class HParams:
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
     retrain_whole: bool = False
+    gnp_per_channel: bool = False
+    select_channels: bool = False
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -175,6 +184,10 @@ class HParams:
         if self.retrain_whole and not self.retrain:
             raise ValueError("hyperparameter retrain_whole=True applies only with retrain > 0 "
                              "(the share of the epochs spent searching), got retrain=0")
+        if self.select_channels and self.gnp_per_channel:
+            raise ValueError("hyperparameters select_channels=True and gnp_per_channel=True "
+                             "exclude each other (select_channels trains the model with and "
+                             "without gnp_per_channel); keep one")
         if self.retrain_heading_exponent and self.retrain_heading is None:
             raise ValueError("hyperparameter retrain_heading_exponent=True applies only with "
                              "retrain_heading (the travel that makes a part head), got "
@@ -210,7 +223,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain_last_activation": None,
                                    "retrain_heading": None,
                                    "retrain_heading_exponent": False,
-                                   "retrain_whole": False}
+                                   "retrain_whole": False, "gnp_per_channel": False,
+                                   "select_channels": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

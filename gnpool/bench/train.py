@@ -42,6 +42,8 @@ def pooling_kwargs(name: str | None, base: dict[str, Any], hp: HParams,
         return dict(base)
     kwargs = {"channels": hp.hidden, **hp.gnp_kwargs,
               **(hp.gnp_readout_kwargs if readout else {}), **base}
+    if hp.gnp_per_channel:
+        kwargs["channels"] = hp.hidden
     share, spread = hp.gnp_negative_share, hp.gnp_p_spread
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"gnp_negative_share must be in [0, 1], got {share!r}")
@@ -492,12 +494,10 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     return (fresh if kept else model), record
 
 
-def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
-        seed: int, *, desc: str = "", position: int = 0,
-        progress: bool = True) -> dict[str, Any]:
-    """Build, train and evaluate one model; returns metrics, learned GNP parameters and
-    per-size MAPE of both test splits."""
-    start = time.perf_counter()
+def _train(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
+           seed: int, desc: str, position: int, progress: bool):
+    # Build from `seed` and train (search and retrain where configured); returns the model,
+    # its training record, its GNP parameters at initialisation and its dead channels then.
     torch.manual_seed(seed)
     model = build_model(info, config, hp)
     initial = {m["name"]: m for m in gnp_parameters(model)}
@@ -509,6 +509,31 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     else:
         record = fit(model, splits["train"], splits["val"], info.level, hp, seed, desc,
                      position, progress)
+    return model, record, initial, dead_before
+
+
+def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
+        seed: int, *, desc: str = "", position: int = 0,
+        progress: bool = True) -> dict[str, Any]:
+    """Build, train and evaluate one model; returns metrics, learned GNP parameters and
+    per-size MAPE of both test splits."""
+    start = time.perf_counter()
+    model, record, initial, dead_before = _train(info, splits, config, hp, seed, desc,
+                                                 position, progress)
+    selection = None
+    if hp.select_channels and any(isinstance(m, GNPAggregation) and m.learn
+                                  for m in model.modules()):
+        per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True)
+        other = _train(info, splits, config, per_channel, seed, desc + "/channels",
+                       position, progress)
+        selection = {"val_mse_shared": record["val_mse"],
+                     "val_mse_per_channel": other[1]["val_mse"],
+                     "kept": "per_channel" if other[1]["val_mse"] < record["val_mse"]
+                     else "shared"}
+        epochs = record.get("epochs", hp.epochs) + other[1].get("epochs", hp.epochs)
+        if selection["kept"] == "per_channel":
+            model, record, initial, dead_before = other
+        record = {**record, "epochs": epochs}
     dead_after = dead_channels(model, splits["train"], info.level, hp.eval_batch_size)
     metrics: dict[str, Any] = {"best_epoch": record["best_epoch"], "val_mse": record["val_mse"],
                                "epochs": record.get("epochs", hp.epochs)}
@@ -525,6 +550,8 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     learned = gnp_parameters(model)
     snap = record["snap"]
     for module in learned:
+        if selection is not None:
+            module["selection"] = selection
         for key in ("p_unit", "beta", "p_neg_unit", "beta_neg"):
             module[f"{key}_init"] = initial[module["name"]][key]
         if snap is not None and module["name"] in snap["modules"]:
