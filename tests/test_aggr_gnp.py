@@ -377,11 +377,11 @@ def test_frozen_reductions_follow_changes_of_the_parameters(monkeypatch):
     torch.testing.assert_close(aggr(x, index, dim_size=5), reference["min"](x, index, dim_size=5))
     aggr.load_state_dict(GNPAggregation.from_pooling("sum", channels=2, learn=False).state_dict())
     torch.testing.assert_close(aggr(x, index, dim_size=5), reference["sum"](x, index, dim_size=5))
-    aggr.snap_(["sum", "max"])                                # channels differ: the kernels
+    aggr.snap_(["sum", "max"])                                # channels differ: grouped
     torch.testing.assert_close(aggr(x, index, dim_size=5), gnp(
         x, index, dim_size=5, p=torch.tensor([1.0, float("inf")]), q=torch.tensor([0.0, 1.0]),
         p_neg=torch.tensor([1.0, -float("inf")]), q_neg=torch.tensor([0.0, 1.0])))
-    assert aggr._reductions is None
+    assert [(c.tolist(), r) for c, r in aggr._reductions] == [([0], ("sum",)), ([1], ("max",))]
     with torch.no_grad():
         aggr.beta.fill_(1e-3)                                 # near max, not at it
         aggr.p_unit.fill_(1.0)
@@ -513,3 +513,45 @@ def test_forward_mode_ad_through_the_module_raises(learn):
     x.requires_grad_(True)
     module(x, index).sum().backward()
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("layout", ["index", "ptr"])
+def test_frozen_channels_at_different_classic_points_equal_the_kernels(layout, monkeypatch):
+    # One pooling per channel, each channel at its own pair of classic points (whole
+    # reductions of x and mixes of two parts), x with a batch dimension too: grouped
+    # segment reductions, the kernels' values and input gradients.
+    from gnpool.aggr.gnp import PART_REDUCTIONS
+
+    points = list(PART_REDUCTIONS)
+    pairs = [(a, b) for a in points for b in points]            # all 16, one per channel
+    x, index = random_sets(200, 9, 16, seed=4, sort=True)
+    x = torch.stack([x, -0.5 * x], dim=1)                       # [elements, 2, channels]
+    where = {"index": index} if layout == "index" else {"ptr": to_ptr(index, 9)}
+
+    def module(**kwargs):
+        aggr = GNPAggregation(channels=16, **kwargs)
+        with torch.no_grad():
+            for k, (pos, neg) in enumerate(pairs):
+                aggr.p_unit[k], aggr.beta[k] = pos
+                aggr.p_neg_unit[k], aggr.beta_neg[k] = neg
+        return aggr.requires_grad_(False)
+
+    kernels, frozen = module(backend="cpu"), module()
+    xb = x.clone().requires_grad_()
+    b = kernels(xb, dim_size=9, dim=0, **where)
+    _no_kernels(monkeypatch)
+    xa = x.clone().requires_grad_()
+    a = frozen(xa, dim_size=9, dim=0, **where)
+    # 16 groups: four whole reductions of x ((max, min) is the max of x) and 12 mixes.
+    assert isinstance(frozen._reductions, list) and len(frozen._reductions) == 16
+    assert sum(len(group) == 1 for _, group in frozen._reductions) == 4
+    weight = torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=a.dtype)
+    (a * weight).sum().backward()
+    (b * weight).sum().backward()
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
+    # A channel off every classic point sends the whole module back to the kernels.
+    with torch.no_grad():
+        frozen.beta[3] = 0.25
+    with pytest.raises(AssertionError, match="kernels were called"):
+        frozen(x, dim_size=9, dim=0, **where)

@@ -53,6 +53,28 @@ _WHOLE_REDUCTIONS = {("sum", "sum"): "sum", ("mean", "mean"): "mean", ("max", "m
                      ("min", "max"): "min"}
 
 
+def _channel_groups(values: Tensor) -> list[tuple[Tensor, tuple[str, ...]]] | None:
+    # Channels grouped by the reductions they equal (values: [4, channels] of p_unit, beta,
+    # p_neg_unit, beta_neg, p_unit clamped), or None when a part is not at a classic point.
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for k in range(values.size(1)):
+        pos = PART_REDUCTIONS.get((float(values[0, k]), float(values[1, k])))
+        neg = PART_REDUCTIONS.get((float(values[2, k]), float(values[3, k])))
+        if pos is None or neg is None:
+            return None
+        whole = _WHOLE_REDUCTIONS.get((pos, neg))
+        groups.setdefault((whole,) if whole is not None else (pos, neg), []).append(k)
+    return [(torch.tensor(channels), reductions) for reductions, channels in groups.items()]
+
+
+def _reduce(data: Tensor, index: Tensor, size: int, reductions: tuple[str, ...]) -> Tensor:
+    # One reduction of the rows, or one per part (of relu(x) and relu(-x)).
+    if len(reductions) == 1:
+        return _ClassicReduce.apply(data, index, size, reductions[0])
+    return (_ClassicReduce.apply(torch.relu(data), index, size, reductions[0])
+            - _ClassicReduce.apply(torch.relu(-data), index, size, reductions[1]))
+
+
 class GNPAggregation(Aggregation):
     r"""Generalized norm-based pooling with a trainable exponent and size normalisation.
 
@@ -92,12 +114,13 @@ class GNPAggregation(Aggregation):
     **Frozen at a classic pooling.** With ``backend=None`` (the default), a GNP whose
     parameters need no gradient (``learn=False``, parameters with ``requires_grad=False``
     as :func:`gnpool.training.transfer_pooling_` leaves them, or autograd disabled) and
-    whose parts sit exactly at classic points (every channel the same point per part:
-    :data:`PART_REDUCTIONS`, where :meth:`snap_` and ``snap_parts_`` put them) is computed
-    with segment reductions (``index_add`` and ``scatter_reduce``), as fast as the fixed
-    pooling: one reduction of ``x`` for sum, mean, max and min, else one per part of
-    ``relu(x)`` and ``relu(-x)``. Same values (to float rounding) and input gradients as
-    the kernels, ties of max and min split evenly, for finite inputs away from 0; where
+    whose parts sit exactly at classic points (:data:`PART_REDUCTIONS`, where :meth:`snap_`
+    and ``snap_parts_`` put them) is computed with segment reductions (``index_add`` and
+    ``scatter_reduce``), as fast as the fixed pooling: one reduction of ``x`` for sum,
+    mean, max and min, else one per part of ``relu(x)`` and ``relu(-x)``; channels at
+    different points are reduced in groups, one group per combination of points. Same
+    values (to float rounding) and input gradients as the kernels, ties of max and min
+    split evenly, for finite inputs away from 0; where
     they differ: at an element exactly 0 in a GNP whose two parts differ, the gradient is
     that of ``relu`` (0 from the part it leaves) where the kernels average the two
     one-sided derivatives, and for infinite or NaN inputs the gradient is that of the
@@ -137,7 +160,7 @@ class GNPAggregation(Aggregation):
         self.channels, self.learn, self.backend = channels, learn, backend
         # The classic reductions the parameters sit at (None: not at one), and the
         # parameters' identities and versions it was read from.
-        self._reductions: tuple[str, ...] | None = None
+        self._reductions: tuple[str, ...] | list[tuple[Tensor, tuple[str, ...]]] | None = None
         self._reductions_of: tuple[Any, ...] | None = None
         p_neg = p if p_neg is None else p_neg
         q_neg = q if q_neg is None else q_neg
@@ -291,7 +314,8 @@ class GNPAggregation(Aggregation):
                                 self.beta, self.p_neg_unit.clamp(-1.0, 1.0), self.beta_neg,
                                 self.backend)
 
-    def _frozen_reductions(self, x: Tensor) -> tuple[str, ...] | None:
+    def _frozen_reductions(
+            self, x: Tensor) -> tuple[str, ...] | list[tuple[Tensor, tuple[str, ...]]] | None:
         # The segment reductions this GNP equals when no gradient reaches its parameters
         # (see the class docstring), else None.
         if self.backend is not None or not x.is_floating_point():
@@ -317,16 +341,18 @@ class GNPAggregation(Aggregation):
                 point = (float(unit[0]), float(beta[0]))
                 same = bool((unit == unit[0]).all() and (beta == beta[0]).all())
                 parts.append(PART_REDUCTIONS.get(point) if same else None)
-            if None in parts:
-                self._reductions = None
-            else:
+            if None not in parts:
                 whole = _WHOLE_REDUCTIONS.get((parts[0], parts[1]))
                 self._reductions = (whole,) if whole is not None else tuple(parts)
+            else:
+                self._reductions = _channel_groups(values)
             self._reductions_of = key
         return self._reductions
 
     def _reduce_classic(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
-                        dim_size: int | None, dim: int, reductions: tuple[str, ...]) -> Tensor:
+                        dim_size: int | None, dim: int,
+                        reductions: tuple[str, ...] | list[tuple[Tensor, tuple[str, ...]]]
+                        ) -> Tensor:
         # On GNP's own set description (int32 or int64 index or ptr, validated as the
         # kernels validate them) and rows [elements, columns] in the compute dtype.
         dtype = compute_dtype(x)
@@ -334,12 +360,22 @@ class GNPAggregation(Aggregation):
         seg = make_segments(x.size(dim), index, ptr, dim_size, x.device, dim)
         rows = to_rows(x, dim, dtype)
         data = rows.data
-        if len(reductions) == 1:
-            out = _ClassicReduce.apply(data, seg.index, seg.size, reductions[0])
+        if isinstance(reductions, tuple):
+            out = _reduce(data, seg.index, seg.size, reductions)
         else:
-            out = (_ClassicReduce.apply(torch.relu(data), seg.index, seg.size, reductions[0])
-                   - _ClassicReduce.apply(torch.relu(-data), seg.index, seg.size,
-                                          reductions[1]))
+            # Channels at different classic points: each group of columns (column j holds
+            # channel j % channels) reduced on its own, then put back in column order.
+            channel_of = torch.arange(data.size(1), device=data.device) % self.channels
+            pieces, order = [], []
+            for channels, group in reductions:
+                columns = torch.isin(channel_of, channels.to(data.device)).nonzero().view(-1)
+                pieces.append(_reduce(data.index_select(1, columns), seg.index, seg.size,
+                                      group))
+                order.append(columns)
+            where = torch.cat(order)
+            inverse = torch.empty_like(where)
+            inverse[where] = torch.arange(where.numel(), device=where.device)
+            out = torch.cat(pieces, 1).index_select(1, inverse)
         return from_rows(out, rows, seg.size, x.dtype)
 
     @torch.no_grad()
