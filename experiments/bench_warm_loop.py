@@ -11,6 +11,8 @@ much as the kernels. Prints one JSON line per (method, size) so that two install
     # a GNP frozen exactly at max (segment reductions) against the same through GNP's
     # kernels, a learnable GNP at max, and PyG's max:
     python experiments/bench_warm_loop.py --methods max,gnp-max-frozen,gnp-max-kernel,gnp-max
+    # one pooling per channel at four classic points, frozen, against GNP's kernels:
+    python experiments/bench_warm_loop.py --methods gnp-mixed-frozen,gnp-mixed-kernel
 """
 
 from __future__ import annotations
@@ -37,7 +39,18 @@ METHODS = {
     # Exactly max, frozen, through the kernels (a backend named turns the reductions off).
     "gnp-max-kernel": lambda channels: GNPAggregation.from_pooling("max", learn=False,
                                                                   backend="cpu"),
+    # One pooling per channel, a quarter of the channels at each of sum, mean, max and min
+    # of x, frozen: grouped segment reductions, or GNP's kernels.
+    "gnp-mixed-frozen": lambda channels: _mixed(channels, None),
+    "gnp-mixed-kernel": lambda channels: _mixed(channels, "cpu"),
 }
+
+
+def _mixed(channels: int, backend: str | None) -> GNPAggregation:
+    names = [("sum", "mean", "max", "min")[4 * k // channels] for k in range(channels)]
+    aggr = GNPAggregation(channels=channels, learn=False, backend=backend)
+    aggr.snap_(names)
+    return aggr
 
 
 def make(method: str, channels: int) -> torch.nn.Module:
