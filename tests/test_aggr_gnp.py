@@ -550,6 +550,11 @@ def test_frozen_channels_at_different_classic_points_equal_the_kernels(layout, m
     (b * weight).sum().backward()
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
+    # The groups' columns are found once per input width and device.
+    (key,) = frozen._reductions._columns
+    assert key == (32, "cpu")
+    torch.testing.assert_close(frozen(x, dim_size=9, dim=0, **where), a.detach())
+    assert list(frozen._reductions._columns) == [key]
     # A channel off every classic point sends the whole module back to the kernels.
     with torch.no_grad():
         frozen.beta[3] = 0.25

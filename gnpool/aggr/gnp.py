@@ -53,7 +53,26 @@ _WHOLE_REDUCTIONS = {("sum", "sum"): "sum", ("mean", "mean"): "mean", ("max", "m
                      ("min", "max"): "min"}
 
 
-def _channel_groups(values: Tensor) -> list[tuple[Tensor, tuple[str, ...]]] | None:
+class _ChannelGroups(list):
+    # [(channels, reductions)] of a GNP whose channels sit at different classic points, and
+    # the column indices of each group and their inverse permutation per (columns, device),
+    # computed once (nonzero() synchronises with the device).
+    def columns(self, count: int, channels: int, device: torch.device
+                ) -> tuple[list[Tensor], Tensor]:
+        key = (count, str(device))
+        cache: dict = self.__dict__.setdefault("_columns", {})
+        if key not in cache:
+            channel_of = torch.arange(count, device=device) % channels
+            order = [torch.isin(channel_of, group.to(device)).nonzero().view(-1)
+                     for group, _ in self]
+            where = torch.cat(order)
+            inverse = torch.empty_like(where)
+            inverse[where] = torch.arange(where.numel(), device=device)
+            cache[key] = (order, inverse)
+        return cache[key]
+
+
+def _channel_groups(values: Tensor) -> _ChannelGroups | None:
     # Channels grouped by the reductions they equal (values: [4, channels] of p_unit, beta,
     # p_neg_unit, beta_neg, p_unit clamped), or None when a part is not at a classic point.
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -64,7 +83,8 @@ def _channel_groups(values: Tensor) -> list[tuple[Tensor, tuple[str, ...]]] | No
             return None
         whole = _WHOLE_REDUCTIONS.get((pos, neg))
         groups.setdefault((whole,) if whole is not None else (pos, neg), []).append(k)
-    return [(torch.tensor(channels), reductions) for reductions, channels in groups.items()]
+    return _ChannelGroups((torch.tensor(channels), reductions)
+                          for reductions, channels in groups.items())
 
 
 def _reduce(data: Tensor, index: Tensor, size: int, reductions: tuple[str, ...]) -> Tensor:
@@ -160,7 +180,7 @@ class GNPAggregation(Aggregation):
         self.channels, self.learn, self.backend = channels, learn, backend
         # The classic reductions the parameters sit at (None: not at one), and the
         # parameters' identities and versions it was read from.
-        self._reductions: tuple[str, ...] | list[tuple[Tensor, tuple[str, ...]]] | None = None
+        self._reductions: tuple[str, ...] | _ChannelGroups | None = None
         self._reductions_of: tuple[Any, ...] | None = None
         p_neg = p if p_neg is None else p_neg
         q_neg = q if q_neg is None else q_neg
@@ -315,7 +335,7 @@ class GNPAggregation(Aggregation):
                                 self.backend)
 
     def _frozen_reductions(
-            self, x: Tensor) -> tuple[str, ...] | list[tuple[Tensor, tuple[str, ...]]] | None:
+            self, x: Tensor) -> tuple[str, ...] | _ChannelGroups | None:
         # The segment reductions this GNP equals when no gradient reaches its parameters
         # (see the class docstring), else None.
         if self.backend is not None or not x.is_floating_point():
@@ -351,7 +371,7 @@ class GNPAggregation(Aggregation):
 
     def _reduce_classic(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
                         dim_size: int | None, dim: int,
-                        reductions: tuple[str, ...] | list[tuple[Tensor, tuple[str, ...]]]
+                        reductions: tuple[str, ...] | _ChannelGroups
                         ) -> Tensor:
         # On GNP's own set description (int32 or int64 index or ptr, validated as the
         # kernels validate them) and rows [elements, columns] in the compute dtype.
@@ -365,16 +385,9 @@ class GNPAggregation(Aggregation):
         else:
             # Channels at different classic points: each group of columns (column j holds
             # channel j % channels) reduced on its own, then put back in column order.
-            channel_of = torch.arange(data.size(1), device=data.device) % self.channels
-            pieces, order = [], []
-            for channels, group in reductions:
-                columns = torch.isin(channel_of, channels.to(data.device)).nonzero().view(-1)
-                pieces.append(_reduce(data.index_select(1, columns), seg.index, seg.size,
-                                      group))
-                order.append(columns)
-            where = torch.cat(order)
-            inverse = torch.empty_like(where)
-            inverse[where] = torch.arange(where.numel(), device=where.device)
+            order, inverse = reductions.columns(data.size(1), self.channels, data.device)
+            pieces = [_reduce(data.index_select(1, columns), seg.index, seg.size, group)
+                      for columns, (_, group) in zip(order, reductions, strict=True)]
             out = torch.cat(pieces, 1).index_select(1, inverse)
         return from_rows(out, rows, seg.size, x.dtype)
 
