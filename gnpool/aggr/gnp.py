@@ -57,10 +57,14 @@ class _ChannelGroups(list):
     # [(channels, reductions)] of a GNP whose channels sit at different classic points, and
     # the column indices of each group and their inverse permutation per (columns, device),
     # computed once (nonzero() synchronises with the device).
+    def __init__(self, groups) -> None:
+        super().__init__(groups)
+        self._columns: dict[tuple[int, str], tuple[list[Tensor], Tensor]] = {}
+
     def columns(self, count: int, channels: int, device: torch.device
                 ) -> tuple[list[Tensor], Tensor]:
         key = (count, str(device))
-        cache: dict = self.__dict__.setdefault("_columns", {})
+        cache = self._columns
         if key not in cache:
             channel_of = torch.arange(count, device=device) % channels
             order = [torch.isin(channel_of, group.to(device)).nonzero().view(-1)
@@ -76,9 +80,10 @@ def _channel_groups(values: Tensor) -> _ChannelGroups | None:
     # Channels grouped by the reductions they equal (values: [4, channels] of p_unit, beta,
     # p_neg_unit, beta_neg, p_unit clamped), or None when a part is not at a classic point.
     groups: dict[tuple[str, ...], list[int]] = {}
-    for k in range(values.size(1)):
-        pos = PART_REDUCTIONS.get((float(values[0, k]), float(values[1, k])))
-        neg = PART_REDUCTIONS.get((float(values[2, k]), float(values[3, k])))
+    units, betas, neg_units, neg_betas = values.tolist()
+    for k in range(len(units)):
+        pos = PART_REDUCTIONS.get((units[k], betas[k]))
+        neg = PART_REDUCTIONS.get((neg_units[k], neg_betas[k]))
         if pos is None or neg is None:
             return None
         whole = _WHOLE_REDUCTIONS.get((pos, neg))
@@ -138,7 +143,9 @@ class GNPAggregation(Aggregation):
     and ``snap_parts_`` put them) is computed with segment reductions (``index_add`` and
     ``scatter_reduce``), as fast as the fixed pooling: one reduction of ``x`` for sum,
     mean, max and min, else one per part of ``relu(x)`` and ``relu(-x)``; channels at
-    different points are reduced in groups, one group per combination of points. Same
+    different points are reduced in groups, one group per combination of points (faster
+    than the kernels for small inputs, slower for large ones, where the backward of
+    ``scatter_reduce``'s max and min dominates: experiments/bench_warm_loop.py). Same
     values (to float rounding) and input gradients as the kernels, ties of max and min
     split evenly, for finite inputs away from 0; where
     they differ: at an element exactly 0 in a GNP whose two parts differ, the gradient is
@@ -356,16 +363,10 @@ class GNPAggregation(Aggregation):
                 values = torch.stack([t.detach().reshape(-1) for t in params]).cpu()
             values[0].clamp_(-1.0, 1.0)
             values[2].clamp_(-1.0, 1.0)
-            parts = []
-            for unit, beta in ((values[0], values[1]), (values[2], values[3])):
-                point = (float(unit[0]), float(beta[0]))
-                same = bool((unit == unit[0]).all() and (beta == beta[0]).all())
-                parts.append(PART_REDUCTIONS.get(point) if same else None)
-            if None not in parts:
-                whole = _WHOLE_REDUCTIONS.get((parts[0], parts[1]))
-                self._reductions = (whole,) if whole is not None else tuple(parts)
-            else:
-                self._reductions = _channel_groups(values)
+            groups = _channel_groups(values)
+            # One group (every channel at the same points): its reductions, ungrouped.
+            self._reductions = (groups[0][1] if groups is not None and len(groups) == 1
+                                else groups)
             self._reductions_of = key
         return self._reductions
 

@@ -444,9 +444,9 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     to the classic point they were heading for (:func:`head_parts_`); with
     ``hp.retrain_whole`` each GNP channel is then set to the classic pooling of its whole
     input nearest its output on the validation inputs
-    (:func:`gnpool.training.snap_to_classic`) before the rest is set part-wise. The pooling is what
-    the search found; the weights no longer carry what they adapted to while it was still
-    moving.
+    (:func:`gnpool.training.snap_to_classic`) before the rest is set part-wise. The
+    pooling is what the search found; the weights no longer carry what they adapted to
+    while it was still moving.
 
     Returns the kept model (the retrained one unless its best validation loss is more
     than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
@@ -515,7 +515,8 @@ def _train(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp
 def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
         seed: int, *, desc: str = "", position: int = 0,
         progress: bool = True) -> dict[str, Any]:
-    """Build, train and evaluate one model; returns metrics, learned GNP parameters and
+    """Build, train and evaluate one model (with ``hp.select_channels``, two: the one with
+    the lower validation loss is evaluated); returns metrics, learned GNP parameters and
     per-size MAPE of both test splits."""
     start = time.perf_counter()
     model, record, initial, dead_before = _train(info, splits, config, hp, seed, desc,
@@ -568,7 +569,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
             module["retrain"] = {
                 "to": retrain["snapped"].get(module["name"]), "kept": retrain["kept"],
                 "headed": retrain["headed"].get(module["name"]),
-                "whole": retrain.get("whole", {}).get(module["name"]),
+                "whole": retrain["whole"].get(module["name"]),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
                 "val_mse_retrain": retrain["val_mse_retrain"],
