@@ -515,3 +515,40 @@ def test_select_channels_keeps_the_model_with_the_lower_validation_loss(tmp_path
         HParams(select_channels=True, gnp_per_channel=True)
     assert "select_channels" not in HParams().key()
     assert "gnp_per_channel" not in HParams().key()
+
+
+def test_retrain_select_activation_keeps_the_retrain_with_the_lower_validation_loss(tmp_path):
+    splits, _ = _small_set_max_with_gnp(tmp_path)
+    info = task_info("set_max", train_sizes=(2, 12), extrap_sizes=(20, 30))
+    config = PoolingConfig("gnp", None, "gnp", readout_kwargs={"channels": 1, "q": 1.0})
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation=False, retrain=0.5)
+    linear = run(info, splits, config, HParams(**base), seed=0, progress=False)
+    relu = run(info, splits, config, HParams(**base, retrain_last_activation=True), seed=0,
+               progress=False)
+    both = run(info, splits, config, HParams(**base, retrain_select_activation=True), seed=0,
+               progress=False)
+    lin, rel, (module,) = linear["gnp"][0]["retrain"], relu["gnp"][0]["retrain"], both["gnp"]
+    choice = module["retrain"]["last_activation"]
+    # Both retrains are the separate runs' retrains: same search, same initialisation.
+    assert choice["val_mse_linear"] == lin["val_mse_retrain"]
+    assert choice["val_mse_relu"] == rel["val_mse_retrain"]
+    assert module["retrain"]["val_mse_search"] == lin["val_mse_search"] == rel["val_mse_search"]
+    assert lin["val_mse_retrain"] != rel["val_mse_retrain"]
+    lower = "relu" if rel["val_mse_retrain"] < lin["val_mse_retrain"] else "linear"
+    assert choice["kept"] == lower
+    assert module["retrain"]["val_mse_retrain"] == min(lin["val_mse_retrain"],
+                                                      rel["val_mse_retrain"])
+    expected = relu if lower == "relu" else linear
+    assert both["metrics"]["val_mse"] == expected["metrics"]["val_mse"]
+    assert both["metrics"]["mape_extrap"] == expected["metrics"]["mape_extrap"]
+    assert both["metrics"]["epochs"] == 2 + 2 * 3    # the search, then two retrains
+    assert linear["gnp"][0]["retrain"]["last_activation"] is None
+    # With select_channels the model with a pooling per channel retrains once.
+    per_channel = run(info, splits, config,
+                      HParams(**base, retrain_select_activation=True, select_channels=True),
+                      seed=0, progress=False)
+    assert per_channel["metrics"]["epochs"] == 8 + 2 + 3
+    with pytest.raises(ValueError,
+                       match=r"retrain_select_activation=True applies only with retrain > 0"):
+        HParams(retrain_select_activation=True)
+    assert "retrain_select_activation" not in HParams(retrain=1.0).key()

@@ -77,6 +77,13 @@ class HParams:
             to a classic point before the retrain; ``None``: every part is.
         retrain_last_activation: ``last_activation`` of the retrained model; ``None``:
             that of the search.
+        retrain_select_activation: retrain twice from the same search, with message
+            MLPs, node MLP and set encoder ending as ``retrain_last_activation`` says and
+            ending the other way (ReLU-ended if that is linear, linear-ended if it is
+            ReLU), and keep the retrained model with the lower validation loss (the first
+            on a tie; then the ``SNAP_SLACK`` rule against the search as usual). The run
+            trains one more ``epochs`` share; with ``select_channels`` only the model as
+            configured retrains twice, the one with a pooling per channel once.
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
             beta)``, is set to the classic point it was heading for (the one within 45
@@ -145,6 +152,7 @@ class HParams:
     retrain: float = 0.0
     retrain_tolerance: float | None = None
     retrain_last_activation: bool | None = None
+    retrain_select_activation: bool = False
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
     retrain_whole: bool = False
@@ -181,6 +189,10 @@ class HParams:
         if not self.retrain and given:
             raise ValueError(f"hyperparameters {', '.join(given)} apply only with retrain > 0 "
                              "(the share of the epochs spent searching), got retrain=0")
+        if self.retrain_select_activation and not self.retrain:
+            raise ValueError("hyperparameter retrain_select_activation=True applies only with "
+                             "retrain > 0 (the share of the epochs spent searching), got "
+                             "retrain=0")
         if self.retrain_whole and not self.retrain:
             raise ValueError("hyperparameter retrain_whole=True applies only with retrain > 0 "
                              "(the share of the epochs spent searching), got retrain=0")
@@ -224,7 +236,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain_heading": None,
                                    "retrain_heading_exponent": False,
                                    "retrain_whole": False, "gnp_per_channel": False,
-                                   "select_channels": False}
+                                   "select_channels": False,
+                                   "retrain_select_activation": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

@@ -446,12 +446,17 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     input nearest its output on the validation inputs
     (:func:`gnpool.training.snap_to_classic`) before the rest is set part-wise. The
     pooling is what the search found; the weights no longer carry what they adapted to
-    while it was still moving.
+    while it was still moving. With ``hp.retrain_select_activation`` the retrain runs
+    twice from the same search and the same initialisation, with linear-ended and with
+    ReLU-ended MLPs (the one ``hp.retrain_last_activation`` names first), and the one with
+    the lower validation loss goes on to the comparison with the search.
 
     Returns the kept model (the retrained one unless its best validation loss is more
     than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
-    entry holds the search's and the retrain's validation losses, the snapped parts and
-    which model was kept; ``"history"`` runs over both stages."""
+    entry holds the search's and the retrain's validation losses, the snapped parts,
+    which model was kept and, with ``hp.retrain_select_activation``, both retrains'
+    validation losses and which was kept (``"last_activation"``); ``"history"`` runs over
+    the search and the kept retrain."""
     search_hp = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
     start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
@@ -463,7 +468,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
-        last_activation=last)
+        retrain_select_activation=False, last_activation=last)
     trained = copy.deepcopy(model.state_dict())
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
@@ -474,21 +479,34 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                                                  hp.eval_batch_size))
              if hp.retrain_whole else {})
     snapped = snap_parts_(model, tolerance)
-    torch.manual_seed(seed)
-    fresh = build_model(info, config, retrain_hp)
-    transfer_pooling_(model, fresh)
-    model.load_state_dict(trained)      # what is kept if the retrain does worse
     search_val = searched["val_mse"]
-    retrained = fit(fresh, splits["train"], splits["val"], info.level, retrain_hp, seed,
-                    desc, position, progress)
+    lasts = [last, not last] if hp.retrain_select_activation else [last]
+    retrains = []
+    for end in lasts:
+        torch.manual_seed(seed)
+        fresh = build_model(info, config, dataclasses.replace(retrain_hp, last_activation=end))
+        transfer_pooling_(model, fresh)
+        suffix = "" if len(lasts) == 1 else ("/relu" if end else "/linear")
+        retrains.append((fresh, fit(fresh, splits["train"], splits["val"], info.level,
+                                    dataclasses.replace(retrain_hp, last_activation=end),
+                                    seed, desc + suffix, position, progress)))
+    model.load_state_dict(trained)      # what is kept if the retrain does worse
+    # The retrain with the lower validation loss (the first on a tie).
+    best = min(range(len(retrains)), key=lambda i: retrains[i][1]["val_mse"])
+    fresh, retrained = retrains[best]
     kept = retrained["val_mse"] <= (1 + SNAP_SLACK) * search_val
     record = retrained if kept else searched
+    activation = (None if len(lasts) == 1 else
+                  {"val_mse_relu": retrains[lasts.index(True)][1]["val_mse"],
+                   "val_mse_linear": retrains[lasts.index(False)][1]["val_mse"],
+                   "kept": "relu" if lasts[best] else "linear"})
     record = {**record, "history": searched["history"] + retrained["history"],
-              "epochs": search_hp.epochs + hp.epochs,
+              "epochs": search_hp.epochs + len(lasts) * hp.epochs,
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
                           "headed": headed, "whole": whole,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
-                          "search_snap": searched["snap"], "kept": kept}}
+                          "search_snap": searched["snap"], "kept": kept,
+                          "last_activation": activation}}
     if kept:
         record["best_epoch"] += search_hp.epochs
     return (fresh if kept else model), record
@@ -524,7 +542,8 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     selection = None
     if hp.select_channels and any(isinstance(m, GNPAggregation) and m.learn
                                   for m in model.modules()):
-        per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True)
+        per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
+                                          retrain_select_activation=False)
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
                        position, progress)
         selection = {"val_mse_shared": record["val_mse"],
@@ -573,6 +592,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
                 "val_mse_retrain": retrain["val_mse_retrain"],
+                "last_activation": retrain["last_activation"],
                 "search_snap": (None if first is None or module["name"] not in first["modules"]
                                 else {"to": first["modules"][module["name"]],
                                       "kept": first.get("kept")})}
