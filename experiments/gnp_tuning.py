@@ -41,6 +41,7 @@ skipped.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import statistics
 import sys
@@ -490,6 +491,79 @@ def finalist_specs():
     return plan(profile, configs=names, extra_configs=extra), chosen
 
 
+#: The choices among retrain variants the offline table names, by stage: stage 12's
+#: recipe, stage 17's (12 and 14), and stage 17's with the ReLU retrains (15) of one or
+#: both of its models.
+OFFLINE_NAMED = {
+    "stage 12": ("gnp-retrain-heading0.15-exponent",),
+    "stage 17": ("gnp-retrain-heading0.15-exponent",
+                 "gnp-retrain-heading0.15-exponent-channels"),
+    "stage 17 + ReLU retrain of the shared model (stage 18)": (
+        "gnp-retrain-heading0.15-exponent", "gnp-retrain-heading0.15-exponent-channels",
+        "gnp-retrain-heading0.15-exponent-relu"),
+    "stage 17 + ReLU retrains of both models": (
+        "gnp-retrain-heading0.15-exponent", "gnp-retrain-heading0.15-exponent-channels",
+        "gnp-retrain-heading0.15-exponent-relu",
+        "gnp-retrain-heading0.15-exponent-channels-relu"),
+}
+
+
+def offline_selection(top: int = 10, largest: int = 3) -> str:
+    """Score choosing among stored retrain variants by validation loss, without training.
+
+    For every set of up to ``largest`` single-model variants of stages 9 to 16 (four
+    seeds each) and for each of :data:`OFFLINE_NAMED`, each (task, seed) takes the
+    tuning MAPE of the variant with the lowest validation loss (the first listed on a
+    tie), and the set is scored as :func:`summarise` scores a variant. Variants that
+    share their search reproduce it exactly, so a set of them is what one run training
+    the search once and every retrain would give, up to the ``SNAP_SLACK`` rule, applied
+    per variant here and once to the lowest retrain in a run."""
+    seeds = STAGE_SEEDS[17]
+    single = [name for stage in range(9, 17) for name in STAGES[stage]]
+    with RunDB(OUT / "runs.sqlite", readonly=True) as db:
+        rows = [r for r in db.rows() if r["status"] == "finished" and r["seed"] in seeds]
+    latest: dict[tuple, dict] = {}
+    for r in sorted(rows, key=lambda r: r.get("finished_at") or ""):
+        latest[(r["task"], r["config"], r["seed"])] = r
+    tasks = [tp.task for tp in TASKS]
+    fixed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (task, config, _), r in latest.items():
+        if (r.get("config_def") or {}).get("fixed"):
+            fixed[task][config].append(r["mape_tune"])
+    best = {t: min(statistics.fmean(v) for v in fixed[t].values() if len(v) == len(seeds))
+            for t in tasks}
+
+    def score(names: tuple[str, ...]) -> tuple[float, dict[str, float]]:
+        ratios = {}
+        for t in tasks:
+            picked = [min((latest[(t, n, s)] for n in names), key=lambda r: r["val_mse"])
+                      for s in seeds]
+            ratios[t] = statistics.fmean(r["mape_tune"] for r in picked) / best[t]
+        return math.exp(statistics.fmean(math.log(max(r, 1.0)) for r in ratios.values())), ratios
+
+    def row(label: str, names: tuple[str, ...]) -> str:
+        total, ratios = score(names)
+        return (f"| {label} | " + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
+                + f" | {total:.3g} |")
+
+    header = ["| variants, lowest validation loss kept | "
+              + " | ".join(f"`{t}`" for t in tasks) + " | score |",
+              "|---|" + "---|" * (len(tasks) + 1)]
+    sets = [c for k in range(1, largest + 1) for c in itertools.combinations(single, k)]
+    ranked = sorted(sets, key=lambda c: score(c)[0])
+    lines = ["# GNP tuning: choosing among retrain variants by validation loss, offline", "",
+             f"Tuning-split MAPE ratios to the best fixed configuration (training seeds "
+             f"{', '.join(map(str, seeds))}; data seed {TUNE_SEED}), when each run keeps "
+             "the variant with the lowest validation loss; computed from the stored runs "
+             "by `python experiments/gnp_tuning.py --offline-selection`. Score as in the "
+             "stage tables.", "", "## Named choices", "", *header]
+    lines += [row(label, names) for label, names in OFFLINE_NAMED.items()]
+    lines += ["", f"## The {top} best of all {len(sets)} sets of 1 to {largest} of the "
+                  f"{len(single)} variants of stages 9 to 16", "", *header]
+    lines += [row(", ".join(f"`{n}`" for n in names), names) for names in ranked[:top]]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -499,7 +573,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finalists", action="store_true",
                         help="score the best variants again with training seeds 100-103 "
                              "(finalists.md)")
+    parser.add_argument("--offline-selection", action="store_true",
+                        help="score choosing among the stored retrain variants by "
+                             "validation loss (offline_selection.md)")
     args = parser.parse_args(argv)
+    if args.offline_selection:
+        text = offline_selection()
+        (OUT / "offline_selection.md").write_text(text)
+        print(text)
+        return 0
     if args.finalists:
         specs, chosen = finalist_specs()
         if not args.report_only:

@@ -49,19 +49,21 @@ class Profile:
 #: How GNP runs in the benchmark, chosen on the tuning split (extrapolation-distributed
 #: samples from data seed 1000, never the reported test splits) by
 #: experiments/gnp_tuning.py among 50 variants (stages 1 to 8 on training seeds 100 and
-#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 17, search
+#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 18, search
 #: and retrain, on seeds 100 to 103); see experiments/results/gnp_tuning/. With `retrain` a
 #: GNP model trains twice the epochs of a fixed configuration's (the search, then the
-#: retrain; the retrain's frozen poolings cost what the fixed ones cost), and with
-#: `select_channels` two such models train (one pooling per GNP, one per channel), the one
-#: with the lower validation loss kept: four times the epochs in all.
+#: retrain; the retrain's frozen poolings cost what the fixed ones cost); with
+#: `select_channels` two such models train (one pooling per GNP, one per channel), and with
+#: `retrain_select_activation` the first retrains twice (linear- and ReLU-ended MLPs), the
+#: model with the lowest validation loss kept: five times the epochs in all.
 #: Keyword arguments of every GNPAggregation, those merged over them for readouts and set
 #: poolings, and hyperparameters of the "gnp" configuration.
 GNP_KWARGS: dict[str, Any] = {"channels": 1, "p": 1.0, "q": 1.0}
 GNP_READOUT_KWARGS: dict[str, Any] = {}
 GNP_OVERRIDES: dict[str, Any] = {"last_activation": False, "snap": 0.2, "snap_tolerance": 0.3,
                                  "retrain": 1.0, "retrain_heading": 0.15,
-                                 "retrain_heading_exponent": True, "select_channels": True}
+                                 "retrain_heading_exponent": True, "select_channels": True,
+                                 "retrain_select_activation": True}
 #: Every learnable configuration's pooling parameters (GNP's, PowerMean's p, Softmax's t,
 #: LAF's and GenAgg's) train through gnpool.param_groups at the library's default rate,
 #: without weight decay, so that they are compared on equal terms.
