@@ -82,7 +82,7 @@ class HParams:
             ending the other way (ReLU-ended if that is linear, linear-ended if it is
             ReLU), and keep the retrained model with the lower validation loss (the first
             on a tie; then the ``SNAP_SLACK`` rule against the search as usual). The run
-            trains one more ``epochs`` share; with ``select_channels`` only the model as
+            trains ``epochs`` more epochs; with ``select_channels`` only the model as
             configured retrains twice, the one with a pooling per channel once.
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,

@@ -48,7 +48,7 @@ class Profile:
 
 #: How GNP runs in the benchmark, chosen on the tuning split (extrapolation-distributed
 #: samples from data seed 1000, never the reported test splits) by
-#: experiments/gnp_tuning.py among 50 variants (stages 1 to 8 on training seeds 100 and
+#: experiments/gnp_tuning.py among 51 variants (stages 1 to 8 on training seeds 100 and
 #: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 18, search
 #: and retrain, on seeds 100 to 103); see experiments/results/gnp_tuning/. With `retrain` a
 #: GNP model trains twice the epochs of a fixed configuration's (the search, then the

@@ -455,8 +455,9 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
     entry holds the search's and the retrain's validation losses, the snapped parts,
     which model was kept and, with ``hp.retrain_select_activation``, both retrains'
-    validation losses and which was kept (``"last_activation"``); ``"history"`` runs over
-    the search and the kept retrain."""
+    validation losses and which of them was lower (``"last_activation"``; the search's
+    model may still be the one kept); ``"history"`` runs over the search and the lower
+    retrain."""
     search_hp = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
     start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
