@@ -469,7 +469,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
-        retrain_select_activation=False, last_activation=last)
+        retrain_select_activation=False)
     trained = copy.deepcopy(model.state_dict())
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
@@ -484,12 +484,12 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     lasts = [last, not last] if hp.retrain_select_activation else [last]
     retrains = []
     for end in lasts:
+        end_hp = dataclasses.replace(retrain_hp, last_activation=end)
         torch.manual_seed(seed)
-        fresh = build_model(info, config, dataclasses.replace(retrain_hp, last_activation=end))
+        fresh = build_model(info, config, end_hp)
         transfer_pooling_(model, fresh)
         suffix = "" if len(lasts) == 1 else ("/relu" if end else "/linear")
-        retrains.append((fresh, fit(fresh, splits["train"], splits["val"], info.level,
-                                    dataclasses.replace(retrain_hp, last_activation=end),
+        retrains.append((fresh, fit(fresh, splits["train"], splits["val"], info.level, end_hp,
                                     seed, desc + suffix, position, progress)))
     model.load_state_dict(trained)      # what is kept if the retrain does worse
     # The retrain with the lower validation loss (the first on a tie).
