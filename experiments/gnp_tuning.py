@@ -32,6 +32,8 @@ configurations run alongside as the reference.
                                                           #   too, by validation
     python experiments/gnp_tuning.py --offline-selection  # every choice among retrains by
                                                           #   validation, from stored runs
+    python experiments/gnp_tuning.py --repeat VARIANT --task T --seed S --db NEW.sqlite
+                                                          # one stored run trained again
 
 Writes experiments/results/gnp_tuning/{runs.sqlite, stage<k>.md}; stage k's table covers
 the variants of stages 1 to k and names the best of them. Resumable: finished runs are
@@ -582,6 +584,32 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+def repeat(variant: str, task: str | None, seed: int | None, db: Path | None,
+           workers: int) -> int:
+    """Train one stored run again (``--repeat``) and print how it came out, next to the
+    stored run's figures: the run's outcome can depend on float rounding (thread count,
+    reduction order), which this shows."""
+    if task is None or seed is None or db is None:
+        raise SystemExit("--repeat needs --task, --seed and --db")
+    if db.exists():
+        raise SystemExit(f"--db {db} exists; expected a path for a new database")
+    stage = next((k for k, v in STAGES.items() if variant in v), None)
+    if stage is None:
+        raise SystemExit(f"--repeat {variant!r} is not a variant of any stage; expected one "
+                         f"of {', '.join(all_variants(max(STAGES)))}")
+    specs = [spec for spec in specs_for(stage) if spec.task == task and spec.seed == seed
+             and spec.config.name == variant]
+    if not specs:
+        raise SystemExit(f"stage {stage} has no run of {variant!r} on task={task!r} with "
+                         f"seed={seed}")
+    run_grid(specs, db, workers=workers)
+    with RunDB(db, readonly=True) as fresh:
+        (row,) = [r for r in fresh.rows() if r["status"] == "finished"]
+    print(f"{variant} {task} seed {seed}, workers={workers}: validation MSE "
+          f"{row['val_mse']!r}, tuning MAPE {row['mape_tune']!r}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -594,7 +622,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offline-selection", action="store_true",
                         help="score choosing among the stored retrain variants by "
                              "validation loss (offline_selection.md)")
+    parser.add_argument("--repeat", metavar="VARIANT",
+                        help="train one run of VARIANT again (with --task and --seed) into "
+                             "--db, a fresh database, and print its validation MSE and "
+                             "tuning MAPE: --workers 1 trains in this process with torch's "
+                             "default thread count, 2 in a worker process with 1 thread")
+    parser.add_argument("--task", help="the task of --repeat")
+    parser.add_argument("--seed", type=int, help="the training seed of --repeat")
+    parser.add_argument("--db", type=Path, help="the database of --repeat (must not exist)")
     args = parser.parse_args(argv)
+    if args.repeat:
+        return repeat(args.repeat, args.task, args.seed, args.db, args.workers)
     if args.offline_selection:
         text = offline_selection()
         (OUT / "offline_selection.md").write_text(text)
