@@ -152,3 +152,25 @@ def test_commit_marker_ignores_committed_results_but_not_code(tmp_path, monkeypa
     # ... a changed source file is not.
     (tmp_path / "code.py").write_text("x = 2")
     assert runner._git_commit() == clean + "+dirty"
+
+
+def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
+    from gnpool.bench.profiles import GNP_OVERRIDES
+
+    quick = get_profile("quick")
+    assert GNP_OVERRIDES["retrain_select_activation"] is True
+    (spec,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
+                   hparams={"retrain_select_activation": False, "last_activation": True})
+    assert spec.hparams.retrain_select_activation is False
+    assert spec.hparams.last_activation is True
+    assert spec.hparams.retrain == GNP_OVERRIDES["retrain"]       # the rest of the recipe
+    (default,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0])
+    assert default.hparams.retrain_select_activation is True
+    assert default.hparams.last_activation is False
+    # Valid for GNP, whose recipe retrains; invalid for a fixed configuration, named.
+    plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
+         hparams={"retrain_select_activation": True})
+    with pytest.raises(ValueError, match=r"configuration 'max' of task 'set_max': "
+                                         r"hyperparameter retrain_select_activation=True"):
+        plan(quick, tasks=["set_max"], configs=["max"], seeds=[0],
+             hparams={"retrain_select_activation": True})

@@ -70,7 +70,8 @@ class HParams:
             retrain, through :func:`gnpool.training.transfer_pooling_`); the retrained
             model is kept unless its validation loss is more than 5% above the searched
             one's (:func:`gnpool.bench.train.search_and_retrain`). The run trains
-            ``max(1, round(retrain * epochs)) + epochs`` epochs in all (the search's own
+            ``max(1, round(retrain * epochs)) + epochs`` epochs in all (``epochs`` more
+            with ``retrain_select_activation``) (the search's own
             snap, ``snap``, falls within its share); a model without a learnable pooling
             has nothing to search and trains ``epochs`` once.
         retrain_tolerance: largest distance in ``(p_unit, beta)`` at which a part is set
@@ -83,7 +84,10 @@ class HParams:
             ReLU), and keep the retrained model with the lower validation loss (the first
             on a tie; then the ``SNAP_SLACK`` rule against the search as usual). The run
             trains ``epochs`` more epochs; with ``select_channels`` only the model as
-            configured retrains twice, the one with a pooling per channel once.
+            configured retrains twice, the one with a pooling per channel once. Each
+            GNP's record gets ``retrain.last_activation``: both retrains' validation
+            losses and the lower one (``"kept"``: ``"linear"`` or ``"relu"``, the retrain
+            compared with the search; ``retrain.kept`` says whether it beat the search).
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
             beta)``, is set to the classic point it was heading for (the one within 45

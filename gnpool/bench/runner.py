@@ -100,7 +100,9 @@ def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
          data_root: str | os.PathLike | None = None) -> list[RunSpec]:
     """The runs of ``profile``, optionally only some ``tasks``, ``configs`` (names) and
     ``seeds``; ``extra_configs`` adds configurations per task; ``hparams`` overrides
-    the profile's hyperparameters for every run."""
+    the hyperparameters of every run, those a profile sets for one configuration (e.g.
+    GNP's recipe) included. ``ValueError`` names the configuration whose settings are
+    invalid."""
     plans = {p.task: p for p in profile.tasks}
     if tasks is not None:
         tasks = list(tasks)
@@ -128,10 +130,15 @@ def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
         if names is not None:
             grid = [c for c in grid if c.name in names]
         seen.update(c.name for c in grid)
-        base = HParams().updated(tp.hparams).updated(hparams or {})
         for config in grid:
             config = with_overrides(config, **tp.overrides.get(config.name, {}))
-            hp = base.updated(config.overrides)
+            # `hparams` (--set) last: it overrides every run's settings, a configuration's
+            # own overrides included; checked once, on the merged settings.
+            try:
+                hp = HParams().updated({**tp.hparams, **config.overrides, **(hparams or {})})
+            except ValueError as err:
+                raise ValueError(f"configuration {config.name!r} of task {task!r}: {err}") \
+                    from None
             for seed in (seeds if seeds is not None else tp.seeds or profile.seeds):
                 specs.append(RunSpec(profile.name, task, config, int(seed), hp, dict(tp.data),
                                      profile.data_seed,

@@ -448,8 +448,10 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     pooling is what the search found; the weights no longer carry what they adapted to
     while it was still moving. With ``hp.retrain_select_activation`` the retrain runs
     twice from the same search and the same initialisation, with linear-ended and with
-    ReLU-ended MLPs (the one ``hp.retrain_last_activation`` names first), and the one with
-    the lower validation loss goes on to the comparison with the search.
+    ReLU-ended MLPs (first the ending ``hp.retrain_last_activation`` names, or
+    ``hp.last_activation`` where that is ``None``), and the one with the lower validation
+    loss (the first on a tie; a NaN loss never wins) goes on to the comparison with the
+    search.
 
     Returns the kept model (the retrained one unless its best validation loss is more
     than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
@@ -493,7 +495,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                                     seed, desc + suffix, position, progress)))
     model.load_state_dict(trained)      # what is kept if the retrain does worse
     # The retrain with the lower validation loss (the first on a tie).
-    best = min(range(len(retrains)), key=lambda i: retrains[i][1]["val_mse"])
+    best = min(range(len(retrains)),
+               key=lambda i: (math.isnan(retrains[i][1]["val_mse"]), retrains[i][1]["val_mse"]))
     fresh, retrained = retrains[best]
     kept = retrained["val_mse"] <= (1 + SNAP_SLACK) * search_val
     record = retrained if kept else searched
@@ -535,8 +538,10 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
         seed: int, *, desc: str = "", position: int = 0,
         progress: bool = True) -> dict[str, Any]:
     """Build, train and evaluate one model (with ``hp.select_channels``, two: the one with
-    the lower validation loss is evaluated); returns metrics, learned GNP parameters and
-    per-size MAPE of both test splits."""
+    the lower validation loss is evaluated; with ``hp.retrain``, each searched and
+    retrained, with ``hp.retrain_select_activation`` the first retrained twice; see
+    :func:`search_and_retrain`); returns metrics, learned GNP parameters and per-size MAPE
+    of both test splits."""
     start = time.perf_counter()
     model, record, initial, dead_before = _train(info, splits, config, hp, seed, desc,
                                                  position, progress)
