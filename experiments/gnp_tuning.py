@@ -536,13 +536,15 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     best = {t: min(statistics.fmean(v) for v in fixed[t].values() if len(v) == len(seeds))
             for t in tasks}
 
-    def score(names: tuple[str, ...]) -> tuple[float, dict[str, float]]:
-        ratios = {}
-        for t in tasks:
-            picked = [min((latest[(t, n, s)] for n in names), key=lambda r: r["val_mse"])
-                      for s in seeds]
-            ratios[t] = statistics.fmean(r["mape_tune"] for r in picked) / best[t]
+    def scored(pick) -> tuple[float, dict[str, float]]:
+        # pick(task, seed) -> the run kept; the score as summarise() computes it.
+        ratios = {t: statistics.fmean(pick(t, s)["mape_tune"] for s in seeds) / best[t]
+                  for t in tasks}
         return math.exp(statistics.fmean(math.log(max(r, 1.0)) for r in ratios.values())), ratios
+
+    def score(names: tuple[str, ...]) -> tuple[float, dict[str, float]]:
+        return scored(lambda t, s: min((latest[(t, n, s)] for n in names),
+                                       key=lambda r: r["val_mse"]))
 
     def row(label: str, names: tuple[str, ...]) -> str:
         total, ratios = score(names)
@@ -568,14 +570,10 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
               "| margin | " + " | ".join(f"`{t}`" for t in tasks) + " | score |",
               "|---|" + "---|" * (len(tasks) + 1)]
     for margin in (1.0, 0.9, 0.8, 0.75, 0.7, 0.6, 0.5, 0.3, 0.1):
-        ratios = {}
-        for t in tasks:
-            picked = [latest[(t, per_channel, s)]
-                      if latest[(t, per_channel, s)]["val_mse"]
-                      < margin * latest[(t, shared, s)]["val_mse"]
-                      else latest[(t, shared, s)] for s in seeds]
-            ratios[t] = statistics.fmean(r["mape_tune"] for r in picked) / best[t]
-        total = math.exp(statistics.fmean(math.log(max(r, 1.0)) for r in ratios.values()))
+        total, ratios = scored(
+            lambda t, s, m=margin: latest[(t, per_channel, s)]
+            if latest[(t, per_channel, s)]["val_mse"] < m * latest[(t, shared, s)]["val_mse"]
+            else latest[(t, shared, s)])
         lines.append(f"| {margin} | " + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
                      + f" | {total:.3g} |")
     lines += ["", f"## The {top} best of all {len(sets)} sets of 1 to {largest} of the "
@@ -586,9 +584,9 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
 
 def repeat(variant: str, task: str | None, seed: int | None, db: Path | None,
            workers: int) -> int:
-    """Train one stored run again (``--repeat``) and print how it came out, next to the
-    stored run's figures: the run's outcome can depend on float rounding (thread count,
-    reduction order), which this shows."""
+    """Train one run of a stage again (``--repeat``) into a new database and print its
+    validation MSE and tuning MAPE, to set next to the stored run's: a run's outcome can
+    depend on float rounding (thread count, reduction order), which this shows."""
     if task is None or seed is None or db is None:
         raise SystemExit("--repeat needs --task, --seed and --db")
     if db.exists():
