@@ -391,18 +391,22 @@ def specs_for(stage: int):
     return plan(profile, configs=names, extra_configs=extra)
 
 
-def summarise(stage: int | str, variants: dict[str, dict[str, Any]],
-              seeds: tuple[int, ...] = SEEDS) -> str:
+def latest_runs() -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The finished runs of ``runs.sqlite`` by (task, configuration, seed): one each, the
+    latest (a fixed configuration run again for the finalists, whose stage 1 runs predate
+    two settings so that their key differs, counts once; the repeats matched stage 1's
+    tuning MAPE to 9 digits)."""
     with RunDB(OUT / "runs.sqlite", readonly=True) as db:
-        rows = [r for r in db.rows() if r["status"] == "finished"
-                and (r.get("hparams") or {}) is not None]
-    # One run per (task, configuration, seed): a fixed configuration run again for the
-    # finalists (its stage 1 runs predate two settings, so their key differs) counts once,
-    # the latest (the repeats matched stage 1's tuning MAPE to 9 digits).
-    latest: dict[tuple, dict] = {}
+        rows = [r for r in db.rows() if r["status"] == "finished"]
+    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
     for r in sorted(rows, key=lambda r: r.get("finished_at") or ""):
         latest[(r["task"], r["config"], r["seed"])] = r
-    rows = list(latest.values())
+    return latest
+
+
+def summarise(stage: int | str, variants: dict[str, dict[str, Any]],
+              seeds: tuple[int, ...] = SEEDS) -> str:
+    rows = list(latest_runs().values())
     tune: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     dead: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     fixed_names: set[str] = set()
@@ -523,11 +527,7 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     per variant here and once to the lowest retrain in a run."""
     seeds = STAGE_SEEDS[17]
     single = [name for stage in range(9, 17) for name in STAGES[stage]]
-    with RunDB(OUT / "runs.sqlite", readonly=True) as db:
-        rows = [r for r in db.rows() if r["status"] == "finished" and r["seed"] in seeds]
-    latest: dict[tuple, dict] = {}
-    for r in sorted(rows, key=lambda r: r.get("finished_at") or ""):
-        latest[(r["task"], r["config"], r["seed"])] = r
+    latest = {key: r for key, r in latest_runs().items() if key[2] in seeds}
     tasks = [tp.task for tp in TASKS]
     fixed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (task, config, _), r in latest.items():

@@ -70,10 +70,10 @@ class HParams:
             retrain, through :func:`gnpool.training.transfer_pooling_`); the retrained
             model is kept unless its validation loss is more than 5% above the searched
             one's (:func:`gnpool.bench.train.search_and_retrain`). The run trains
-            ``max(1, round(retrain * epochs)) + epochs`` epochs in all (``epochs`` more
-            with ``retrain_select_activation``) (the search's own
-            snap, ``snap``, falls within its share); a model without a learnable pooling
-            has nothing to search and trains ``epochs`` once.
+            ``max(1, round(retrain * epochs)) + epochs`` epochs in all, ``epochs`` more
+            with ``retrain_select_activation`` (the search's own snap, ``snap``, falls
+            within its share); a model without a learnable pooling has nothing to search
+            and trains ``epochs`` once.
         retrain_tolerance: largest distance in ``(p_unit, beta)`` at which a part is set
             to a classic point before the retrain; ``None``: every part is.
         retrain_last_activation: ``last_activation`` of the retrained model; ``None``:

@@ -101,7 +101,7 @@ def _paper_plan(task: str) -> TaskPlan:
 _QUICK_GRAPH = {"num_train": 1000, "num_val": 200, "num_test": 500}
 _DATA_1000 = _QUICK_GRAPH
 # LAF and GenAgg cost about 10x the other configurations per graph-task run (quick
-# profile: 210 to 287 s against 11 to 23 s): in the standard budget their four graph-task
+# profile: 210 to 287 s against 11 to 26 s): in the standard budget their four graph-task
 # runs per seed alone would take longer than the whole profile. They run on the set tasks
 # there, and on every task in the quick profile.
 # The standard profile's learnable configurations: GNP, AttSets, PowerMean and Softmax
