@@ -36,3 +36,25 @@ def test_one_layer_is_affine():
 def test_num_layers_is_checked(bad):
     with pytest.raises(ValueError, match="num_layers"):
         MLP(2, 4, 1, num_layers=bad)
+
+
+def test_softplus_ending_is_positive_and_the_names_are_equivalent():
+    torch.manual_seed(0)
+    x = torch.randn(200, 4)
+    linear_end = MLP(4, 8, 8, 2, last_activation="linear")
+    softplus_end = MLP(4, 8, 8, 2, last_activation="softplus")
+    relu_end = MLP(4, 8, 8, 2, last_activation="relu")
+    softplus_end.load_state_dict(linear_end.state_dict())
+    relu_end.load_state_dict(linear_end.state_dict())
+    torch.testing.assert_close(softplus_end(x),
+                               torch.nn.functional.softplus(linear_end(x)))
+    assert bool((softplus_end(x) > 0).all())
+    assert torch.equal(relu_end(x), torch.relu(linear_end(x)))
+    assert "last=softplus" in repr(softplus_end) and "last=linear" in repr(linear_end)
+
+
+@pytest.mark.parametrize("bad", ["tanh", None, 1, "ReLU"])
+def test_last_activation_is_checked(bad):
+    with pytest.raises(ValueError, match=r"last_activation must be true, false or one of "
+                                         r"relu, linear, softplus, got"):
+        MLP(2, 4, 1, last_activation=bad)

@@ -10,7 +10,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class HParams:
         output_layers: layers of the output head (last one linear).
         encoder_layers, decoder_layers: DeepSets encoder and decoder depth.
         last_activation: message MLPs, node MLP and set encoder end in a ReLU, so the
-            poolings see non-negative inputs (Xu et al.); ``False`` ends them linearly.
+            poolings see non-negative inputs (Xu et al.); ``False`` ends them linearly,
+            ``"softplus"`` in a softplus (strictly positive inputs, no dead channel;
+            :class:`gnpool.models.MLP`).
         epochs, batch_size, lr, weight_decay: Adam on the MSE loss.
         lr_step, lr_gamma: multiply the learning rate by ``lr_gamma`` every ``lr_step``
             epochs (Xu et al.: 50, 0.5); ``lr_step = 0`` keeps it constant.
@@ -76,17 +78,18 @@ class HParams:
             and trains ``epochs`` once.
         retrain_tolerance: largest distance in ``(p_unit, beta)`` at which a part is set
             to a classic point before the retrain; ``None``: every part is.
-        retrain_last_activation: ``last_activation`` of the retrained model; ``None``:
-            that of the search.
+        retrain_last_activation: ``last_activation`` of the retrained model (``True``,
+            ``False`` or ``"softplus"``); ``None``: that of the search.
         retrain_select_activation: retrain twice from the same search, with message
             MLPs, node MLP and set encoder ending as ``retrain_last_activation`` says and
-            ending the other way (ReLU-ended if that is linear, linear-ended if it is
-            ReLU), and keep the retrained model with the lower validation loss (the first
+            ending the other way (ReLU-ended if that is linear or softplus, linear-ended
+            if it is ReLU), and keep the retrained model with the lower validation loss (the first
             on a tie; then the ``SNAP_SLACK`` rule against the search as usual). The run
             trains ``epochs`` more epochs; with ``select_channels`` only the model as
             configured retrains twice, the one with a pooling per channel once. Each
             GNP's record gets ``retrain.last_activation``: both retrains' validation
-            losses and the lower one (``"kept"``: ``"linear"`` or ``"relu"``, the retrain
+            losses (``val_mse_<ending>``) and the lower one (``"kept"``: ``"linear"``,
+            ``"relu"`` or ``"softplus"``, the retrain
             compared with the search; ``retrain.kept`` says whether it beat the search).
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
@@ -138,7 +141,7 @@ class HParams:
     output_layers: int = 1
     encoder_layers: int = 2
     decoder_layers: int = 1
-    last_activation: bool = True
+    last_activation: bool | Literal["softplus"] = True
     epochs: int = 30
     batch_size: int = 64
     lr: float = 0.01
@@ -155,7 +158,7 @@ class HParams:
     snap_search: int = 0
     retrain: float = 0.0
     retrain_tolerance: float | None = None
-    retrain_last_activation: bool | None = None
+    retrain_last_activation: bool | Literal["softplus"] | None = None
     retrain_select_activation: bool = False
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
@@ -272,6 +275,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return value is None
     if hint is bool:
         return isinstance(value, bool)
+    if origin is typing.Literal:
+        return any(value == arg and type(value) is type(arg) for arg in typing.get_args(hint))
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
@@ -290,6 +295,8 @@ def _expected(hint: Any) -> str:
              type(None): "null"}
     if hint in names:
         return names[hint]
+    if origin is typing.Literal:
+        return " or ".join(json.dumps(arg) for arg in typing.get_args(hint))
     return "a JSON object with string keys" if origin is dict or hint is dict else str(hint)
 
 

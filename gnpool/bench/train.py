@@ -22,6 +22,7 @@ from ..aggr import GNPAggregation
 from ..aggr.gnp import COMPARED
 from ..datasets import TaskInfo
 from ..models import DeepSets, MessageMLPGNN, gnp_parameters
+from ..models.mlp import ending_name
 from ..training import (
     classic_prior,
     param_groups,
@@ -447,9 +448,10 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     (:func:`gnpool.training.snap_to_classic`) before the rest is set part-wise. The
     pooling is what the search found; the weights no longer carry what they adapted to
     while it was still moving. With ``hp.retrain_select_activation`` the retrain runs
-    twice from the same search and the same initialisation, with linear-ended and with
-    ReLU-ended MLPs (first the ending ``hp.retrain_last_activation`` names, or
-    ``hp.last_activation`` where that is ``None``), and the one with the lower validation
+    twice from the same search and the same initialisation: first with the MLP ending
+    ``hp.retrain_last_activation`` names (or ``hp.last_activation`` where that is
+    ``None``), then with the other one (linear after ReLU, ReLU after linear or softplus),
+    and the one with the lower validation
     loss (the first on a tie; a NaN loss never wins) goes on to the comparison with the
     search.
 
@@ -483,14 +485,15 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
              if hp.retrain_whole else {})
     snapped = snap_parts_(model, tolerance)
     search_val = searched["val_mse"]
-    lasts = [last, not last] if hp.retrain_select_activation else [last]
+    # The other ending: linear after ReLU, ReLU after linear or softplus.
+    lasts = ([last, last is not True] if hp.retrain_select_activation else [last])
     retrains = []
     for end in lasts:
         end_hp = dataclasses.replace(retrain_hp, last_activation=end)
         torch.manual_seed(seed)
         fresh = build_model(info, config, end_hp)
         transfer_pooling_(model, fresh)
-        suffix = "" if len(lasts) == 1 else ("/relu" if end else "/linear")
+        suffix = "" if len(lasts) == 1 else "/" + ending_name(end)
         retrains.append((fresh, fit(fresh, splits["train"], splits["val"], info.level, end_hp,
                                     seed, desc + suffix, position, progress)))
     model.load_state_dict(trained)      # what is kept if the retrain does worse
@@ -501,9 +504,9 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     kept = retrained["val_mse"] <= (1 + SNAP_SLACK) * search_val
     record = retrained if kept else searched
     activation = (None if len(lasts) == 1 else
-                  {"val_mse_relu": retrains[lasts.index(True)][1]["val_mse"],
-                   "val_mse_linear": retrains[lasts.index(False)][1]["val_mse"],
-                   "kept": "relu" if lasts[best] else "linear"})
+                  {**{f"val_mse_{ending_name(end)}": fit_record["val_mse"]
+                      for end, (_, fit_record) in zip(lasts, retrains, strict=True)},
+                   "kept": ending_name(lasts[best])})
     record = {**record, "history": searched["history"] + retrained["history"],
               "epochs": search_hp.epochs + len(lasts) * hp.epochs,
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,

@@ -25,14 +25,15 @@ class DeepSets(torch.nn.Module):
             and keyword arguments for a name.
         encoder_layers: linear layers of the element-wise encoder.
         decoder_layers: linear layers of the decoder (its last layer is linear).
-        last_activation: end the encoder in a ReLU, so the pooling sees non-negative
-            inputs; ``False`` ends it linearly.
+        last_activation: end the encoder in a ReLU (``True``), so the pooling sees
+            non-negative inputs; ``False`` ends it linearly, ``"softplus"`` in a softplus
+            (strictly positive inputs; see :class:`~gnpool.models.MLP`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 64,
                  pooling: Pooling = "sum", *, pooling_kwargs: Mapping[str, Any] | None = None,
                  encoder_layers: int = 2, decoder_layers: int = 1,
-                 last_activation: bool = True) -> None:
+                 last_activation: bool | str = True) -> None:
         super().__init__()
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
                            ("hidden_channels", hidden_channels)):

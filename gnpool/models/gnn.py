@@ -26,11 +26,13 @@ class MessageMLPConv(MessagePassing):
         aggr: an :class:`Aggregation` module (used as is) or a PyG aggregation name.
         edge_dim: columns of ``edge_attr`` appended to the message input (0: none).
         mlp_layers: linear layers of the message MLP.
-        last_activation: end the message MLP in a ReLU (Xu et al.: messages >= 0).
+        last_activation: end the message MLP in a ReLU (Xu et al.: messages >= 0);
+            ``False`` ends it linearly, ``"softplus"`` in a softplus (messages > 0).
     """
 
     def __init__(self, in_channels: int, out_channels: int, aggr: str | Aggregation = "sum",
-                 edge_dim: int = 0, mlp_layers: int = 2, last_activation: bool = True) -> None:
+                 edge_dim: int = 0, mlp_layers: int = 2,
+                 last_activation: bool | str = True) -> None:
         super().__init__(aggr=aggr)
         self.edge_dim = edge_dim
         self.mlp = MLP(2 * in_channels + edge_dim, out_channels, out_channels, mlp_layers,
@@ -71,7 +73,8 @@ class MessageMLPGNN(torch.nn.Module):
             (Xu et al.: 2 for graphs without edge weights, 0 with; 0 disables it).
         output_layers: layers of the output head; its last layer is linear.
         last_activation: message and node MLPs end in a ReLU, so every pooling sees
-            non-negative inputs (Xu et al.). ``False`` ends them linearly.
+            non-negative inputs (Xu et al.). ``False`` ends them linearly,
+            ``"softplus"`` in a softplus (strictly positive inputs).
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 64,
@@ -79,7 +82,7 @@ class MessageMLPGNN(torch.nn.Module):
                  readout: Pooling | None = "sum", *, aggr_kwargs: Mapping[str, Any] | None = None,
                  readout_kwargs: Mapping[str, Any] | None = None, edge_dim: int = 0,
                  mlp_layers: int = 2, node_mlp_layers: int = 0, output_layers: int = 1,
-                 last_activation: bool = True) -> None:
+                 last_activation: bool | str = True) -> None:
         super().__init__()
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
                            ("hidden_channels", hidden_channels), ("num_layers", num_layers)):

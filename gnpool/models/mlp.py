@@ -5,6 +5,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+#: The endings an :class:`MLP` takes (``last_activation``), by name; ``True`` is
+#: ``"relu"`` and ``False`` is ``"linear"``.
+ENDINGS = ("relu", "linear", "softplus")
+
+
+def ending_name(last_activation: bool | str) -> str:
+    """``"relu"``, ``"linear"`` or ``"softplus"`` for an MLP's ``last_activation``
+    (``True`` is ``"relu"``, ``False`` ``"linear"``); ``ValueError`` naming the argument
+    and the accepted values otherwise."""
+    if last_activation is True:
+        return "relu"
+    if last_activation is False:
+        return "linear"
+    if isinstance(last_activation, str) and last_activation in ENDINGS:
+        return last_activation
+    raise ValueError(f"last_activation must be true, false or one of {', '.join(ENDINGS)}, "
+                     f"got {last_activation!r}")
+
 
 class MLP(torch.nn.Module):
     """``num_layers`` linear layers, a ReLU after each but (optionally) the last.
@@ -13,15 +31,23 @@ class MLP(torch.nn.Module):
         in_channels, hidden_channels, out_channels: widths of the input, the hidden
             layers and the output.
         num_layers: number of linear layers (at least 1).
-        last_activation: end in a ReLU too, as Xu et al.'s message MLPs do (their
-            outputs, and so the pooling inputs, are then non-negative).
+        last_activation: how the last layer ends: ``True`` or ``"relu"`` in a ReLU, as
+            Xu et al.'s message MLPs do (the outputs, and so the pooling inputs, are then
+            non-negative); ``False`` or ``"linear"`` linearly (signed outputs);
+            ``"softplus"`` in ``log(1 + exp(x))`` (strictly positive outputs whose
+            gradient never vanishes, so no output channel is 0 on every input).
+
+    Raises:
+        ValueError: ``num_layers`` is not a positive int, or ``last_activation`` is none
+            of the above.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
-                 num_layers: int = 2, last_activation: bool = True) -> None:
+                 num_layers: int = 2, last_activation: bool | str = True) -> None:
         super().__init__()
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        self.ending = ending_name(last_activation)
         widths = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.linears = torch.nn.ModuleList(
             torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
@@ -31,11 +57,13 @@ class MLP(torch.nn.Module):
         last = len(self.linears) - 1
         for i, linear in enumerate(self.linears):
             x = linear(x)
-            if i < last or self.last_activation:
+            if i < last or self.ending == "relu":
                 x = torch.relu(x)
+            elif self.ending == "softplus":
+                x = torch.nn.functional.softplus(x)
         return x
 
     def __repr__(self) -> str:
         widths = [lin.in_features for lin in self.linears] + [self.linears[-1].out_features]
-        end = "relu" if self.last_activation else "linear"
+        end = self.ending
         return f"{self.__class__.__name__}({' -> '.join(map(str, widths))}, last={end})"
