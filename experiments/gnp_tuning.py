@@ -30,6 +30,8 @@ configurations run alongside as the reference.
                                                           #   validation
     python experiments/gnp_tuning.py --stage 18           # ... and the retrain's MLP ending
                                                           #   too, by validation
+    python experiments/gnp_tuning.py --stage 19           # ... searched with softplus-ended
+                                                          #   MLPs (positive inputs)
     python experiments/gnp_tuning.py --offline-selection  # every choice among retrains by
                                                           #   validation, from stored runs
     python experiments/gnp_tuning.py --repeat VARIANT --task T --seed S --db NEW.sqlite
@@ -79,6 +81,7 @@ PROFILE = Profile("gnp_tuning", "GNP recipe selection on the tuning split", TASK
 MEAN = {"q": 1.0}
 SHARED = {"channels": 1}
 LINEAR = {"last_activation": False}
+SOFTPLUS = {"last_activation": "softplus"}
 SHIFT = {"pool_split": 0.3}
 SNAP = {"snap": 0.2}
 # |p| spread from 1 to 50 over the channels, a quarter of them negative.
@@ -326,13 +329,29 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
                    "retrain_heading": 0.15, "retrain_heading_exponent": True,
                    "select_channels": True, "retrain_select_activation": True}},
     },
+    # With linear-ended MLPs max of x and min of -x are the same model up to the sign of
+    # the next layer's weights, so what a search finds is not what a ReLU-ended model
+    # (non-negative inputs, where the known-good poolings extrapolate best) computes with
+    # the same pooling: stage 15's ReLU retrain lost set_max, whose searches took the max
+    # through the negative part. Softplus-ended MLPs feed GNP strictly positive inputs
+    # (no sign to flip, no dead channel, no exact 0 where the way to min crosses p = 0,
+    # stage 1's trap). Stage 19 searches with them, then retrains with softplus- or with
+    # ReLU-ended MLPs (stage 12's recipe otherwise: one pooling per GNP).
+    19: {
+        f"gnp-retrain-heading0.15-exponent-softplus{suffix}": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**SOFTPLUS, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
+                   "retrain_heading": 0.15, "retrain_heading_exponent": True, **extra}}
+        for suffix, extra in (("", {}), ("-relu", {"retrain_last_activation": True}))
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                11: (100, 101, 102, 103), 12: (100, 101, 102, 103),
                13: (100, 101, 102, 103), 14: (100, 101, 102, 103),
                15: (100, 101, 102, 103), 16: (100, 101, 102, 103),
-               17: (100, 101, 102, 103), 18: (100, 101, 102, 103)}
+               17: (100, 101, 102, 103), 18: (100, 101, 102, 103),
+               19: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -352,7 +371,10 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                          "gnp-retrain-heading0.15-exponent-channels"),
                     18: (RECIPE, "gnp-retrain-heading0.15-exponent",
                          "gnp-retrain-heading0.15-exponent-relu",
-                         "gnp-retrain-heading0.15-exponent-select")}
+                         "gnp-retrain-heading0.15-exponent-select"),
+                    19: (RECIPE, "gnp-retrain-heading0.15-exponent",
+                         "gnp-retrain-heading0.15-exponent-relu",
+                         "gnp-retrain-heading0.15-exponent-select-activation")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 
