@@ -336,13 +336,16 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # through the negative part. Softplus-ended MLPs feed GNP strictly positive inputs
     # (no sign to flip, no dead channel, no exact 0 where the way to min crosses p = 0,
     # stage 1's trap). Stage 19 searches with them, then retrains with softplus- or with
-    # ReLU-ended MLPs (stage 12's recipe otherwise: one pooling per GNP).
+    # ReLU-ended MLPs, and, as the control, searches and retrains with ReLU-ended ones
+    # (stage 12's recipe otherwise: one pooling per GNP).
     19: {
-        f"gnp-retrain-heading0.15-exponent-softplus{suffix}": {
+        f"gnp-retrain-heading0.15-exponent-{suffix}": {
             "gnp": {**SHARED, **MEAN}, "readout": {},
-            "hp": {**SOFTPLUS, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
+            "hp": {**SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
                    "retrain_heading": 0.15, "retrain_heading_exponent": True, **extra}}
-        for suffix, extra in (("", {}), ("-relu", {"retrain_last_activation": True}))
+        for suffix, extra in (("softplus", SOFTPLUS),
+                              ("softplus-relu", {**SOFTPLUS, "retrain_last_activation": True}),
+                              ("relusearch", {"last_activation": True}))
     },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
