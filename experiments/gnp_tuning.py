@@ -539,6 +539,27 @@ OFFLINE_NAMED = {
 }
 
 
+#: Stage 18's recipe (a run that already keeps the lowest validation loss of its three
+#: retrained models) with stage 19's searches added as candidates: all at the current
+#: code, unlike stage 14's per-channel runs in the tables above (see stage 18).
+_S18 = "gnp-retrain-heading0.15-exponent-select-activation"
+OFFLINE_STAGE19 = {
+    "stage 18": (_S18,),
+    "stage 18 + softplus search, softplus retrain": (
+        _S18, "gnp-retrain-heading0.15-exponent-softplus"),
+    "stage 18 + softplus search, ReLU retrain": (
+        _S18, "gnp-retrain-heading0.15-exponent-softplus-relu"),
+    "stage 18 + softplus search, both retrains": (
+        _S18, "gnp-retrain-heading0.15-exponent-softplus",
+        "gnp-retrain-heading0.15-exponent-softplus-relu"),
+    "stage 18 + ReLU search and retrain": (_S18, "gnp-retrain-heading0.15-exponent-relusearch"),
+    "stage 18 + all three of stage 19": (
+        _S18, "gnp-retrain-heading0.15-exponent-softplus",
+        "gnp-retrain-heading0.15-exponent-softplus-relu",
+        "gnp-retrain-heading0.15-exponent-relusearch"),
+}
+
+
 def offline_selection(top: int = 10, largest: int = 3) -> str:
     """Score choosing among stored retrain variants by validation loss, without training.
 
@@ -546,7 +567,9 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     seeds each) and for each of :data:`OFFLINE_NAMED`, each (task, seed) takes the
     tuning MAPE of the variant with the lowest validation loss (the first listed on a
     tie), and the set is scored as :func:`summarise` scores a variant; and stage 17's
-    choice with a margin in favour of its model with one pooling per GNP. Variants that
+    choice with a margin in favour of its model with one pooling per GNP; and stage 18's
+    choice with stage 19's searches as further candidates
+    (:data:`OFFLINE_STAGE19`). Variants that
     share their search reproduce it exactly, so a set of them is what one run training
     the search once and every retrain would give, up to the ``SNAP_SLACK`` rule, applied
     per variant here and once to the lowest retrain in a run."""
@@ -604,6 +627,13 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     lines += ["", f"## The {top} best of all {len(sets)} sets of 1 to {largest} of the "
                   f"{len(single)} variants of stages 9 to 16", "", *header]
     lines += [row(", ".join(f"`{n}`" for n in names), names) for names in ranked[:top]]
+    lines += ["", "## Stage 18 with stage 19's searches as further candidates", "",
+              "A stage 18 run keeps the lowest validation loss of its three retrained "
+              "models; here it competes with stage 19's runs of the same seed (a search "
+              "with softplus- or ReLU-ended MLPs, retrained as named), each a further "
+              "search and retrain (two more times a fixed configuration's epochs per "
+              "search).", "", *header]
+    lines += [row(label, names) for label, names in OFFLINE_STAGE19.items()]
     return "\n".join(lines) + "\n"
 
 

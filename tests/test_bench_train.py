@@ -552,3 +552,31 @@ def test_retrain_select_activation_keeps_the_retrain_with_the_lower_validation_l
                        match=r"retrain_select_activation=True applies only with retrain > 0"):
         HParams(retrain_select_activation=True)
     assert "retrain_select_activation" not in HParams(retrain=1.0).key()
+
+
+def test_softplus_search_feeds_gnp_positive_inputs_and_retrains_with_relu_second(tmp_path):
+    splits, _ = _small_set_max_with_gnp(tmp_path)
+    info = task_info("set_max", train_sizes=(2, 12), extrap_sizes=(20, 30))
+    config = PoolingConfig("gnp", None, "gnp", readout_kwargs={"channels": 1, "q": 1.0})
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=0.5)
+    hp = HParams(**base)
+    assert hp.key()["last_activation"] == "softplus"
+    model = build_model(info, config, hp)
+    assert model.encoder.ending == "softplus"
+    x = torch.randn(50, info.num_node_features)
+    assert bool((model.encoder(x) > 0).all())
+    softplus = run(info, splits, config, hp, seed=0, progress=False)
+    relu = run(info, splits, config, HParams(**base, retrain_last_activation=True), seed=0,
+               progress=False)
+    both = run(info, splits, config, HParams(**base, retrain_select_activation=True), seed=0,
+               progress=False)
+    choice = both["gnp"][0]["retrain"]["last_activation"]
+    assert set(choice) == {"val_mse_softplus", "val_mse_relu", "kept"}
+    assert choice["val_mse_softplus"] == softplus["gnp"][0]["retrain"]["val_mse_retrain"]
+    assert choice["val_mse_relu"] == relu["gnp"][0]["retrain"]["val_mse_retrain"]
+    lower = min(("softplus", "relu"), key=lambda end: choice[f"val_mse_{end}"])
+    assert choice["kept"] == lower
+    assert both["metrics"]["epochs"] == 2 + 2 * 3
+    with pytest.raises(ValueError, match=r'last_activation must be true or false or '
+                                         r'"softplus", got .tanh.'):
+        HParams(**{**base, "last_activation": "tanh"})
