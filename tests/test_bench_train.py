@@ -484,10 +484,16 @@ def test_retrain_whole_sets_the_classic_pooling_of_x_nearest_on_validation(tmp_p
     assert "retrain_whole" not in HParams(retrain=1.0).key()
 
 
-def test_select_channels_keeps_the_model_with_the_lower_validation_loss(tmp_path):
+def _set_max_with_one_gnp(tmp_path):
+    # The small set_max splits, their task, and a GNP readout with one pooling at the mean.
     splits, _ = _small_set_max_with_gnp(tmp_path)
     info = task_info("set_max", train_sizes=(2, 12), extrap_sizes=(20, 30))
-    config = PoolingConfig("gnp", None, "gnp", readout_kwargs={"channels": 1, "q": 1.0})
+    return splits, info, PoolingConfig("gnp", None, "gnp",
+                                       readout_kwargs={"channels": 1, "q": 1.0})
+
+
+def test_select_channels_keeps_the_model_with_the_lower_validation_loss(tmp_path):
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
     base = dict(hidden=8, epochs=3, batch_size=16, last_activation=False)
     shared = run(info, splits, config, HParams(**base), seed=0, progress=False)
     per_channel = run(info, splits, config, HParams(**base, gnp_per_channel=True), seed=0,
@@ -518,9 +524,7 @@ def test_select_channels_keeps_the_model_with_the_lower_validation_loss(tmp_path
 
 
 def test_retrain_select_activation_keeps_the_retrain_with_the_lower_validation_loss(tmp_path):
-    splits, _ = _small_set_max_with_gnp(tmp_path)
-    info = task_info("set_max", train_sizes=(2, 12), extrap_sizes=(20, 30))
-    config = PoolingConfig("gnp", None, "gnp", readout_kwargs={"channels": 1, "q": 1.0})
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
     base = dict(hidden=8, epochs=3, batch_size=16, last_activation=False, retrain=0.5)
     linear = run(info, splits, config, HParams(**base), seed=0, progress=False)
     relu = run(info, splits, config, HParams(**base, retrain_last_activation=True), seed=0,
@@ -555,9 +559,7 @@ def test_retrain_select_activation_keeps_the_retrain_with_the_lower_validation_l
 
 
 def test_softplus_search_feeds_gnp_positive_inputs_and_retrains_with_relu_second(tmp_path):
-    splits, _ = _small_set_max_with_gnp(tmp_path)
-    info = task_info("set_max", train_sizes=(2, 12), extrap_sizes=(20, 30))
-    config = PoolingConfig("gnp", None, "gnp", readout_kwargs={"channels": 1, "q": 1.0})
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
     base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=0.5)
     hp = HParams(**base)
     assert hp.key()["last_activation"] == "softplus"

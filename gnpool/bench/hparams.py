@@ -83,14 +83,15 @@ class HParams:
         retrain_select_activation: retrain twice from the same search, with message
             MLPs, node MLP and set encoder ending as ``retrain_last_activation`` says and
             ending the other way (ReLU-ended if that is linear or softplus, linear-ended
-            if it is ReLU), and keep the retrained model with the lower validation loss (the first
-            on a tie; then the ``SNAP_SLACK`` rule against the search as usual). The run
+            if it is ReLU), and keep the retrained model with the lower validation loss
+            (the first on a tie; then the ``SNAP_SLACK`` rule against the search as
+            usual). The run
             trains ``epochs`` more epochs; with ``select_channels`` only the model as
             configured retrains twice, the one with a pooling per channel once. Each
             GNP's record gets ``retrain.last_activation``: both retrains' validation
             losses (``val_mse_<ending>``) and the lower one (``"kept"``: ``"linear"``,
-            ``"relu"`` or ``"softplus"``, the retrain
-            compared with the search; ``retrain.kept`` says whether it beat the search).
+            ``"relu"`` or ``"softplus"``, the retrain compared with the search;
+            ``retrain.kept`` says whether it beat the search).
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
             beta)``, is set to the classic point it was heading for (the one within 45

@@ -451,9 +451,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     twice from the same search and the same initialisation: first with the MLP ending
     ``hp.retrain_last_activation`` names (or ``hp.last_activation`` where that is
     ``None``), then with the other one (linear after ReLU, ReLU after linear or softplus),
-    and the one with the lower validation
-    loss (the first on a tie; a NaN loss never wins) goes on to the comparison with the
-    search.
+    and the one with the lower validation loss (the first on a tie; a NaN loss never
+    wins) goes on to the comparison with the search.
 
     Returns the kept model (the retrained one unless its best validation loss is more
     than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
@@ -486,7 +485,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     snapped = snap_parts_(model, tolerance)
     search_val = searched["val_mse"]
     # The other ending: linear after ReLU, ReLU after linear or softplus.
-    lasts = ([last, last is not True] if hp.retrain_select_activation else [last])
+    lasts = [last, last is not True] if hp.retrain_select_activation else [last]
     retrains = []
     for end in lasts:
         end_hp = dataclasses.replace(retrain_hp, last_activation=end)

@@ -65,5 +65,5 @@ class MLP(torch.nn.Module):
 
     def __repr__(self) -> str:
         widths = [lin.in_features for lin in self.linears] + [self.linears[-1].out_features]
-        end = self.ending
-        return f"{self.__class__.__name__}({' -> '.join(map(str, widths))}, last={end})"
+        return (f"{self.__class__.__name__}({' -> '.join(map(str, widths))}, "
+                f"last={self.ending})")
