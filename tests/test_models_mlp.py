@@ -58,3 +58,14 @@ def test_last_activation_is_checked(bad):
     with pytest.raises(ValueError, match=r"last_activation must be true, false or one of "
                                          r"relu, linear, softplus, got"):
         MLP(2, 4, 1, last_activation=bad)
+
+
+def test_last_activation_set_after_construction_takes_effect():
+    torch.manual_seed(0)
+    mlp = MLP(3, 4, 2, 2, last_activation=True)
+    mlp.last_activation = False
+    assert mlp.ending == "linear" and "last=linear" in repr(mlp)
+    assert bool((mlp(torch.randn(200, 3)) < 0).any())
+    mlp.last_activation = "tanh"
+    with pytest.raises(ValueError, match="last_activation must be"):
+        mlp(torch.randn(2, 3))

@@ -34,8 +34,9 @@ class MLP(torch.nn.Module):
         last_activation: how the last layer ends: ``True`` or ``"relu"`` in a ReLU, as
             Xu et al.'s message MLPs do (the outputs, and so the pooling inputs, are then
             non-negative); ``False`` or ``"linear"`` linearly (signed outputs);
-            ``"softplus"`` in ``log(1 + exp(x))`` (strictly positive outputs whose
-            gradient never vanishes, so no output channel is 0 on every input).
+            ``"softplus"`` in ``log(1 + exp(x))`` (positive outputs whose gradient never
+            vanishes, so no output channel is 0 on every input, up to underflow of
+            pre-activations below about -100 in float32 and -17 in float16).
 
     Raises:
         ValueError: ``num_layers`` is not a positive int, or ``last_activation`` is none
@@ -47,19 +48,25 @@ class MLP(torch.nn.Module):
         super().__init__()
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
-        self.ending = ending_name(last_activation)
+        ending_name(last_activation)        # checked here, read by ``ending``
         widths = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.linears = torch.nn.ModuleList(
             torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.last_activation = last_activation
 
+    @property
+    def ending(self) -> str:
+        """``"relu"``, ``"linear"`` or ``"softplus"``: how the last layer ends (from
+        ``last_activation``, which may be set after construction)."""
+        return ending_name(self.last_activation)
+
     def forward(self, x: Tensor) -> Tensor:
-        last = len(self.linears) - 1
+        last, ending = len(self.linears) - 1, self.ending
         for i, linear in enumerate(self.linears):
             x = linear(x)
-            if i < last or self.ending == "relu":
+            if i < last or ending == "relu":
                 x = torch.relu(x)
-            elif self.ending == "softplus":
+            elif ending == "softplus":
                 x = torch.nn.functional.softplus(x)
         return x
 
