@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import platformdirs
 import pytest
 
@@ -119,6 +121,22 @@ def test_report_explains_a_mismatch_and_records_the_settings_used(tmp_path, caps
     assert "epochs=3" in settings and "lr=0.02" in settings and "hidden=8" in settings
     assert main(["report", *args, "--all", "--no-plots", "--out", str(tmp_path / "c")]) == 0
     assert "Every run in the database" in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_report_names_a_setting_newer_than_the_stored_runs(tmp_path, capsys):
+    args = ["--profile", "smoke", "--tasks", "set_max", "--configs", "max", "--db",
+            str(tmp_path / "r.sqlite"), "--data-root", str(tmp_path / "data")]
+    assert main(["run", *args, "--no-progress"]) == 0
+    # As a run stored before `snap_tolerance` existed: its settings lack the key.
+    with sqlite3.connect(tmp_path / "r.sqlite") as con:
+        con.execute("UPDATE runs SET hparams = json_remove(hparams, '$.snap_tolerance')")
+    capsys.readouterr()
+    assert main(["report", *args, "--set", "snap_tolerance=0.3", "--no-plots",
+                 "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert ("snap_tolerance=0.1 (planned: 0.3, a run made before the setting existed)"
+            in err), err
+    assert "other configuration definitions" not in err
 
 
 def test_default_locations(tmp_path, monkeypatch, capsys):

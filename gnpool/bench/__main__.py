@@ -34,7 +34,7 @@ from pathlib import Path
 from . import multiview
 from .db import RunDB, RunDBError
 from .executors import Executor, LocalExecutor
-from .hparams import parse_assignments
+from .hparams import ADDED_AFTER_0_2, parse_assignments
 from .multiview_report import profile_report
 from .profiles import PROFILES, get_profile
 from .report import settings_section, write_report
@@ -140,10 +140,16 @@ def _why_none(specs, stored: list[dict]) -> str:
         # Compared as stored: JSON has lists where the plan has tuples.
         planned_hp, data = json.loads(json.dumps(spec.hparams.to_dict())), \
             json.loads(json.dumps(spec.data))
-        for key, value in (row.get("hparams") or {}).items():
+        stored_hp = row.get("hparams") or {}
+        for key in [*stored_hp, *(k for k in planned_hp if k not in stored_hp)]:
+            if key in stored_hp:
+                value, note = stored_hp[key], ""
+            else:       # a run made before the setting existed: it ran at the default
+                value = ADDED_AFTER_0_2.get(key)
+                note = ", a run made before the setting existed"
             if planned_hp.get(key) != value:
                 differ[f"{key}={json.dumps(value)} (planned: "
-                       f"{json.dumps(planned_hp.get(key))})"] += 1
+                       f"{json.dumps(planned_hp.get(key))}{note})"] += 1
         for key in sorted(set(data) | set(row.get("data_params") or {})):
             value = (row.get("data_params") or {}).get(key)
             if data.get(key) != value:
