@@ -32,6 +32,8 @@ configurations run alongside as the reference.
                                                           #   too, by validation
     python experiments/gnp_tuning.py --stage 19           # ... searched with softplus-ended
                                                           #   MLPs (positive inputs)
+    python experiments/gnp_tuning.py --stage 20           # ... retrained linear-ended; per
+                                                          #   channel
     python experiments/gnp_tuning.py --offline-selection  # every choice among retrains by
                                                           #   validation, from stored runs
     python experiments/gnp_tuning.py --repeat VARIANT --task T --seed S --db NEW.sqlite
@@ -347,6 +349,27 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
                               ("softplus-relu", {**SOFTPLUS, "retrain_last_activation": True}),
                               ("relusearch", {"last_activation": True}))
     },
+    # Stage 19's softplus searches found the known-good poolings (max_degree's sum and
+    # max, max on the max tasks) as parts of positive inputs, e.g. [max, min]: on signed
+    # inputs that GNP computes exactly max(x) (max(relu(x)) - min(relu(-x))), and
+    # [sum, sum] and [mean, mean] compute sum(x) and mean(x). So the linear-ended family,
+    # where the max tasks extrapolate best (the diagnostic), can be retrained with a
+    # pooling found in the positive one. Stage 20 retrains stage 19's softplus search
+    # with linear-ended MLPs, and searches with one pooling per channel (stage 14's
+    # models, which helped shortest_path) fed by softplus-ended MLPs, retrained with
+    # softplus-, ReLU- and linear-ended ones.
+    20: {
+        f"gnp-retrain-heading0.15-exponent-softplus{suffix}": {
+            "gnp": gnp, "readout": {},
+            "hp": {**SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
+                   "retrain_heading": 0.15, "retrain_heading_exponent": True, **SOFTPLUS,
+                   **extra}}
+        for suffix, gnp, extra in (
+            ("-linear", {**SHARED, **MEAN}, {"retrain_last_activation": False}),
+            ("-channels", MEAN, {}),
+            ("-channels-relu", MEAN, {"retrain_last_activation": True}),
+            ("-channels-linear", MEAN, {"retrain_last_activation": False}))
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -354,7 +377,7 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                13: (100, 101, 102, 103), 14: (100, 101, 102, 103),
                15: (100, 101, 102, 103), 16: (100, 101, 102, 103),
                17: (100, 101, 102, 103), 18: (100, 101, 102, 103),
-               19: (100, 101, 102, 103)}
+               19: (100, 101, 102, 103), 20: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -377,7 +400,11 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                          "gnp-retrain-heading0.15-exponent-select"),
                     19: (RECIPE, "gnp-retrain-heading0.15-exponent",
                          "gnp-retrain-heading0.15-exponent-relu",
-                         "gnp-retrain-heading0.15-exponent-select-activation")}
+                         "gnp-retrain-heading0.15-exponent-select-activation"),
+                    20: (RECIPE, "gnp-retrain-heading0.15-exponent-channels",
+                         "gnp-retrain-heading0.15-exponent-select-activation",
+                         "gnp-retrain-heading0.15-exponent-softplus",
+                         "gnp-retrain-heading0.15-exponent-softplus-relu")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 
