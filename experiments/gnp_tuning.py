@@ -501,6 +501,11 @@ def summarise(stage: int | str, variants: dict[str, dict[str, Any]],
                 cells.append("-" if not values else "diverged")
                 ratios.append(math.inf if values else math.nan)
                 continue
+            if len(values) < len(seeds):     # the other seeds failed or were not run
+                cells.append(f"{statistics.fmean(values):.3g} ({len(values)} of "
+                             f"{len(seeds)} seeds)")
+                ratios.append(math.nan)
+                continue
             ratio = statistics.fmean(values) / best[t][0]
             ratios.append(ratio)
             cells.append(f"{statistics.fmean(values):.3g} ({ratio:.2f}x)")
@@ -512,7 +517,8 @@ def summarise(stage: int | str, variants: dict[str, dict[str, Any]],
         d = dead.get(name)
         dead_text = (f"{statistics.fmean(d['before']):.2f} -> {statistics.fmean(d['after']):.2f}"
                      if d else "-")
-        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {score:.3g} | {dead_text} |")
+        score_text = "-" if math.isnan(score) else f"{score:.3g}"
+        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {score_text} | {dead_text} |")
     done = {n: s for n, s in scores.items() if not math.isnan(s)}
     if len(done) == len(variants):
         winner = min(done, key=done.get)
@@ -567,10 +573,11 @@ OFFLINE_NAMED = {
 
 
 #: Stage 18's recipe (a run that already keeps the lowest validation loss of its three
-#: retrained models) with stage 19's searches added as candidates: all at the current
-#: code, unlike stage 14's per-channel runs in the tables above (see stage 18).
+#: retrained models) with stage 19's and 20's searches (one pooling per GNP) added as
+#: candidates: all at the current code, unlike stage 14's per-channel runs in the tables
+#: above (see stage 18).
 _S18 = "gnp-retrain-heading0.15-exponent-select-activation"
-OFFLINE_STAGE19 = {
+OFFLINE_SOFTPLUS = {
     "stage 18": (_S18,),
     "stage 18 + softplus search, softplus retrain": (
         _S18, "gnp-retrain-heading0.15-exponent-softplus"),
@@ -579,6 +586,16 @@ OFFLINE_STAGE19 = {
     "stage 18 + softplus search, both retrains": (
         _S18, "gnp-retrain-heading0.15-exponent-softplus",
         "gnp-retrain-heading0.15-exponent-softplus-relu"),
+    "stage 18 + softplus search, linear retrain (stage 20)": (
+        _S18, "gnp-retrain-heading0.15-exponent-softplus-linear"),
+    "stage 18 + softplus search, all three retrains (stage 20)": (
+        _S18, "gnp-retrain-heading0.15-exponent-softplus",
+        "gnp-retrain-heading0.15-exponent-softplus-relu",
+        "gnp-retrain-heading0.15-exponent-softplus-linear"),
+    "softplus search, all three retrains, without stage 18 (stage 20)": (
+        "gnp-retrain-heading0.15-exponent-softplus",
+        "gnp-retrain-heading0.15-exponent-softplus-relu",
+        "gnp-retrain-heading0.15-exponent-softplus-linear"),
     "stage 18 + ReLU search and retrain": (_S18, "gnp-retrain-heading0.15-exponent-relusearch"),
     "stage 18 + all three of stage 19": (
         _S18, "gnp-retrain-heading0.15-exponent-softplus",
@@ -595,8 +612,8 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     tuning MAPE of the variant with the lowest validation loss (the first listed on a
     tie), and the set is scored as :func:`summarise` scores a variant; and stage 17's
     choice with a margin in favour of its model with one pooling per GNP; and stage 18's
-    choice with stage 19's searches as further candidates
-    (:data:`OFFLINE_STAGE19`). Variants that
+    choice with stage 19's and 20's searches as further candidates
+    (:data:`OFFLINE_SOFTPLUS`). Variants that
     share their search reproduce it exactly, so a set of them is what one run training
     the search once and every retrain would give, up to the ``SNAP_SLACK`` rule, applied
     per variant here and once to the lowest retrain in a run."""
@@ -654,13 +671,13 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     lines += ["", f"## The {top} best of all {len(sets)} sets of 1 to {largest} of the "
                   f"{len(single)} variants of stages 9 to 16", "", *header]
     lines += [row(", ".join(f"`{n}`" for n in names), names) for names in ranked[:top]]
-    lines += ["", "## Stage 18 with stage 19's searches as further candidates", "",
+    lines += ["", "## Stage 18 with stage 19's and 20's searches as further candidates", "",
               "A stage 18 run keeps the lowest validation loss of its three retrained "
-              "models; here it competes with stage 19's runs of the same seed (a search "
-              "with softplus- or ReLU-ended MLPs, retrained as named), each a further "
-              "search and retrain (two more times a fixed configuration's epochs per "
-              "search).", "", *header]
-    lines += [row(label, names) for label, names in OFFLINE_STAGE19.items()]
+              "models; here it competes with stage 19's and 20's runs of the same seed (a "
+              "search with softplus- or ReLU-ended MLPs, retrained as named): one more "
+              "search and one more retrain per named retrain, each a fixed "
+              "configuration's epochs.", "", *header]
+    lines += [row(label, names) for label, names in OFFLINE_SOFTPLUS.items()]
     return "\n".join(lines) + "\n"
 
 
