@@ -121,7 +121,10 @@ def gnp(
     :func:`gnp_unit` with ``p_unit = 2 atan(p) / pi`` and ``beta = (1 - q) / p``.
 
     Computed in a scaled log form: inputs from 1e-30 to 1e30, zeros and ties give
-    finite outputs and gradients wherever the true values are finite. Empty sets pool
+    finite outputs and gradients wherever the true values are finite, also for a set
+    spanning more than float32's range of ratios (``log(y) - log(r)`` where ``y / r``
+    would overflow; within 30% of the float64 value for ``|p| < 0.01``, where a cumulant
+    expansion is used, and to float accuracy elsewhere). Empty sets pool
     to 0; a zero element with ``p <= 0`` makes its part exactly 0. Infinite inputs give
     the limit: an infinite part for ``p >= 0`` (NaN for ``p = 0`` with a zero in the same
     part, and for ``+inf - inf`` across the parts), ignored by ``p < 0`` unless the whole

@@ -56,7 +56,7 @@ from .segments import Segments
 #: expansion; float32 and float64 (the cancellation grows like eps / p^2 in dG/dp).
 SMALL_P = {torch.float32: 1e-2, torch.float64: 1e-5}
 HALF_PI = math.pi / 2
-#: Below this exp() cannot overflow.
+#: Below this in magnitude exp() neither overflows nor underflows.
 _EXP_SAFE = {torch.float32: 80.0, torch.float64: 700.0}
 
 
@@ -101,10 +101,17 @@ def _extremes(sign: int, mx: Tensor, mn: Tensor) -> tuple[Tensor, Tensor]:
 
 def _log_ratio(prims: ModuleType, y: Tensor, r: Tensor, seg: Segments) -> Tensor:
     # l = log(y / r); sets whose reference is 0, inf or NaN divide by 1 (their values are
-    # overridden per set).
+    # overridden per set). Where y / r leaves the float range (a set spanning more than
+    # about 1e38 in float32: 1e-30 and 1e30, or a subnormal next to 1e-3), log(y) - log(r)
+    # instead of the overflowed inf or the underflowed 0.
     regular = (r > 0) & (r < math.inf)
-    ratio = y / prims.gather(torch.where(regular, r, torch.ones_like(r)), seg)
-    return ratio.log_()
+    rr = prims.gather(torch.where(regular, r, torch.ones_like(r)), seg)
+    ratio = y / rr
+    l = ratio.log()
+    out_of_range = (ratio == math.inf) & (y < math.inf) | (ratio == 0) & (y > 0)
+    if torch.compiler.is_compiling() or bool(out_of_range.any()):
+        l = torch.where(out_of_range, y.log() - rr.log(), l)
+    return l
 
 
 def _z(l: Tensor, p: Tensor) -> Tensor:
@@ -136,9 +143,11 @@ def _forward_part(prims: ModuleType, x: Tensor, seg: Segments, mx: Tensor, mn: T
         d = torch.where(expand, m1 + p * v / 2, d)
     rr = torch.where((r > 0) & (r < math.inf), r, torch.ones_like(r))
     # r * exp(...) rather than exp(log r + ...): exactly r for max and min (D = 0, beta = 0);
-    # the log form only where exp(...) alone would overflow.
+    # the log form only where exp(...) alone would overflow or underflow.
     scale = d + beta * log_n
-    out = torch.where(scale < _EXP_SAFE[x.dtype], rr * scale.exp(), (rr.log() + scale).exp())
+    safe = _EXP_SAFE[x.dtype]
+    out = torch.where((scale < safe) & (scale > -safe), rr * scale.exp(),
+                      (rr.log() + scale).exp())
     # Special parts, in order of precedence (NaN in r is left to propagate).
     out = torch.where(r == 0, torch.zeros_like(out), out)
     infinite = (ymax == math.inf) & (p >= 0) | (ymin == math.inf)

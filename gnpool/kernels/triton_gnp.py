@@ -63,8 +63,12 @@ def _divide(a, b):
 @triton.jit
 def _log_ratio(y, ref, regular):
     # l = log(y / r), exactly 0 at a tie y == r; a zero, infinite or NaN reference divides
-    # by 1 (such parts are overridden per set).
-    l = tl.log(_divide(y, tl.where(regular, ref, 1.0)))
+    # by 1 (such parts are overridden per set). Where y / r leaves the float range (inf for
+    # a finite y, 0 for a positive one), log(y) - log(r).
+    ratio = _divide(y, tl.where(regular, ref, 1.0))
+    out_of_range = regular & (((ratio == float("inf")) & (y < float("inf")))
+                              | ((ratio == 0) & (y > 0)))
+    l = tl.where(out_of_range, tl.log(y) - tl.log(tl.where(regular, ref, 1.0)), tl.log(ratio))
     return tl.where(y == ref, 0.0, l)
 
 
@@ -79,8 +83,10 @@ def _part_value(r, ymin, ymax, acc, s1, s2, p, t, beta, small, n, log_n, SAFE: t
     d = tl.where(expand, m1 + p * var * 0.5, t * (tl.log(acc) - log_n))
     rr = tl.where((r > 0) & (r < inf), r, 1.0)
     scale = d + beta * log_n
-    # r * exp(...) is exactly r for max and min; the log form only where exp would overflow.
-    g = tl.where(scale < SAFE, rr * tl.exp(scale), tl.exp(tl.log(rr) + scale))
+    # r * exp(...) is exactly r for max and min; the log form only where exp would overflow
+    # or underflow.
+    g = tl.where((scale < SAFE) & (scale > -SAFE), rr * tl.exp(scale),
+                 tl.exp(tl.log(rr) + scale))
     g = tl.where(r == 0, 0.0, g)
     g = tl.where(((ymax == inf) & (p >= 0)) | (ymin == inf), inf, g)
     return tl.where((p == 0) & (ymin == 0) & (ymax == inf), float("nan"), g)
@@ -277,7 +283,7 @@ def _backward_kernel(x_ptr, ptr_ptr, perm_ptr, prm_ptr, g_ptr, st_ptr, gx_ptr, g
         regular = tl.where(neg, reg_n[None, :], reg_p[None, :])
         # y / r: 0 for a part without a regular reference (its factor is 0 or NaN).
         ratio = tl.where(regular, _divide(y, tl.where(regular, ref, 1.0)), 0.0)
-        l = tl.where(y == ref, 0.0, tl.log(ratio))
+        l = _log_ratio(y, ref, regular)
         z = tl.where(l == 0, 0.0, p * l)
         w = tl.exp(z)
         if NEED_X:

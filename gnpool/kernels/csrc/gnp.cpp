@@ -3,7 +3,9 @@
 // (largest y for p > 0, smallest for p <= 0), l = log(y / r), z = p l (0 at ties),
 // A = sum exp(z) and G = r * exp(D + beta log n) with D = t log(A / n) (t = 1 / p), or its
 // cumulant expansion for |p| < small_p. A zero part (r == 0) pools to 0, an infinite y
-// makes a part with p >= 0 infinite.
+// makes a part with p >= 0 infinite. Where y / r leaves the float range (a set spanning
+// more than the range, e.g. 1e-30 and 1e30 in float32), the set's element loop runs again
+// with l = log(y) - log(r) (`log_ratio_exact`); the detection costs a few compares.
 
 #include <type_traits>
 
@@ -123,6 +125,24 @@ inline T log_ratio(T y, T r, T ratio) {
   return y == r ? T(0) : l;
 }
 
+// 1 where ratio = y / r left the float range (inf for a finite y, or 0 for a positive
+// one, against a positive finite reference), else 0. Products of value selects, not
+// boolean operators: the element loops that count these must still vectorise (flag).
+template <typename T>
+inline T out_of_range(T y, T r, T ratio) {
+  const T inf = std::numeric_limits<T>::infinity();
+  const T over = (ratio == inf ? T(1) : T(0)) * (y < inf ? T(1) : T(0));
+  const T under = (ratio == T(0) ? T(1) : T(0)) * (y > T(0) ? T(1) : T(0));
+  return (over + under) * (r > T(0) ? T(1) : T(0)) * (r < inf ? T(1) : T(0));
+}
+
+// log_ratio, with log(y) - log(r) where y / r left the float range.
+template <typename T>
+inline T log_ratio_exact(T y, T r, T ratio) {
+  return out_of_range(y, r, ratio) != T(0) ? log_core(y) - log_core(r)
+                                            : log_ratio(y, r, ratio);
+}
+
 #if defined(__AVX512F__)
 // The element loops of forward and backward for float on 16 channels at a time, with
 // log16/exp16 (common.h); the same arithmetic as the generic loops in the impls below.
@@ -155,6 +175,20 @@ struct Lanes16 {
   }
 };
 
+// Lanes whose ratio = |v| / r left the float range (out_of_range).
+inline __mmask16 out_of_range16(__m512 v, __m512 ratio, __m512 ref, __mmask16 mk) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  const __m512 y = _mm512_abs_ps(v);
+  const __mmask16 over = _mm512_cmp_ps_mask(ratio, inf, _CMP_EQ_OQ) &
+                         _mm512_cmp_ps_mask(y, inf, _CMP_LT_OQ);
+  const __mmask16 under = _mm512_cmp_ps_mask(ratio, zero, _CMP_EQ_OQ) &
+                          _mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ);
+  const __mmask16 regular = _mm512_cmp_ps_mask(ref, zero, _CMP_GT_OQ) &
+                            _mm512_cmp_ps_mask(ref, inf, _CMP_LT_OQ);
+  return (over | under) & regular & mk;
+}
+
 // l = log(ratio) (+inf at ratio = inf, 0 at ties) and z = p l, with p from Columns::zp/zn
 // (finite, so z is 0 at ties).
 inline void log_and_z16(__m512 ratio, __m512 p, __mmask16 tie, __m512& l, __m512& z) {
@@ -162,12 +196,15 @@ inline void log_and_z16(__m512 ratio, __m512 p, __mmask16 tie, __m512& l, __m512
   z = _mm512_mul_ps(p, l);
 }
 
+// Returns whether some ratio left the float range (the set is then run again by the
+// generic loop with log_ratio_exact).
 template <bool SCALED, bool SMALL>
-inline void forward_rows16(const float* x, const int64_t* perm, int64_t b, int64_t e,
+inline bool forward_rows16(const float* x, const int64_t* perm, int64_t b, int64_t e,
                            int64_t K, const Divisors<float>& dv, const float* pp,
                            const float* pn, float* acc_p, float* acc_n, float* s1_p,
                            float* s1_n, float* s2_p, float* s2_n) {
   const __m512 zero = _mm512_setzero_ps();
+  __mmask16 wide = 0;
   for (int64_t k = 0; k < K; k += 16) {
     const __mmask16 mk = lanes16(K - k);
     const Lanes16 c(dv, pp, pn, k, mk);
@@ -177,7 +214,9 @@ inline void forward_rows16(const float* x, const int64_t* perm, int64_t b, int64
       const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
       const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
       __m512 l, z;
-      log_and_z16(c.ratio<SCALED>(v, neg), c.p(neg), c.tie(v, neg), l, z);
+      const __m512 ratio = c.ratio<SCALED>(v, neg);
+      wide |= out_of_range16(v, ratio, _mm512_mask_blend_ps(neg, c.ref_p, c.ref_n), mk);
+      log_and_z16(ratio, c.p(neg), c.tie(v, neg), l, z);
       const __m512 w = exp16(z);
       ap = _mm512_mask_add_ps(ap, pos, ap, w);
       an = _mm512_mask_add_ps(an, neg, an, w);
@@ -197,10 +236,12 @@ inline void forward_rows16(const float* x, const int64_t* perm, int64_t b, int64
       _mm512_mask_storeu_ps(s2_n + k, mk, l2n);
     }
   }
+  return wide != 0;
 }
 
+// Returns whether some ratio left the float range, as forward_rows16.
 template <bool SCALED, bool SMALL>
-inline void backward_rows16(const float* x, const int64_t* perm, int64_t b, int64_t e,
+inline bool backward_rows16(const float* x, const int64_t* perm, int64_t b, int64_t e,
                             int64_t K, const Divisors<float>& dv, const float* pp,
                             const float* pn, const float* ga_p, const float* ga_n,
                             const float* half0, float* st_p, float* st_n, float* s1_p,
@@ -208,6 +249,7 @@ inline void backward_rows16(const float* x, const int64_t* perm, int64_t b, int6
                             float* grad_x) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
   const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  __mmask16 wide = 0;
   for (int64_t k = 0; k < K; k += 16) {
     const __mmask16 mk = lanes16(K - k);
     const Lanes16 c(dv, pp, pn, k, mk);
@@ -222,6 +264,7 @@ inline void backward_rows16(const float* x, const int64_t* perm, int64_t b, int6
       const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
       const __m512 p = c.p(neg);
       const __m512 ratio = c.ratio<SCALED>(v, neg);
+      wide |= out_of_range16(v, ratio, _mm512_mask_blend_ps(neg, c.ref_p, c.ref_n), mk);
       __m512 l, z;
       log_and_z16(ratio, p, c.tie(v, neg), l, z);
       const __m512 w = exp16(z);
@@ -262,6 +305,7 @@ inline void backward_rows16(const float* x, const int64_t* perm, int64_t b, int6
       _mm512_mask_storeu_ps(c_n + k, mk, cn);
     }
   }
+  return wide != 0;
 }
 #endif
 
@@ -288,15 +332,90 @@ inline T part_value(T r, T ymin, T ymax, T acc, T s1, T s2, T p, T t, T beta, T 
   const T d = expand != T(0) ? expansion : direct;
   const T rr = flag<T>(r > T(0)) * flag<T>(r < inf) != T(0) ? r : T(1);
   // r * exp(...) rather than exp(log r + ...): exactly r for max and min (D = 0, beta = 0);
-  // the log form only where exp(...) alone would overflow.
+  // the log form only where exp(...) alone would overflow or underflow.
   const T scale = d + beta * log_n;
   const T safe = std::is_same_v<T, float> ? T(80) : T(700);
-  const T big = scale < safe ? T(0) : log_core(rr);
-  T g = (scale < safe ? rr : T(1)) * fexp(big + scale);
+  const bool plain = (scale < safe) & (scale > -safe);
+  const T big = plain ? T(0) : log_core(rr);
+  T g = (plain ? rr : T(1)) * fexp(big + scale);
   g = r == T(0) ? T(0) : g;
   g = flag<T>(ymax == inf) * flag<T>(p >= T(0)) + flag<T>(ymin == inf) != T(0) ? inf : g;
   g = flag<T>(p == T(0)) * flag<T>(ymin == T(0)) * flag<T>(ymax == inf) != T(0) ? nan : g;
   return bad != T(0) ? nan : g;
+}
+
+// The forward element loop of one set with l = log(y) - log(r) where y / r leaves the
+// float range (log_ratio_exact): run only for a set where the fast loops saw that happen.
+// Resets and fills the accumulators as they do.
+template <typename T>
+void forward_rows_exact(const T* x, const int64_t* perm, int64_t b, int64_t e, int64_t K,
+                        const Divisors<T>& dv, const T* zp, const T* zn, bool small, T* acc_p,
+                        T* acc_n, T* s1p, T* s1n, T* s2p, T* s2n) {
+  for (int64_t k = 0; k < K; ++k)
+    acc_p[k] = acc_n[k] = s1p[k] = s1n[k] = s2p[k] = s2n[k] = T(0);
+  for (int64_t i = b; i < e; ++i) {
+    const T* row = x + (perm ? perm[i] : i) * K;
+    for (int64_t k = 0; k < K; ++k) {
+      const T v = row[k];
+      const bool neg = v < T(0), pos = v > T(0);
+      const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
+      const T l = log_ratio_exact(neg ? -v : v, neg ? dv.ref_n[k] : dv.ref_p[k], ratio);
+      const T w = exp_core((neg ? zn[k] : zp[k]) * l);
+      acc_p[k] += pos ? w : T(0);
+      acc_n[k] += neg ? w : T(0);
+      if (small) {
+        s1p[k] += pos ? l : T(0);
+        s1n[k] += neg ? l : T(0);
+        s2p[k] += pos ? l * l : T(0);
+        s2n[k] += neg ? l * l : T(0);
+      }
+    }
+  }
+}
+
+// The backward element loop of one set with log_ratio_exact, as forward_rows_exact: resets
+// and fills the p statistics and writes the set's rows of grad_x (or scratch).
+template <typename T>
+void backward_rows_exact(const T* x, const int64_t* perm, int64_t b, int64_t e, int64_t K,
+                         const Divisors<T>& dv, const T* zp, const T* zn, const T* ga_p,
+                         const T* ga_n, const T* half0, bool small, T* st_p, T* st_n, T* s1p,
+                         T* s1n, T* s2p, T* s2n, T* cp, T* cn, T* grad_x, T* scratch) {
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t k = 0; k < K; ++k)
+    st_p[k] = st_n[k] = s1p[k] = s1n[k] = s2p[k] = s2n[k] = cp[k] = cn[k] = T(0);
+  for (int64_t i = b; i < e; ++i) {
+    const int64_t r = perm ? perm[i] : i;
+    const T* row = x + r * K;
+    T* gx = grad_x ? grad_x + r * K : scratch;
+    for (int64_t k = 0; k < K; ++k) {
+      const T v = row[k];
+      const bool neg = v < T(0), pos = v > T(0);
+      const T p = neg ? zn[k] : zp[k];
+      const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
+      const T l = log_ratio_exact(neg ? -v : v, neg ? dv.ref_n[k] : dv.ref_p[k], ratio);
+      const T z = p * l;
+      const T w = exp_core(z);
+      T phi = ratio == T(0) ? (p == T(1) ? T(1) : T(0)) : w / ratio;
+      phi = phi == inf ? T(0) : phi;
+      const T wz = w > T(0) ? w * z : T(0);
+      st_p[k] += pos ? wz : T(0);
+      st_n[k] += neg ? wz : T(0);
+      if (small) {
+        const bool fin = std::fabs(l) < inf;
+        s1p[k] += pos ? l : T(0);
+        s1n[k] += neg ? l : T(0);
+        s2p[k] += pos ? l * l : T(0);
+        s2n[k] += neg ? l * l : T(0);
+        cp[k] += pos & fin ? T(1) : T(0);
+        cn[k] += neg & fin ? T(1) : T(0);
+      }
+      const T a = neg ? ga_n[k] : ga_p[k];
+      T d = a != T(0) ? a * phi : T(0);
+      d = v == T(0) ? half0[k] : d;
+      d = v != v ? v : d;
+      gx[k] = d;
+    }
+  }
 }
 
 template <typename T>
@@ -315,7 +434,7 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
   {
     const Columns<T> col(prm, K);
     Divisors<T> dv(K);
-    std::vector<T> mx(K), mn(K), acc_p(K), acc_n(K), s1p(K), s1n(K), s2p(K), s2n(K);
+    std::vector<T> mx(K), mn(K), acc_p(K), acc_n(K), s1p(K), s1n(K), s2p(K), s2n(K), wk(K);
 #pragma omp for schedule(dynamic, 256)
     for (int64_t s = 0; s < S; ++s) {
       const int64_t b = ptr[s], e = ptr[s + 1];
@@ -346,38 +465,49 @@ void gnp_forward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int64
         const T rn = col.pn[k] > T(0) ? relu(-mn[k]) : relu(-mx[k]);
         r_pos[o + k] = rp;
         r_neg[o + k] = rn;
-        acc_p[k] = acc_n[k] = s1p[k] = s1n[k] = s2p[k] = s2n[k] = T(0);
+        acc_p[k] = acc_n[k] = s1p[k] = s1n[k] = s2p[k] = s2n[k] = wk[k] = T(0);
       }
       dv.fill(r_pos + o, r_neg + o, K, T(1));
+      bool wide;
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
         auto fn = dv.scaled ? (small ? forward_rows16<true, true> : forward_rows16<true, false>)
                             : (small ? forward_rows16<false, true> : forward_rows16<false, false>);
-        fn(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), acc_p.data(), acc_n.data(),
-           s1p.data(), s1n.data(), s2p.data(), s2n.data());
+        wide = fn(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), acc_p.data(),
+                  acc_n.data(), s1p.data(), s1n.data(), s2p.data(), s2n.data());
       } else
 #endif
-      for (int64_t i = b; i < e; ++i) {
-        const T* row = x + (perm ? perm[i] : i) * K;
+      {
+        for (int64_t i = b; i < e; ++i) {
+          const T* row = x + (perm ? perm[i] : i) * K;
 #pragma omp simd
-        for (int64_t k = 0; k < K; ++k) {
-          // Every operand is loaded unconditionally so that the selects vectorise.
-          const T v = row[k], p_p = col.zp[k], p_n = col.zn[k];
-          const bool neg = v < T(0), pos = v > T(0);
-          const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
-          const T l = log_ratio(neg ? -v : v, neg ? dv.ref_n[k] : dv.ref_p[k], ratio);
-          const T z = (neg ? p_n : p_p) * l;
-          const T w = exp_core(z);
-          acc_p[k] += pos ? w : T(0);
-          acc_n[k] += neg ? w : T(0);
-          if (small) {
-            s1p[k] += pos ? l : T(0);
-            s1n[k] += neg ? l : T(0);
-            s2p[k] += pos ? l * l : T(0);
-            s2n[k] += neg ? l * l : T(0);
+          for (int64_t k = 0; k < K; ++k) {
+            // Every operand is loaded unconditionally so that the selects vectorise.
+            const T v = row[k], p_p = col.zp[k], p_n = col.zn[k];
+            const bool neg = v < T(0), pos = v > T(0);
+            const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
+            const T y = neg ? -v : v, ref = neg ? dv.ref_n[k] : dv.ref_p[k];
+            const T l = log_ratio(y, ref, ratio);
+            // Counted per channel: a reduction clause here keeps the loop from vectorising.
+            wk[k] += out_of_range(y, ref, ratio);
+            const T z = (neg ? p_n : p_p) * l;
+            const T w = exp_core(z);
+            acc_p[k] += pos ? w : T(0);
+            acc_n[k] += neg ? w : T(0);
+            if (small) {
+              s1p[k] += pos ? l : T(0);
+              s1n[k] += neg ? l : T(0);
+              s2p[k] += pos ? l * l : T(0);
+              s2n[k] += neg ? l * l : T(0);
+            }
           }
         }
+        wide = false;
+        for (int64_t k = 0; k < K; ++k) wide |= wk[k] != T(0);
       }
+      if (wide) forward_rows_exact(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), small,
+                                   acc_p.data(), acc_n.data(), s1p.data(), s1n.data(),
+                                   s2p.data(), s2n.data());
       const T n = static_cast<T>(e - b);
       const T log_n = flog(n);
       const T *mxp = mx.data(), *mnp = mn.data(), *pp = col.pp.data(), *tp = col.tp.data(),
@@ -456,7 +586,7 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
     const Columns<T> col(prm, K);
     Divisors<T> dv(K);
     std::vector<T> ga_p(K), ga_n(K), half0(K), zp(K), zn(K), st_p(K), st_n(K), s1p(K), s1n(K),
-        s2p(K), s2n(K), cp(K), cn(K), scratch(K);
+        s2p(K), s2n(K), cp(K), cn(K), scratch(K), wk(K);
     T* acc = grad_params ? grad_params + static_cast<int64_t>(tid) * 4 * K : nullptr;
     if (acc)
       for (int64_t k = 0; k < 4 * K; ++k) acc[k] = T(0);
@@ -494,18 +624,20 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
                      col.bn[k], log_n, zn[k], ga_n[k], k0n);
         // Elements equal to 0 sit on both parts' kink: each part contributes half.
         half0[k] = T(0.5) * (k0p + k0n);
-        st_p[k] = st_n[k] = s1p[k] = s1n[k] = s2p[k] = s2n[k] = cp[k] = cn[k] = T(0);
+        st_p[k] = st_n[k] = s1p[k] = s1n[k] = s2p[k] = s2n[k] = cp[k] = cn[k] = wk[k] = T(0);
       }
       dv.fill(r_pos + o, r_neg + o, K, T(0));
+      bool wide;
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
         auto fn = dv.scaled ? (small ? backward_rows16<true, true> : backward_rows16<true, false>)
                             : (small ? backward_rows16<false, true> : backward_rows16<false, false>);
-        fn(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), ga_p.data(), ga_n.data(),
-           half0.data(), st_p.data(), st_n.data(), s1p.data(), s1n.data(), s2p.data(),
-           s2n.data(), cp.data(), cn.data(), grad_x);
+        wide = fn(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), ga_p.data(), ga_n.data(),
+                  half0.data(), st_p.data(), st_n.data(), s1p.data(), s1n.data(), s2p.data(),
+                  s2n.data(), cp.data(), cn.data(), grad_x);
       } else
 #endif
+      {
       for (int64_t i = b; i < e; ++i) {
         const int64_t r = perm ? perm[i] : i;
         const T* row = x + r * K;
@@ -518,7 +650,9 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
           const bool neg = v < T(0), pos = v > T(0);
           const T p = neg ? p_n : p_p;
           const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
-          const T l = log_ratio(neg ? -v : v, neg ? dv.ref_n[k] : dv.ref_p[k], ratio);
+          const T y = neg ? -v : v, ref = neg ? dv.ref_n[k] : dv.ref_p[k];
+          const T l = log_ratio(y, ref, ratio);
+          wk[k] += out_of_range(y, ref, ratio);   // as in the forward
           const T z = p * l;
           const T w = exp_core(z);
           T phi = ratio == T(0) ? (p == T(1) ? T(1) : T(0)) : w / ratio;
@@ -542,6 +676,14 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
           gx[k] = d;
         }
       }
+      wide = false;
+      for (int64_t k = 0; k < K; ++k) wide |= wk[k] != T(0);
+      }
+      if (wide)
+        backward_rows_exact(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), ga_p.data(),
+                            ga_n.data(), half0.data(), small, st_p.data(), st_n.data(),
+                            s1p.data(), s1n.data(), s2p.data(), s2n.data(), cp.data(),
+                            cn.data(), grad_x, scratch.data());
       if (!acc) continue;
       // Parameters learn from parts with a finite, positive value; out = G+ - G-, so the
       // negative part's gradients enter with a minus sign.
