@@ -638,46 +638,46 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
       } else
 #endif
       {
-      for (int64_t i = b; i < e; ++i) {
-        const int64_t r = perm ? perm[i] : i;
-        const T* row = x + r * K;
-        // Without grad_x the loop still runs for the p statistics; it writes to scratch.
-        T* gx = grad_x ? grad_x + r * K : scratch.data();
+        for (int64_t i = b; i < e; ++i) {
+          const int64_t r = perm ? perm[i] : i;
+          const T* row = x + r * K;
+          // Without grad_x the loop still runs for the p statistics; it writes to scratch.
+          T* gx = grad_x ? grad_x + r * K : scratch.data();
 #pragma omp simd
-        for (int64_t k = 0; k < K; ++k) {
-          const T v = row[k], p_p = col.zp[k], p_n = col.zn[k];
-          const T a_p = ga_p[k], a_n = ga_n[k], h0 = half0[k];
-          const bool neg = v < T(0), pos = v > T(0);
-          const T p = neg ? p_n : p_p;
-          const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
-          const T y = neg ? -v : v, ref = neg ? dv.ref_n[k] : dv.ref_p[k];
-          const T l = log_ratio(y, ref, ratio);
-          wk[k] += out_of_range(y, ref, ratio);   // as in the forward
-          const T z = p * l;
-          const T w = exp_core(z);
-          T phi = ratio == T(0) ? (p == T(1) ? T(1) : T(0)) : w / ratio;
-          phi = phi == inf ? T(0) : phi;
-          const T wz = w > T(0) ? w * z : T(0);
-          st_p[k] += pos ? wz : T(0);
-          st_n[k] += neg ? wz : T(0);
-          if (small) {
-            const bool fin = std::fabs(l) < inf;
-            s1p[k] += pos ? l : T(0);
-            s1n[k] += neg ? l : T(0);
-            s2p[k] += pos ? l * l : T(0);
-            s2n[k] += neg ? l * l : T(0);
-            cp[k] += pos & fin ? T(1) : T(0);
-            cn[k] += neg & fin ? T(1) : T(0);
+          for (int64_t k = 0; k < K; ++k) {
+            const T v = row[k], p_p = col.zp[k], p_n = col.zn[k];
+            const T a_p = ga_p[k], a_n = ga_n[k], h0 = half0[k];
+            const bool neg = v < T(0), pos = v > T(0);
+            const T p = neg ? p_n : p_p;
+            const T ratio = neg ? -v * dv.pre_n[k] * dv.inv_n[k] : v * dv.pre_p[k] * dv.inv_p[k];
+            const T y = neg ? -v : v, ref = neg ? dv.ref_n[k] : dv.ref_p[k];
+            const T l = log_ratio(y, ref, ratio);
+            wk[k] += out_of_range(y, ref, ratio);   // as in the forward
+            const T z = p * l;
+            const T w = exp_core(z);
+            T phi = ratio == T(0) ? (p == T(1) ? T(1) : T(0)) : w / ratio;
+            phi = phi == inf ? T(0) : phi;
+            const T wz = w > T(0) ? w * z : T(0);
+            st_p[k] += pos ? wz : T(0);
+            st_n[k] += neg ? wz : T(0);
+            if (small) {
+              const bool fin = std::fabs(l) < inf;
+              s1p[k] += pos ? l : T(0);
+              s1n[k] += neg ? l : T(0);
+              s2p[k] += pos ? l * l : T(0);
+              s2n[k] += neg ? l * l : T(0);
+              cp[k] += pos & fin ? T(1) : T(0);
+              cn[k] += neg & fin ? T(1) : T(0);
+            }
+            const T a = neg ? a_n : a_p;
+            T d = a != T(0) ? a * phi : T(0);
+            d = v == T(0) ? h0 : d;
+            d = v != v ? v : d;
+            gx[k] = d;
           }
-          const T a = neg ? a_n : a_p;
-          T d = a != T(0) ? a * phi : T(0);
-          d = v == T(0) ? h0 : d;
-          d = v != v ? v : d;
-          gx[k] = d;
         }
-      }
-      wide = false;
-      for (int64_t k = 0; k < K; ++k) wide |= wk[k] != T(0);
+        wide = false;
+        for (int64_t k = 0; k < K; ++k) wide |= wk[k] != T(0);
       }
       if (wide)
         backward_rows_exact(x, perm, b, e, K, dv, col.zp.data(), col.zn.data(), ga_p.data(),
