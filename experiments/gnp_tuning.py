@@ -616,6 +616,22 @@ OFFLINE_SOFTPLUS = {
         "gnp-retrain-heading0.15-exponent-softplus",
         "gnp-retrain-heading0.15-exponent-softplus-relu",
         "gnp-retrain-heading0.15-exponent-softplus-linear"),
+    "softplus search per channel, ReLU retrain (stage 20)": (
+        "gnp-retrain-heading0.15-exponent-softplus-channels-relu",),
+    "softplus searches: one pooling per GNP retrained linear-ended, per channel ReLU-ended "
+    "(stage 20)": (
+        "gnp-retrain-heading0.15-exponent-softplus-linear",
+        "gnp-retrain-heading0.15-exponent-softplus-channels-relu"),
+    "softplus searches: one pooling per GNP retrained linear- and ReLU-ended, per channel "
+    "linear-ended (stage 18's recipe searched with softplus-ended MLPs; stage 21)": (
+        "gnp-retrain-heading0.15-exponent-softplus-linear",
+        "gnp-retrain-heading0.15-exponent-softplus-relu",
+        "gnp-retrain-heading0.15-exponent-softplus-channels-linear"),
+    "softplus searches: both models retrained linear- and ReLU-ended (stage 20)": (
+        "gnp-retrain-heading0.15-exponent-softplus-linear",
+        "gnp-retrain-heading0.15-exponent-softplus-relu",
+        "gnp-retrain-heading0.15-exponent-softplus-channels-linear",
+        "gnp-retrain-heading0.15-exponent-softplus-channels-relu"),
     "stage 18 + ReLU search and retrain": (_S18, "gnp-retrain-heading0.15-exponent-relusearch"),
     "stage 18 + all three of stage 19": (
         _S18, "gnp-retrain-heading0.15-exponent-softplus",
