@@ -108,10 +108,9 @@ def _log_ratio(prims: ModuleType, y: Tensor, r: Tensor, seg: Segments) -> Tensor
     rr = prims.gather(torch.where(regular, r, torch.ones_like(r)), seg)
     ratio = y / rr
     l = ratio.log()
+    # Always computed: checking first would cost a host sync per call on a GPU.
     out_of_range = (ratio == math.inf) & (y < math.inf) | (ratio == 0) & (y > 0)
-    if torch.compiler.is_compiling() or bool(out_of_range.any()):
-        l = torch.where(out_of_range, y.log() - rr.log(), l)
-    return l
+    return torch.where(out_of_range, y.log() - rr.log(), l)
 
 
 def _z(l: Tensor, p: Tensor) -> Tensor:
