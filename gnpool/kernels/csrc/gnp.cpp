@@ -346,7 +346,11 @@ inline T part_value(T r, T ymin, T ymax, T acc, T s1, T s2, T p, T t, T beta, T 
 
 // The forward element loop of one set with l = log(y) - log(r) where y / r leaves the
 // float range (log_ratio_exact): run only for a set where the fast loops saw that happen.
-// Resets and fills the accumulators as they do.
+// Resets and fills the accumulators as they do. It repeats their arithmetic on purpose:
+// one loop templated on exactness (a generic lambda with `if constexpr`) kept GCC from
+// vectorising the fast path (1.8x to 3.9x slower on the AVX2 build,
+// experiments/bench_warm_loop.py). tests/test_functional_gnp.py compares both exact loops
+// with float64 (test_float32_sets_wider_than_the_float_range_stay_accurate).
 template <typename T>
 void forward_rows_exact(const T* x, const int64_t* perm, int64_t b, int64_t e, int64_t K,
                         const Divisors<T>& dv, const T* zp, const T* zn, bool small, T* acc_p,
