@@ -399,7 +399,9 @@ void backward_rows_exact(const T* x, const int64_t* perm, int64_t b, int64_t e, 
       const T l = log_ratio_exact(neg ? -v : v, neg ? dv.ref_n[k] : dv.ref_p[k], ratio);
       const T z = p * l;
       const T w = exp_core(z);
-      T phi = ratio == T(0) ? (p == T(1) ? T(1) : T(0)) : w / ratio;
+      // w / ratio = ratio^(p - 1): exactly 1 for p == 1, also where exp_core flushed a
+      // subnormal w to 0 (a y below 1.2e-38 times r); at ratio == 0 the one-sided [p == 1].
+      T phi = p == T(1) ? T(1) : (ratio == T(0) ? T(0) : w / ratio);
       phi = phi == inf ? T(0) : phi;
       const T wz = w > T(0) ? w * z : T(0);
       st_p[k] += pos ? wz : T(0);
@@ -659,7 +661,8 @@ void gnp_backward_impl(const T* x, const int64_t* ptr, const int64_t* perm, int6
             wk[k] += out_of_range(y, ref, ratio);   // as in the forward
             const T z = p * l;
             const T w = exp_core(z);
-            T phi = ratio == T(0) ? (p == T(1) ? T(1) : T(0)) : w / ratio;
+            // w / ratio, exactly 1 for p == 1 (backward_rows_exact).
+            T phi = p == T(1) ? T(1) : (ratio == T(0) ? T(0) : w / ratio);
             phi = phi == inf ? T(0) : phi;
             const T wz = w > T(0) ? w * z : T(0);
             st_p[k] += pos ? wz : T(0);
