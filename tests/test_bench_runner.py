@@ -166,7 +166,8 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     assert spec.hparams.retrain == GNP_OVERRIDES["retrain"]       # the rest of the recipe
     (default,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0])
     assert default.hparams.retrain_select_activation is True
-    assert default.hparams.last_activation is False
+    assert default.hparams.last_activation == "softplus"
+    assert default.hparams.retrain_last_activation is False
     # Valid for GNP, whose recipe retrains; invalid for a fixed configuration, named.
     plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
          hparams={"retrain_select_activation": True})
