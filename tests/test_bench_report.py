@@ -154,3 +154,45 @@ def test_seed_spread_lists_every_seed_and_both_ratios():
     assert "| `set_max` | max: 1, 2, 4 | 1.5, 2, 20 | 3.36x | 1.00x | 4.0x |" in text
     assert "## Seed spread" in render_markdown(collect(rows), "T")
     assert seed_spread(collect([r for r in rows if r["config"] != "gnp"])) == ""
+
+
+def test_gnp_runs_name_the_kept_model_and_its_poolings():
+    from gnpool.bench.report import gnp_runs, kept_model
+
+    search = {"kept": False, "to": [["sum", "mean"]], "last_activation": {"kept": "linear"}}
+    retrained = {"kept": True, "to": [["max", "min"]], "last_activation": {"kept": "relu"}}
+    per_channel = {"kept": True, "to": [["min", "max"]] * 3 + [["mean", "mean"]],
+                   "last_activation": None}
+    hp = {"last_activation": "softplus", "retrain_last_activation": False}
+
+    def row(seed, retrain, kept, modules):
+        for module in modules:
+            module["retrain"] = retrain
+            module["selection"] = {"kept": kept}
+        return {"task": "set_max", "config": "gnp", "seed": seed, "status": "finished",
+                "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 0.5 + seed,
+                "hparams": hp, "gnp": modules}
+
+    rows = [row(2, search, "shared", [_gnp_module("pooling", [1.0], [0.0])]),
+            row(0, retrained, "shared", [_gnp_module("pooling", [1.0], [0.0])]),
+            row(1, per_channel, "per_channel",
+                [_gnp_module("pooling", [-1.0] * 4, [0.0] * 4, [1.0] * 4)])]
+    assert kept_model(rows[0]) == "one pooling per GNP, search (softplus-ended)"
+    assert kept_model(rows[1]) == "one pooling per GNP, retrained ReLU-ended"
+    # No record of the ending: the run's retrain_last_activation (False: linear).
+    assert kept_model(rows[2]) == "one per channel, retrained linear-ended"
+    # Without selection or retrain: the run's own ending.
+    plain = {"hparams": {"last_activation": True}, "gnp": [_gnp_module("pooling", [1.0], [0.0])]}
+    assert kept_model(plain) == "ReLU-ended"
+    assert kept_model({"gnp": []}) == "-"
+    text = gnp_runs(collect(rows))
+    lines = text.splitlines()
+    # In seed order; a retrained model's parts as set, a search's closest_pooling().
+    assert lines[2] == ("| `set_max` | 0 | 0.5 | one pooling per GNP, retrained ReLU-ended | "
+                        "pooling: [max, min] |")
+    assert lines[3] == ("| `set_max` | 1 | 1.5 | one per channel, retrained linear-ended | "
+                        "pooling: [min, max] (75% of channels) |")
+    assert lines[4] == ("| `set_max` | 2 | 2.5 | one pooling per GNP, search "
+                        "(softplus-ended) | pooling: max |")
+    assert "## GNP's runs" in render_markdown(collect(rows), "T")
+    assert gnp_runs(collect([{**r, "gnp": []} for r in rows])) == ""

@@ -139,28 +139,106 @@ def task_table(task: str, by_config: dict[str, Cell]) -> str:
     return "\n".join(lines)
 
 
-def readout_pooling(row: dict[str, Any]) -> str | None:
-    """What the run's last GNP (the readout or set pooling; a node-level model's last
-    aggregation) computes after training, by :meth:`GNPAggregation.closest_pooling`: one
-    name, or the most common one with its share when channels differ."""
+def module_pooling(module: dict[str, Any]) -> str:
+    """What one stored GNP (an entry of a run's ``gnp`` record) computes, by
+    :meth:`GNPAggregation.closest_pooling`: one name, or the most common one with its share
+    when channels differ."""
     import torch
 
     from ..aggr import GNPAggregation
 
-    modules = [m for m in row.get("gnp") or [] if "p_unit" in m]
-    if not modules:
-        return None
-    last = modules[-1]
-    aggr = GNPAggregation(channels=len(last["p_unit"]))
+    aggr = GNPAggregation(channels=len(module["p_unit"]))
     with torch.no_grad():
         for key in GNPAggregation.pooling_parameter_names:
-            getattr(aggr, key).copy_(torch.tensor(last[key]))
+            getattr(aggr, key).copy_(torch.tensor(module[key]))
     names = aggr.closest_pooling()
     if isinstance(names, str):
         return names
     common = max(set(names), key=names.count)
     share = names.count(common) / len(names)
     return common if share == 1 else f"{common} ({share:.0%} of channels)"
+
+
+def readout_pooling(row: dict[str, Any]) -> str | None:
+    """What the run's last GNP (the readout or set pooling; a node-level model's last
+    aggregation) computes after training (:func:`module_pooling`); ``None`` without one."""
+    modules = [m for m in row.get("gnp") or [] if "p_unit" in m]
+    return module_pooling(modules[-1]) if modules else None
+
+
+_ENDINGS = {False: "linear", True: "ReLU", "softplus": "softplus", None: "linear",
+            "linear": "linear", "relu": "ReLU"}
+
+
+def kept_model(row: dict[str, Any]) -> str:
+    """Which of a GNP run's trained models its figures come from, read from its ``gnp``
+    record: one pooling per GNP or one per channel (``select_channels``), the search's
+    model or the retrained one (``retrain``), and the MLPs' last activation."""
+    modules = [m for m in row.get("gnp") or [] if "p_unit" in m]
+    if not modules:
+        return "-"
+    hp = row.get("hparams") or {}
+    first = modules[0]
+    parts = []
+    selection = first.get("selection")
+    if selection:
+        parts.append({"shared": "one pooling per GNP",
+                      "per_channel": "one per channel"}.get(selection.get("kept"),
+                                                            str(selection.get("kept"))))
+    retrain = first.get("retrain")
+    search_ending = _ENDINGS.get(hp.get("last_activation"), str(hp.get("last_activation")))
+    if not retrain:
+        parts.append(f"{search_ending}-ended")
+    elif retrain.get("kept"):
+        ending = (retrain.get("last_activation") or {}).get("kept")
+        if ending is None:
+            rla = hp.get("retrain_last_activation")
+            ending = search_ending if rla is None else _ENDINGS.get(rla, str(rla))
+        parts.append(f"retrained {_ENDINGS.get(ending, ending)}-ended")
+    else:
+        parts.append(f"search ({search_ending}-ended)")
+    return ", ".join(parts)
+
+
+def _trained_pooling(module: dict[str, Any]) -> str:
+    # A retrained model's GNP: the classic points its parts were set to, `[positive part,
+    # negative part]` (the most common pair and its share when channels differ); a
+    # search's: closest_pooling().
+    retrain = module.get("retrain") or {}
+    pairs = retrain.get("to")
+    if not retrain.get("kept") or not pairs:
+        return module_pooling(module)
+    names = [f"[{pos}, {neg}]" for pos, neg in pairs]
+    common = max(set(names), key=names.count)
+    share = names.count(common) / len(names)
+    return common if share == 1 else f"{common} ({share:.0%} of channels)"
+
+
+def gnp_runs(cells: dict[str, dict[str, Cell]]) -> str:
+    """Per GNP run (task, seed): its extrapolation MAPE, the model it kept
+    (:func:`kept_model`) and each of its GNPs after training: a retrained model's classic
+    points `[positive part, negative part]`, a search's :func:`module_pooling`. Empty
+    without GNP runs that recorded their poolings."""
+    lines = ["| task | seed | extrap MAPE (%) | model kept | poolings after training |",
+             "|---|---|---|---|---|"]
+    rows = 0
+    for task, by_config in cells.items():
+        gnp = by_config.get("gnp")
+        if gnp is None:
+            continue
+        for row in sorted(gnp.rows, key=lambda r: r.get("seed", 0)):
+            modules = [m for m in row.get("gnp") or [] if "p_unit" in m]
+            if not modules:
+                continue
+            mape = row.get("mape_extrap")
+            poolings = "; ".join(
+                f"{m.get('name', '?').removesuffix('.aggr_module')}: {_trained_pooling(m)}"
+                for m in modules)
+            lines.append(f"| `{task}` | {row.get('seed', '-')} | "
+                         f"{'-' if mape is None else f'{mape:.3g}'} | {kept_model(row)} | "
+                         f"{poolings} |")
+            rows += 1
+    return "\n".join(lines) if rows else ""
 
 
 def _expected_readout(task: str) -> str | None:
@@ -329,6 +407,17 @@ def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = 
                   "and the best fixed configuration's own spread (its largest seed over its "
                   "smallest) shows how far apart two runs of one fixed pooling land.", "",
                   spread, ""]
+    runs = gnp_runs(cells)
+    if runs:
+        parts += ["## GNP's runs", "",
+                  "Per run: the model whose figures the tables give (with `select_channels`, "
+                  "one pooling per GNP or one per channel; with `retrain`, the search's model "
+                  "or the retrained one; the MLPs' last activation), and each GNP after "
+                  "training: a retrained model's classic points `[positive part, negative "
+                  "part]` (the pooling of `relu(x)` and of `relu(-x)`), a search's "
+                  "`closest_pooling()` (`none`: no classic pooling within its tolerance). "
+                  "With one pooling per channel: the most common one and its share of the "
+                  "channels.", "", runs, ""]
     for task, by_config in cells.items():
         kind = {"graph": "aggregation-readout", "node": "aggregation",
                 "set": "set pooling"}[levels[task]]
