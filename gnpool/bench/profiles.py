@@ -111,9 +111,10 @@ _DATA_1000 = _QUICK_GRAPH
 # The standard profile's learnable configurations: GNP, AttSets, PowerMean and Softmax
 # everywhere, LAF and GenAgg on the set tasks. PyG's DeepSets, Set Transformer and VPA
 # readouts run in the quick and sets profiles only: in the standard budget their 36 runs
-# took 31 minutes of training, which GNP's search and retrain needed to stay within about
-# 90 minutes of wall time; LAF's and GenAgg's 6 node-task runs took 37.6 minutes, which
-# GNP's second model (select_channels) needs.
+# took 31 minutes of training, which GNP's search and retrain needed to stay near 90
+# minutes of wall time (about 101 with stage 21's GNP recipe, whose 15 runs took 61.7
+# minutes); LAF's and GenAgg's 6 node-task runs took 37.6 minutes, which GNP's second
+# model (select_channels) needs.
 _STANDARD_LEARNED = tuple(c for c in LEARNED
                           if c not in ("deepsets", "settransformer", "variancepreserving"))
 _STANDARD_LEARNED_MP = tuple(c for c in _STANDARD_LEARNED if c not in ("laf", "genagg"))
