@@ -13,6 +13,11 @@ much as the kernels. Prints one JSON line per (method, size) so that two install
     python experiments/bench_warm_loop.py --methods max,gnp-max-frozen,gnp-max-kernel,gnp-max
     # one pooling per channel at four classic points, frozen, against GNP's kernels:
     python experiments/bench_warm_loop.py --methods gnp-mixed-frozen,gnp-mixed-kernel
+    # GNP on strictly positive inputs (a softplus of N(0, 40^2): about 1% of them
+    # subnormal), the same with the subnormals raised to the smallest normal float, and
+    # with them set to 0:
+    python experiments/bench_warm_loop.py --methods gnp \
+        --inputs softplus,softplus-floored,softplus-zeroed
 """
 
 from __future__ import annotations
@@ -59,10 +64,32 @@ def make(method: str, channels: int) -> torch.nn.Module:
     return METHODS[method](channels)
 
 
+#: Input distributions: standard normal (the default), and strictly positive ones as
+#: softplus-ended MLPs produce them after long training (pre-activations of scale 40, so
+#: that about 1% of the outputs are subnormal floats), with the subnormals raised to the
+#: smallest normal float or set to 0.
+INPUTS = ("randn", "softplus", "softplus-floored", "softplus-zeroed")
+
+
+def make_inputs(kind: str, elements: int, channels: int, gen: torch.Generator) -> torch.Tensor:
+    if kind not in INPUTS:
+        raise ValueError(f"inputs must be one of {list(INPUTS)}, got {kind!r}")
+    x = torch.randn(elements, channels, generator=gen)
+    if kind == "randn":
+        return x
+    x = torch.nn.functional.softplus(40 * x)
+    tiny = torch.finfo(x.dtype).tiny
+    if kind == "softplus-floored":
+        return x.clamp_min(tiny)
+    if kind == "softplus-zeroed":
+        return torch.where(x < tiny, torch.zeros((), dtype=x.dtype), x)
+    return x
+
+
 def measure(method: str, elements: int, sets: int, channels: int, iters: int,
-            seed: int = 0) -> dict:
+            seed: int = 0, inputs: str = "randn") -> dict:
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(elements, channels, generator=gen).requires_grad_()
+    x = make_inputs(inputs, elements, channels, gen).requires_grad_()
     index = torch.randint(0, sets, (elements,), generator=gen).sort().values
     module = make(method, channels)
     grad = torch.randn(sets, channels, generator=gen)
@@ -76,7 +103,7 @@ def measure(method: str, elements: int, sets: int, channels: int, iters: int,
         if i >= 10:
             times.append(time.perf_counter() - start)
     return {"method": method, "elements": elements, "sets": sets, "channels": channels,
-            "iters": iters, "median_ms": 1e3 * statistics.median(times),
+            "iters": iters, "inputs": inputs, "median_ms": 1e3 * statistics.median(times),
             "threads": torch.get_num_threads()}
 
 
@@ -88,13 +115,20 @@ def main() -> None:
                         help="comma-separated ELEMENTS:SETS")
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--inputs", default="randn",
+                        help="comma-separated input distributions: " + ", ".join(INPUTS))
     args = parser.parse_args()
+    kinds = args.inputs.split(",")
+    for kind in kinds:
+        if kind not in INPUTS:
+            parser.error(f"--inputs must be among {', '.join(INPUTS)}, got {kind!r}")
     for size in args.sizes.split(","):
         elements, sets = (int(v) for v in size.split(":"))
         iters = args.iters if elements <= 10000 else max(20, args.iters // 10)
         for method in args.methods.split(","):
-            print(json.dumps(measure(method, elements, sets, args.channels, iters)),
-                  flush=True)
+            for kind in kinds:
+                print(json.dumps(measure(method, elements, sets, args.channels, iters,
+                                         inputs=kind)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""experiments/bench_warm_loop.py: its input distributions and one tiny measurement."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "bench_warm_loop.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_warm_loop", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_softplus_inputs_hold_subnormals_and_their_variants_do_not(bench):
+    tiny = torch.finfo(torch.float32).tiny
+
+    def make(kind):
+        return bench.make_inputs(kind, 20000, 8, torch.Generator().manual_seed(0))
+
+    plain, floored, zeroed = make("softplus"), make("softplus-floored"), make("softplus-zeroed")
+    subnormal = (plain > 0) & (plain < tiny)
+    assert 0.002 < subnormal.float().mean() < 0.05          # about 1%
+    assert (plain >= 0).all() and (make("randn") < 0).any()
+    assert floored.min() >= tiny and torch.equal(floored[~subnormal & (plain > 0)],
+                                                 plain[~subnormal & (plain > 0)])
+    assert not ((zeroed > 0) & (zeroed < tiny)).any() and (zeroed[subnormal] == 0).all()
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        make("uniform")
+
+
+def test_measure_reports_the_input_distribution(bench):
+    row = bench.measure("gnp", 200, 20, 4, iters=1, inputs="softplus")
+    assert row["inputs"] == "softplus" and row["median_ms"] > 0
