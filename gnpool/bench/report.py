@@ -152,17 +152,25 @@ def module_pooling(module: dict[str, Any]) -> str:
         for key in GNPAggregation.pooling_parameter_names:
             getattr(aggr, key).copy_(torch.tensor(module[key]))
     names = aggr.closest_pooling()
-    if isinstance(names, str):
-        return names
+    return names if isinstance(names, str) else _most_common(names)
+
+
+def _most_common(names: list[str]) -> str:
+    # One name per channel: the name, or the most common one and its share.
     common = max(set(names), key=names.count)
     share = names.count(common) / len(names)
     return common if share == 1 else f"{common} ({share:.0%} of channels)"
 
 
+def _gnp_modules(row: dict[str, Any]) -> list[dict[str, Any]]:
+    # The run's GNP records that hold the pooling parameters (older rows hold p and q only).
+    return [m for m in row.get("gnp") or [] if "p_unit" in m]
+
+
 def readout_pooling(row: dict[str, Any]) -> str | None:
     """What the run's last GNP (the readout or set pooling; a node-level model's last
     aggregation) computes after training (:func:`module_pooling`); ``None`` without one."""
-    modules = [m for m in row.get("gnp") or [] if "p_unit" in m]
+    modules = _gnp_modules(row)
     return module_pooling(modules[-1]) if modules else None
 
 
@@ -174,7 +182,7 @@ def kept_model(row: dict[str, Any]) -> str:
     """Which of a GNP run's trained models its figures come from, read from its ``gnp``
     record: one pooling per GNP or one per channel (``select_channels``), the search's
     model or the retrained one (``retrain``), and the MLPs' last activation."""
-    modules = [m for m in row.get("gnp") or [] if "p_unit" in m]
+    modules = _gnp_modules(row)
     if not modules:
         return "-"
     hp = row.get("hparams") or {}
@@ -208,10 +216,7 @@ def _trained_pooling(module: dict[str, Any]) -> str:
     pairs = retrain.get("to")
     if not retrain.get("kept") or not pairs:
         return module_pooling(module)
-    names = [f"[{pos}, {neg}]" for pos, neg in pairs]
-    common = max(set(names), key=names.count)
-    share = names.count(common) / len(names)
-    return common if share == 1 else f"{common} ({share:.0%} of channels)"
+    return _most_common([f"[{pos}, {neg}]" for pos, neg in pairs])
 
 
 def gnp_runs(cells: dict[str, dict[str, Cell]]) -> str:
@@ -227,7 +232,7 @@ def gnp_runs(cells: dict[str, dict[str, Cell]]) -> str:
         if gnp is None:
             continue
         for row in sorted(gnp.rows, key=lambda r: r.get("seed", 0)):
-            modules = [m for m in row.get("gnp") or [] if "p_unit" in m]
+            modules = _gnp_modules(row)
             if not modules:
                 continue
             mape = row.get("mape_extrap")
