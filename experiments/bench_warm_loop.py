@@ -1,9 +1,9 @@
-"""Warm training-loop time of one aggregation: one process, repeated forward+backward.
+r"""Warm training-loop time of one aggregation: one process, repeated forward+backward.
 
 Complements bench_aggr.py (fresh process per method, best of a few repetitions on 2M
 elements) with what a training loop sees: the median of many iterations on inputs of a
 training batch's size, where per-call overhead (checks, dispatch, host syncs) counts as
-much as the kernels. Prints one JSON line per (method, size) so that two installations
+much as the kernels. Prints one JSON line per (method, size, inputs) so that two installations
 (e.g. two commits) can be run alternately and compared side by side.
 
     python experiments/bench_warm_loop.py                       # gnp, attsets, mean
@@ -13,9 +13,10 @@ much as the kernels. Prints one JSON line per (method, size) so that two install
     python experiments/bench_warm_loop.py --methods max,gnp-max-frozen,gnp-max-kernel,gnp-max
     # one pooling per channel at four classic points, frozen, against GNP's kernels:
     python experiments/bench_warm_loop.py --methods gnp-mixed-frozen,gnp-mixed-kernel
-    # GNP on strictly positive inputs (a softplus of N(0, 40^2): about 1% of them
-    # subnormal), the same with the subnormals raised to the smallest normal float, and
-    # with them set to 0:
+    # GNP on a softplus of N(0, 40^2) (non-negative: about 1% of the values subnormal,
+    # 0.5% exactly 0 where float32's softplus underflows), the same with every value below
+    # the smallest normal float raised to it (zeros included), and with the subnormals set
+    # to 0:
     python experiments/bench_warm_loop.py --methods gnp \
         --inputs softplus,softplus-floored,softplus-zeroed
 """
@@ -64,10 +65,11 @@ def make(method: str, channels: int) -> torch.nn.Module:
     return METHODS[method](channels)
 
 
-#: Input distributions: standard normal (the default), and strictly positive ones as
-#: softplus-ended MLPs produce them after long training (pre-activations of scale 40, so
-#: that about 1% of the outputs are subnormal floats), with the subnormals raised to the
-#: smallest normal float or set to 0.
+#: Input distributions: standard normal (the default), and the non-negative ones that
+#: softplus-ended MLPs can produce after long training (pre-activations of scale 40: about
+#: 1% of the outputs subnormal floats, 0.5% exactly 0 where float32's softplus
+#: underflows), with every value below the smallest normal float raised to it (zeros
+#: included) or the subnormals set to 0.
 INPUTS = ("randn", "softplus", "softplus-floored", "softplus-zeroed")
 
 
@@ -114,7 +116,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="3000:300,200000:10000",
                         help="comma-separated ELEMENTS:SETS")
     parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--iters", type=int, default=300,
+                        help="timed calls per size (at least 20, and a tenth of this, for "
+                             "sizes above 10,000 elements); 10 more warm up")
     parser.add_argument("--inputs", default="randn",
                         help="comma-separated input distributions: " + ", ".join(INPUTS))
     args = parser.parse_args()
@@ -122,8 +126,23 @@ def main() -> None:
     for kind in kinds:
         if kind not in INPUTS:
             parser.error(f"--inputs must be among {', '.join(INPUTS)}, got {kind!r}")
+    for method in args.methods.split(","):
+        if method not in METHODS:
+            parser.error(f"--methods must be among {', '.join(METHODS)}, got {method!r}")
+    if args.channels < 1:
+        parser.error(f"--channels must be a positive int, got {args.channels}")
+    if args.iters < 1:
+        parser.error(f"--iters must be a positive int, got {args.iters}")
+    sizes = []
     for size in args.sizes.split(","):
-        elements, sets = (int(v) for v in size.split(":"))
+        try:
+            elements, sets = (int(v) for v in size.split(":"))
+        except ValueError:
+            parser.error(f"--sizes must be comma-separated ELEMENTS:SETS, got {size!r}")
+        if elements < 1 or sets < 1:
+            parser.error(f"--sizes needs positive ELEMENTS and SETS, got {size!r}")
+        sizes.append((elements, sets))
+    for elements, sets in sizes:
         iters = args.iters if elements <= 10000 else max(20, args.iters // 10)
         for method in args.methods.split(","):
             for kind in kinds:

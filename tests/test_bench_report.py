@@ -191,8 +191,53 @@ def test_gnp_runs_name_the_kept_model_and_its_poolings():
     assert lines[2] == ("| `set_max` | 0 | 0.5 | one pooling per GNP, retrained ReLU-ended | "
                         "pooling: [max, min] |")
     assert lines[3] == ("| `set_max` | 1 | 1.5 | one per channel, retrained linear-ended | "
-                        "pooling: [min, max] (75% of channels) |")
+                        "pooling: [min, max] (75% of channels, positive part min in 75%) |")
     assert lines[4] == ("| `set_max` | 2 | 2.5 | one pooling per GNP, search "
                         "(softplus-ended) | pooling: max |")
     assert "## GNP's runs" in render_markdown(collect(rows), "T")
     assert gnp_runs(collect([{**r, "gnp": []} for r in rows])) == ""
+
+
+def test_gnp_runs_survive_odd_records_and_name_them():
+    from gnpool.bench.report import _most_common, gnp_runs, kept_model, module_pooling
+
+    good = _gnp_module("pooling", [1.0], [0.0])
+    nan = {**_gnp_module("pooling", [1.0], [float("nan")])}
+    missing = {"name": "pooling", "p_unit": [1.0]}
+    # Ties go to the first name alphabetically, whatever the hash seed.
+    assert _most_common(["min", "max", "max", "min"]) == "max (50% of channels)"
+    assert module_pooling(nan) == "unreadable parameters (ValueError)"
+    assert module_pooling(missing) == "unreadable parameters (KeyError)"
+    # A retrain record whose `to` does not match the channels falls back to the parameters.
+    wrong = {**good, "retrain": {"kept": True, "to": [["min", "min"], ["max", "max"]]}}
+    rows = [{"task": "set_max", "config": "gnp", "seed": seed, "status": "finished",
+             "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": mape,
+             "gnp": gnp} for seed, mape, gnp in ((0, None, [wrong]), (1, 2.0, [nan]),
+                                                  (2, 3.0, [{"name": "pooling", "p": [1.0]}]))]
+    lines = gnp_runs(collect(rows)).splitlines()
+    assert lines[2] == "| `set_max` | 0 | - | retrained ReLU-ended | pooling: max |"
+    assert lines[3].endswith("pooling: unreadable parameters (ValueError) |")
+    assert lines[4] == "| `set_max` | 2 | 3 | - | (no pooling parameters recorded) |"
+    # No hparams: the HParams default (ReLU-ended); an unknown selection is named.
+    odd = {"gnp": [{**good, "selection": {"kept": "both"}}]}
+    assert kept_model(odd) == "model 'both', ReLU-ended"
+    render_markdown(collect(rows), "T")                       # the whole report renders
+
+
+def test_per_channel_pairs_also_name_the_positive_parts_point():
+    from gnpool.bench.report import gnp_runs
+
+    pairs = [["min", "max"]] * 2 + [["min", "mean"]] * 1 + [["max", "max"]] * 1
+    module = {**_gnp_module("conv", [-1.0] * 4, [0.0] * 4, [1.0] * 4),
+              "retrain": {"kept": True, "to": pairs}}
+    row = {"task": "set_max", "config": "gnp", "seed": 0, "status": "finished",
+           "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 1.0,
+           "hparams": {"last_activation": False}, "gnp": [module]}
+    text = gnp_runs(collect([row]))
+    assert "conv: [min, max] (50% of channels, positive part min in 75%)" in text
+
+
+def test_fmt_of_a_diverged_run_gives_the_mean_without_a_spread():
+    # A finished run without a MAPE (predictions not finite) counts as inf.
+    assert fmt([float("inf"), 2.0, 3.0]) == "inf"
+    assert fmt([float("nan"), 2.0]) == "nan"

@@ -39,3 +39,21 @@ def test_softplus_inputs_hold_subnormals_and_their_variants_do_not(bench):
 def test_measure_reports_the_input_distribution(bench):
     row = bench.measure("gnp", 200, 20, 4, iters=1, inputs="softplus")
     assert row["inputs"] == "softplus" and row["median_ms"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "300"], "--sizes must be comma-separated ELEMENTS:SETS, got '300'"),
+    (["--sizes", "0:3"], "--sizes needs positive ELEMENTS and SETS"),
+    (["--methods", "bogus"], "--methods must be among"),
+    (["--inputs", "uniform"], "--inputs must be among"),
+    (["--channels", "0"], "--channels must be a positive int, got 0"),
+    (["--iters", "0"], "--iters must be a positive int, got 0"),
+])
+def test_bad_arguments_are_named_before_anything_runs(bench, monkeypatch, capsys, args,
+                                                      message):
+    monkeypatch.setattr("sys.argv", ["bench_warm_loop.py", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""

@@ -48,12 +48,13 @@ def _mean(values: list[float]) -> float:
 
 
 def fmt(values: list[float]) -> str:
-    """``mean ± std`` over seeds (std with one seed is left out); ``-`` when empty."""
+    """``mean ± std`` over seeds (std is left out with one seed or a non-finite value, e.g.
+    a run whose predictions diverged); ``-`` when empty."""
     if not values:
         return "-"
     mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.3g}"
+    if len(values) == 1 or not all(math.isfinite(v) for v in values):
+        return f"{mean:.3g}"           # no spread of one run, or of an infinite one
     return f"{mean:.3g} ± {statistics.stdev(values):.2g}"
 
 
@@ -147,17 +148,23 @@ def module_pooling(module: dict[str, Any]) -> str:
 
     from ..aggr import GNPAggregation
 
-    aggr = GNPAggregation(channels=len(module["p_unit"]))
-    with torch.no_grad():
-        for key in GNPAggregation.pooling_parameter_names:
-            getattr(aggr, key).copy_(torch.tensor(module[key]))
-    names = aggr.closest_pooling()
+    try:
+        aggr = GNPAggregation(channels=len(module["p_unit"]))
+        with torch.no_grad():
+            for key in GNPAggregation.pooling_parameter_names:
+                getattr(aggr, key).copy_(torch.tensor(module[key], dtype=torch.float32))
+        names = aggr.closest_pooling()
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        # A record with missing or non-finite parameters (a diverged run, an older
+        # format) is named, not allowed to stop the whole report.
+        return f"unreadable parameters ({type(err).__name__})"
     return names if isinstance(names, str) else _most_common(names)
 
 
 def _most_common(names: list[str]) -> str:
-    # One name per channel: the name, or the most common one and its share.
-    common = max(set(names), key=names.count)
+    # One name per channel: the name, or the most common one and its share (ties go to
+    # the first in alphabetical order, so that the text does not depend on hashing).
+    common = min(set(names), key=lambda name: (-names.count(name), name))
     share = names.count(common) / len(names)
     return common if share == 1 else f"{common} ({share:.0%} of channels)"
 
@@ -174,8 +181,15 @@ def readout_pooling(row: dict[str, Any]) -> str | None:
     return module_pooling(modules[-1]) if modules else None
 
 
-_ENDINGS = {False: "linear", True: "ReLU", "softplus": "softplus", None: "linear",
-            "linear": "linear", "relu": "ReLU"}
+_ENDINGS = {False: "linear", True: "ReLU", "softplus": "softplus", "linear": "linear",
+            "relu": "ReLU"}
+
+
+def _ending(value: Any) -> str:
+    try:
+        return _ENDINGS.get(value, str(value))
+    except TypeError:                      # an unhashable value
+        return str(value)
 
 
 def kept_model(row: dict[str, Any]) -> str:
@@ -189,20 +203,22 @@ def kept_model(row: dict[str, Any]) -> str:
     first = modules[0]
     parts = []
     selection = first.get("selection")
-    if selection:
+    if isinstance(selection, dict):
+        kept = selection.get("kept")
         parts.append({"shared": "one pooling per GNP",
-                      "per_channel": "one per channel"}.get(selection.get("kept"),
-                                                            str(selection.get("kept"))))
+                      "per_channel": "one per channel"}.get(kept, f"model {kept!r}"))
     retrain = first.get("retrain")
-    search_ending = _ENDINGS.get(hp.get("last_activation"), str(hp.get("last_activation")))
-    if not retrain:
+    # HParams.last_activation defaults to True (ReLU-ended MLPs).
+    search_ending = _ending(hp.get("last_activation", True))
+    if not isinstance(retrain, dict) or not retrain:
         parts.append(f"{search_ending}-ended")
     elif retrain.get("kept"):
-        ending = (retrain.get("last_activation") or {}).get("kept")
+        record = retrain.get("last_activation")
+        ending = record.get("kept") if isinstance(record, dict) else None
         if ending is None:
             rla = hp.get("retrain_last_activation")
-            ending = search_ending if rla is None else _ENDINGS.get(rla, str(rla))
-        parts.append(f"retrained {_ENDINGS.get(ending, ending)}-ended")
+            ending = search_ending if rla is None else rla
+        parts.append(f"retrained {_ending(ending)}-ended")
     else:
         parts.append(f"search ({search_ending}-ended)")
     return ", ".join(parts)
@@ -212,11 +228,26 @@ def _trained_pooling(module: dict[str, Any]) -> str:
     # A retrained model's GNP: the classic points its parts were set to, `[positive part,
     # negative part]` (the most common pair and its share when channels differ); a
     # search's: closest_pooling().
-    retrain = module.get("retrain") or {}
-    pairs = retrain.get("to")
-    if not retrain.get("kept") or not pairs:
+    retrain = module.get("retrain")
+    pairs = retrain.get("to") if isinstance(retrain, dict) and retrain.get("kept") else None
+    channels = len(module.get("p_unit") or [])
+    if (not isinstance(pairs, list) or len(pairs) != channels
+            or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs)):
         return module_pooling(module)
-    return _most_common([f"[{pos}, {neg}]" for pos, neg in pairs])
+    text = _most_common([f"[{pos}, {neg}]" for pos, neg in pairs])
+    if text.endswith(" of channels)"):
+        # The most common pair can hide a positive part that most channels share.
+        positives = [str(pos) for pos, _ in pairs]
+        common = min(set(positives), key=lambda name: (-positives.count(name), name))
+        share = positives.count(common) / len(positives)
+        text = text[:-1] + f", positive part {common} in {share:.0%})"
+    return text
+
+
+def _seed_order(row: dict[str, Any]) -> tuple[int, Any]:
+    # Integer seeds in order, anything else after them.
+    seed = row.get("seed")
+    return (0, seed) if isinstance(seed, int) else (1, str(seed))
 
 
 def gnp_runs(cells: dict[str, dict[str, Cell]]) -> str:
@@ -231,17 +262,19 @@ def gnp_runs(cells: dict[str, dict[str, Cell]]) -> str:
         gnp = by_config.get("gnp")
         if gnp is None:
             continue
-        for row in sorted(gnp.rows, key=lambda r: r.get("seed", 0)):
+        for row in sorted(gnp.rows, key=_seed_order):
             modules = _gnp_modules(row)
-            if not modules:
-                continue
             mape = row.get("mape_extrap")
+            mape = f"{mape:.3g}" if isinstance(mape, (int, float)) else "-"
+            if not modules:
+                lines.append(f"| `{task}` | {row.get('seed', '-')} | {mape} | - | "
+                             "(no pooling parameters recorded) |")
+                continue
             poolings = "; ".join(
-                f"{m.get('name', '?').removesuffix('.aggr_module')}: {_trained_pooling(m)}"
-                for m in modules)
-            lines.append(f"| `{task}` | {row.get('seed', '-')} | "
-                         f"{'-' if mape is None else f'{mape:.3g}'} | {kept_model(row)} | "
-                         f"{poolings} |")
+                f"{str(m.get('name') or '?').removesuffix('.aggr_module')}: "
+                f"{_trained_pooling(m)}" for m in modules).replace("|", "\\|")
+            lines.append(f"| `{task}` | {row.get('seed', '-')} | {mape} | "
+                         f"{kept_model(row)} | {poolings} |")
             rows += 1
     return "\n".join(lines) if rows else ""
 
@@ -422,7 +455,10 @@ def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = 
                   "part]` (the pooling of `relu(x)` and of `relu(-x)`), a search's "
                   "`closest_pooling()` (`none`: no classic pooling within its tolerance). "
                   "With one pooling per channel: the most common one and its share of the "
-                  "channels.", "", runs, ""]
+                  "channels, and the positive parts' most common point. The readout target "
+                  "above judges the same parameters by `closest_pooling()` on signed sets, "
+                  "so a retrained `[max, mean]` fed non-negative inputs (a ReLU's) computes "
+                  "the max here and reads `none` there.", "", runs, ""]
     for task, by_config in cells.items():
         kind = {"graph": "aggregation-readout", "node": "aggregation",
                 "set": "set pooling"}[levels[task]]
