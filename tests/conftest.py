@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -148,3 +151,13 @@ def random_sets(num_elements: int, num_sets: int, columns: int, seed: int = 0,
 def to_ptr(index: torch.Tensor, num_sets: int) -> torch.Tensor:
     count = torch.bincount(index, minlength=num_sets)
     return torch.cat([count.new_zeros(1), count.cumsum(0)])
+
+
+def load_experiment(name: str) -> ModuleType:
+    """The script ``experiments/<name>.py`` imported as a module (scripts are not a
+    package)."""
+    path = Path(__file__).resolve().parent.parent / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

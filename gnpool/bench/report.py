@@ -161,11 +161,16 @@ def module_pooling(module: dict[str, Any]) -> str:
     return names if isinstance(names, str) else _most_common(names)
 
 
-def _most_common(names: list[str]) -> str:
-    # One name per channel: the name, or the most common one and its share (ties go to
-    # the first in alphabetical order, so that the text does not depend on hashing).
+def _common_share(names: list[str]) -> tuple[str, float]:
+    # The most common name and its share (ties go to the first in alphabetical order, so
+    # that the text does not depend on hashing).
     common = min(set(names), key=lambda name: (-names.count(name), name))
-    share = names.count(common) / len(names)
+    return common, names.count(common) / len(names)
+
+
+def _most_common(names: list[str]) -> str:
+    # One name per channel: the name, or the most common one and its share.
+    common, share = _common_share(names)
     return common if share == 1 else f"{common} ({share:.0%} of channels)"
 
 
@@ -237,9 +242,7 @@ def _trained_pooling(module: dict[str, Any]) -> str:
     text = _most_common([f"[{pos}, {neg}]" for pos, neg in pairs])
     if text.endswith(" of channels)"):
         # The most common pair can hide a positive part that most channels share.
-        positives = [str(pos) for pos, _ in pairs]
-        common = min(set(positives), key=lambda name: (-positives.count(name), name))
-        share = positives.count(common) / len(positives)
+        common, share = _common_share([str(pos) for pos, _ in pairs])
         text = text[:-1] + f", positive part {common} in {share:.0%})"
     return text
 
