@@ -186,15 +186,16 @@ def readout_pooling(row: dict[str, Any]) -> str | None:
     return module_pooling(modules[-1]) if modules else None
 
 
-_ENDINGS = {False: "linear", True: "ReLU", "softplus": "softplus", "linear": "linear",
-            "relu": "ReLU"}
-
-
 def _ending(value: Any) -> str:
+    # An MLP ending as the report names it ("ReLU", "linear", "softplus"), from any value
+    # `last_activation` takes (gnpool.models.mlp.ending_name); others as they are.
+    from ..models.mlp import ending_name
+
     try:
-        return _ENDINGS.get(value, str(value))
-    except TypeError:                      # an unhashable value
+        name = ending_name(value)
+    except ValueError:
         return str(value)
+    return "ReLU" if name == "relu" else name
 
 
 def kept_model(row: dict[str, Any]) -> str:
@@ -403,7 +404,7 @@ def seed_spread(cells: dict[str, dict[str, Cell]]) -> str:
             continue
 
         def seeds(cell: Cell) -> str:
-            ordered = sorted(cell.rows, key=lambda r: r.get("seed", 0))
+            ordered = sorted(cell.rows, key=_seed_order)
             return ", ".join(f"{math.inf if r.get('mape_extrap') is None else r['mape_extrap']:.3g}"
                              for r in ordered)
 
