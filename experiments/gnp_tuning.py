@@ -36,6 +36,8 @@ configurations run alongside as the reference.
                                                           #   channel
     python experiments/gnp_tuning.py --stage 21           # stage 18's recipe, searched with
                                                           #   softplus-ended MLPs
+    python experiments/gnp_tuning.py --stage 22           # ... with one GNP for every
+                                                          #   message-passing layer
     python experiments/gnp_tuning.py --offline-selection  # every choice among retrains by
                                                           #   validation, from stored runs
     python experiments/gnp_tuning.py --repeat VARIANT --task T --seed S --db NEW.sqlite
@@ -385,6 +387,20 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
                    "retrain_last_activation": False, "select_channels": True,
                    "retrain_select_activation": True}},
     },
+    # The fixed configurations have one aggregation for every message-passing layer (the
+    # grid's 16 pairs); stage 21's GNPs have one pooling per layer (4^layers aggregations
+    # to search), and its shortest_path searches left the first layer at the mean or max
+    # where the later ones reached min. Stage 22: stage 21 with one GNP module shared by
+    # every message-passing layer (gnp_share_aggr), so that each layer's gradient moves
+    # the same pooling; the readout keeps its own. Set tasks have no message passing.
+    22: {
+        "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**SOFTPLUS, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
+                   "retrain_heading": 0.15, "retrain_heading_exponent": True,
+                   "retrain_last_activation": False, "select_channels": True,
+                   "retrain_select_activation": True, "gnp_share_aggr": True}},
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -393,7 +409,7 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                15: (100, 101, 102, 103), 16: (100, 101, 102, 103),
                17: (100, 101, 102, 103), 18: (100, 101, 102, 103),
                19: (100, 101, 102, 103), 20: (100, 101, 102, 103),
-               21: (100, 101, 102, 103)}
+               21: (100, 101, 102, 103), 22: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -424,7 +440,9 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                     21: (RECIPE, "gnp-retrain-heading0.15-exponent-select-activation",
                          "gnp-retrain-heading0.15-exponent-softplus-relu",
                          "gnp-retrain-heading0.15-exponent-softplus-linear",
-                         "gnp-retrain-heading0.15-exponent-softplus-channels-linear")}
+                         "gnp-retrain-heading0.15-exponent-softplus-channels-linear"),
+                    22: (RECIPE, "gnp-retrain-heading0.15-exponent-select-activation",
+                         "gnp-retrain-heading0.15-exponent-softplus-select-activation")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 

@@ -116,6 +116,10 @@ class HParams:
             as configured and with ``gnp_per_channel``, and keep the one with the lower
             validation loss (the shared one on a tie); the run trains both models'
             epochs. Each GNP's record says which was kept and both validation losses.
+        gnp_share_aggr: a model whose aggregation is ``"gnp"`` has one GNP module, one set
+            of pooling parameters, for all its message-passing layers
+            (:class:`gnpool.models.MessageMLPGNN` ``share_aggr``), as a fixed
+            configuration has one aggregation for every layer; the readout keeps its own.
         gnp_kwargs: keyword arguments of every :class:`~gnpool.GNPAggregation`
             (``p``, ``q``, ``p_neg``, ``q_neg``, ``p_min``, ``p_max``).
         gnp_readout_kwargs: merged over ``gnp_kwargs`` for a GNP readout or set pooling.
@@ -166,6 +170,7 @@ class HParams:
     retrain_whole: bool = False
     gnp_per_channel: bool = False
     select_channels: bool = False
+    gnp_share_aggr: bool = False
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_negative_share: float = 0.0
@@ -245,7 +250,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain_heading_exponent": False,
                                    "retrain_whole": False, "gnp_per_channel": False,
                                    "select_channels": False,
-                                   "retrain_select_activation": False}
+                                   "retrain_select_activation": False,
+                                   "gnp_share_aggr": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

@@ -58,7 +58,8 @@ class MessageMLPGNN(torch.nn.Module):
     ``aggr`` and ``readout`` take any PyG aggregation name or module, ``'gnp'`` and
     ``'attsets'`` included; a name is resolved, and a module deep-copied, once per layer
     (see :func:`~gnpool.models.pooling.resolve_pooling`), so no two layers share
-    parameters. ``aggr`` may also be a list with one pooling per layer.
+    parameters, unless ``share_aggr``. ``aggr`` may also be a list with one pooling per
+    layer.
 
     Args:
         in_channels: node feature width.
@@ -75,6 +76,14 @@ class MessageMLPGNN(torch.nn.Module):
         last_activation: message and node MLPs end in a ReLU, so every pooling sees
             non-negative inputs (Xu et al.). ``False`` ends them linearly,
             ``"softplus"`` in a softplus (strictly positive inputs).
+        share_aggr: one aggregation module, and so one set of pooling parameters (a
+            learnable pooling's exponents), for every message-passing layer, as a fixed
+            aggregation name is the same pooling in every layer (Xu et al.'s
+            configurations). ``aggr`` must then be one pooling, not a list.
+
+    Raises:
+        ValueError: a width or ``num_layers`` that is not a positive int; ``aggr`` given
+            per layer with the wrong length, or as a list with ``share_aggr``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 64,
@@ -82,7 +91,7 @@ class MessageMLPGNN(torch.nn.Module):
                  readout: Pooling | None = "sum", *, aggr_kwargs: Mapping[str, Any] | None = None,
                  readout_kwargs: Mapping[str, Any] | None = None, edge_dim: int = 0,
                  mlp_layers: int = 2, node_mlp_layers: int = 0, output_layers: int = 1,
-                 last_activation: bool | str = True) -> None:
+                 last_activation: bool | str = True, share_aggr: bool = False) -> None:
         super().__init__()
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
                            ("hidden_channels", hidden_channels), ("num_layers", num_layers)):
@@ -90,8 +99,13 @@ class MessageMLPGNN(torch.nn.Module):
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
         self.convs = torch.nn.ModuleList()
         width = in_channels
+        if share_aggr and not isinstance(aggr, (str, Aggregation)):
+            raise ValueError("share_aggr=True needs one pooling for every layer (a name or an "
+                             f"Aggregation module), got aggr={aggr!r}")
+        shared = resolve_pooling(aggr, hidden_channels, aggr_kwargs) if share_aggr else None
         for pooling in per_layer(aggr, num_layers, "aggr"):
-            module = resolve_pooling(pooling, hidden_channels, aggr_kwargs)
+            module = shared if shared is not None else resolve_pooling(pooling, hidden_channels,
+                                                                      aggr_kwargs)
             self.convs.append(MessageMLPConv(width, hidden_channels, module, edge_dim,
                                              mlp_layers, last_activation))
             width = hidden_channels
