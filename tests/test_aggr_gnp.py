@@ -164,6 +164,32 @@ def test_from_pooling_max_and_min_are_exact_for_any_size(name, reference):
     assert torch.equal(aggr(x, index), reference(x, index))
 
 
+def test_one_module_called_twice_in_a_forward_trains():
+    # One aggregation shared by two layers: the second call must not modify in place what
+    # the first saved for backward, and the exponent's gradient sums both calls'.
+    aggr = GNPAggregation(channels=4, p=[0.2, 1.0, -1.0, 3.0])
+    x, index = random_sets(60, 5, 4, seed=5, dtype=torch.float32)
+    x = x.abs()
+    out = aggr(x, index)
+    (aggr(out, torch.tensor([0, 0, 1, 1, 1])).sum() + out.sum()).backward()
+    twice = aggr.p_unit.grad.clone()
+    first, second = (GNPAggregation(channels=4, p=[0.2, 1.0, -1.0, 3.0]) for _ in range(2))
+    mid = first(x, index)
+    (second(mid.detach(), torch.tensor([0, 0, 1, 1, 1])).sum() + mid.sum()).backward()
+    # The first call's gradient also flows through the second call's input.
+    assert bool(torch.isfinite(twice).all()) and bool((twice != 0).all())
+    assert not torch.equal(twice, first.p_unit.grad + second.p_unit.grad)
+    aggr.p_unit.grad = None
+    mid = aggr(x, index)
+    (aggr(mid.detach(), torch.tensor([0, 0, 1, 1, 1])).sum() + mid.sum()).backward()
+    torch.testing.assert_close(aggr.p_unit.grad, first.p_unit.grad + second.p_unit.grad)
+    # A value written out of range between forwards is still projected by the next one.
+    with torch.no_grad():
+        aggr.p_unit.copy_(torch.tensor([5.0, -5.0, 0.5, 2.0]))
+    aggr(x, index)
+    assert torch.equal(aggr.p_unit.detach(), torch.tensor([1.0, -1.0, 0.5, 1.0]))
+
+
 def test_training_projects_the_exponent_into_its_range():
     # A huge step pushes p_unit far outside [-1, 1]; the next training forward clamps the
     # parameter itself, so the function is exactly max / min at the ends and the gradient

@@ -87,6 +87,34 @@ def test_gnp_everywhere_gets_a_distinct_module_per_layer():
     assert not torch.allclose(gnn.convs[0].aggr_module.p, gnn.convs[1].aggr_module.p)
 
 
+def test_share_aggr_gives_every_layer_one_aggregation_module():
+    torch.manual_seed(0)
+    own = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, aggr="gnp", readout="gnp",
+                        edge_dim=1)
+    torch.manual_seed(0)
+    gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, aggr="gnp", readout="gnp",
+                        edge_dim=1, share_aggr=True)
+    modules = [conv.aggr_module for conv in gnn.convs]
+    assert len({id(m) for m in modules}) == 1 and gnn.readout is not modules[0]
+    # One set of pooling parameters for the three layers, counted once; every other
+    # weight is drawn as without sharing.
+    assert sum(p.numel() for p in own.parameters()) - sum(
+        p.numel() for p in gnn.parameters()) == 2 * sum(p.numel() for p in modules[0].parameters())
+    theirs = dict(own.named_parameters())
+    assert all(torch.equal(p, theirs[name]) for name, p in gnn.named_parameters())
+    # The shared exponent's gradient is the sum of what each layer's own exponent gets
+    # from the same weights: every layer trains it.
+    batch = Batch.from_data_list([_graph(0), _graph(1)])
+    for model in (own, gnn):
+        model.train()
+        model(batch.x, batch.edge_index, batch.edge_attr, batch.batch, 2).pow(2).sum().backward()
+    per_layer = [conv.aggr_module.p_unit.grad for conv in own.convs]
+    assert all(g is not None and g.abs().sum() > 0 for g in per_layer)
+    torch.testing.assert_close(modules[0].p_unit.grad, sum(per_layer))
+    with pytest.raises(ValueError, match="share_aggr=True needs one pooling"):
+        MessageMLPGNN(3, 1, num_layers=2, aggr=["gnp", "gnp"], share_aggr=True)
+
+
 def test_a_module_argument_is_copied_per_layer():
     proto = aggr.PowerMeanAggregation(learn=True, channels=8)
     gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=2, aggr=proto, readout=proto)

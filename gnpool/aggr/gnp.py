@@ -189,6 +189,8 @@ class GNPAggregation(Aggregation):
         # parameters' identities and versions it was read from.
         self._reductions: tuple[str, ...] | _ChannelGroups | None = None
         self._reductions_of: tuple[Any, ...] | None = None
+        # (data_ptr, version) of p_unit and p_neg_unit after the last projection.
+        self._projected_at: tuple[int, ...] | None = None
         p_neg = p if p_neg is None else p_neg
         q_neg = q if q_neg is None else q_neg
         self._init = {"p": p, "q": q, "p_neg": p_neg, "q_neg": q_neg}
@@ -332,8 +334,17 @@ class GNPAggregation(Aggregation):
         if self.learn and self.training and torch.is_grad_enabled() and (
                 self.p_unit.requires_grad or self.p_neg_unit.requires_grad):
             # Frozen parameters, and a forward without autograd, leave them alone (the
-            # forward clamps its copy).
-            self.project_()
+            # forward clamps its copy). Parameters not changed since their last projection
+            # are left alone too: a module called twice in one forward (one aggregation
+            # shared by several layers) must not modify what the first call saved for
+            # backward.
+            at = None if torch.compiler.is_compiling() else tuple(
+                v for t in (self.p_unit, self.p_neg_unit) for v in (t.data_ptr(), t._version))
+            if at is None or at != self._projected_at:
+                self.project_()
+                self._projected_at = None if at is None else tuple(
+                    v for t in (self.p_unit, self.p_neg_unit)
+                    for v in (t.data_ptr(), t._version))
         reductions = self._frozen_reductions(x)
         if reductions is not None:
             return self._reduce_classic(x, index, ptr, dim_size, dim, reductions)
