@@ -237,6 +237,24 @@ def test_per_channel_pairs_also_name_the_positive_parts_point():
     assert "conv: [min, max] (50% of channels, positive part min in 75%)" in text
 
 
+def test_gnp_runs_name_a_shared_aggregation_every_layer():
+    from gnpool.bench.report import gnp_runs
+
+    conv = {**_gnp_module("convs.0.aggr_module", [-1.0], [0.0]),
+            "retrain": {"kept": True, "to": [["min", "max"]]}}
+    readout = {**_gnp_module("readout", [1.0], [0.0]),
+               "retrain": {"kept": True, "to": [["max", "min"]]}}
+
+    def row(shared):
+        return {"task": "shortest_path", "config": "gnp", "seed": 0, "status": "finished",
+                "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 1.0,
+                "hparams": {"last_activation": False, "gnp_share_aggr": shared},
+                "gnp": [conv, readout]}
+
+    assert "| every layer: [min, max]; readout: [max, min] |" in gnp_runs(collect([row(True)]))
+    assert "| convs.0: [min, max]; readout: [max, min] |" in gnp_runs(collect([row(False)]))
+
+
 def test_fmt_of_a_diverged_run_gives_the_mean_without_a_spread():
     # A finished run without a MAPE (predictions not finite) counts as inf.
     assert fmt([float("inf"), 2.0, 3.0]) == "inf"

@@ -254,6 +254,13 @@ def _seed_order(row: dict[str, Any]) -> tuple[int, Any]:
     return (0, seed) if isinstance(seed, int) else (1, str(seed))
 
 
+def _module_label(name: Any, shared: bool) -> str:
+    # A module's name in the table; with gnp_share_aggr the one aggregation module every
+    # message-passing layer calls is recorded once, under its first layer's name.
+    name = str(name or "?").removesuffix(".aggr_module")
+    return "every layer" if shared and name.startswith("convs.") else name
+
+
 def gnp_runs(cells: dict[str, dict[str, Cell]]) -> str:
     """Per GNP run (task, seed): its extrapolation MAPE, the model it kept
     (:func:`kept_model`) and each of its GNPs after training: a retrained model's classic
@@ -274,9 +281,10 @@ def gnp_runs(cells: dict[str, dict[str, Cell]]) -> str:
                 lines.append(f"| `{task}` | {row.get('seed', '-')} | {mape} | - | "
                              "(no pooling parameters recorded) |")
                 continue
+            shared = bool((row.get("hparams") or {}).get("gnp_share_aggr"))
             poolings = "; ".join(
-                f"{str(m.get('name') or '?').removesuffix('.aggr_module')}: "
-                f"{_trained_pooling(m)}" for m in modules).replace("|", "\\|")
+                f"{_module_label(m.get('name'), shared)}: {_trained_pooling(m)}"
+                for m in modules).replace("|", "\\|")
             lines.append(f"| `{task}` | {row.get('seed', '-')} | {mape} | "
                          f"{kept_model(row)} | {poolings} |")
             rows += 1
@@ -462,7 +470,8 @@ def render_markdown(cells: dict[str, dict[str, Cell]], title: str, intro: str = 
                   "channels, and the positive parts' most common point. The readout target "
                   "above judges the same parameters by `closest_pooling()` on signed sets, "
                   "so a retrained `[max, mean]` fed non-negative inputs (a ReLU's) computes "
-                  "the max here and reads `none` there.", "", runs, ""]
+                  "the max here and reads `none` there. With `gnp_share_aggr` one GNP "
+                  "serves every message-passing layer (`every layer`).", "", runs, ""]
     for task, by_config in cells.items():
         kind = {"graph": "aggregation-readout", "node": "aggregation",
                 "set": "set pooling"}[levels[task]]
