@@ -390,9 +390,9 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # The fixed configurations have one aggregation for every message-passing layer (the
     # grid's 16 pairs); stage 21's GNPs have one pooling per layer to search, and its
     # shortest_path searches left the first layer at the mean or max where the later ones
-    # reached min. Stage 22: stage 21 with one GNP module shared by
-    # every message-passing layer (gnp_share_aggr), so that each layer's gradient moves
-    # the same pooling; the readout keeps its own. Set tasks have no message passing.
+    # reached min. Stage 22: stage 21 with one GNP module shared by every message-passing
+    # layer (gnp_share_aggr), so that each layer's gradient moves the same pooling; the
+    # readout keeps its own. Set tasks have no message passing.
     22: {
         "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr": {
             "gnp": {**SHARED, **MEAN}, "readout": {},

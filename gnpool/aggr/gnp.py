@@ -340,19 +340,23 @@ class GNPAggregation(Aggregation):
             # are left alone too: a module called twice in one forward (one aggregation
             # shared by several layers) must not modify what the first call saved for
             # backward.
-            at = None if torch.compiler.is_compiling() else tuple(
-                v for t in (self.p_unit, self.p_neg_unit) for v in (t.data_ptr(), t._version))
-            if at is None or at != self._projected_at:
+            compiling = torch.compiler.is_compiling()
+            if compiling or self._projection_key() != self._projected_at:
                 self.project_()
-                self._projected_at = None if at is None else tuple(
-                    v for t in (self.p_unit, self.p_neg_unit)
-                    for v in (t.data_ptr(), t._version))
+                self._projected_at = None if compiling else self._projection_key()
         reductions = self._frozen_reductions(x)
         if reductions is not None:
             return self._reduce_classic(x, index, ptr, dim_size, dim, reductions)
         return gnp_unit_clamped(x, index, ptr, dim_size, dim, self.p_unit.clamp(-1.0, 1.0),
                                 self.beta, self.p_neg_unit.clamp(-1.0, 1.0), self.beta_neg,
                                 self.backend)
+
+    @torch.jit.unused
+    def _projection_key(self) -> tuple[int, ...]:
+        # Identity and version of the projected parameters: an optimiser step, a copy_ or
+        # a replaced tensor changes it.
+        return tuple(v for t in (self.p_unit, self.p_neg_unit)
+                     for v in (t.data_ptr(), t._version))
 
     def _frozen_reductions(
             self, x: Tensor) -> tuple[str, ...] | _ChannelGroups | None:
