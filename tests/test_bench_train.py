@@ -365,8 +365,9 @@ def test_retrain_settings_need_retrain():
         HParams(retrain_tolerance=0.2)
     with pytest.raises(ValueError, match=r"s retrain_last_activation=True apply only"):
         HParams(retrain_last_activation=True)
-    with pytest.raises(ValueError, match=r"retrain must be in \[0, 1\]"):
-        HParams(retrain=1.5)
+    with pytest.raises(ValueError, match=r"retrain must be in \[0, 4\]"):
+        HParams(retrain=4.5)
+    assert HParams(retrain=2).retrain == 2.0      # a search twice the retrain's epochs
     assert "retrain" not in HParams().key() and HParams(retrain=0.5).key()["retrain"] == 0.5
 
 

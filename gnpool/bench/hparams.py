@@ -65,13 +65,14 @@ class HParams:
             the learned one's is lower by more than 5% (:func:`gnpool.bench.train.snap_search`);
             0: snap by distance.
         retrain: search, then retrain (0: off): the model first trains this share of
-            ``epochs`` as configured (the search), then each part of each learnable GNP is
-            set to its nearest classic point (:func:`gnpool.training.snap_parts_`, within
-            ``retrain_tolerance``), every pooling parameter is frozen, the other weights
-            start again from the run's initialisation and train all ``epochs`` (the
-            retrain, through :func:`gnpool.training.transfer_pooling_`); the retrained
-            model is kept unless its validation loss is more than 5% above the searched
-            one's (:func:`gnpool.bench.train.search_and_retrain`). The run trains
+            ``epochs`` (up to 4 times as many) as configured (the search), then each part
+            of each learnable GNP is set to its nearest classic point
+            (:func:`gnpool.training.snap_parts_`, within ``retrain_tolerance``), every
+            pooling parameter is frozen, the other weights start again from the run's
+            initialisation and train all ``epochs`` (the retrain, through
+            :func:`gnpool.training.transfer_pooling_`); the retrained model is kept unless
+            its validation loss is more than 5% above the searched one's
+            (:func:`gnpool.bench.train.search_and_retrain`). The run trains
             ``max(1, round(retrain * epochs)) + epochs`` epochs in all, ``epochs`` more
             with ``retrain_select_activation`` (the search's own snap, ``snap``, falls
             within its share); a model without a learnable pooling has nothing to search
@@ -267,7 +268,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pool_split": _SHARE, "snap": _SHARE, "pool_prior": _AT_LEAST_0,
     "snap_tolerance": _AT_LEAST_0,
     "pool_prior_start": _SHARE,
-    "snap_search": _AT_LEAST_0, "retrain": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "snap_search": _AT_LEAST_0, "retrain": (lambda v: 0 <= v <= 4, "in [0, 4]"),
     "retrain_tolerance": _AT_LEAST_0, "retrain_heading": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
