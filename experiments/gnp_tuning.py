@@ -99,6 +99,14 @@ _CLASSIC_POINTS = ((1.0, 0.0, 1.0, 0.0), (1.0, 1.0, 1.0, 1.0),
                    (math.inf, 1.0, -math.inf, 1.0), (-math.inf, 1.0, math.inf, 1.0))
 CLASSIC_BANK = {key: [point[i] for point in _CLASSIC_POINTS for _ in range(8)]
                 for i, key in enumerate(("p", "q", "p_neg", "q_neg"))}
+#: Stage 21's settings (stage 18's recipe searched with softplus-ended MLPs), which
+#: stages 22 and 23 extend.
+STAGE21_HP = {**SOFTPLUS, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
+              "retrain_heading": 0.15, "retrain_heading_exponent": True,
+              "retrain_last_activation": False, "select_channels": True,
+              "retrain_select_activation": True}
+STAGE22_HP = {**STAGE21_HP, "gnp_share_aggr": True}
+
 STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # Initialisation (sum everywhere, or readouts and set poolings at the mean), one
     # exponent per channel or shared by the channels, message MLPs ending in a ReLU or
@@ -382,11 +390,7 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # searches fed by softplus-ended MLPs; stage 21 runs it.
     21: {
         "gnp-retrain-heading0.15-exponent-softplus-select-activation": {
-            "gnp": {**SHARED, **MEAN}, "readout": {},
-            "hp": {**SOFTPLUS, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
-                   "retrain_heading": 0.15, "retrain_heading_exponent": True,
-                   "retrain_last_activation": False, "select_channels": True,
-                   "retrain_select_activation": True}},
+            "gnp": {**SHARED, **MEAN}, "readout": {}, "hp": STAGE21_HP},
     },
     # The fixed configurations have one aggregation for every message-passing layer (the
     # grid's 16 pairs); stage 21's GNPs have one pooling per layer to search, and its
@@ -396,11 +400,7 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # readout keeps its own. Set tasks have no message passing.
     22: {
         "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr": {
-            "gnp": {**SHARED, **MEAN}, "readout": {},
-            "hp": {**SOFTPLUS, **SNAP, "snap_tolerance": 0.3, "retrain": 1.0,
-                   "retrain_heading": 0.15, "retrain_heading_exponent": True,
-                   "retrain_last_activation": False, "select_channels": True,
-                   "retrain_select_activation": True, "gnp_share_aggr": True}},
+            "gnp": {**SHARED, **MEAN}, "readout": {}, "hp": STAGE22_HP},
     },
     # Stage 22's shortest_path searches ended on the plateau where even min-max sits for
     # its first 16 of 30 epochs (validation MSE about 5.7): the pooling was read off
@@ -408,11 +408,7 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # long (retrain=2.0, 60 epochs on shortest_path), the retrains as before.
     23: {
         "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-search2": {
-            "gnp": {**SHARED, **MEAN}, "readout": {},
-            "hp": {**SOFTPLUS, **SNAP, "snap_tolerance": 0.3, "retrain": 2.0,
-                   "retrain_heading": 0.15, "retrain_heading_exponent": True,
-                   "retrain_last_activation": False, "select_channels": True,
-                   "retrain_select_activation": True, "gnp_share_aggr": True}},
+            "gnp": {**SHARED, **MEAN}, "readout": {}, "hp": {**STAGE22_HP, "retrain": 2.0}},
     },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
