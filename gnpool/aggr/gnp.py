@@ -117,7 +117,9 @@ class GNPAggregation(Aggregation):
     distance of at most 1.5. ``p_unit`` is kept in [-1, 1] by projection: each forward
     in training mode first clamps the parameter itself into the range (the value the
     optimiser left; skipped where nothing changed it since the last projection, so one
-    module can serve several layers of a forward), so the function never sees a value
+    module can serve several layers of a forward in eager mode; under ``torch.compile``
+    and TorchScript it projects at every call, and a module called twice in one training
+    forward there raises in backward), so the function never sees a value
     outside it and the gradient at the ends stays finite and non-zero (``p = +-inf`` has
     one-sided derivatives). The
     classic view stays available as the properties :attr:`p`, :attr:`q`, :attr:`p_neg`,

@@ -79,7 +79,10 @@ class MessageMLPGNN(torch.nn.Module):
         share_aggr: one aggregation module, and so one set of pooling parameters (a
             learnable pooling's exponents), for every message-passing layer, as a fixed
             aggregation name is the same pooling in every layer (Xu et al.'s
-            configurations). ``aggr`` must then be one pooling, not a list.
+            configurations). ``aggr`` must then be one pooling, not a list. A shared
+            ``'gnp'`` trains in eager mode only: compiled or scripted, its second call in a
+            forward modifies what the first saved for backward
+            (:class:`~gnpool.GNPAggregation`).
 
     Raises:
         ValueError: a width or ``num_layers`` that is not a positive int; ``aggr`` given
@@ -104,8 +107,10 @@ class MessageMLPGNN(torch.nn.Module):
                              f"Aggregation module), got aggr={aggr!r}")
         shared = resolve_pooling(aggr, hidden_channels, aggr_kwargs) if share_aggr else None
         for pooling in per_layer(aggr, num_layers, "aggr"):
-            module = shared if shared is not None else resolve_pooling(pooling, hidden_channels,
-                                                                      aggr_kwargs)
+            # Resolved layer by layer, between the layers' MLPs: a learnable pooling's
+            # random initial weights are drawn in the order the stored runs were made with.
+            module = (shared if shared is not None
+                      else resolve_pooling(pooling, hidden_channels, aggr_kwargs))
             self.convs.append(MessageMLPConv(width, hidden_channels, module, edge_dim,
                                              mlp_layers, last_activation))
             width = hidden_channels
