@@ -410,6 +410,18 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
         "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-search2": {
             "gnp": {**SHARED, **MEAN}, "readout": {}, "hp": {**STAGE22_HP, "retrain": 2.0}},
     },
+    # Stage 22's kept shortest_path models were retrained with linear-ended MLPs (the
+    # per-channel models in three seeds, the linear retrain in the fourth), around
+    # poolings searched on softplus outputs: every negative part pooled only zeros in
+    # the search and stayed at its initial mean, so a channel at [min, mean] computes
+    # min(relu(x)) - mean(relu(-x)) on the retrain's signed inputs. Stage 24: stage 22
+    # with each such idle part set to the mirror of its sibling (retrain_mirror), so the
+    # channel is that classic pooling of x itself ([min, max]: min(x)).
+    24: {
+        "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-mirror": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**STAGE22_HP, "retrain_mirror": True}},
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -419,7 +431,7 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                17: (100, 101, 102, 103), 18: (100, 101, 102, 103),
                19: (100, 101, 102, 103), 20: (100, 101, 102, 103),
                21: (100, 101, 102, 103), 22: (100, 101, 102, 103),
-               23: (100, 101, 102, 103)}
+               23: (100, 101, 102, 103), 24: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -454,6 +466,9 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                     22: (RECIPE, "gnp-retrain-heading0.15-exponent-select-activation",
                          "gnp-retrain-heading0.15-exponent-softplus-select-activation"),
                     23: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation",
+                         "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
+                         "shared-aggr"),
+                    24: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation",
                          "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
                          "shared-aggr")}
 #: pool_lr unless a variant says otherwise (the library default being tested).

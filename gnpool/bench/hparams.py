@@ -110,6 +110,14 @@ class HParams:
             ``retrain_tolerance``). Every GNP then computes one of the four poolings the
             fixed configurations choose from, instead of a mix of two parts (the max of
             the positive part minus the mean of the negative one).
+        retrain_mirror: after the part-wise setting, set each part of each learnable GNP
+            that received no input in the search (the negative part of a channel fed only
+            non-negative values, by a softplus- or ReLU-ended MLP, on the training split)
+            to the mirror of its other part's classic point
+            (:func:`gnpool.training.mirror_idle_parts_`): the channel then computes that
+            pooling of its whole input (``[min, max]``, the min of ``x``) in a retrain
+            with linear-ended MLPs, instead of the min of the positive part minus the
+            never-trained initial pooling (the mean) of the negative one.
         gnp_per_channel: every GNP gets one pooling per channel (``channels`` =
             ``hidden``, the width of its input) whatever ``gnp_kwargs`` and the
             configuration say.
@@ -169,6 +177,7 @@ class HParams:
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
     retrain_whole: bool = False
+    retrain_mirror: bool = False
     gnp_per_channel: bool = False
     select_channels: bool = False
     gnp_share_aggr: bool = False
@@ -207,9 +216,10 @@ class HParams:
             raise ValueError("hyperparameter retrain_select_activation=True applies only with "
                              "retrain > 0 (the share of the epochs spent searching), got "
                              "retrain=0")
-        if self.retrain_whole and not self.retrain:
-            raise ValueError("hyperparameter retrain_whole=True applies only with retrain > 0 "
-                             "(the share of the epochs spent searching), got retrain=0")
+        for name in ("retrain_whole", "retrain_mirror"):
+            if getattr(self, name) and not self.retrain:
+                raise ValueError(f"hyperparameter {name}=True applies only with retrain > 0 "
+                                 "(the share of the epochs spent searching), got retrain=0")
         if self.select_channels and self.gnp_per_channel:
             raise ValueError("hyperparameters select_channels=True and gnp_per_channel=True "
                              "exclude each other (select_channels trains the model with and "
@@ -252,7 +262,7 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain_whole": False, "gnp_per_channel": False,
                                    "select_channels": False,
                                    "retrain_select_activation": False,
-                                   "gnp_share_aggr": False}
+                                   "gnp_share_aggr": False, "retrain_mirror": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

@@ -25,6 +25,7 @@ from ..models import DeepSets, MessageMLPGNN, gnp_parameters
 from ..models.mlp import ending_name
 from ..training import (
     classic_prior,
+    mirror_idle_parts_,
     param_groups,
     pooling_parameters,
     snap_parts_,
@@ -446,7 +447,9 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     to the classic point they were heading for (:func:`head_parts_`); with
     ``hp.retrain_whole`` each GNP channel is then set to the classic pooling of its whole
     input nearest its output on the validation inputs
-    (:func:`gnpool.training.snap_to_classic`) before the rest is set part-wise. The
+    (:func:`gnpool.training.snap_to_classic`) before the rest is set part-wise; with
+    ``hp.retrain_mirror`` each part that pooled only zeros on the training split is then
+    set to the mirror of its sibling (:func:`gnpool.training.mirror_idle_parts_`). The
     pooling is what the search found; the weights no longer carry what they adapted to
     while it was still moving. With ``hp.retrain_select_activation`` the retrain runs
     twice from the same search and the same initialisation: first with the MLP ending
@@ -473,7 +476,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
-        retrain_select_activation=False)
+        retrain_mirror=False, retrain_select_activation=False)
     trained = copy.deepcopy(model.state_dict())
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
@@ -484,6 +487,12 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                                                  hp.eval_batch_size))
              if hp.retrain_whole else {})
     snapped = snap_parts_(model, tolerance)
+    # Parts that pooled only zeros in the search (the negative part of a channel fed by a
+    # softplus- or ReLU-ended MLP) mirror their sibling: the channel is then that classic
+    # pooling of its whole input when the retrain feeds it signed values.
+    mirrored = (mirror_idle_parts_(model, lambda: predict(model, splits["train"], info.level,
+                                                          hp.eval_batch_size))
+                if hp.retrain_mirror else {})
     search_val = searched["val_mse"]
     # The other ending: linear after ReLU, ReLU after linear or softplus.
     lasts = [last, last is not True] if hp.retrain_select_activation else [last]
@@ -510,7 +519,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     record = {**record, "history": searched["history"] + retrained["history"],
               "epochs": search_hp.epochs + len(lasts) * hp.epochs,
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
-                          "headed": headed, "whole": whole,
+                          "headed": headed, "whole": whole, "mirrored": mirrored,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
                           "search_snap": searched["snap"], "kept": kept,
                           "last_activation": activation}}
@@ -598,6 +607,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
                 "to": retrain["snapped"].get(module["name"]), "kept": retrain["kept"],
                 "headed": retrain["headed"].get(module["name"]),
                 "whole": retrain["whole"].get(module["name"]),
+                "mirrored": retrain.get("mirrored", {}).get(module["name"]),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
                 "val_mse_retrain": retrain["val_mse_retrain"],

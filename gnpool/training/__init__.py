@@ -5,7 +5,7 @@ transfer of searched poolings into a freshly initialised model (search, then ret
 from .faset import FASet, aggregator_parameter_names, default_aggregator_types
 from .multiview import SetSizes, predict_multiview, single_view_batch, subset_batch
 from .optim import DEFAULT_POOL_LR, param_groups, pooling_parameters, transfer_pooling_
-from .snap import classic_prior, snap_parts_, snap_to_classic
+from .snap import classic_prior, mirror_idle_parts_, snap_parts_, snap_to_classic
 
 __all__ = [
     "DEFAULT_POOL_LR",
@@ -14,6 +14,7 @@ __all__ = [
     "aggregator_parameter_names",
     "classic_prior",
     "default_aggregator_types",
+    "mirror_idle_parts_",
     "param_groups",
     "pooling_parameters",
     "snap_parts_",

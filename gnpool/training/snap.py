@@ -238,3 +238,101 @@ def snap_parts_(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str, lis
         if any(n != "none" for pair in names for n in pair):
             out[name] = names
     return out
+
+
+#: The classic point of one part that, with the other part at the key, makes the channel
+#: that classic pooling of ``x`` itself (``[max, min]`` is the max of ``x``, ``[min, max]``
+#: the min, ``[sum, sum]`` the sum, ``[mean, mean]`` the mean).
+MIRROR: dict[str, str] = {"sum": "sum", "mean": "mean", "max": "min", "min": "max"}
+
+
+@torch.no_grad()
+def mirror_idle_parts_(model: torch.nn.Module,
+                       run: Callable[[], Any]) -> dict[str, list[list[str]]]:
+    """Set each part of each learnable GNP channel in ``model`` that received no input
+    while ``run()`` ran the model to the mirror (:data:`MIRROR`) of the other part's
+    classic point, so that the channel computes that classic pooling of its whole input.
+
+    A GNP channel pools ``relu(x)`` with its positive part and ``relu(-x)`` with its
+    negative part and subtracts the second from the first (:class:`~gnpool.GNPAggregation`).
+    Fed only non-negative inputs (after a ReLU or softplus), its negative part pools zeros:
+    its parameters get no gradient and stay where they were initialised, which says
+    nothing about the data. Fed signed inputs later (a model retrained with linear-ended
+    MLPs around the searched pooling, :func:`transfer_pooling_`), that leftover value
+    becomes part of the pooling: a channel that learned the min of its positive part and
+    keeps a negative part at its initial mean computes ``min(relu(x)) - mean(relu(-x))``,
+    no classic pooling. Mirrored, it is ``[min, max]``: exactly ``min(x)`` on any input,
+    the same pooling on the non-negative inputs it was chosen on.
+
+    A part is idle when every input of its channel (every column, for a GNP with one set of
+    parameters) was ``>= 0`` (the negative part) or ``<= 0`` (the positive part) in every
+    call during ``run()``; a channel whose inputs were all 0 has both parts idle and is left
+    as it is, as is a part whose sibling is not exactly at a classic point
+    (:data:`PART_CLASSICS`; :func:`snap_parts_` puts it there).
+
+    Args:
+        model: any module; its learnable :class:`~gnpool.GNPAggregation` modules (parameters
+            that train) are changed in place, in eval mode (no projection of ``p_unit``).
+        run: a callable that runs ``model`` forward over the inputs the pooling was chosen
+            on (e.g. the training split).
+
+    Returns:
+        ``{module name: [[positive part, negative part] per channel]}`` with the classic
+        point each idle part was set to, or "none" (left as it was), for modules with a
+        mirrored part.
+
+    Raises:
+        ValueError: ``run`` is not callable, or the model called no learnable GNP in it.
+    """
+    if not callable(run):
+        raise ValueError(f"run must be a callable that runs the model, got {run!r}")
+    modules = {name: m for name, m in model.named_modules()
+               if isinstance(m, GNPAggregation) and any(trains for *_, trains in _parts(m))}
+    positive: dict[str, Tensor] = {}
+    negative: dict[str, Tensor] = {}
+
+    def watch(name: str, module: GNPAggregation):
+        def hook(_module, args, kwargs):
+            x = args[0] if args else kwargs["x"]
+            flat = x.detach().reshape(-1, x.size(-1)) if x.dim() > 1 else x.detach().view(-1, 1)
+            pos, neg = (flat > 0).any(0), (flat < 0).any(0)
+            if module.channels == 1:            # one set of parameters for every column
+                pos, neg = pos.any().view(1), neg.any().view(1)
+            positive[name] = pos if name not in positive else positive[name] | pos
+            negative[name] = neg if name not in negative else negative[name] | neg
+        return hook
+
+    hooks = [m.register_forward_pre_hook(watch(n, m), with_kwargs=True)
+             for n, m in modules.items()]
+    training = model.training
+    model.eval()
+    try:
+        run()
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(training)
+    if not positive:
+        raise ValueError("run() called no learnable GNPAggregation of the model; pass a "
+                         "callable that runs the model forward over data")
+    out: dict[str, list[list[str]]] = {}
+    for name, module in modules.items():
+        if name not in positive:
+            continue
+        (unit, beta, trains), (unit_neg, beta_neg, trains_neg) = _parts(module)
+        names: list[list[str]] = []
+        for k in range(module.channels):
+            pos_live, neg_live = bool(positive[name][k]), bool(negative[name][k])
+            pos_at = PART_REDUCTIONS.get((float(unit[k].clamp(-1, 1)), float(beta[k])))
+            neg_at = PART_REDUCTIONS.get((float(unit_neg[k].clamp(-1, 1)), float(beta_neg[k])))
+            pair = ["none", "none"]
+            if pos_live and not neg_live and pos_at is not None and trains_neg:
+                unit_neg[k], beta_neg[k] = PART_CLASSICS[MIRROR[pos_at]]
+                pair[1] = MIRROR[pos_at]
+            elif neg_live and not pos_live and neg_at is not None and trains:
+                unit[k], beta[k] = PART_CLASSICS[MIRROR[neg_at]]
+                pair[0] = MIRROR[neg_at]
+            names.append(pair)
+        if any(n != "none" for pair in names for n in pair):
+            out[name] = names
+    return out
