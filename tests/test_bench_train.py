@@ -583,3 +583,37 @@ def test_softplus_search_feeds_gnp_positive_inputs_and_retrains_with_relu_second
     with pytest.raises(ValueError, match=r'last_activation must be true or false or '
                                          r'"softplus", got .tanh.'):
         HParams(**{**base, "last_activation": "tanh"})
+
+
+def test_retrain_mirror_sets_the_parts_the_softplus_search_never_fed(tmp_path, monkeypatch):
+    from gnpool.bench import train
+    from gnpool.training.snap import MIRROR, PART_CLASSICS
+
+    monkeypatch.setattr(train, "SNAP_SLACK", math.inf)      # keep the retrained model
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
+                retrain_last_activation=False)
+    models, records = {}, {}
+    for mirror in (False, True):
+        hp = HParams(**base, retrain_mirror=mirror)
+        torch.manual_seed(0)
+        model = build_model(info, config, hp)
+        start = (float(model.pooling.p_neg_unit), float(model.pooling.beta_neg))
+        models[mirror], records[mirror] = train.search_and_retrain(
+            info, config, hp, model, splits, seed=0, progress=False)
+    assert start == PART_CLASSICS["mean"]
+    positive, negative = records[True]["retrain"]["snapped"]["pooling"][0]
+    # Softplus outputs are positive: the search never fed the negative part, which stays
+    # at its initial mean without the mirror and is set to its sibling's mirror with it.
+    assert records[False]["retrain"]["snapped"] == records[True]["retrain"]["snapped"]
+    assert negative == "mean" and records[False]["retrain"]["mirrored"] == {}
+    plain = models[False].pooling
+    assert (float(plain.p_neg_unit), float(plain.beta_neg)) == PART_CLASSICS["mean"]
+    assert records[True]["retrain"]["mirrored"] == {"pooling": [["none", MIRROR[positive]]]}
+    gnp = models[True].pooling
+    assert records[True]["retrain"]["kept"] and not gnp.p_unit.requires_grad
+    assert (float(gnp.p_neg_unit), float(gnp.beta_neg)) == PART_CLASSICS[MIRROR[positive]]
+    assert gnp.closest_pooling(1e-6) == positive
+    with pytest.raises(ValueError, match=r"retrain_mirror=True applies only with retrain > 0"):
+        HParams(retrain_mirror=True)
+    assert "retrain_mirror" not in HParams(retrain=1.0).key()

@@ -145,3 +145,61 @@ def test_snap_to_classic_leaves_fixed_and_dead_gnps_alone():
     assert float(model["fixed"].p) == pytest.approx(1.05)
     assert float(model["frozen"].p) == pytest.approx(1.05)
     assert float(model["dead"].p) == pytest.approx(3.0)
+
+
+def test_mirror_idle_parts_makes_each_channel_the_classic_pooling_of_x():
+    from torch_geometric.utils import scatter
+
+    from gnpool.training import mirror_idle_parts_
+    from gnpool.training.snap import PART_CLASSICS
+
+    # Positive parts at max, min, sum, mean and (channel 4) off the classic points; the
+    # negative parts all at their initial mean.
+    aggr = GNPAggregation(channels=6, p=1.0, q=1.0)
+    with torch.no_grad():
+        aggr.p_unit.copy_(torch.tensor([1.0, -1.0, 0.5, 0.5, 0.7, 1.0]))
+        aggr.beta.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0, 0.2, 0.0]))
+    model = torch.nn.ModuleDict({"aggr": aggr})
+    index = torch.arange(40) % 5
+    seen = torch.rand(40, 6) + 0.1         # non-negative: every negative part is idle...
+    seen[:, 5] = 0.0                        # ...and channel 5 had no input at all
+    mirrored = mirror_idle_parts_(model, lambda: model["aggr"](seen, index))
+    assert mirrored == {"aggr": [["none", "min"], ["none", "max"], ["none", "sum"],
+                                 ["none", "mean"], ["none", "none"], ["none", "none"]]}
+    assert (float(aggr.p_neg_unit[0]), float(aggr.beta_neg[0])) == PART_CLASSICS["min"]
+    assert (float(aggr.p_neg_unit[4]), float(aggr.beta_neg[4])) == PART_CLASSICS["mean"]
+    assert model.training       # the mode is given back
+    # On signed inputs, each mirrored channel is exactly that pooling of x.
+    x = torch.randn(40, 6, dtype=torch.float64)
+    out = aggr.double()(x, index)
+    for k, reduce in enumerate(("max", "min", "sum", "mean")):
+        torch.testing.assert_close(out[:, k], scatter(x[:, k], index, reduce=reduce))
+    assert aggr.closest_pooling(1e-6)[:4] == ["max", "min", "sum", "mean"]
+
+
+def test_mirror_idle_parts_sets_a_positive_part_fed_only_negative_values():
+    from gnpool.training import mirror_idle_parts_
+
+    aggr = GNPAggregation(channels=1, p=1.0, q=1.0, p_neg=float("inf"), q_neg=1.0)
+    model = torch.nn.Sequential(aggr)
+    index = torch.zeros(8, dtype=torch.long)
+    assert mirror_idle_parts_(model, lambda: aggr(-torch.rand(8, 3) - 0.1, index)) == \
+        {"0": [["min", "none"]]}
+    assert aggr.closest_pooling(1e-6) == "min"
+    # A part that saw a value of its sign, in any column or any call, is live.
+    live = GNPAggregation(channels=1, p=float("inf"), q=1.0, p_neg=1.0, q_neg=1.0)
+    x = torch.rand(8, 3)
+    x[0, 2] = -1.0
+    assert mirror_idle_parts_(torch.nn.Sequential(live), lambda: live(x, index)) == {}
+    assert (float(live.p_neg_unit), float(live.beta_neg)) == (0.5, 0.0)
+
+
+def test_mirror_idle_parts_leaves_fixed_gnps_and_rejects_a_run_that_calls_none():
+    from gnpool.training import mirror_idle_parts_
+
+    fixed = GNPAggregation(channels=1, p=float("inf"), q=1.0, learn=False)
+    model = torch.nn.Sequential(fixed)
+    with pytest.raises(ValueError, match="run\\(\\) called no learnable GNPAggregation"):
+        mirror_idle_parts_(model, lambda: fixed(torch.rand(4, 2), torch.zeros(4, dtype=int)))
+    with pytest.raises(ValueError, match="run must be a callable"):
+        mirror_idle_parts_(model, None)
