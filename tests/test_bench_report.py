@@ -255,6 +255,29 @@ def test_gnp_runs_name_a_shared_aggregation_every_layer():
     assert "| convs.0: [min, max]; readout: [max, min] |" in gnp_runs(collect([row(False)]))
 
 
+def test_gnp_runs_show_the_parts_set_to_their_mirror():
+    from gnpool.bench.report import gnp_runs
+
+    # Snapped to [min, mean] and [max, mean]; the idle negative parts then mirrored
+    # (retrain_mirror), except channel 2 of the readout, whose negative part was live.
+    conv = {**_gnp_module("convs.0.aggr_module", [-1.0], [0.0]),
+            "retrain": {"kept": True, "to": [["min", "mean"]],
+                        "mirrored": [["none", "max"]]}}
+    readout = {**_gnp_module("readout", [1.0] * 3, [0.0] * 3),
+               "retrain": {"kept": True, "to": [["max", "mean"]] * 3,
+                           "mirrored": [["none", "min"]] * 2 + [["none", "none"]]}}
+    row = {"task": "shortest_path", "config": "gnp", "seed": 0, "status": "finished",
+           "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 1.0,
+           "hparams": {"last_activation": False, "gnp_share_aggr": True},
+           "gnp": [conv, readout]}
+    text = gnp_runs(collect([row]))
+    assert "| every layer: [min, max]; readout: [max, min] (67% of channels, positive " \
+           "part max in 100%) |" in text
+    # An odd mirror record leaves the snapped points as they are.
+    conv["retrain"]["mirrored"] = [["max"]]
+    assert "every layer: [min, mean];" in gnp_runs(collect([row]))
+
+
 def test_fmt_of_a_diverged_run_gives_the_mean_without_a_spread():
     # A finished run without a MAPE (predictions not finite) counts as inf.
     assert fmt([float("inf"), 2.0, 3.0]) == "inf"

@@ -234,12 +234,18 @@ def _trained_pooling(module: dict[str, Any]) -> str:
     # A retrained model's GNP: the classic points its parts were set to, `[positive part,
     # negative part]` (the most common pair and its share when channels differ); a
     # search's: closest_pooling().
+    # Parts set to their sibling's mirror after that (`retrain_mirror`) show the mirror.
     retrain = module.get("retrain")
     pairs = retrain.get("to") if isinstance(retrain, dict) and retrain.get("kept") else None
     channels = len(module.get("p_unit") or [])
     if (not isinstance(pairs, list) or len(pairs) != channels
             or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs)):
         return module_pooling(module)
+    mirrored = retrain.get("mirrored")
+    if (isinstance(mirrored, list) and len(mirrored) == channels
+            and all(isinstance(m, (list, tuple)) and len(m) == 2 for m in mirrored)):
+        pairs = [[m if m != "none" else t for t, m in zip(pair, over, strict=True)]
+                 for pair, over in zip(pairs, mirrored, strict=True)]
     text = _most_common([f"[{pos}, {neg}]" for pos, neg in pairs])
     if text.endswith(" of channels)"):
         # The most common pair can hide a positive part that most channels share.
