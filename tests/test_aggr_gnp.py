@@ -122,6 +122,9 @@ def test_repr_shows_current_parameters():
     assert "p=inf" in repr(GNPAggregation.from_pooling("max"))
     many = repr(GNPAggregation(channels=3, p=[1.0, 2.0, 3.0]))
     assert "p=mean 2.000 [1.000, 3.000]" in many
+    # Channels at max and min have no mean exponent: the range and how many are infinite.
+    mixed = repr(GNPAggregation(channels=3, p=[float("inf"), -float("inf"), 1.0]))
+    assert "p=[-inf, inf] (2 of 3 infinite)" in mixed and "nan" not in mixed
 
 
 @pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])

@@ -480,9 +480,13 @@ class GNPAggregation(Aggregation):
             value = getattr(self, name).detach().float()
             if value.numel() == 1:
                 parts.append(f"{name}={value.item():.3f}")
-            else:
+            elif bool(torch.isfinite(value).all()):
                 parts.append(f"{name}=mean {value.mean().item():.3f} "
                              f"[{value.min().item():.3f}, {value.max().item():.3f}]")
+            else:           # channels at max or min (p = +-inf): no mean to show
+                infinite = int((~torch.isfinite(value)).sum())
+                parts.append(f"{name}=[{value.min().item():.3f}, {value.max().item():.3f}] "
+                             f"({infinite} of {value.numel()} infinite)")
         parts.append(f"learn={self.learn}")
         return f"{self.__class__.__name__}({', '.join(parts)})"
 

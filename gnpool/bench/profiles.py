@@ -117,7 +117,7 @@ _DATA_1000 = _QUICK_GRAPH
 # everywhere, LAF and GenAgg on the set tasks. PyG's DeepSets, Set Transformer and VPA
 # readouts run in the quick and sets profiles only: in the standard budget their 36 runs
 # took 31 minutes of training, which GNP's search and retrain needed to stay near 90
-# minutes of wall time (about 102 with stage 22's GNP recipe, whose 15 runs took 62.8
+# minutes of wall time (about 100 with stage 24's GNP recipe, whose 15 runs took 60.6
 # minutes); LAF's and GenAgg's 6 node-task runs took 37.6 minutes, which GNP's second
 # model (select_channels) needs.
 _STANDARD_LEARNED = tuple(c for c in LEARNED
