@@ -51,8 +51,7 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
         ValueError: ``tolerance`` is negative or not a number.
     """
     _check_tolerance(tolerance)
-    modules = {name: m for name, m in model.named_modules()
-               if isinstance(m, GNPAggregation) and any(trains for *_, trains in _parts(m))}
+    modules = _learnable(model)
     if run is not None:
         distances = _measured(model, modules, run)
     else:
@@ -69,6 +68,30 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
             module.snap_(names)
             snapped[name] = names
     return snapped
+
+
+def _learnable(model: torch.nn.Module) -> dict[str, GNPAggregation]:
+    # The GNPs of `model` with a part whose parameters train, by name.
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, GNPAggregation) and any(trains for *_, trains in _parts(m))}
+
+
+def _run_watched(model: torch.nn.Module, modules: dict[str, GNPAggregation],
+                 watch: Callable[[str, GNPAggregation], Callable[..., None]],
+                 run: Callable[[], Any]) -> None:
+    # run() with watch(name, module) as a forward pre-hook (with kwargs) of each module, in
+    # eval mode (no projection of p_unit while watching); the hooks are removed and the
+    # model's mode restored afterwards, also when run() raises.
+    hooks = [m.register_forward_pre_hook(watch(n, m), with_kwargs=True)
+             for n, m in modules.items()]
+    training = model.training
+    model.eval()
+    try:
+        run()
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(training)
 
 
 def _check_tolerance(tolerance: Any) -> None:
@@ -109,16 +132,7 @@ def _measured(model: torch.nn.Module, modules: dict[str, GNPAggregation],
                 mag[name][pooling] = mag[name].get(pooling, 0) + size.double()
         return hook
 
-    hooks = [m.register_forward_pre_hook(watch(n, m), with_kwargs=True)
-             for n, m in modules.items()]
-    training = model.training
-    model.eval()    # no projection of p_unit while measuring
-    try:
-        run()
-    finally:
-        for handle in hooks:
-            handle.remove()
-        model.train(training)
+    _run_watched(model, modules, watch, run)
     # A channel that is 0 for every input (a dead one) says nothing: it is not snapped.
     return {name: {pooling: torch.where(mag[name][pooling] > 0,
                                         diff[name][pooling] / mag[name][pooling],
@@ -286,8 +300,7 @@ def mirror_idle_parts_(model: torch.nn.Module,
     """
     if not callable(run):
         raise ValueError(f"run must be a callable that runs the model, got {run!r}")
-    modules = {name: m for name, m in model.named_modules()
-               if isinstance(m, GNPAggregation) and any(trains for *_, trains in _parts(m))}
+    modules = _learnable(model)
     positive: dict[str, Tensor] = {}
     negative: dict[str, Tensor] = {}
 
@@ -302,16 +315,7 @@ def mirror_idle_parts_(model: torch.nn.Module,
             negative[name] = neg if name not in negative else negative[name] | neg
         return hook
 
-    hooks = [m.register_forward_pre_hook(watch(n, m), with_kwargs=True)
-             for n, m in modules.items()]
-    training = model.training
-    model.eval()
-    try:
-        run()
-    finally:
-        for handle in hooks:
-            handle.remove()
-        model.train(training)
+    _run_watched(model, modules, watch, run)
     if not positive:
         raise ValueError("run() called no learnable GNPAggregation of the model; pass a "
                          "callable that runs the model forward over data")
