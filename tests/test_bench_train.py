@@ -617,3 +617,13 @@ def test_retrain_mirror_sets_the_parts_the_softplus_search_never_fed(tmp_path, m
     with pytest.raises(ValueError, match=r"retrain_mirror=True applies only with retrain > 0"):
         HParams(retrain_mirror=True)
     assert "retrain_mirror" not in HParams(retrain=1.0).key()
+
+
+def test_retrain_mirror_passes_over_learnable_poolings_that_are_not_gnps(tmp_path):
+    # PowerMean has a learnable exponent and no parts: the retrain runs without a mirror.
+    splits, info, _ = _set_max_with_one_gnp(tmp_path)
+    hp = HParams(hidden=8, epochs=2, batch_size=16, retrain=0.5, retrain_mirror=True)
+    config = PoolingConfig("powermean", None, "powermean", readout_kwargs={"learn": True})
+    result = run(info, splits, config, hp, seed=0,
+                 progress=False)
+    assert result["metrics"]["epochs"] == 1 + 2 and result["gnp"] == []
