@@ -194,12 +194,46 @@ def test_mirror_idle_parts_sets_a_positive_part_fed_only_negative_values():
     assert (float(live.p_neg_unit), float(live.beta_neg)) == (0.5, 0.0)
 
 
-def test_mirror_idle_parts_leaves_fixed_gnps_and_rejects_a_run_that_calls_none():
+def test_mirror_idle_parts_leaves_fixed_gnps_and_rejects_bad_arguments():
     from gnpool.training import mirror_idle_parts_
 
     fixed = GNPAggregation(channels=1, p=float("inf"), q=1.0, learn=False)
+    calls = []
     model = torch.nn.Sequential(fixed)
-    with pytest.raises(ValueError, match="run\\(\\) called no learnable GNPAggregation"):
-        mirror_idle_parts_(model, lambda: fixed(torch.rand(4, 2), torch.zeros(4, dtype=int)))
+    # Checked before run() runs: nothing to mirror.
+    with pytest.raises(ValueError, match="model has no learnable GNPAggregation"):
+        mirror_idle_parts_(model, lambda: calls.append(1))
+    assert calls == []
     with pytest.raises(ValueError, match="run must be a callable"):
         mirror_idle_parts_(model, None)
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module, got function"):
+        mirror_idle_parts_(lambda: None, model)
+    learnable = torch.nn.Sequential(GNPAggregation(channels=1, p=float("inf"), q=1.0))
+    with pytest.raises(ValueError, match="run\\(\\) called none of the model's learnable "
+                                         "GNPAggregation modules \\('0'\\)"):
+        mirror_idle_parts_(learnable, lambda: None)
+
+
+def test_mirror_idle_parts_restores_every_submodule_mode_and_takes_odd_shapes():
+    from gnpool.training import mirror_idle_parts_
+
+    pool = GNPAggregation(channels=1, p=float("inf"), q=1.0, p_neg=1.0, q_neg=1.0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5), pool)
+    model.train()
+    model[1].eval()                         # a submodule the user froze in eval mode
+    index = torch.arange(8) // 4
+
+    def fails():
+        pool(torch.rand(8, 3), index)
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        mirror_idle_parts_(model, fails)
+    assert [m.training for m in model] == [True, False, True]
+    assert not pool._forward_pre_hooks          # the hooks are gone
+    # No feature columns: nothing seen, nothing mirrored.
+    assert mirror_idle_parts_(model, lambda: pool(torch.zeros(8, 0), index)) == {}
+    assert [m.training for m in model] == [True, False, True]
+    # Three dimensions, pooled along dim 1.
+    x = torch.rand(2, 8, 3)
+    assert mirror_idle_parts_(model, lambda: pool(x, index, dim=1)) == {"2": [["none", "min"]]}

@@ -32,7 +32,7 @@ from ..training import (
     snap_to_classic,
     transfer_pooling_,
 )
-from ..training.snap import PART_CLASSICS, _nearest
+from ..training.snap import PART_CLASSICS, _learnable, _nearest
 from .configs import PoolingConfig
 from .hparams import HParams
 
@@ -491,11 +491,9 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     # softplus- or ReLU-ended MLP) mirror their sibling: the channel is then that classic
     # pooling of its whole input when the retrain feeds it signed values.
     # (A model whose learnable poolings are not GNPs has no part to mirror.)
-    learnable_gnp = any(isinstance(m, GNPAggregation) and m.p_unit.requires_grad
-                        for m in model.modules())
     mirrored = (mirror_idle_parts_(model, lambda: predict(model, splits["train"], info.level,
                                                           hp.eval_batch_size))
-                if hp.retrain_mirror and learnable_gnp else {})
+                if hp.retrain_mirror and _learnable(model) else {})
     search_val = searched["val_mse"]
     # The other ending: linear after ReLU, ReLU after linear or softplus.
     lasts = [last, last is not True] if hp.retrain_select_activation else [last]

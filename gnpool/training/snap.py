@@ -81,17 +81,18 @@ def _run_watched(model: torch.nn.Module, modules: dict[str, GNPAggregation],
                  run: Callable[[], Any]) -> None:
     # run() with watch(name, module) as a forward pre-hook (with kwargs) of each module, in
     # eval mode (no projection of p_unit while watching); the hooks are removed and the
-    # model's mode restored afterwards, also when run() raises.
+    # modes restored afterwards (each submodule's own), also when run() raises.
     hooks = [m.register_forward_pre_hook(watch(n, m), with_kwargs=True)
              for n, m in modules.items()]
-    training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         run()
     finally:
         for handle in hooks:
             handle.remove()
-        model.train(training)
+        for m, training in modes:
+            m.training = training
 
 
 def _check_tolerance(tolerance: Any) -> None:
@@ -278,17 +279,23 @@ def mirror_idle_parts_(model: torch.nn.Module,
     no classic pooling. Mirrored, it is ``[min, max]``: exactly ``min(x)`` on any input,
     the same pooling on the non-negative inputs it was chosen on.
 
-    A part is idle when every input of its channel (every column, for a GNP with one set of
-    parameters) was ``>= 0`` (the negative part) or ``<= 0`` (the positive part) in every
-    call during ``run()``; a channel whose inputs were all 0 has both parts idle and is left
-    as it is, as is a part whose sibling is not exactly at a classic point
-    (:data:`PART_CLASSICS`; :func:`snap_parts_` puts it there).
+    A part is idle when no input of its channel (no column, for a GNP with one set of
+    parameters) was ``< 0`` (the negative part) or ``> 0`` (the positive part) in any call
+    during ``run()``; NaN counts as neither. A channel whose inputs were all 0 has both
+    parts idle and is left as it is, as is a part whose sibling is not exactly at a classic
+    point (:data:`PART_CLASSICS`, ``p_unit`` judged clamped to [-1, 1]; :func:`snap_parts_`
+    puts it there). An idle part set to the point it already held is reported too. The
+    values are set, not frozen: exclude the pooling parameters from the optimiser (as
+    :func:`transfer_pooling_` does) to keep them there.
 
     Args:
-        model: any module; its learnable :class:`~gnpool.GNPAggregation` modules (parameters
-            that train) are changed in place, in eval mode (no projection of ``p_unit``).
+        model: an ``nn.Module``; its learnable :class:`~gnpool.GNPAggregation` modules
+            (parameters that train; also inside PyG layers and ``torch.compile`` wrappers,
+            not in a ``torch.jit.script``-ed module) are changed in place.
         run: a callable that runs ``model`` forward over the inputs the pooling was chosen
-            on (e.g. the training split).
+            on (e.g. the training split). It is called once, under ``torch.no_grad()`` with
+            the model in eval mode (no projection of ``p_unit``); every submodule's mode is
+            restored afterwards, also when ``run()`` raises.
 
     Returns:
         ``{module name: [[positive part, negative part] per channel]}`` with the classic
@@ -296,18 +303,25 @@ def mirror_idle_parts_(model: torch.nn.Module,
         mirrored part.
 
     Raises:
-        ValueError: ``run`` is not callable, or the model called no learnable GNP in it.
+        ValueError: ``model`` is not an ``nn.Module`` or has no learnable GNP (checked
+            before ``run()`` is called), ``run`` is not callable, or ``run()`` called none
+            of the model's learnable GNPs.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(run):
         raise ValueError(f"run must be a callable that runs the model, got {run!r}")
     modules = _learnable(model)
+    if not modules:
+        raise ValueError("model has no learnable GNPAggregation (every GNP in it is fixed, "
+                         "or it has none): there is no part to mirror")
     positive: dict[str, Tensor] = {}
     negative: dict[str, Tensor] = {}
 
     def watch(name: str, module: GNPAggregation):
         def hook(_module, args, kwargs):
             x = args[0] if args else kwargs["x"]
-            flat = x.detach().reshape(-1, x.size(-1)) if x.dim() > 1 else x.detach().view(-1, 1)
+            flat = x.detach().flatten(0, -2) if x.dim() > 1 else x.detach().view(-1, 1)
             pos, neg = (flat > 0).any(0), (flat < 0).any(0)
             if module.channels == 1:            # one set of parameters for every column
                 pos, neg = pos.any().view(1), neg.any().view(1)
@@ -317,8 +331,9 @@ def mirror_idle_parts_(model: torch.nn.Module,
 
     _run_watched(model, modules, watch, run)
     if not positive:
-        raise ValueError("run() called no learnable GNPAggregation of the model; pass a "
-                         "callable that runs the model forward over data")
+        raise ValueError(f"run() called none of the model's learnable GNPAggregation modules "
+                         f"({', '.join(repr(n) for n in modules)}); pass a callable that runs "
+                         "the model forward over data")
     out: dict[str, list[list[str]]] = {}
     for name, module in modules.items():
         if name not in positive:
