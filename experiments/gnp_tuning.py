@@ -422,6 +422,16 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
             "gnp": {**SHARED, **MEAN}, "readout": {},
             "hp": {**STAGE22_HP, "retrain_mirror": True}},
     },
+    # Stage 23's longer searches fitted shortest_path and set its aggregation to min, but
+    # the kept models were linear-ended retrains with negative parts at their initial
+    # mean. Stage 25: stage 24 (idle parts mirrored) with stage 23's searches twice as
+    # long (retrain=2.0; a GNP run then trains six times a fixed configuration's epochs).
+    25: {
+        "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-mirror-"
+        "search2": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**STAGE22_HP, "retrain_mirror": True, "retrain": 2.0}},
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -431,7 +441,8 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                17: (100, 101, 102, 103), 18: (100, 101, 102, 103),
                19: (100, 101, 102, 103), 20: (100, 101, 102, 103),
                21: (100, 101, 102, 103), 22: (100, 101, 102, 103),
-               23: (100, 101, 102, 103), 24: (100, 101, 102, 103)}
+               23: (100, 101, 102, 103), 24: (100, 101, 102, 103),
+               25: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -470,7 +481,11 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                          "shared-aggr"),
                     24: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation",
                          "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
-                         "shared-aggr")}
+                         "shared-aggr"),
+                    25: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
+                         "shared-aggr-search2",
+                         "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
+                         "shared-aggr-mirror")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 
