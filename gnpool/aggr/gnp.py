@@ -48,9 +48,10 @@ def _part_point(p: float, q: float) -> tuple[float, float]:
 #: computes with.
 PART_REDUCTIONS: dict[tuple[float, float], str] = {
     _part_point(*CLASSIC[name][:2]): name for name in COMPARED}
-# Parts (positive, negative) that together are one reduction of x itself.
-_WHOLE_REDUCTIONS = {("sum", "sum"): "sum", ("mean", "mean"): "mean", ("max", "min"): "max",
-                     ("min", "max"): "min"}
+#: Parts (positive, negative) that together are one reduction of ``x`` itself.
+WHOLE_REDUCTIONS: dict[tuple[str, str], str] = {
+    ("sum", "sum"): "sum", ("mean", "mean"): "mean", ("max", "min"): "max",
+    ("min", "max"): "min"}
 
 
 class _ChannelGroups(list):
@@ -86,7 +87,7 @@ def _channel_groups(values: Tensor) -> _ChannelGroups | None:
         neg = PART_REDUCTIONS.get((neg_units[k], neg_betas[k]))
         if pos is None or neg is None:
             return None
-        whole = _WHOLE_REDUCTIONS.get((pos, neg))
+        whole = WHOLE_REDUCTIONS.get((pos, neg))
         groups.setdefault((whole,) if whole is not None else (pos, neg), []).append(k)
     return _ChannelGroups((torch.tensor(channels), reductions)
                           for reductions, channels in groups.items())

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..aggr import GNPAggregation
-from ..aggr.gnp import CLASSIC, COMPARED, PART_REDUCTIONS
+from ..aggr.gnp import CLASSIC, COMPARED, PART_REDUCTIONS, WHOLE_REDUCTIONS
 from ..functional import gnp_unit
 from ..functional.gnp import p_to_unit, q_to_beta
 
@@ -257,8 +257,9 @@ def snap_parts_(model: torch.nn.Module, tolerance: float = 0.1) -> dict[str, lis
 
 #: The classic point of one part that, with the other part at the key, makes the channel
 #: that classic pooling of ``x`` itself (``[max, min]`` is the max of ``x``, ``[min, max]``
-#: the min, ``[sum, sum]`` the sum, ``[mean, mean]`` the mean).
-MIRROR: dict[str, str] = {"sum": "sum", "mean": "mean", "max": "min", "min": "max"}
+#: the min, ``[sum, sum]`` the sum, ``[mean, mean]`` the mean), read off
+#: :data:`gnpool.aggr.gnp.WHOLE_REDUCTIONS`; the relation is symmetric.
+MIRROR: dict[str, str] = {positive: negative for positive, negative in WHOLE_REDUCTIONS}
 
 
 @torch.no_grad()
