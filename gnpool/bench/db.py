@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     bins TEXT,
     history TEXT,
     dead_channels TEXT,
+    candidates TEXT,
     wall_seconds REAL,
     started_at TEXT,
     finished_at TEXT,
@@ -47,11 +48,12 @@ CREATE TABLE IF NOT EXISTS runs (
 COLUMNS = ("task", "config", "seed", "hp_hash", "profile", "level", "status", "mape_val",
            "mape_interp", "mape_extrap", "mape_tune", "val_mse", "best_epoch", "epochs",
            "num_params", "config_def", "hparams", "data_params", "gnp", "bins", "history",
-           "dead_channels", "wall_seconds", "started_at", "finished_at", "versions", "error")
+           "dead_channels", "candidates", "wall_seconds", "started_at", "finished_at",
+           "versions", "error")
 JSON_COLUMNS = ("config_def", "hparams", "data_params", "gnp", "bins", "history",
-                "dead_channels", "versions")
+                "dead_channels", "candidates", "versions")
 #: Columns added after the first release, with their types (added to older files).
-_ADDED = {"mape_tune": "REAL", "dead_channels": "TEXT"}
+_ADDED = {"mape_tune": "REAL", "dead_channels": "TEXT", "candidates": "TEXT"}
 Key = tuple[str, str, int, str]
 
 

@@ -125,6 +125,13 @@ class HParams:
             as configured and with ``gnp_per_channel``, and keep the one with the lower
             validation loss (the shared one on a tie); the run trains both models'
             epochs. Each GNP's record says which was kept and both validation losses.
+        select_on: the validation loss that chooses among a run's trained models (the
+            retrain's two MLP endings, the retrain against its search, one pooling per
+            GNP against one per channel; :func:`gnpool.bench.train.choose_model`):
+            ``"val"`` the MSE over the whole validation split, ``"val_large"`` the MSE over
+            the targets of its largest samples (the :data:`gnpool.bench.train.LARGE_SHARE`
+            of them), a size shift inside the training distribution. The epoch a model
+            keeps is chosen on the whole validation split either way.
         gnp_share_aggr: a model whose aggregation is ``"gnp"`` has one GNP module, one set
             of pooling parameters, for all its message-passing layers
             (:class:`gnpool.models.MessageMLPGNN` ``share_aggr``), as a fixed
@@ -180,6 +187,7 @@ class HParams:
     retrain_mirror: bool = False
     gnp_per_channel: bool = False
     select_channels: bool = False
+    select_on: Literal["val", "val_large"] = "val"
     gnp_share_aggr: bool = False
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -224,6 +232,10 @@ class HParams:
             raise ValueError("hyperparameters select_channels=True and gnp_per_channel=True "
                              "exclude each other (select_channels trains the model with and "
                              "without gnp_per_channel); keep one")
+        if self.select_on != "val" and not (self.retrain or self.select_channels):
+            raise ValueError(f"hyperparameter select_on={self.select_on!r} applies only with "
+                             "retrain > 0 or select_channels=True (a run with one model has "
+                             "nothing to choose), got retrain=0 and select_channels=False")
         if self.retrain_heading_exponent and self.retrain_heading is None:
             raise ValueError("hyperparameter retrain_heading_exponent=True applies only with "
                              "retrain_heading (the travel that makes a part head), got "
@@ -262,7 +274,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain_whole": False, "gnp_per_channel": False,
                                    "select_channels": False,
                                    "retrain_select_activation": False,
-                                   "gnp_share_aggr": False, "retrain_mirror": False}
+                                   "gnp_share_aggr": False, "retrain_mirror": False,
+                                   "select_on": "val"}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

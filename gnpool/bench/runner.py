@@ -255,7 +255,8 @@ def execute(spec: RunSpec, position: int = 1, progress: bool = True,
         row.update(result["metrics"])
         row.update(status="finished", gnp=result["gnp"], bins=result["bins"],
                    history=result["history"], num_params=result["num_params"],
-                   dead_channels=result["dead_channels"])
+                   dead_channels=result["dead_channels"],
+                   candidates=result.get("candidates"))
     except Exception:  # a crashed run is a result too; the grid goes on
         row.update(status="failed", error=traceback.format_exc(limit=20))
     row.update(wall_seconds=time.perf_counter() - start, finished_at=_now())

@@ -381,6 +381,87 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return snapped, scores
 
 
+#: ``HParams.select_on="val_large"``: the share of the validation targets, those of the
+#: largest samples, whose MSE chooses among a run's trained models.
+LARGE_SHARE = 1 / 3
+
+
+def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: str,
+                     batch_size: int, val_mse: float) -> dict[str, float]:
+    """How one of a run's trained models does, to choose among them and for the record.
+
+    Returns ``val_mse`` (the validation MSE :func:`fit` measured for the kept epoch, given),
+    ``val_mse_large`` (the MSE over the :data:`LARGE_SHARE` of the validation targets,
+    at least one, from the largest samples: nodes of a graph, elements of a set; ties in
+    split order), ``mape_val`` and ``mape_val_large`` (MAPE, %, over the same targets)
+    and, where ``splits`` has a ``"tune"`` split, ``mape_tune``. Non-finite values are NaN.
+    The global random state is left as it was, so a run trains the same with or without
+    these scores."""
+    with torch.random.fork_rng(devices=[]):
+        pred, target, size = predict(model, splits["val"], level, batch_size)
+        large = np.argsort(-size, kind="stable")[:max(1, math.ceil(LARGE_SHARE * len(size)))]
+        with np.errstate(all="ignore"):
+            out = {"val_mse": float(val_mse),
+                   "val_mse_large": float(np.mean((pred[large] - target[large]) ** 2)),
+                   "mape_val": mape(pred, target),
+                   "mape_val_large": mape(pred[large], target[large])}
+            if "tune" in splits:
+                out["mape_tune"] = mape(*predict(model, splits["tune"], level, batch_size)[:2])
+    return {k: v if math.isfinite(v) else math.nan for k, v in out.items()}
+
+
+def _selection_loss(scores: dict[str, float] | None, on: str) -> float:
+    value = (scores or {}).get("val_mse" if on == "val" else "val_mse_large")
+    return math.nan if value is None else float(value)
+
+
+def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) -> str:
+    # The lowest loss among `names`, the first on a tie; NaN never wins.
+    return min(names, key=lambda n: (math.isnan(_selection_loss(candidates[n], on)),
+                                     _selection_loss(candidates[n], on)))
+
+
+def choose_model(candidates: dict[str, dict[str, float]], on: str = "val") -> str:
+    """Which of a run's trained models is kept (``HParams.select_on`` is ``on``).
+
+    ``candidates`` maps each model to its :func:`candidate_scores` (``None`` or a missing
+    value counts as NaN), named ``"search"`` and by the retrain's MLP ending (``"linear"``,
+    ``"relu"``, ``"softplus"``) in the order they trained, or ``"model"`` for a model
+    trained once; with ``HParams.select_channels`` each name carries the prefix
+    ``"shared/"`` or ``"per_channel/"``. Within a model: the retrain with the lowest loss
+    (the first on a tie; NaN never wins) is kept unless its loss is more than
+    ``SNAP_SLACK`` above the search's (or NaN); then the per-channel model is kept if its
+    kept loss is lower than the shared one's. The loss is the validation MSE (``on="val"``)
+    or its share over the largest samples (``"val_large"``). Returns the kept name."""
+    if on not in ("val", "val_large"):
+        raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
+
+    def loss(name: str) -> float:
+        return _selection_loss(candidates[name], on)
+
+    def within(prefix: str) -> str:
+        names = [n for n in candidates if n.startswith(prefix)]
+        if not names:
+            raise ValueError(f"candidates {sorted(candidates)} have no model named "
+                             f"{prefix!r}...; expected 'search', endings or 'model'")
+        search = f"{prefix}search"
+        retrains = [n for n in names if n != search]
+        if search not in candidates:
+            if len(names) != 1:
+                raise ValueError(f"candidates {names} need a {search!r} entry to choose "
+                                 "among several models")
+            return names[0]
+        if not retrains:
+            return search
+        best = _lowest(candidates, retrains, on)
+        return best if loss(best) <= (1 + SNAP_SLACK) * loss(search) else search
+
+    if any(n.startswith("shared/") for n in candidates):
+        shared, per_channel = within("shared/"), within("per_channel/")
+        return per_channel if loss(per_channel) < loss(shared) else shared
+    return within("")
+
+
 #: ``HParams.retrain_heading``: a part's displacement heads for a classic point within this
 #: angle of it (45 degrees: at most one of sum, mean, max and min seen from any of them).
 HEADING_ANGLE = math.pi / 4
@@ -469,6 +550,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
                    desc, position, progress)
+    candidates = {"search": candidate_scores(model, splits, info.level, hp.eval_batch_size,
+                                             searched["val_mse"])}
     tolerance = math.inf if hp.retrain_tolerance is None else hp.retrain_tolerance
     last = (hp.last_activation if hp.retrain_last_activation is None
             else hp.retrain_last_activation)
@@ -506,12 +589,16 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         suffix = "" if len(lasts) == 1 else "/" + ending_name(end)
         retrains.append((fresh, fit(fresh, splits["train"], splits["val"], info.level, end_hp,
                                     seed, desc + suffix, position, progress)))
+        candidates[ending_name(end)] = candidate_scores(
+            fresh, splits, info.level, hp.eval_batch_size, retrains[-1][1]["val_mse"])
     model.load_state_dict(trained)      # what is kept if the retrain does worse
-    # The retrain with the lower validation loss (the first on a tie).
-    best = min(range(len(retrains)),
-               key=lambda i: (math.isnan(retrains[i][1]["val_mse"]), retrains[i][1]["val_mse"]))
+    # The retrain with the lower loss (the first on a tie), kept unless the search did
+    # better by more than SNAP_SLACK (choose_model).
+    choice = choose_model(candidates, hp.select_on)
+    names = [ending_name(end) for end in lasts]
+    best = names.index(_lowest(candidates, names, hp.select_on))
     fresh, retrained = retrains[best]
-    kept = retrained["val_mse"] <= (1 + SNAP_SLACK) * search_val
+    kept = choice != "search"
     record = retrained if kept else searched
     activation = (None if len(lasts) == 1 else
                   {**{f"val_mse_{ending_name(end)}": fit_record["val_mse"]
@@ -523,7 +610,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                           "headed": headed, "whole": whole, "mirrored": mirrored,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
                           "search_snap": searched["snap"], "kept": kept,
-                          "last_activation": activation}}
+                          "last_activation": activation},
+              "candidates": {"models": candidates, "kept": choice}}
     if kept:
         record["best_epoch"] += search_hp.epochs
     return (fresh if kept else model), record
@@ -559,16 +647,27 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     model, record, initial, dead_before = _train(info, splits, config, hp, seed, desc,
                                                  position, progress)
     selection = None
+    candidates = ({**record["candidates"], "on": hp.select_on} if "candidates" in record
+                  else None)
     if hp.select_channels and any(isinstance(m, GNPAggregation) and m.learn
                                   for m in model.modules()):
         per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
                                           retrain_select_activation=False)
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
                        position, progress)
+        both = {}
+        for prefix, (trained, trained_record) in (("shared", (model, record)),
+                                                  ("per_channel", (other[0], other[1]))):
+            own = trained_record.get("candidates") or {
+                "models": {"model": candidate_scores(trained, splits, info.level,
+                                                     hp.eval_batch_size,
+                                                     trained_record["val_mse"])}}
+            both.update({f"{prefix}/{n}": v for n, v in own["models"].items()})
+        kept_name = choose_model(both, hp.select_on)
+        candidates = {"models": both, "kept": kept_name, "on": hp.select_on}
         selection = {"val_mse_shared": record["val_mse"],
                      "val_mse_per_channel": other[1]["val_mse"],
-                     "kept": "per_channel" if other[1]["val_mse"] < record["val_mse"]
-                     else "shared"}
+                     "kept": kept_name.split("/")[0]}
         epochs = record.get("epochs", hp.epochs) + other[1].get("epochs", hp.epochs)
         if selection["kept"] == "per_channel":
             model, record, initial, dead_before = other
@@ -620,6 +719,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
         "metrics": metrics, "bins": bins, "history": record["history"], "gnp": learned,
         "dead_channels": {name: {"before": dead_before[name], "after": dead_after[name]}
                           for name in dead_before},
+        "candidates": candidates,
         "num_params": sum(p.numel() for p in model.parameters()),
         "train_seconds": time.perf_counter() - start,
     }
