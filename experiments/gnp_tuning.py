@@ -796,6 +796,93 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The stage whose runs record every candidate model (HParams.select_on="val_large"), and the
+#: stage whose runs train the same models but keep by the whole validation split.
+CANDIDATE_STAGE, CANDIDATE_BASE = 26, 24
+
+
+def candidate_selection() -> str:
+    """Score choices among the trained models of each stage 26 run, without training.
+
+    A stage 26 run trains what a stage 24 run trains (five models: the search, linear- and
+    ReLU-ended retrains with one pooling per GNP, the search and linear-ended retrain with
+    one per channel) and records each model's validation MSE over all samples and over
+    the largest third, its MAPE there, and its tuning MAPE (``candidates``). Each rule
+    picks one model per run (:func:`gnpool.bench.train.choose_model`, or a named model);
+    scored as :func:`summarise` scores a variant. "val" must reproduce stage 24's runs and
+    "val_large" stage 26's; the best model by tuning MAPE is a bound no rule that sees
+    only training-distribution data can pass, not a rule."""
+    from gnpool.bench.train import choose_model
+
+    seeds = STAGE_SEEDS[CANDIDATE_STAGE]
+    (name,) = STAGES[CANDIDATE_STAGE]
+    (base,) = STAGES[CANDIDATE_BASE]
+    latest = {key: r for key, r in latest_runs().items() if key[2] in seeds}
+    tasks = [tp.task for tp in TASKS]
+    fixed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (task, config, _), r in latest.items():
+        if (r.get("config_def") or {}).get("fixed"):
+            fixed[task][config].append(r["mape_tune"])
+    best = {t: min(statistics.fmean(v) for v in fixed[t].values() if len(v) == len(seeds))
+            for t in tasks}
+    runs = {(t, s): latest[(t, name, s)]["candidates"] for t in tasks for s in seeds}
+
+    def by_mape_large(c: dict[str, Any]) -> str:
+        return choose_model({n: {**v, "val_mse_large": v["mape_val_large"]}
+                             for n, v in c["models"].items()}, "val_large")
+
+    rules = {"whole validation split (`select_on=\"val\"`, stage 24's rule)":
+             lambda c: choose_model(c["models"], "val"),
+             "largest third of the validation samples, MSE (`\"val_large\"`, stage 26)":
+             lambda c: choose_model(c["models"], "val_large"),
+             "largest third of the validation samples, MAPE": by_mape_large}
+    names = list(next(iter(runs.values()))["models"])
+    rules.update({f"always `{n}`": (lambda c, n=n: n) for n in names})
+    rules["lowest tuning MAPE (a bound, not a rule)"] = (
+        lambda c: min(c["models"], key=lambda n: c["models"][n]["mape_tune"]))
+
+    def row(label: str, pick) -> str:
+        ratios = {t: statistics.fmean(runs[(t, s)]["models"][pick(runs[(t, s)])]["mape_tune"]
+                                      for s in seeds) / best[t] for t in tasks}
+        total = math.exp(statistics.fmean(math.log(max(r, 1.0)) for r in ratios.values()))
+        return (f"| {label} | " + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
+                + f" | {total:.3g} |")
+
+    lines = ["# GNP tuning: choosing among a run's trained models, offline", "",
+             f"Stage {CANDIDATE_STAGE}'s runs (`{name}`) record every model a run trains; "
+             "each row keeps one per run. Tuning-split MAPE ratios to the best fixed "
+             f"configuration (training seeds {', '.join(map(str, seeds))}; data seed "
+             f"{TUNE_SEED}); score as in the stage tables. Computed by "
+             "`python experiments/gnp_tuning.py --candidates`.", "",
+             "| kept model | " + " | ".join(f"`{t}`" for t in tasks) + " | score |",
+             "|---|" + "---|" * (len(tasks) + 1)]
+    lines += [row(label, pick) for label, pick in rules.items()]
+    # The rules must reproduce the stored runs they stand for.
+    checks = []
+    for rule, stage_name in ((rules[next(iter(rules))], base), (list(rules.values())[1], name)):
+        for (t, s), c in runs.items():
+            stored = latest.get((t, stage_name, s))
+            mine = c["models"][rule(c)]["mape_tune"]
+            if stored is not None:
+                checks.append(math.isclose(mine, stored["mape_tune"], rel_tol=1e-9))
+    lines += ["", f"The first two rules repeat the stored stage {CANDIDATE_BASE} and "
+                  f"{CANDIDATE_STAGE} runs' tuning MAPE in {sum(checks)} of {len(checks)} "
+                  "runs."]
+    for task in tasks:
+        lines += ["", f"## `{task}`: every model of every run", "",
+                  "| seed | model | val MSE | val MSE, largest third | tuning MAPE | kept by "
+                  "val / val_large |", "|---|---|---|---|---|---|"]
+        for s in seeds:
+            c = runs[(task, s)]
+            keep = (choose_model(c["models"], "val"), choose_model(c["models"], "val_large"))
+            for n, v in c["models"].items():
+                mark = " / ".join("yes" if k == n else "" for k in keep).strip(" /")
+                lines.append(f"| {s} | `{n}` | {v['val_mse']:.3g} | {v['val_mse_large']:.3g} "
+                             f"| {v['mape_tune']:.3g} | {mark} |")
+        lines.append(f"\nBest fixed: {best[task]:.3g}.")
+    return "\n".join(lines) + "\n"
+
+
 def repeat(variant: str, task: str | None, seed: int | None, db: Path | None,
            workers: int) -> int:
     """Train one run of a stage again (``--repeat``) into a new database and print its
@@ -834,6 +921,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offline-selection", action="store_true",
                         help="score choosing among the stored retrain variants by "
                              "validation loss (offline_selection.md)")
+    parser.add_argument("--candidates", action="store_true",
+                        help=f"score choices among the models each stage {CANDIDATE_STAGE} "
+                             "run trained (candidates.md), from stored runs")
     parser.add_argument("--repeat", metavar="VARIANT",
                         help="train one run of VARIANT again (with --task and --seed) into "
                              "--db, a fresh database, and print its validation MSE and "
@@ -845,6 +935,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat:
         return repeat(args.repeat, args.task, args.seed, args.db, args.workers)
+    if args.candidates:
+        text = candidate_selection()
+        (OUT / "candidates.md").write_text(text)
+        print(text)
+        return 0
     if args.offline_selection:
         text = offline_selection()
         (OUT / "offline_selection.md").write_text(text)

@@ -627,3 +627,95 @@ def test_retrain_mirror_passes_over_learnable_poolings_that_are_not_gnps(tmp_pat
     result = run(info, splits, config, hp, seed=0,
                  progress=False)
     assert result["metrics"]["epochs"] == 1 + 2 and result["gnp"] == []
+
+
+def _scores(val, large, tune=None):
+    return {"val_mse": val, "val_mse_large": large, "mape_val": 1.0, "mape_val_large": 1.0,
+            **({} if tune is None else {"mape_tune": tune})}
+
+
+def test_choose_model_applies_the_retrain_slack_then_the_channels_rule():
+    from gnpool.bench.train import SNAP_SLACK, choose_model
+
+    one = {"search": _scores(1.0, 1.0), "linear": _scores(0.9, 3.0), "relu": _scores(0.8, 2.0)}
+    assert choose_model(one, "val") == "relu"           # lowest validation loss
+    assert choose_model(one, "val_large") == "search"   # both retrains > search * 1.05
+    # The retrain is kept within SNAP_SLACK above the search, not beyond.
+    near = {"search": _scores(1.0, 1.0), "linear": _scores(1 + SNAP_SLACK, 1.0)}
+    far = {"search": _scores(1.0, 1.0), "linear": _scores(1 + 2 * SNAP_SLACK, 1.0)}
+    assert choose_model(near) == "linear" and choose_model(far) == "search"
+    # NaN never wins; a tie keeps the first retrain; a NaN retrain loses to the search.
+    tie = {"search": _scores(5.0, 5.0), "linear": _scores(1.0, 1.0),
+           "relu": _scores(1.0, math.nan)}
+    assert choose_model(tie, "val") == "linear"
+    broken = {"search": _scores(1.0, 1.0), "linear": _scores(math.nan, None)}
+    assert choose_model(broken, "val") == "search" == choose_model(broken, "val_large")
+    both = {"shared/search": _scores(1.0, 1.0), "shared/linear": _scores(0.5, 4.0),
+            "per_channel/search": _scores(0.6, 0.6), "per_channel/linear": _scores(0.4, 0.9)}
+    assert choose_model(both, "val") == "per_channel/linear"     # 0.4 < 0.5
+    # On the largest samples each model keeps its search (4.0 > 1.05 * 1.0 and
+    # 0.9 > 1.05 * 0.6), and the per-channel one's 0.6 beats the shared one's 1.0.
+    assert choose_model(both, "val_large") == "per_channel/search"
+    assert choose_model({"shared/model": _scores(1.0, 2.0),
+                         "per_channel/model": _scores(2.0, 1.0)}, "val") == "shared/model"
+    with pytest.raises(ValueError, match=r"on='mse'; expected 'val' or 'val_large'"):
+        choose_model(one, "mse")
+    with pytest.raises(ValueError, match=r"need a 'search' entry"):
+        choose_model({"linear": _scores(1, 1), "relu": _scores(1, 1)})
+    with pytest.raises(ValueError, match=r"no model named 'per_channel/'"):
+        choose_model({"shared/search": _scores(1, 1)})
+
+
+def test_candidate_scores_measure_the_largest_third_and_leave_the_random_state(tmp_path):
+    from gnpool.bench.train import LARGE_SHARE, candidate_scores, predict
+
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    hp = HParams(hidden=8, epochs=1, batch_size=16)
+    torch.manual_seed(0)
+    model = build_model(info, config, hp)
+    state = torch.random.get_rng_state()
+    scores = candidate_scores(model, splits, info.level, 64, val_mse=0.5)
+    assert torch.equal(state, torch.random.get_rng_state())
+    pred, target, size = predict(model, splits["val"], info.level, 64)
+    # An independent count: the ceil(n/3) targets of the largest sets, ties in split order.
+    count = math.ceil(LARGE_SHARE * len(size))
+    ranked = sorted(range(len(size)), key=lambda i: (-size[i], i))[:count]
+    assert min(size[ranked]) >= max(np.delete(size, ranked))
+    assert scores["val_mse"] == 0.5
+    assert scores["val_mse_large"] == pytest.approx(np.mean((pred[ranked] - target[ranked]) ** 2))
+    assert scores["mape_val"] == pytest.approx(mape(pred, target))
+    assert scores["mape_val_large"] == pytest.approx(mape(pred[ranked], target[ranked]))
+    assert "mape_tune" not in scores
+    tuned = candidate_scores(model, {**splits, "tune": splits["test_extrap"]}, info.level, 64,
+                             val_mse=0.5)
+    extrap = predict(model, splits["test_extrap"], info.level, 64)
+    assert tuned["mape_tune"] == pytest.approx(mape(extrap[0], extrap[1]))
+
+
+def test_select_on_val_large_keeps_the_model_best_on_the_largest_samples(tmp_path):
+    from gnpool.bench.train import choose_model
+
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation=False, retrain=0.5,
+                retrain_select_activation=True, select_channels=True)
+    runs = {on: run(info, splits, config, HParams(**base, select_on=on), seed=0,
+                    progress=False) for on in ("val", "val_large")}
+    models = runs["val"]["candidates"]["models"]
+    assert set(models) == {"shared/search", "shared/linear", "shared/relu",
+                           "per_channel/search", "per_channel/linear"}
+    # Both runs train the same five models; each keeps what choose_model picks.
+    assert runs["val_large"]["candidates"]["models"] == models
+    for on, result in runs.items():
+        kept = result["candidates"]["kept"]
+        assert result["candidates"]["on"] == on and kept == choose_model(models, on)
+        assert result["metrics"]["val_mse"] == models[kept]["val_mse"]
+        assert result["gnp"][0]["selection"]["kept"] == kept.split("/")[0]
+    # A fixed configuration trains one model and records none.
+    fixed = run(info, splits, PoolingConfig("max", None, "max"), HParams(**base), seed=0,
+                progress=False)
+    assert fixed["candidates"] is None
+    with pytest.raises(ValueError, match=r"select_on='val_large' applies only with retrain"):
+        HParams(select_on="val_large")
+    with pytest.raises(ValueError, match=r"select_on"):
+        HParams(retrain=1.0, select_on="largest")
+    assert "select_on" not in HParams(retrain=1.0).key()

@@ -559,7 +559,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
-        retrain_mirror=False, retrain_select_activation=False)
+        retrain_mirror=False, retrain_select_activation=False, select_on="val")
     trained = copy.deepcopy(model.state_dict())
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
@@ -651,8 +651,10 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
                   else None)
     if hp.select_channels and any(isinstance(m, GNPAggregation) and m.learn
                                   for m in model.modules()):
+        # (Its search and retrain, if any, are chosen between as the shared model's.)
         per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
-                                          retrain_select_activation=False)
+                                          retrain_select_activation=False,
+                                          select_on=hp.select_on if hp.retrain else "val")
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
                        position, progress)
         both = {}
