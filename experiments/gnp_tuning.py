@@ -890,17 +890,16 @@ def candidate_selection() -> str:
              "| kept model | " + " | ".join(f"`{t}`" for t in tasks) + " | score |",
              "|---|" + "---|" * (len(tasks) + 1)]
     lines += [row(label, pick) for label, pick in rules.items()]
-    # The rules must reproduce the stored runs they stand for.
-    checks = []
-    for rule, stage_name in ((rules[next(iter(rules))], base), (list(rules.values())[1], name)):
-        for (t, s), c in runs.items():
-            stored = latest.get((t, stage_name, s))
-            mine = c["models"][rule(c)]["mape_tune"]
-            if stored is not None:
-                checks.append(math.isclose(mine, stored["mape_tune"], rel_tol=1e-9))
-    lines += ["", f"The first two rules repeat the stored stage {CANDIDATE_BASE} and "
-                  f"{CANDIDATE_STAGE} runs' tuning MAPE in {sum(checks)} of {len(checks)} "
-                  "runs."]
+    # The rules must reproduce the stored runs of the variants they stand for.
+    labels = list(rules)
+    stand_for = {labels[0]: (CANDIDATE_BASE, base), labels[1]: (CANDIDATE_STAGE, name),
+                 labels[3]: (27, next(iter(STAGES[27])))}
+    for label, (stage, variant) in stand_for.items():
+        checks = [math.isclose(c["models"][rules[label](c)]["mape_tune"],
+                               latest[(t, variant, s)]["mape_tune"], rel_tol=1e-9)
+                  for (t, s), c in runs.items() if (t, variant, s) in latest]
+        lines += ["", f"\"{label}\" repeats the stored stage {stage} runs' tuning MAPE "
+                      f"in {sum(checks)} of {len(checks)} runs."]
     for task in tasks:
         lines += ["", f"## `{task}`: every model of every run", "",
                   "| seed | model | val MSE | val MSE, largest third | tuning MAPE | kept by "

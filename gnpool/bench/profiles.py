@@ -48,20 +48,20 @@ class Profile:
 
 #: How GNP runs in the benchmark, chosen on the tuning split (extrapolation-distributed
 #: samples from data seed 1000, never the reported test splits) by
-#: experiments/gnp_tuning.py among 62 variants (stages 1 to 8 on training seeds 100 and
-#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 24, search
+#: experiments/gnp_tuning.py among 65 variants (stages 1 to 8 on training seeds 100 and
+#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 27, search
 #: and retrain, on seeds 100 to 103); see experiments/results/gnp_tuning/. The search
 #: trains with softplus-ended MLPs (strictly positive inputs to every GNP, stage 21), the
-#: retrains with linear- and ReLU-ended ones (`retrain_last_activation`); one GNP serves
-#: every message-passing layer of a model (`gnp_share_aggr`, stage 22); before the retrain,
+#: retrain with linear-ended ones (`retrain_last_activation`; stage 27 dropped a second,
+#: ReLU-ended retrain that scored the same on the tuning split); one GNP serves every
+#: message-passing layer of a model (`gnp_share_aggr`, stage 22); before the retrain,
 #: each GNP part that pooled only zeros in the search (the negative parts, behind softplus)
 #: is set to the mirror of its sibling, so each channel is a classic pooling of its whole
 #: input (`retrain_mirror`, stage 24). With `retrain` a
 #: GNP model trains twice the epochs of a fixed configuration's (the search, then the
 #: retrain; the retrain's frozen poolings cost what the fixed ones cost); with
-#: `select_channels` two such models train (one pooling per GNP, one per channel), and with
-#: `retrain_select_activation` the first retrains twice (linear- and ReLU-ended MLPs), the
-#: model with the lowest validation loss kept: five times the epochs in all.
+#: `select_channels` two such models train (one pooling per GNP, one per channel), the
+#: model with the lowest validation loss kept: four times the epochs in all.
 #: Keyword arguments of every GNPAggregation, those merged over them for readouts and set
 #: poolings, and hyperparameters of the "gnp" configuration.
 GNP_KWARGS: dict[str, Any] = {"channels": 1, "p": 1.0, "q": 1.0}
@@ -71,7 +71,6 @@ GNP_OVERRIDES: dict[str, Any] = {"last_activation": "softplus",
                                  "snap": 0.2, "snap_tolerance": 0.3,
                                  "retrain": 1.0, "retrain_heading": 0.15,
                                  "retrain_heading_exponent": True, "select_channels": True,
-                                 "retrain_select_activation": True,
                                  "gnp_share_aggr": True, "retrain_mirror": True}
 #: Every learnable configuration's pooling parameters (GNP's, PowerMean's p, Softmax's t,
 #: LAF's and GenAgg's) train through gnpool.param_groups at the library's default rate,
