@@ -843,7 +843,10 @@ def candidate_selection() -> str:
             fixed[task][config].append(r["mape_tune"])
     best = {t: min(statistics.fmean(v) for v in fixed[t].values() if len(v) == len(seeds))
             for t in tasks}
-    runs = {(t, s): latest[(t, name, s)]["candidates"] for t in tasks for s in seeds}
+    runs = {(t, s): latest[(t, name, s)].get("candidates") for t in tasks for s in seeds}
+    if not all(runs.values()):
+        raise SystemExit(f"stage {CANDIDATE_STAGE}'s runs with their candidates are missing; "
+                         f"run python experiments/gnp_tuning.py --stage {CANDIDATE_STAGE}")
 
     def by_mape_large(c: dict[str, Any]) -> str:
         return choose_model({n: {**v, "val_mse_large": v["mape_val_large"]}

@@ -650,6 +650,13 @@ def test_choose_model_applies_the_retrain_slack_then_the_channels_rule():
     assert choose_model(tie, "val") == "linear"
     broken = {"search": _scores(1.0, 1.0), "linear": _scores(math.nan, None)}
     assert choose_model(broken, "val") == "search" == choose_model(broken, "val_large")
+    # ... and a finite loss beats a NaN one, an infinite search loss any finite retrain.
+    nan_search = {"search": _scores(math.nan, math.nan), "linear": _scores(1.0, 1.0)}
+    assert choose_model(nan_search) == "linear"
+    inf_search = {"search": _scores(math.inf, math.inf), "linear": _scores(1e300, 1e300)}
+    assert choose_model(inf_search) == "linear"
+    assert choose_model({"shared/model": _scores(math.nan, 1.0),
+                         "per_channel/model": _scores(2.0, 1.0)}) == "per_channel/model"
     both = {"shared/search": _scores(1.0, 1.0), "shared/linear": _scores(0.5, 4.0),
             "per_channel/search": _scores(0.6, 0.6), "per_channel/linear": _scores(0.4, 0.9)}
     assert choose_model(both, "val") == "per_channel/linear"     # 0.4 < 0.5
@@ -664,6 +671,26 @@ def test_choose_model_applies_the_retrain_slack_then_the_channels_rule():
         choose_model({"linear": _scores(1, 1), "relu": _scores(1, 1)})
     with pytest.raises(ValueError, match=r"no model named 'per_channel/'"):
         choose_model({"shared/search": _scores(1, 1)})
+    with pytest.raises(ValueError, match=r"no model named 'shared/'"):
+        choose_model({"per_channel/search": _scores(1, 1), "per_channel/linear": None})
+    with pytest.raises(ValueError, match=r"candidates must be a non-empty dict"):
+        choose_model({})
+    with pytest.raises(ValueError, match=r"candidates must be a non-empty dict"):
+        choose_model(None)
+    with pytest.raises(ValueError, match=r"candidates\['search'\] must be a dict of scores"):
+        choose_model({"search": 1.0})
+    with pytest.raises(ValueError, match=r"candidates\['search'\]\['val_mse'\] must be a "
+                                         r"number or None, got '1.0'"):
+        choose_model({"search": {"val_mse": "1.0"}})
+    with pytest.raises(ValueError, match=r"a model named 'searchx'; expected names from"):
+        choose_model({"search": _scores(1, 1), "searchx": _scores(1, 1)})
+    with pytest.raises(ValueError, match=r"model named 3"):
+        choose_model({3: _scores(1, 1)})
+    with pytest.raises(ValueError, match=r"mix names with and without the prefixes"):
+        choose_model({"search": _scores(1, 1), "shared/search": _scores(1, 1),
+                      "per_channel/search": _scores(1, 1)})
+    with pytest.raises(ValueError, match=r"'model' stands alone"):
+        choose_model({"search": _scores(1, 1), "model": _scores(1, 1)})
 
 
 def test_candidate_scores_measure_the_largest_third_and_leave_the_random_state(tmp_path):
@@ -686,6 +713,10 @@ def test_candidate_scores_measure_the_largest_third_and_leave_the_random_state(t
     assert scores["mape_val"] == pytest.approx(mape(pred, target))
     assert scores["mape_val_large"] == pytest.approx(mape(pred[ranked], target[ranked]))
     assert "mape_tune" not in scores
+    with pytest.raises(ValueError, match=r"splits must have a 'val' split; got \['train'\]"):
+        candidate_scores(model, {"train": splits["train"]}, info.level, 64, val_mse=0.5)
+    with pytest.raises(ValueError, match=r"val_mse must be a number .*, got None"):
+        candidate_scores(model, splits, info.level, 64, val_mse=None)
     tuned = candidate_scores(model, {**splits, "tune": splits["test_extrap"]}, info.level, 64,
                              val_mse=0.5)
     extrap = predict(model, splits["test_extrap"], info.level, 64)

@@ -85,8 +85,8 @@ class HParams:
             MLPs, node MLP and set encoder ending as ``retrain_last_activation`` says and
             ending the other way (ReLU-ended if that is linear or softplus, linear-ended
             if it is ReLU), and keep the retrained model with the lower validation loss
-            (the first on a tie; then the ``SNAP_SLACK`` rule against the search as
-            usual). The run
+            (the loss ``select_on`` names; the first on a tie; then the ``SNAP_SLACK``
+            rule against the search as usual). The run
             trains ``epochs`` more epochs; with ``select_channels`` only the model as
             configured retrains twice, the one with a pooling per channel once. Each
             GNP's record gets ``retrain.last_activation``: both retrains' validation
@@ -123,14 +123,15 @@ class HParams:
             configuration say.
         select_channels: train a model with a learnable GNP twice from the run's seed,
             as configured and with ``gnp_per_channel``, and keep the one with the lower
-            validation loss (the shared one on a tie); the run trains both models'
-            epochs. Each GNP's record says which was kept and both validation losses.
+            validation loss (the loss ``select_on`` names; the shared one on a tie); the
+            run trains both models' epochs. Each GNP's record says which was kept and
+            both validation MSEs over the whole split.
         select_on: the validation loss that chooses among a run's trained models (the
             retrain's two MLP endings, the retrain against its search, one pooling per
             GNP against one per channel; :func:`gnpool.bench.train.choose_model`):
             ``"val"`` the MSE over the whole validation split, ``"val_large"`` the MSE over
-            the targets of its largest samples (the :data:`gnpool.bench.train.LARGE_SHARE`
-            of them), a size shift inside the training distribution. The epoch a model
+            the share :data:`gnpool.bench.train.LARGE_SHARE` of its targets whose samples
+            are largest, a size shift inside the training distribution. The epoch a model
             keeps is chosen on the whole validation split either way.
         gnp_share_aggr: a model whose aggregation is ``"gnp"`` has one GNP module, one set
             of pooling parameters, for all its message-passing layers

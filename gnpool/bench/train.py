@@ -392,11 +392,17 @@ def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: 
 
     Returns ``val_mse`` (the validation MSE :func:`fit` measured for the kept epoch, given),
     ``val_mse_large`` (the MSE over the :data:`LARGE_SHARE` of the validation targets,
-    at least one, from the largest samples: nodes of a graph, elements of a set; ties in
-    split order), ``mape_val`` and ``mape_val_large`` (MAPE, %, over the same targets)
-    and, where ``splits`` has a ``"tune"`` split, ``mape_tune``. Non-finite values are NaN.
-    The global random state is left as it was, so a run trains the same with or without
-    these scores."""
+    at least one, whose samples are largest: most nodes in their graph, most elements in
+    their set; ties in split order), ``mape_val`` and ``mape_val_large`` (MAPE, %, over
+    the same targets) and, where ``splits`` has a ``"tune"`` split, ``mape_tune``: floats,
+    inf or NaN where the model's outputs are (the database stores those as null). The
+    global random state is left as it was, so a run trains the same with or without these
+    scores. Raises ``ValueError`` if ``splits`` has no ``"val"`` split or ``val_mse`` is
+    not a number."""
+    if "val" not in splits:
+        raise ValueError(f"splits must have a 'val' split; got {sorted(splits)}")
+    if isinstance(val_mse, bool) or not isinstance(val_mse, (int, float)):
+        raise ValueError(f"val_mse must be a number (fit's validation MSE), got {val_mse!r}")
     with torch.random.fork_rng(devices=[]):
         pred, target, size = predict(model, splits["val"], level, batch_size)
         large = np.argsort(-size, kind="stable")[:max(1, math.ceil(LARGE_SHARE * len(size)))]
@@ -407,7 +413,7 @@ def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: 
                    "mape_val_large": mape(pred[large], target[large])}
             if "tune" in splits:
                 out["mape_tune"] = mape(*predict(model, splits["tune"], level, batch_size)[:2])
-    return {k: v if math.isfinite(v) else math.nan for k, v in out.items()}
+    return out
 
 
 def _selection_loss(scores: dict[str, float] | None, on: str) -> float:
@@ -421,44 +427,102 @@ def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) 
                                      _selection_loss(candidates[n], on)))
 
 
-def choose_model(candidates: dict[str, dict[str, float]], on: str = "val") -> str:
+#: The model names :func:`choose_model` knows: a search, a retrain by its MLP ending, a model
+#: trained once.
+CANDIDATE_NAMES = ("search", "linear", "relu", "softplus", "model")
+_PREFIXES = ("shared/", "per_channel/")
+
+
+def _check_candidates(candidates: Any) -> None:
+    if not isinstance(candidates, dict) or not candidates:
+        raise ValueError(f"candidates must be a non-empty dict of model name -> scores, got "
+                         f"{candidates!r}")
+    for name, scores in candidates.items():
+        if not isinstance(name, str):
+            raise ValueError(f"candidates has a model named {name!r}; expected names from "
+                             f"{CANDIDATE_NAMES}, each with or without one of {_PREFIXES}")
+        if scores is not None and not isinstance(scores, dict):
+            raise ValueError(f"candidates[{name!r}] must be a dict of scores (as "
+                             f"candidate_scores returns) or None, got {scores!r}")
+        for key in ("val_mse", "val_mse_large"):
+            value = (scores or {}).get(key)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))):
+                raise ValueError(f"candidates[{name!r}][{key!r}] must be a number or None, "
+                                 f"got {value!r}")
+    prefixed = [n for n in candidates if n.startswith(_PREFIXES)]
+    if prefixed and len(prefixed) != len(candidates):
+        raise ValueError(f"candidates {list(candidates)} mix names with and without the "
+                         f"prefixes {_PREFIXES}; with select_channels every name has one")
+    for name in candidates:
+        base = name.split("/", 1)[1] if prefixed else name
+        if base not in CANDIDATE_NAMES:
+            raise ValueError(f"candidates has a model named {name!r}; expected names from "
+                             f"{CANDIDATE_NAMES}" + (f" after one of {_PREFIXES}"
+                                                     if prefixed else ""))
+    for prefix in (_PREFIXES if prefixed else ("",)):
+        group = [n for n in candidates if n.startswith(prefix)]
+        if f"{prefix}model" in group and len(group) > 1:
+            raise ValueError(f"candidates {group} name a model trained once ({prefix}model) "
+                             "next to others; 'model' stands alone")
+    if prefixed:
+        missing = [p for p in _PREFIXES if not any(n.startswith(p) for n in candidates)]
+        if missing:
+            raise ValueError(f"candidates {list(candidates)} have no model named "
+                             f"{missing[0]!r}...; with select_channels both the 'shared/' "
+                             "and the 'per_channel/' models are needed")
+
+
+def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val") -> str:
     """Which of a run's trained models is kept (``HParams.select_on`` is ``on``).
 
     ``candidates`` maps each model to its :func:`candidate_scores` (``None`` or a missing
     value counts as NaN), named ``"search"`` and by the retrain's MLP ending (``"linear"``,
     ``"relu"``, ``"softplus"``) in the order they trained, or ``"model"`` for a model
-    trained once; with ``HParams.select_channels`` each name carries the prefix
-    ``"shared/"`` or ``"per_channel/"``. Within a model: the retrain with the lowest loss
-    (the first on a tie; NaN never wins) is kept unless its loss is more than
-    ``SNAP_SLACK`` above the search's (or NaN); then the per-channel model is kept if its
-    kept loss is lower than the shared one's. The loss is the validation MSE (``on="val"``)
-    or its share over the largest samples (``"val_large"``). Returns the kept name."""
+    trained once (:data:`CANDIDATE_NAMES`); with ``HParams.select_channels`` every name
+    carries the prefix ``"shared/"`` or ``"per_channel/"``, and both sets are needed.
+    Within a model: the retrain with the lowest loss (the first on a tie) is kept unless
+    its loss is more than :data:`SNAP_SLACK` above the search's; then the per-channel
+    model is kept if its kept loss is lower than the shared one's (the shared one on a
+    tie). A NaN loss never wins: a finite one beats it, and of two NaN losses the search,
+    or the shared model, is kept. The loss is the validation MSE (``on="val"``) or the
+    MSE over the validation targets of the largest samples (``"val_large"``).
+
+    Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two and
+    for ``candidates`` that are not such a dict (naming the entry at fault)."""
     if on not in ("val", "val_large"):
         raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
+    _check_candidates(candidates)
 
     def loss(name: str) -> float:
         return _selection_loss(candidates[name], on)
 
+    def better(challenger: str, holder: str, slack: float) -> bool:
+        # Whether `challenger` replaces `holder` (NaN never wins, a finite loss beats NaN).
+        if math.isnan(loss(challenger)):
+            return False
+        if math.isnan(loss(holder)):
+            return True
+        return loss(challenger) <= (1 + slack) * loss(holder) if slack else (
+            loss(challenger) < loss(holder))
+
     def within(prefix: str) -> str:
         names = [n for n in candidates if n.startswith(prefix)]
-        if not names:
-            raise ValueError(f"candidates {sorted(candidates)} have no model named "
-                             f"{prefix!r}...; expected 'search', endings or 'model'")
         search = f"{prefix}search"
         retrains = [n for n in names if n != search]
         if search not in candidates:
             if len(names) != 1:
                 raise ValueError(f"candidates {names} need a {search!r} entry to choose "
-                                 "among several models")
+                                 "among the search's retrains")
             return names[0]
         if not retrains:
             return search
         best = _lowest(candidates, retrains, on)
-        return best if loss(best) <= (1 + SNAP_SLACK) * loss(search) else search
+        return best if better(best, search, SNAP_SLACK) else search
 
-    if any(n.startswith("shared/") for n in candidates):
+    if any(n.startswith(_PREFIXES) for n in candidates):
         shared, per_channel = within("shared/"), within("per_channel/")
-        return per_channel if loss(per_channel) < loss(shared) else shared
+        return per_channel if better(per_channel, shared, 0.0) else shared
     return within("")
 
 
@@ -536,16 +600,18 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     twice from the same search and the same initialisation: first with the MLP ending
     ``hp.retrain_last_activation`` names (or ``hp.last_activation`` where that is
     ``None``), then with the other one (linear after ReLU, ReLU after linear or softplus),
-    and the one with the lower validation loss (the first on a tie; a NaN loss never
-    wins) goes on to the comparison with the search.
+    and the one with the lower loss (the first on a tie; a NaN loss never wins) goes on to
+    the comparison with the search. The loss is the one ``hp.select_on`` names
+    (:func:`choose_model`): the validation MSE, or its share over the largest samples.
 
-    Returns the kept model (the retrained one unless its best validation loss is more
-    than ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
-    entry holds the search's and the retrain's validation losses, the snapped parts,
-    which model was kept and, with ``hp.retrain_select_activation``, both retrains'
-    validation losses and which of them was lower (``"last_activation"``; the search's
-    model may still be the one kept); ``"history"`` runs over the search and the lower
-    retrain."""
+    Returns the kept model (the retrained one unless its loss is more than
+    ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
+    entry holds the search's and the retrain's validation MSEs (over the whole split), the
+    snapped parts, which model was kept and, with ``hp.retrain_select_activation``, both
+    retrains' validation MSEs and which retrain was chosen (``"last_activation"``; the
+    search's model may still be the one kept), and whose ``"candidates"`` entry every
+    model's :func:`candidate_scores` and the name :func:`choose_model` kept;
+    ``"history"`` runs over the search and the chosen retrain."""
     search_hp = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
     start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
@@ -638,11 +704,13 @@ def _train(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp
 def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
         seed: int, *, desc: str = "", position: int = 0,
         progress: bool = True) -> dict[str, Any]:
-    """Build, train and evaluate one model (with ``hp.select_channels``, two: the one with
-    the lower validation loss is evaluated; with ``hp.retrain``, each searched and
-    retrained, with ``hp.retrain_select_activation`` the first retrained twice; see
-    :func:`search_and_retrain`); returns metrics, learned GNP parameters and per-size MAPE
-    of both test splits."""
+    """Build, train and evaluate one model (with ``hp.select_channels``, two: the one
+    :func:`choose_model` keeps, by the loss ``hp.select_on`` names, is evaluated; with
+    ``hp.retrain``, each searched and retrained, with ``hp.retrain_select_activation`` the
+    first retrained twice; see :func:`search_and_retrain`); returns metrics, learned GNP
+    parameters, per-size MAPE of both test splits and, for a run that trained more than
+    one model, ``"candidates"``: every model's :func:`candidate_scores`, the name kept and
+    ``hp.select_on`` (``None`` for a run that trained one model)."""
     start = time.perf_counter()
     model, record, initial, dead_before = _train(info, splits, config, hp, seed, desc,
                                                  position, progress)
