@@ -737,6 +737,24 @@ OFFLINE_SOFTPLUS = {
 }
 
 
+def _with_fixed_reference(seeds: tuple[int, ...]):
+    """The latest finished runs with a seed in ``seeds``, and per task the best fixed
+    configuration's mean tuning MAPE over them (only those run with every seed count)."""
+    latest = {key: r for key, r in latest_runs().items() if key[2] in seeds}
+    fixed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (task, config, _), r in latest.items():
+        if (r.get("config_def") or {}).get("fixed"):
+            fixed[task][config].append(r["mape_tune"])
+    best = {tp.task: min(statistics.fmean(v) for v in fixed[tp.task].values()
+                         if len(v) == len(seeds)) for tp in TASKS}
+    return latest, best
+
+
+def _score(ratios) -> float:
+    # summarise()'s score: the geometric mean of the ratios, each at least 1.
+    return math.exp(statistics.fmean(math.log(max(r, 1.0)) for r in ratios))
+
+
 def offline_selection(top: int = 10, largest: int = 3) -> str:
     """Score choosing among stored retrain variants by validation loss, without training.
 
@@ -752,20 +770,14 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     per variant here and once to the lowest retrain in a run."""
     seeds = STAGE_SEEDS[17]
     single = [name for stage in range(9, 17) for name in STAGES[stage]]
-    latest = {key: r for key, r in latest_runs().items() if key[2] in seeds}
+    latest, best = _with_fixed_reference(seeds)
     tasks = [tp.task for tp in TASKS]
-    fixed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (task, config, _), r in latest.items():
-        if (r.get("config_def") or {}).get("fixed"):
-            fixed[task][config].append(r["mape_tune"])
-    best = {t: min(statistics.fmean(v) for v in fixed[t].values() if len(v) == len(seeds))
-            for t in tasks}
 
     def scored(pick) -> tuple[float, dict[str, float]]:
         # pick(task, seed) -> the run kept; the score as summarise() computes it.
         ratios = {t: statistics.fmean(pick(t, s)["mape_tune"] for s in seeds) / best[t]
                   for t in tasks}
-        return math.exp(statistics.fmean(math.log(max(r, 1.0)) for r in ratios.values())), ratios
+        return _score(ratios.values()), ratios
 
     def score(names: tuple[str, ...]) -> tuple[float, dict[str, float]]:
         return scored(lambda t, s: min((latest[(t, n, s)] for n in names),
@@ -835,14 +847,8 @@ def candidate_selection() -> str:
     seeds = STAGE_SEEDS[CANDIDATE_STAGE]
     (name,) = STAGES[CANDIDATE_STAGE]
     (base,) = STAGES[CANDIDATE_BASE]
-    latest = {key: r for key, r in latest_runs().items() if key[2] in seeds}
+    latest, best = _with_fixed_reference(seeds)
     tasks = [tp.task for tp in TASKS]
-    fixed: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (task, config, _), r in latest.items():
-        if (r.get("config_def") or {}).get("fixed"):
-            fixed[task][config].append(r["mape_tune"])
-    best = {t: min(statistics.fmean(v) for v in fixed[t].values() if len(v) == len(seeds))
-            for t in tasks}
     runs = {(t, s): latest[(t, name, s)].get("candidates") for t in tasks for s in seeds}
     if not all(runs.values()):
         raise SystemExit(f"stage {CANDIDATE_STAGE}'s runs with their candidates are missing; "
@@ -880,7 +886,7 @@ def candidate_selection() -> str:
     def row(label: str, pick) -> str:
         ratios = {t: statistics.fmean(runs[(t, s)]["models"][pick(runs[(t, s)])]["mape_tune"]
                                       for s in seeds) / best[t] for t in tasks}
-        total = math.exp(statistics.fmean(math.log(max(r, 1.0)) for r in ratios.values()))
+        total = _score(ratios.values())
         return (f"| {label} | " + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
                 + f" | {total:.3g} |")
 
