@@ -497,14 +497,16 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
     def loss(name: str) -> float:
         return _selection_loss(candidates[name], on)
 
-    def better(challenger: str, holder: str, slack: float) -> bool:
-        # Whether `challenger` replaces `holder` (NaN never wins, a finite loss beats NaN).
+    def replaces(challenger: str, holder: str, bound: Callable[[float], float],
+                 on_tie: bool) -> bool:
+        # Whether `challenger` replaces `holder`: its loss below bound(holder's), or equal
+        # to it where on_tie; NaN never wins, a finite loss beats NaN.
         if math.isnan(loss(challenger)):
             return False
         if math.isnan(loss(holder)):
             return True
-        return loss(challenger) <= (1 + slack) * loss(holder) if slack else (
-            loss(challenger) < loss(holder))
+        limit = bound(loss(holder))
+        return loss(challenger) < limit or (on_tie and loss(challenger) == limit)
 
     def within(prefix: str) -> str:
         names = [n for n in candidates if n.startswith(prefix)]
@@ -518,11 +520,13 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
         if not retrains:
             return search
         best = _lowest(candidates, retrains, on)
-        return best if better(best, search, SNAP_SLACK) else search
+        return (best if replaces(best, search, lambda v: (1 + SNAP_SLACK) * v, on_tie=True)
+                else search)
 
     if any(n.startswith(_PREFIXES) for n in candidates):
         shared, per_channel = within("shared/"), within("per_channel/")
-        return per_channel if better(per_channel, shared, 0.0) else shared
+        return (per_channel if replaces(per_channel, shared, lambda v: v, on_tie=False)
+                else shared)
     return within("")
 
 
