@@ -639,7 +639,11 @@ def summarise(stage: int | str, variants: dict[str, dict[str, Any]],
     done = {n: s for n, s in scores.items() if not math.isnan(s)}
     if len(done) == len(variants):
         winner = min(done, key=done.get)
-        lines += ["", f"Chosen: `{winner}` (lowest score, {done[winner]:.3g})."]
+        tied = [n for n, v in done.items() if math.isclose(v, done[winner], rel_tol=1e-12)]
+        lines += ["", f"Chosen: `{winner}` (lowest score, {done[winner]:.3g})." if len(tied) == 1
+                  else f"Lowest score, {done[winner]:.3g}, shared by "
+                       f"{', '.join(f'`{n}`' for n in tied)}: a tie, which this table does "
+                       "not break (the tuning README says how it was broken)."]
     fixed_dead = [x for c in fixed_names for x in dead[c]["after"]]
     if fixed_dead:
         lines += ["", f"Fixed configurations' dead share after training: "
