@@ -102,3 +102,27 @@ def test_damaged_or_foreign_file_names_the_file_and_what_to_do(tmp_path, readonl
     with RunDB(foreign, readonly=True) as db, \
             pytest.raises(ValueError, match=r"foreign\.sqlite cannot be used .*no such table"):
         db.rows()
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_file_from_before_the_added_columns_reads_every_column(tmp_path, readonly):
+    from gnpool.bench.db import _ADDED, COLUMNS, SCHEMA
+
+    # The schema without the columns added after the first release, as old files have it.
+    old_schema = "\n".join(line for line in SCHEMA.splitlines()
+                           if line.strip().split(" ")[0] not in _ADDED)
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(old_schema)
+        conn.execute("INSERT INTO runs (task, config, seed, hp_hash, status, mape_extrap) "
+                     "VALUES ('set_max', 'max', 0, 'h', 'finished', 1.5)")
+    conn.close()
+    with RunDB(path, readonly=readonly) as db:
+        (row,) = db.rows()
+    assert set(row) == set(COLUMNS) and row["mape_extrap"] == 1.5
+    assert all(row[col] is None for col in _ADDED)
+    with sqlite3.connect(path) as conn:
+        have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    conn.close()
+    # Opened for writing, the file gains the columns; read-only, it is left as it was.
+    assert set(_ADDED) <= have if not readonly else not set(_ADDED) & have

@@ -167,14 +167,16 @@ class RunDB:
     def rows(self, keys: Iterable[Key] | None = None, status: str | None = None
              ) -> list[dict[str, Any]]:
         """Stored runs as dicts with JSON columns decoded, optionally only ``keys``
-        and only those with ``status``."""
+        and only those with ``status``. Every row has every column of :data:`COLUMNS`:
+        a file written before a column existed, opened read-only (and so not upgraded),
+        gives ``None`` for it."""
         with self._usable():
             stored = self.conn.execute("SELECT * FROM runs ORDER BY task, config, seed"
                                        ).fetchall()
         wanted = None if keys is None else set(keys)
         out = []
         for r in stored:
-            row = dict(r)
+            row = {**dict.fromkeys(COLUMNS), **dict(r)}
             if wanted is not None and (row["task"], row["config"], row["seed"],
                                        row["hp_hash"]) not in wanted:
                 continue
