@@ -862,10 +862,10 @@ def candidate_selection() -> str:
         return choose_model({n: {**v, "val_mse_large": v["mape_val_large"]}
                              for n, v in c["models"].items()}, "val_large")
 
-    rules = {"whole validation split (`select_on=\"val\"`, stage 24's rule)":
-             lambda c: choose_model(c["models"], "val"),
-             "largest third of the validation samples, MSE (`\"val_large\"`, stage 26)":
-             lambda c: choose_model(c["models"], "val_large"),
+    whole = "whole validation split (`select_on=\"val\"`, stage 24's rule)"
+    large = "largest third of the validation samples, MSE (`\"val_large\"`, stage 26)"
+    rules = {whole: lambda c: choose_model(c["models"], "val"),
+             large: lambda c: choose_model(c["models"], "val_large"),
              "largest third of the validation samples, MAPE": by_mape_large}
     names = list(next(iter(runs.values()))["models"])
 
@@ -879,10 +879,12 @@ def candidate_selection() -> str:
             return choose_model(left, "val")
         return pick
 
+    def without_label(drop: tuple[str, ...]) -> str:
+        return f"whole validation split, without {' and '.join(f'`{n}`' for n in drop)}"
+
     for drop in (("shared/relu",), ("shared/linear",), ("per_channel/search",
                                                         "per_channel/linear")):
-        rules[f"whole validation split, without {' and '.join(f'`{n}`' for n in drop)}"] = (
-            without(drop))
+        rules[without_label(drop)] = without(drop)
     rules.update({f"always `{n}`": (lambda c, n=n: n) for n in names})
     rules["lowest tuning MAPE (a bound, not a rule)"] = (
         lambda c: min(c["models"], key=lambda n: c["models"][n]["mape_tune"]))
@@ -904,9 +906,8 @@ def candidate_selection() -> str:
              "|---|" + "---|" * (len(tasks) + 1)]
     lines += [row(label, pick) for label, pick in rules.items()]
     # The rules must reproduce the stored runs of the variants they stand for.
-    labels = list(rules)
-    stand_for = {labels[0]: (CANDIDATE_BASE, base), labels[1]: (CANDIDATE_STAGE, name),
-                 labels[3]: (27, next(iter(STAGES[27])))}
+    stand_for = {whole: (CANDIDATE_BASE, base), large: (CANDIDATE_STAGE, name),
+                 without_label(("shared/relu",)): (27, next(iter(STAGES[27])))}
     for label, (stage, variant) in stand_for.items():
         checks = [math.isclose(c["models"][rules[label](c)]["mape_tune"],
                                latest[(t, variant, s)]["mape_tune"], rel_tol=1e-9)
@@ -915,13 +916,13 @@ def candidate_selection() -> str:
                       f"in {sum(checks)} of {len(checks)} runs."]
     for task in tasks:
         lines += ["", f"## `{task}`: every model of every run", "",
-                  "| seed | model | val MSE | val MSE, largest third | tuning MAPE | kept by "
-                  "val / val_large |", "|---|---|---|---|---|---|"]
+                  "| seed | model | val MSE | val MSE, largest third | tuning MAPE | kept by |",
+                  "|---|---|---|---|---|---|"]
         for s in seeds:
             c = runs[(task, s)]
-            keep = (choose_model(c["models"], "val"), choose_model(c["models"], "val_large"))
+            keep = {on: choose_model(c["models"], on) for on in ("val", "val_large")}
             for n, v in c["models"].items():
-                mark = " / ".join("yes" if k == n else "" for k in keep).strip(" /")
+                mark = ", ".join(f"`{on}`" for on, kept in keep.items() if kept == n)
                 lines.append(f"| {s} | `{n}` | {v['val_mse']:.3g} | {v['val_mse_large']:.3g} "
                              f"| {v['mape_tune']:.3g} | {mark} |")
         lines.append(f"\nBest fixed: {best[task]:.3g}.")

@@ -512,6 +512,11 @@ def test_select_channels_keeps_the_model_with_the_lower_validation_loss(tmp_path
     assert selection["kept"] == ("shared" if expected is shared else "per_channel")
     assert chosen["metrics"]["val_mse"] == expected["metrics"]["val_mse"]
     assert chosen["metrics"]["mape_extrap"] == expected["metrics"]["mape_extrap"]
+    # Its validation MAPE, read off the kept model's candidate scores, is the one measured
+    # on the model trained alone.
+    assert chosen["candidates"]["models"][chosen["candidates"]["kept"]]["mape_val"] == (
+        chosen["metrics"]["mape_val"])
+    assert chosen["metrics"]["mape_val"] == expected["metrics"]["mape_val"]
     assert module["p_unit"] == expected["gnp"][0]["p_unit"]
     assert chosen["metrics"]["epochs"] == 6          # both candidates' epochs
     # A model without a learnable pooling trains once.
