@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import pickle
 import subprocess
 import sys
@@ -191,6 +192,69 @@ def test_one_module_called_twice_in_a_forward_trains():
         aggr.p_unit.copy_(torch.tensor([5.0, -5.0, 0.5, 2.0]))
     aggr(x, index)
     assert torch.equal(aggr.p_unit.detach(), torch.tensor([1.0, -1.0, 0.5, 1.0]))
+
+
+class _SharedTwice(torch.nn.Module):
+    # One GNPAggregation serving two calls of a forward, as with share_aggr=True.
+    def __init__(self):
+        super().__init__()
+        self.aggr = GNPAggregation(channels=4, p=[0.2, 1.0, -1.0, 3.0])
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor,
+                index2: torch.Tensor) -> torch.Tensor:
+        out = self.aggr(x, index, dim_size=5)
+        return self.aggr(out, index2, dim_size=2).sum() + out.sum()
+
+
+@pytest.mark.parametrize("mode", ["compile", "compile_fullgraph", "script"])
+def test_one_module_called_twice_trains_compiled_and_scripted(mode):
+    # The second call projects p_unit in place again (compiled and scripted modules
+    # cannot see that nothing changed it); the first call's graph must stay valid and
+    # the gradients must be eager mode's.
+    x, _ = random_sets(60, 5, 4, seed=5, dtype=torch.float32)
+    x = x.abs()
+    index, index2 = torch.arange(60) % 5, torch.tensor([0, 0, 1, 1, 1])
+    eager, other = _SharedTwice(), _SharedTwice()
+    run = (torch.jit.script(other) if mode == "script" else
+           torch.compile(other, fullgraph=mode == "compile_fullgraph"))
+    for start in (None, torch.tensor([5.0, -5.0, 0.5, 2.0])):
+        for module in (eager, other):
+            module.aggr.p_unit.grad = None
+            if start is not None:
+                with torch.no_grad():
+                    module.aggr.p_unit.copy_(start)
+        eager(x, index, index2).backward()
+        run(x, index, index2).backward()
+        # Projected in place by the training forward, in range from then on.
+        assert torch.equal(other.aggr.p_unit.detach(), eager.aggr.p_unit.detach())
+        assert bool((other.aggr.p_unit.detach().abs() <= 1).all())
+        assert bool((eager.aggr.p_unit.grad != 0).all())
+        torch.testing.assert_close(other.aggr.p_unit.grad, eager.aggr.p_unit.grad,
+                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(other.aggr.beta.grad, eager.aggr.beta.grad,
+                                   rtol=1e-4, atol=1e-5)
+    assert torch.equal(eager.aggr.p_unit.detach(), torch.tensor([1.0, -1.0, 0.5, 1.0]))
+
+
+def test_forward_reads_the_exponent_as_its_clamp():
+    # Values and derivatives of the exponent as the forward reads it are the clamp's to
+    # the bit (1 inside [-1, 1], ends included, 0 outside; an infinite value reads as the
+    # end), without the clamp saving the parameter for backward.
+    from gnpool.aggr.gnp import _unit_range
+
+    values = torch.tensor([-math.inf, -3.0, -1.0, -0.25, 0.0, 0.5, 1.0, 1.5, math.inf])
+    a, b = values.clone().requires_grad_(), values.clone().requires_grad_()
+    weights = torch.arange(1.0, 10.0)
+    out, ref = _unit_range(a), b.clamp(-1.0, 1.0)
+    assert torch.equal(out, ref)
+    (out * weights).sum().backward(retain_graph=True)
+    (ref * weights).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    with torch.no_grad():
+        assert torch.equal(_unit_range(a), ref)
+        a.add_(0.5)  # an in-place change after the read leaves its graph valid
+    (out * weights).sum().backward()
+    assert torch.equal(a.grad, 2 * b.grad)
 
 
 def test_training_projects_the_exponent_into_its_range():

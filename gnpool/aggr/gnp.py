@@ -101,6 +101,21 @@ def _reduce(data: Tensor, index: Tensor, size: int, reductions: tuple[str, ...])
             - _ClassicReduce.apply(torch.relu(-data), index, size, reductions[1]))
 
 
+def _unit_range(a: Tensor) -> Tensor:
+    # ``a`` clamped into [-1, 1], as every forward reads ``p_unit`` and ``p_neg_unit``: the
+    # clamp's values and derivatives (1 inside the range, 0 outside), computed so that
+    # nothing of ``a`` itself is saved for backward. A training forward projects the
+    # parameter in place first; where one module serves several calls of one forward and
+    # a later call projects again (under torch.compile and TorchScript, which cannot tell
+    # that nothing has changed it since, every training call does), the earlier calls'
+    # graphs stay valid.
+    if not (a.requires_grad and torch.is_grad_enabled()):
+        return a.clamp(-1.0, 1.0)
+    value = a.detach()
+    clamped = value.clamp(-1.0, 1.0)
+    return clamped + torch.where(clamped == value, a - value, torch.zeros_like(value))
+
+
 class GNPAggregation(Aggregation):
     r"""Generalized norm-based pooling with a trainable exponent and size normalisation.
 
@@ -117,10 +132,10 @@ class GNPAggregation(Aggregation):
     an exponent can move from the mean to max or min, or across to the other, in a
     distance of at most 1.5. ``p_unit`` is kept in [-1, 1] by projection: each forward
     in training mode first clamps the parameter itself into the range (the value the
-    optimiser left; skipped where nothing changed it since the last projection, so one
-    module can serve several layers of a forward in eager mode; under ``torch.compile``
-    and TorchScript it projects at every call, and a module called twice in one training
-    forward there raises in backward), so the function never sees a value
+    optimiser left; in eager mode skipped where nothing changed it since the last
+    projection, under ``torch.compile`` and TorchScript done at every call; the forward
+    reads the parameter without saving it for backward, so one module can serve several
+    layers of a forward in all three), so the function never sees a value
     outside it and the gradient at the ends stays finite and non-zero (``p = +-inf`` has
     one-sided derivatives). The
     classic view stays available as the properties :attr:`p`, :attr:`q`, :attr:`p_neg`,
@@ -316,8 +331,8 @@ class GNPAggregation(Aggregation):
                 with torch.no_grad():
                     self.p_unit.clamp_(-1.0, 1.0)
                     self.p_neg_unit.clamp_(-1.0, 1.0)
-            return gnp_unit_script(x, self.p_unit.clamp(-1.0, 1.0), self.beta,
-                                   self.p_neg_unit.clamp(-1.0, 1.0), self.beta_neg, index, ptr,
+            return gnp_unit_script(x, _unit_range(self.p_unit), self.beta,
+                                   _unit_range(self.p_neg_unit), self.beta_neg, index, ptr,
                                    dim_size, dim)
         return self._forward(x, index, ptr, dim_size, dim)
 
@@ -350,8 +365,8 @@ class GNPAggregation(Aggregation):
         reductions = self._frozen_reductions(x)
         if reductions is not None:
             return self._reduce_classic(x, index, ptr, dim_size, dim, reductions)
-        return gnp_unit_clamped(x, index, ptr, dim_size, dim, self.p_unit.clamp(-1.0, 1.0),
-                                self.beta, self.p_neg_unit.clamp(-1.0, 1.0), self.beta_neg,
+        return gnp_unit_clamped(x, index, ptr, dim_size, dim, _unit_range(self.p_unit),
+                                self.beta, _unit_range(self.p_neg_unit), self.beta_neg,
                                 self.backend)
 
     @torch.jit.unused
