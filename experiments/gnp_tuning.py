@@ -885,6 +885,22 @@ def candidate_selection() -> str:
     for drop in (("shared/relu",), ("shared/linear",), ("per_channel/search",
                                                         "per_channel/linear")):
         rules[without_label(drop)] = without(drop)
+
+    def parsimony(factor: float):
+        # The model with one pooling per GNP unless the per-channel one's validation MSE
+        # is below 1 / factor of its own (each side chosen as choose_model chooses).
+        def pick(c: dict[str, Any]) -> str:
+            side = {prefix: prefix + choose_model(
+                {n.removeprefix(prefix): v for n, v in c["models"].items()
+                 if n.startswith(prefix)}, "val") for prefix in ("shared/", "per_channel/")}
+            models = c["models"]
+            return (side["per_channel/"] if models[side["per_channel/"]]["val_mse"] * factor
+                    < models[side["shared/"]]["val_mse"] else side["shared/"])
+        return pick
+
+    for factor in (2, 10):
+        rules[f"whole validation split, the per-channel model only at a validation MSE "
+              f"below 1/{factor} of the other's"] = parsimony(factor)
     rules.update({f"always `{n}`": (lambda c, n=n: n) for n in names})
     rules["lowest tuning MAPE (a bound, not a rule)"] = (
         lambda c: min(c["models"], key=lambda n: c["models"][n]["mape_tune"]))
