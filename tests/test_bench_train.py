@@ -717,6 +717,11 @@ def test_candidate_scores_measure_the_largest_third_and_leave_the_random_state(t
     assert scores["val_mse_large"] == pytest.approx(np.mean((pred[ranked] - target[ranked]) ** 2))
     assert scores["mape_val"] == pytest.approx(mape(pred, target))
     assert scores["mape_val_large"] == pytest.approx(mape(pred[ranked], target[ranked]))
+    # The ceil(n/3) targets largest in magnitude, ties in split order.
+    high = sorted(range(len(target)), key=lambda i: (-abs(target[i]), i))[:count]
+    assert min(abs(target[high])) >= max(abs(np.delete(target, high)))
+    assert scores["val_mse_high"] == pytest.approx(np.mean((pred[high] - target[high]) ** 2))
+    assert scores["mape_val_high"] == pytest.approx(mape(pred[high], target[high]))
     assert "mape_tune" not in scores
     with pytest.raises(ValueError, match=r"splits must have a 'val' split; got \['train'\]"):
         candidate_scores(model, {"train": splits["train"]}, info.level, 64, val_mse=0.5)

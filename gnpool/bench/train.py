@@ -394,7 +394,11 @@ def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: 
     ``val_mse_large`` (the MSE over the :data:`LARGE_SHARE` of the validation targets,
     at least one, whose samples are largest: most nodes in their graph, most elements in
     their set; ties in split order), ``mape_val`` and ``mape_val_large`` (MAPE, %, over
-    the same targets) and, where ``splits`` has a ``"tune"`` split, ``mape_tune``: floats,
+    the same targets), ``val_mse_high`` and ``mape_val_high`` (MSE and MAPE over the
+    :data:`LARGE_SHARE` of the validation targets largest in magnitude, at least one; ties
+    in split order: the nearest the training distribution comes to the larger values
+    that extrapolation asks for) and, where ``splits`` has a ``"tune"`` split,
+    ``mape_tune``: floats,
     inf or NaN where the model's outputs are (the database stores those as null). The
     global random state is left as it was, so a run trains the same with or without these
     scores. Raises ``ValueError`` if ``splits`` has no ``"val"`` split or ``val_mse`` is
@@ -405,12 +409,16 @@ def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: 
         raise ValueError(f"val_mse must be a number (fit's validation MSE), got {val_mse!r}")
     with torch.random.fork_rng(devices=[]):
         pred, target, size = predict(model, splits["val"], level, batch_size)
-        large = np.argsort(-size, kind="stable")[:max(1, math.ceil(LARGE_SHARE * len(size)))]
+        count = max(1, math.ceil(LARGE_SHARE * len(size)))
+        large = np.argsort(-size, kind="stable")[:count]
+        high = np.argsort(-np.abs(target), kind="stable")[:count]
         with np.errstate(all="ignore"):
             out = {"val_mse": float(val_mse),
                    "val_mse_large": float(np.mean((pred[large] - target[large]) ** 2)),
                    "mape_val": mape(pred, target),
-                   "mape_val_large": mape(pred[large], target[large])}
+                   "mape_val_large": mape(pred[large], target[large]),
+                   "val_mse_high": float(np.mean((pred[high] - target[high]) ** 2)),
+                   "mape_val_high": mape(pred[high], target[high])}
             if "tune" in splits:
                 out["mape_tune"] = mape(*predict(model, splits["tune"], level, batch_size)[:2])
     return out
