@@ -852,22 +852,24 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The stage whose runs record every candidate model (HParams.select_on="val_large"), and the
-#: stage whose runs train the same models but keep by the whole validation split.
-CANDIDATE_STAGE, CANDIDATE_BASE = 26, 24
+#: The stage whose runs record every candidate model with every score (stage 28), the stage
+#: whose runs train the same models and keep by the whole validation split (24), and the
+#: one that keeps by the largest samples (26, HParams.select_on="val_large").
+CANDIDATE_STAGE, CANDIDATE_BASE, CANDIDATE_LARGE = 28, 24, 26
 
 
 def candidate_selection() -> str:
-    """Score choices among the trained models of each stage 26 run, without training.
+    """Score choices among the trained models of each stage 28 run, without training.
 
-    A stage 26 run trains what a stage 24 run trains (five models: the search, linear- and
+    A stage 28 run trains what a stage 24 run trains (five models: the search, linear- and
     ReLU-ended retrains with one pooling per GNP, the search and linear-ended retrain with
-    one per channel) and records each model's validation MSE over all samples and over
-    the largest third, its MAPE there, and its tuning MAPE (``candidates``). Each rule
-    picks one model per run (:func:`gnpool.bench.train.choose_model`, or a named model);
-    scored as :func:`summarise` scores a variant. "val" must reproduce stage 24's runs and
-    "val_large" stage 26's; the best model by tuning MAPE is a bound no rule that sees
-    only training-distribution data can pass, not a rule."""
+    one per channel) and records each model's validation MSE over all samples, over the
+    third of the samples that are largest and over the third of the targets largest in
+    magnitude, its MAPE over each, and its tuning MAPE (``candidates``). Each rule picks
+    one model per run (:func:`gnpool.bench.train.choose_model`, or a named model); scored
+    as :func:`summarise` scores a variant. "val" must reproduce stage 24's runs, "val_large"
+    stage 26's and "without `shared/relu`" stage 27's; the best model by tuning MAPE is a
+    bound no rule that sees only training-distribution data can pass, not a rule."""
     from gnpool.bench.train import choose_model
 
     seeds = STAGE_SEEDS[CANDIDATE_STAGE]
@@ -880,15 +882,23 @@ def candidate_selection() -> str:
         raise SystemExit(f"stage {CANDIDATE_STAGE}'s runs with their candidates are missing; "
                          f"run python experiments/gnp_tuning.py --stage {CANDIDATE_STAGE}")
 
-    def by_mape_large(c: dict[str, Any]) -> str:
-        return choose_model({n: {**v, "val_mse_large": v["mape_val_large"]}
-                             for n, v in c["models"].items()}, "val_large")
+    def by_score(key: str):
+        # choose_model's rule (the retrain within SNAP_SLACK of its search, the per-channel
+        # model only when strictly lower) on another of the recorded scores.
+        def pick(c: dict[str, Any]) -> str:
+            return choose_model({n: {**v, "val_mse_large": v[key]}
+                                 for n, v in c["models"].items()}, "val_large")
+        return pick
 
     whole = "whole validation split (`select_on=\"val\"`, stage 24's rule)"
     large = "largest third of the validation samples, MSE (`\"val_large\"`, stage 26)"
+    high = "the third of the validation targets largest in magnitude, MSE (stage 28)"
     rules = {whole: lambda c: choose_model(c["models"], "val"),
              large: lambda c: choose_model(c["models"], "val_large"),
-             "largest third of the validation samples, MAPE": by_mape_large}
+             "largest third of the validation samples, MAPE": by_score("mape_val_large"),
+             high: by_score("val_mse_high"),
+             "the third of the validation targets largest in magnitude, MAPE (stage 28)":
+                 by_score("mape_val_high")}
     names = list(next(iter(runs.values()))["models"])
 
     def without(drop: tuple[str, ...]):
@@ -944,7 +954,8 @@ def candidate_selection() -> str:
              "|---|" + "---|" * (len(tasks) + 1)]
     lines += [row(label, pick) for label, pick in rules.items()]
     # The rules must reproduce the stored runs of the variants they stand for.
-    stand_for = {whole: (CANDIDATE_BASE, base), large: (CANDIDATE_STAGE, name),
+    stand_for = {whole: (CANDIDATE_BASE, base),
+                 large: (CANDIDATE_LARGE, next(iter(STAGES[CANDIDATE_LARGE]))),
                  without_label(("shared/relu",)): (27, next(iter(STAGES[27])))}
     for label, (stage, variant) in stand_for.items():
         checks = [math.isclose(c["models"][rules[label](c)]["mape_tune"],
@@ -952,16 +963,27 @@ def candidate_selection() -> str:
                   for (t, s), c in runs.items() if (t, variant, s) in latest]
         lines += ["", f"\"{label}\" repeats the stored stage {stage} runs' tuning MAPE "
                       f"in {sum(checks)} of {len(checks)} runs."]
+    # Stage 28 trains stage 26's models again: every model's scores, to the digit.
+    large_name = next(iter(STAGES[CANDIDATE_LARGE]))
+    same = [c["models"][n][k] == latest[(t, large_name, s)]["candidates"]["models"][n][k]
+            for (t, s), c in runs.items() if (t, large_name, s) in latest
+            for n in c["models"] for k in ("val_mse", "val_mse_large", "mape_tune")]
+    lines += ["", f"Stage {CANDIDATE_STAGE}'s models repeat stage {CANDIDATE_LARGE}'s: "
+                  f"{sum(same)} of {len(same)} recorded scores (validation MSE, over the "
+                  "largest samples, tuning MAPE) equal to the digit."]
     for task in tasks:
         lines += ["", f"## `{task}`: every model of every run", "",
-                  "| seed | model | val MSE | val MSE, largest third | tuning MAPE | kept by |",
-                  "|---|---|---|---|---|---|"]
+                  "| seed | model | val MSE | val MSE, largest third | val MSE, largest "
+                  "targets | tuning MAPE | kept by |",
+                  "|---|---|---|---|---|---|---|"]
         for s in seeds:
             c = runs[(task, s)]
             keep = {on: choose_model(c["models"], on) for on in ("val", "val_large")}
+            keep["val_high"] = by_score("val_mse_high")(c)
             for n, v in c["models"].items():
                 mark = ", ".join(f"`{on}`" for on, kept in keep.items() if kept == n)
                 lines.append(f"| {s} | `{n}` | {v['val_mse']:.3g} | {v['val_mse_large']:.3g} "
+                             f"| {v['val_mse_high']:.3g} "
                              f"| {v['mape_tune']:.3g} | {mark} |")
         lines.append(f"\nBest fixed: {best[task]:.3g}.")
     return "\n".join(lines) + "\n"

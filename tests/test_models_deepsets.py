@@ -52,3 +52,16 @@ def test_arguments_are_checked():
         DeepSets(1, 0)
     with pytest.raises(ValueError, match="pooling='nope'"):
         DeepSets(1, 1, pooling="nope")
+
+
+@pytest.mark.parametrize("last_activation", [True, False, "softplus"])
+def test_scripted_deepsets_matches_eager(last_activation):
+    torch.manual_seed(0)
+    model = DeepSets(2, 1, 8, "gnp", last_activation=last_activation).train()
+    scripted = torch.jit.script(model)
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(1))
+    index = torch.arange(20) // 5
+    out = scripted(x, index, dim_size=4)
+    torch.testing.assert_close(out, model(x, index, dim_size=4))
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -150,3 +150,34 @@ def test_gradients_reach_every_pooling_parameter():
     for conv in gnn.convs:
         assert conv.aggr_module.beta.grad is not None
     assert gnn.readout.p_unit.grad is not None
+
+
+@pytest.mark.parametrize("edge_dim", [0, 1])
+def test_scripted_model_with_a_shared_gnp_trains_as_in_eager_mode(edge_dim):
+    # TorchScript: every layer's MLP, the shared GNP called by each layer, the readout;
+    # the same outputs and gradients as eager mode, and the exponent projected in place.
+    torch.manual_seed(0)
+    eager = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, aggr="gnp", readout="gnp",
+                          edge_dim=edge_dim, share_aggr=True, last_activation="softplus")
+    torch.manual_seed(0)
+    other = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, aggr="gnp", readout="gnp",
+                          edge_dim=edge_dim, share_aggr=True, last_activation="softplus")
+    scripted = torch.jit.script(other)
+    batch = Batch.from_data_list([_graph(0, edge_dim=edge_dim), _graph(1, edge_dim=edge_dim)])
+    edge_attr = batch.edge_attr if edge_dim else None
+    for model in (eager, scripted):
+        with torch.no_grad():
+            model.convs[0].aggr_module.p_unit.fill_(1.5)    # out of range: projected
+        model.train()
+        out = model(batch.x, batch.edge_index, edge_attr, batch.batch, 2)
+        out.pow(2).sum().backward()
+    torch.testing.assert_close(scripted(batch.x, batch.edge_index, edge_attr, batch.batch, 2),
+                               eager(batch.x, batch.edge_index, edge_attr, batch.batch, 2))
+    grads = dict(eager.named_parameters())
+    for name, p in scripted.named_parameters():
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-4, atol=1e-6)
+    assert bool((scripted.convs[0].aggr_module.p_unit == 1.0).all())
+    if edge_dim:
+        with pytest.raises(Exception, match="edge_attr must have edge_dim=1"):
+            scripted(batch.x, batch.edge_index, None, batch.batch, 2)

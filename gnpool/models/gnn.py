@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -30,6 +30,9 @@ class MessageMLPConv(MessagePassing):
             ``False`` ends it linearly, ``"softplus"`` in a softplus (messages > 0).
     """
 
+    # propagate()'s arguments, for the propagate() PyG generates (TorchScript reads it).
+    propagate_type = {"x": Tensor, "edge_attr": Optional[Tensor]}  # noqa: UP045, RUF012
+
     def __init__(self, in_channels: int, out_channels: int, aggr: str | Aggregation = "sum",
                  edge_dim: int = 0, mlp_layers: int = 2,
                  last_activation: bool | str = True) -> None:
@@ -40,12 +43,14 @@ class MessageMLPConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
         if self.edge_dim and (edge_attr is None or edge_attr.size(-1) != self.edge_dim):
-            got = None if edge_attr is None else tuple(edge_attr.shape)
+            # (str of a list: also what a scripted layer can build)
+            got = "None" if edge_attr is None else f"shape {list(edge_attr.shape)}"
             raise ValueError(f"edge_attr must have edge_dim={self.edge_dim} columns, got {got}")
         return self.propagate(edge_index, x=x, edge_attr=edge_attr if self.edge_dim else None,
                               size=(x.size(0), x.size(0)))
 
-    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor | None) -> Tensor:
+    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Optional[Tensor]) -> Tensor:  # noqa: UP045
+        # (Optional[...], not "| None": PyG's generated propagate() for TorchScript reads it.)
         # x_j is the source u, x_i the target v of the edge u -> v.
         parts = [x_j, x_i] if edge_attr is None else [x_j, x_i, edge_attr.to(x_j.dtype)]
         return self.mlp(torch.cat(parts, dim=-1))
@@ -80,8 +85,7 @@ class MessageMLPGNN(torch.nn.Module):
             learnable pooling's exponents), for every message-passing layer, as a fixed
             aggregation name is the same pooling in every layer (Xu et al.'s
             configurations). ``aggr`` must then be one pooling, not a list. A shared
-            ``'gnp'`` trains in eager mode only: compiled or scripted, its second call in a
-            forward modifies what the first saved for backward
+            ``'gnp'`` trains in eager mode, compiled and scripted alike
             (:class:`~gnpool.GNPAggregation`).
 
     Raises:

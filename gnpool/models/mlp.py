@@ -39,29 +39,49 @@ class MLP(torch.nn.Module):
             pre-activations below about -100 in float32 and -17 in float16).
 
     Raises:
-        ValueError: ``num_layers`` is not a positive int, or ``last_activation`` is none
-            of the above.
+        ValueError: ``num_layers`` is not a positive int, or ``last_activation`` (here or
+            set later) is none of the above.
     """
+
+    # Read in Python only; a scripted forward reads the ending's name, a str.
+    __jit_unused_properties__ = ["last_activation", "ending"]
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
                  num_layers: int = 2, last_activation: bool | str = True) -> None:
         super().__init__()
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
-        ending_name(last_activation)        # checked here, read by ``ending``
+        self.last_activation = last_activation      # checked by the setter
         widths = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.linears = torch.nn.ModuleList(
             torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
-        self.last_activation = last_activation
+
+    @property
+    def last_activation(self) -> bool | str:
+        """How the last layer ends, as given (``True``, ``False`` or a name); may be set
+        after construction, and is checked when set."""
+        return self._last_activation
+
+    @last_activation.setter
+    def last_activation(self, value: bool | str) -> None:
+        self._ending = ending_name(value)
+        self._last_activation = value
 
     @property
     def ending(self) -> str:
         """``"relu"``, ``"linear"`` or ``"softplus"``: how the last layer ends (from
-        ``last_activation``, which may be set after construction)."""
-        return ending_name(self.last_activation)
+        ``last_activation``)."""
+        return self._ending
+
+    def __setstate__(self, state: dict) -> None:
+        # An MLP pickled before last_activation became a property kept it as an attribute.
+        if "last_activation" in state:
+            value = state.pop("last_activation")
+            state["_last_activation"], state["_ending"] = value, ending_name(value)
+        super().__setstate__(state)
 
     def forward(self, x: Tensor) -> Tensor:
-        last, ending = len(self.linears) - 1, self.ending
+        last, ending = len(self.linears) - 1, self._ending
         for i, linear in enumerate(self.linears):
             x = linear(x)
             if i < last or ending == "relu":
