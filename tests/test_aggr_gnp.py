@@ -242,16 +242,18 @@ def test_forward_reads_the_exponent_as_its_clamp():
     # end), without the clamp saving the parameter for backward.
     from gnpool.aggr.gnp import _unit_range
 
-    values = torch.tensor([-math.inf, -3.0, -1.0, -0.25, 0.0, 0.5, 1.0, 1.5, math.inf])
+    values = torch.tensor([-math.inf, -3.0, -1.0, -0.25, -0.0, 0.0, 0.5, 1.0, 1.5, math.inf,
+                           math.nan])
     a, b = values.clone().requires_grad_(), values.clone().requires_grad_()
-    weights = torch.arange(1.0, 10.0)
+    weights = torch.arange(1.0, 12.0)
     out, ref = _unit_range(a), b.clamp(-1.0, 1.0)
-    assert torch.equal(out, ref)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(out.signbit(), ref.signbit())    # -0.0 stays -0.0
     (out * weights).sum().backward(retain_graph=True)
     (ref * weights).sum().backward()
     assert torch.equal(a.grad, b.grad)
     with torch.no_grad():
-        assert torch.equal(_unit_range(a), ref)
+        torch.testing.assert_close(_unit_range(a), ref, rtol=0, atol=0, equal_nan=True)
         a.add_(0.5)  # an in-place change after the read leaves its graph valid
     (out * weights).sum().backward()
     assert torch.equal(a.grad, 2 * b.grad)

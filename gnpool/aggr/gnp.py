@@ -111,9 +111,9 @@ def _unit_range(a: Tensor) -> Tensor:
     # graphs stay valid.
     if not (a.requires_grad and torch.is_grad_enabled()):
         return a.clamp(-1.0, 1.0)
-    value = a.detach()
-    clamped = value.clamp(-1.0, 1.0)
-    return clamped + torch.where(clamped == value, a - value, torch.zeros_like(value))
+    clamped = a.detach().clamp(-1.0, 1.0)
+    # where() saves only its condition for backward.
+    return torch.where(clamped == a.detach(), a, clamped)
 
 
 class GNPAggregation(Aggregation):
@@ -135,7 +135,9 @@ class GNPAggregation(Aggregation):
     optimiser left; in eager mode skipped where nothing changed it since the last
     projection, under ``torch.compile`` and TorchScript done at every call; the forward
     reads the parameter without saving it for backward, so one module can serve several
-    layers of a forward in all three), so the function never sees a value
+    layers of a forward in all three, except in a compiled region whose compiler keeps
+    the parameter for backward itself: activation checkpointing inside the region, or an
+    activation memory budget below 1), so the function never sees a value
     outside it and the gradient at the ends stays finite and non-zero (``p = +-inf`` has
     one-sided derivatives). The
     classic view stays available as the properties :attr:`p`, :attr:`q`, :attr:`p_neg`,
