@@ -399,3 +399,89 @@ def test_every_registered_operator_is_listed_here():
     registered = {name for name in torch._C._dispatch_get_all_op_names()
                   if name.startswith("gnpool::")}
     assert registered == {op.name() for op in GNPOOL_OPS}
+
+
+@pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
+def test_cpu_kernels_reject_sets_that_do_not_describe_x():
+    # The kernels index x through ptr and perm without bounds checks: the operators are
+    # public, and TorchScript and torch.compile skip the modules' Python-side checks, so
+    # what they are given is checked before any kernel runs (a ValueError, not a crash).
+    x = torch.rand(4, 3)
+    one = torch.zeros(1, 1)
+    params = (one, one, one, one)
+    good_ptr = torch.tensor([0, 2, 4])
+    out, _ = torch.ops.gnpool.gnp_forward(x, *params, good_ptr, None, 2, "cpu")
+    assert out.shape == (2, 3)
+    cases = [
+        (torch.tensor([0, 2, 5]), None, 2, r"ptr must start at 0 and end at the number of "
+                                           r"elements \(4\), got ptr\[0\]=0, ptr\[-1\]=5"),
+        (torch.tensor([1, 2, 4]), None, 2, r"ptr\[0\]=1"),
+        (torch.tensor([0, 3, 2, 4]), None, 3, "ptr must be non-decreasing"),
+        (torch.tensor([0, 2, 4]), None, 3, r"ptr must be a 1-D int64 CPU tensor of size \+ 1 "
+                                           r"= 4 offsets"),
+        (torch.tensor([0, 2, 4], dtype=torch.int32), None, 2, "int64"),
+        (torch.tensor([0, 2, 4]), torch.tensor([0, 1, 2, 3, 4]), 2,
+         r"perm must be a 1-D int64 CPU tensor with one entry per element \(4\), got "
+         r"torch.int64 of shape \(5,\)"),
+    ]
+    for ptr, perm, size, message in cases:
+        with pytest.raises(ValueError, match=message):
+            torch.ops.gnpool.gnp_forward(x, *params, ptr, perm, size, "cpu")
+    scores = torch.rand(4, 3)
+    with pytest.raises(ValueError, match="ptr must start at 0"):
+        torch.ops.gnpool.attsets_forward(x, scores, torch.tensor([0, 2, 5]), None, 2, "cpu")
+
+
+@pytest.mark.skipif(not cpu.available, reason="fused CPU kernels not built")
+@pytest.mark.parametrize("backward", [False, True])
+def test_scripted_modules_given_an_index_of_the_wrong_length_raise(backward):
+    # A scripted module skips the Python-side checks; an index with more entries than x
+    # has rows must still raise instead of reading and writing past x (it corrupted the
+    # heap before the kernels checked their sets).
+    for module in (GNPAggregation(3), AttSetsAggregation(3)):
+        scripted = torch.jit.script(module)
+        x = torch.rand(4, 3, requires_grad=True)
+        bad = torch.tensor([0, 0, 1, 1, 1])
+        with pytest.raises(Exception, match="ptr must start at 0 and end at the number of "
+                                            r"elements \(4\)"):
+            out = scripted(x, bad)
+            if backward:
+                out.sum().backward()
+
+
+def test_traced_modules_match_eager_mode():
+    # torch.jit.trace records only registered operators: the sets go through
+    # torch.ops.gnpool.csr while tracing (ctypes calls would be missing from the graph and
+    # the replay would read uninitialised offsets), a traced GNP reads its exponent without
+    # the in-place projection, and the trace's own check (a second invocation) passes.
+    from gnpool.models import MessageMLPGNN
+
+    class Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gnn = MessageMLPGNN(3, 1, 8, 2, aggr="gnp", readout="gnp", share_aggr=True)
+
+        def forward(self, x, edge_index, batch):
+            return self.gnn(x, edge_index, None, batch, 2)
+
+    gen = torch.Generator().manual_seed(0)
+    x, index = torch.rand(40, 3, generator=gen) + 0.05, torch.arange(40) % 4
+    other = torch.rand(40, 3, generator=gen) + 0.05
+    edge_index = torch.randint(0, 10, (2, 30), generator=gen)
+    batch = torch.arange(10) // 5
+    cases = [(GNPAggregation(3, p=[0.3, 2.0, -1.0]), (x, index), (other, index)),
+             (GNPAggregation.from_pooling("max", channels=3), (x, index), (other, index)),
+             (AttSetsAggregation(3), (x, index), (other, index)),
+             (Graph(), (x[:10], edge_index, batch), (other[:10], edge_index, batch))]
+    for module, example, inputs in cases:
+        for mode in ("eval", "train"):
+            getattr(module, mode)()
+            traced = torch.jit.trace(module, example)
+            out, ref = traced(*inputs), module(*inputs)
+            torch.testing.assert_close(out, ref)
+            params = [p for p in module.parameters() if p.requires_grad]
+            if mode == "train" and params:
+                grads = torch.autograd.grad(out.sum(), params)
+                expected = torch.autograd.grad(module(*inputs).sum(), params)
+                for g, e in zip(grads, expected, strict=True):
+                    torch.testing.assert_close(g, e)

@@ -109,7 +109,8 @@ def _unit_range(a: Tensor) -> Tensor:
     # a later call projects again (under torch.compile and TorchScript, which cannot tell
     # that nothing has changed it since, every training call does), the earlier calls'
     # graphs stay valid.
-    if not (a.requires_grad and torch.is_grad_enabled()):
+    # (One form while torch.jit.trace records, whose check runs again without grad.)
+    if not (a.requires_grad and torch.is_grad_enabled()) and not torch.jit.is_tracing():
         return a.clamp(-1.0, 1.0)
     clamped = a.detach().clamp(-1.0, 1.0)
     # where() saves only its condition for backward.
@@ -353,8 +354,11 @@ class GNPAggregation(Aggregation):
             raise ValueError(f"GNPAggregation(channels={self.channels}) has one exponent per "
                              f"feature channel but got {got}; use channels="
                              f"{features if features is not None else 1} or channels=1")
+        # (torch.jit.trace would record the in-place projection, which a traced graph
+        # cannot replay on a leaf that requires grad: a traced module reads the clamp.)
         if self.learn and self.training and torch.is_grad_enabled() and (
-                self.p_unit.requires_grad or self.p_neg_unit.requires_grad):
+                self.p_unit.requires_grad or self.p_neg_unit.requires_grad) and (
+                not torch.jit.is_tracing()):
             # Frozen parameters, and a forward without autograd, leave them alone (the
             # forward clamps its copy). Parameters not changed since their last projection
             # are left alone too: a module called twice in one forward (one aggregation
@@ -384,7 +388,7 @@ class GNPAggregation(Aggregation):
         # (see the class docstring), else None.
         if self.backend is not None or not x.is_floating_point():
             return None
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return None
         params = [getattr(self, name) for name in self.pooling_parameter_names]
         if torch.is_grad_enabled() and any(t.requires_grad for t in params):

@@ -82,6 +82,11 @@ def make_segments(num_elements: int, index: Tensor | None, ptr: Tensor | None,
     ``x``, only enters the error messages.
     """
     along = "along the pooled dimension" if dim is None else f"along dim {dim}"
+    if isinstance(dim_size, Tensor) and dim_size.dim() == 0 and not (
+            dim_size.is_floating_point() or dim_size.is_complex()
+            or dim_size.dtype == torch.bool):
+        # As PyG passes it while torch.jit.trace records (a constant of the trace there).
+        dim_size = int(dim_size)
     if dim_size is not None:
         if isinstance(dim_size, bool) or not isinstance(dim_size, int) or dim_size < 0:
             raise ValueError(f"dim_size must be a non-negative int, got {dim_size!r}")

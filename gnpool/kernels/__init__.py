@@ -50,12 +50,19 @@ def _selects(mod: ModuleType, x: Tensor | None) -> bool:
     return _supports(mod, x)
 
 
+def _tracing() -> bool:
+    # torch.compile or torch.jit.trace records the calls: a kernel reached through ctypes
+    # instead of a registered operator would be missing from the recorded graph.
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def resolve_backend(name: str | None, x: Tensor | None = None, op: str | None = None
                     ) -> ModuleType:
     """The backend module for ``name``; ``None`` or ``"auto"`` picks the fastest one usable
-    for ``x`` and operator ``op``. While torch.compile traces, only backends whose kernels
-    for ``op`` are registered operators (``ops.TRACEABLE``) or ``native`` qualify."""
-    compiling = torch.compiler.is_compiling()
+    for ``x`` and operator ``op``. While torch.compile or torch.jit.trace traces, only
+    backends whose kernels for ``op`` are registered operators (``ops.TRACEABLE``) or
+    ``native`` qualify."""
+    compiling = _tracing()
     if name is None or name == "auto":
         for candidate in available_backends(op):
             if compiling and not ops.traceable(op, candidate):
@@ -88,7 +95,7 @@ def segment_tensors(backend: str, seg: Segments
     if backend == "native":
         return seg.index, None, None
     if backend in ("cpu", "triton"):
-        if torch.compiler.is_compiling() and not seg.grouping_known:
+        if _tracing() and not seg.grouping_known:
             # Checking whether the index is sorted would need its values: sort it anyway.
             return (None, *torch.ops.gnpool.csr(seg.index, seg.size))
         return (None, *_BACKENDS[backend].csr(seg))

@@ -30,7 +30,7 @@ _SIGNATURES = {
     "gnpool_attsets_linear_backward": [_P, _P, _P, _I64, _I64, _P, _P, _P, _I64, _INT, _P, _P,
                                        _P, _P, _P, _P, _INT],
 }
-_ABI_VERSION = 4
+_ABI_VERSION = 5
 
 
 def _levels() -> list[str]:
@@ -59,6 +59,8 @@ def _load() -> ctypes.CDLL | None:
                 fn.argtypes, fn.restype = argtypes, None
         lib.gnpool_csr_from_index.argtypes = [_P, _I64, _I64, _P, _P]
         lib.gnpool_csr_from_index.restype = _INT
+        lib.gnpool_check_ptr.argtypes = [_P, _I64, _I64]
+        lib.gnpool_check_ptr.restype = _INT
         return lib
     return None
 
@@ -96,6 +98,39 @@ def csr_from_index(index: Tensor, size: int) -> tuple[Tensor, Tensor]:
     return ptr, perm
 
 
+def _sets(rows: int, ptr: Tensor, perm: Tensor | None, size: int
+          ) -> tuple[Tensor, Tensor | None]:
+    """``(ptr, perm)`` as the kernels read them, checked first: they index ``x`` through
+    both without bounds checks, so sets that do not describe its ``rows`` elements would
+    read and write outside it (the Python-side checks of the modules and functions are
+    skipped in TorchScript and under torch.compile; the operators are public too).
+    ``ptr``: ``size + 1`` int64 offsets on the CPU, from 0 to ``rows``, non-decreasing;
+    ``perm`` (``None`` or an empty tensor: the elements are grouped already): ``rows``
+    int64 element numbers, as :func:`csr_from_index` makes them (their values are not
+    checked). Raises ``ValueError`` naming what is wrong."""
+    if ptr.dtype != torch.long or ptr.device.type != "cpu" or ptr.dim() != 1 \
+            or ptr.numel() != size + 1:
+        raise ValueError(f"ptr must be a 1-D int64 CPU tensor of size + 1 = {size + 1} "
+                         f"offsets, got {ptr.dtype} of shape {tuple(ptr.shape)} on "
+                         f"{ptr.device}")
+    ptr = ptr.contiguous()
+    # In C: a loop over the offsets costs less than one torch or numpy call.
+    error = _lib.gnpool_check_ptr(_p(ptr), size, rows)
+    if error in (1, 2):
+        raise ValueError(f"ptr must start at 0 and end at the number of elements ({rows}), "
+                         f"got ptr[0]={int(ptr[0])}, ptr[-1]={int(ptr[-1])}")
+    if error:
+        raise ValueError("ptr must be non-decreasing")
+    if perm is not None and (perm.numel() > 0 or rows == 0):
+        if perm.dtype != torch.long or perm.device.type != "cpu" or perm.dim() != 1 \
+                or perm.numel() != rows:
+            raise ValueError(f"perm must be a 1-D int64 CPU tensor with one entry per "
+                             f"element ({rows}), got {perm.dtype} of shape "
+                             f"{tuple(perm.shape)} on {perm.device}")
+        return ptr, perm.contiguous()
+    return ptr, None
+
+
 def _params(x: Tensor, params: tuple[Tensor, ...]) -> tuple[list[Tensor], int]:
     flat = [p.detach().reshape(-1).to(x.dtype).contiguous() for p in params]
     stride = 0 if all(p.numel() == 1 for p in flat) else 1
@@ -109,6 +144,7 @@ def gnp_forward(x: Tensor, ptr: Tensor, perm: Tensor | None, size: int,
                 params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
     """GNP of ``x`` per set; returns the output and the ``[6, S, K]`` backward state."""
     x = x.contiguous()
+    ptr, perm = _sets(x.size(0), ptr, perm, size)
     columns = x.size(1)
     flat, stride = _params(x, params)
     out = x.new_empty(size, columns)
@@ -124,6 +160,7 @@ def gnp_backward(grad: Tensor, x: Tensor, ptr: Tensor, perm: Tensor | None, size
                  ) -> tuple[Tensor | None, Tensor | None]:
     """``grad_x`` ``[E, K]`` and the parameter gradients ``[4, K]`` (p, q, p_neg, q_neg)."""
     x = x.contiguous()
+    ptr, perm = _sets(x.size(0), ptr, perm, size)
     grad = grad.to(x.dtype).contiguous()
     columns = x.size(1)
     flat, stride = _params(x, params)
@@ -143,6 +180,7 @@ def attsets_forward(x: Tensor, scores: Tensor, ptr: Tensor, perm: Tensor | None,
     per-set max score ``m`` and sum of exponentials ``l`` (written into the given
     contiguous buffers when provided)."""
     x, scores = x.contiguous(), scores.contiguous()
+    ptr, perm = _sets(x.size(0), ptr, perm, size)
     columns = x.size(1)
     out, m, l = (x.new_empty(size, columns) if t is None else t for t in (out, m, l))
     fn = getattr(_lib, f"gnpool_attsets_forward_{_DTYPES[x.dtype]}")
@@ -159,6 +197,7 @@ def attsets_backward(grad: Tensor, x: Tensor, scores: Tensor, ptr: Tensor,
     """Gradients of AttSets for ``x`` and ``scores`` (``[E, K]`` each, or ``None``), written
     into the given contiguous buffers when provided."""
     x, scores = x.contiguous(), scores.contiguous()
+    ptr, perm = _sets(x.size(0), ptr, perm, size)
     grad = grad.to(x.dtype).contiguous()
     if need_x and grad_x is None:
         grad_x = torch.empty_like(x)
@@ -180,6 +219,7 @@ def attsets_linear_forward(x: Tensor, weight: Tensor, bias: Tensor | None,
     """AttSets with scores ``act(x W^T + b)`` computed inside the kernel, a set at a time:
     the ``[S, K]`` output and the per-set statistics ``(m, l)``."""
     x = x.contiguous()
+    ptr, perm = _sets(x.size(0), ptr, perm, size)
     columns = x.size(1)
     wt = weight.detach().to(x.dtype).t().contiguous()
     b = None if bias is None else bias.detach().to(x.dtype).contiguous()
@@ -196,6 +236,7 @@ def attsets_linear_backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Tenso
                             ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients for ``(x, weight, bias)`` (scores recomputed inside the kernel)."""
     x = x.contiguous()
+    ptr, perm = _sets(x.size(0), ptr, perm, out.size(0))
     columns, rows_out = x.size(1), weight.size(0)
     grad = grad.to(x.dtype).contiguous()
     w = weight.detach().to(x.dtype).contiguous()

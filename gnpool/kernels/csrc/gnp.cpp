@@ -716,7 +716,7 @@ using namespace gnpool;
 
 extern "C" {
 
-int gnpool_abi_version() { return 4; }
+int gnpool_abi_version() { return 5; }
 
 void gnpool_gnp_forward_f32(const float* x, const int64_t* ptr, const int64_t* perm, int64_t S,
                             int64_t K, const float* a_pos, const float* b_pos, const float* a_neg,
