@@ -49,6 +49,8 @@ configurations run alongside as the reference.
                                                           #   retrain
     python experiments/gnp_tuning.py --stage 28           # stage 24's models again, scored
                                                           #   on the largest targets too
+    python experiments/gnp_tuning.py --stage 29           # stage 24 keeping the ReLU-ended
+                                                          #   retrain unless 5x worse
     python experiments/gnp_tuning.py --offline-selection  # every choice among retrains by
                                                           #   validation, from stored runs
     python experiments/gnp_tuning.py --repeat VARIANT --task T --seed S --db NEW.sqlite
@@ -483,6 +485,20 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
             "gnp": {**SHARED, **MEAN}, "readout": {},
             "hp": {**STAGE22_HP, "retrain_mirror": True}},
     },
+    # Stage 28's record, scored offline after its rules missed (candidates.md): keeping the
+    # ReLU-ended retrain, the fixed configurations' model family, unless another model's
+    # validation MSE is below 1/m of its own scores 1.154 at m = 1 and 1.5, 1.130 at 2 and
+    # 3, 1.121 at 5 and 10 (shortest_path 1.76x, the bound of any choice among these
+    # models) and 1.307 at 100. Stage 29 runs stage 24 with the smallest margin at the
+    # lowest score, 5 (HParams.select_relu_margin), to repeat the offline row live. The
+    # margin was chosen on the tuning split, after stage 27's figures on the reported
+    # splits had shown the ReLU-ended retrain doing better there on three tasks.
+    29: {
+        "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-mirror-"
+        "relu5": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**STAGE22_HP, "retrain_mirror": True, "select_relu_margin": 5.0}},
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -494,7 +510,8 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                21: (100, 101, 102, 103), 22: (100, 101, 102, 103),
                23: (100, 101, 102, 103), 24: (100, 101, 102, 103),
                25: (100, 101, 102, 103), 26: (100, 101, 102, 103),
-               27: (100, 101, 102, 103), 28: (100, 101, 102, 103)}
+               27: (100, 101, 102, 103), 28: (100, 101, 102, 103),
+               29: (100, 101, 102, 103)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -543,6 +560,8 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                     27: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
                          "shared-aggr-mirror"),
                     28: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-shared-aggr-"
+                         "mirror"),
+                    29: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-shared-aggr-"
                          "mirror")}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
@@ -852,6 +871,15 @@ def offline_selection(top: int = 10, largest: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The ReLU margins scored offline (stage 29 chose the smallest with the lowest score).
+MARGINS = (1.5, 2, 3, 5, 10)
+
+
+def margin_label(margin: float) -> str:
+    return (f"whole validation split, the ReLU-ended retrain kept unless another model is "
+            f"below 1/{margin:g} of its validation MSE (`select_relu_margin={margin:g}`)")
+
+
 #: The stage whose runs record every candidate model with every score (stage 28), the stage
 #: whose runs train the same models and keep by the whole validation split (24), and the
 #: one that keeps by the largest samples (26, HParams.select_on="val_large").
@@ -933,6 +961,8 @@ def candidate_selection() -> str:
     for factor in (2, 10):
         rules[f"whole validation split, the per-channel model only at a validation MSE "
               f"below 1/{factor} of the other's"] = parsimony(factor)
+    for margin in MARGINS:
+        rules[margin_label(margin)] = (lambda c, m=margin: choose_model(c["models"], "val", m))
     rules.update({f"always `{n}`": (lambda c, n=n: n) for n in names})
     rules["lowest tuning MAPE (a bound, not a rule)"] = (
         lambda c: min(c["models"], key=lambda n: c["models"][n]["mape_tune"]))
@@ -956,7 +986,8 @@ def candidate_selection() -> str:
     # The rules must reproduce the stored runs of the variants they stand for.
     stand_for = {whole: (CANDIDATE_BASE, base),
                  large: (CANDIDATE_LARGE, next(iter(STAGES[CANDIDATE_LARGE]))),
-                 without_label(("shared/relu",)): (27, next(iter(STAGES[27])))}
+                 without_label(("shared/relu",)): (27, next(iter(STAGES[27]))),
+                 margin_label(5): (29, next(iter(STAGES[29])))}
     for label, (stage, variant) in stand_for.items():
         checks = [math.isclose(c["models"][rules[label](c)]["mape_tune"],
                                latest[(t, variant, s)]["mape_tune"], rel_tol=1e-9)

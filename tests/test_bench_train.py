@@ -760,3 +760,57 @@ def test_select_on_val_large_keeps_the_model_best_on_the_largest_samples(tmp_pat
     with pytest.raises(ValueError, match=r"select_on"):
         HParams(retrain=1.0, select_on="largest")
     assert "select_on" not in HParams(retrain=1.0).key()
+
+
+def test_choose_model_relu_margin_keeps_the_relu_retrain_unless_another_is_that_much_lower():
+    from gnpool.bench.train import choose_model
+
+    def scores(v):
+        return {"val_mse": v, "val_mse_large": v}
+
+    models = {"shared/search": scores(5.0), "shared/linear": scores(0.03),
+              "shared/relu": scores(0.10), "per_channel/search": scores(5.0),
+              "per_channel/linear": scores(0.07)}
+    assert choose_model(models, "val") == "shared/linear"
+    # ReLU read as 0.10 / 2 = 0.05: the linear retrain (0.03) and so the shared model
+    # still win, and the per-channel model (0.07) does not beat the shared one.
+    assert choose_model(models, "val", relu_margin=2) == "shared/linear"
+    # 0.10 / 5 = 0.02: the ReLU-ended retrain is kept over the linear one and the
+    # per-channel model, whose 0.07 is not below a fifth of its 0.10.
+    assert choose_model(models, "val", relu_margin=5) == "shared/relu"
+    assert choose_model(models, "val_large", relu_margin=5.0) == "shared/relu"
+    # A per-channel model below a fifth of the ReLU retrain's loss still wins.
+    lower = {**models, "per_channel/linear": scores(0.019)}
+    assert choose_model(lower, "val", relu_margin=5) == "per_channel/linear"
+    # Against its search the ReLU retrain's loss is read the same way.
+    unprefixed = {"search": scores(0.3), "linear": scores(0.2), "relu": scores(0.9)}
+    assert choose_model(unprefixed, "val", relu_margin=1) == "linear"
+    assert choose_model(unprefixed, "val", relu_margin=10) == "relu"
+    assert choose_model(unprefixed, "val", relu_margin=2) == "linear"
+    # The caller's dict is left as it was.
+    assert models["shared/relu"] == scores(0.10)
+    for bad in (0.5, 0, -1, True, "5", math.nan):
+        with pytest.raises(ValueError, match=r"relu_margin must be a number >= 1, got"):
+            choose_model(models, "val", relu_margin=bad)
+
+
+def test_select_relu_margin_is_checked_and_keeps_what_choose_model_picks(tmp_path):
+    from gnpool.bench.train import choose_model
+
+    with pytest.raises(ValueError, match=r"select_relu_margin=5.0 applies only with "
+                                         r"retrain_select_activation=True"):
+        HParams(retrain=1.0, select_relu_margin=5.0)
+    with pytest.raises(ValueError, match=r"select_relu_margin"):
+        HParams(retrain=1.0, retrain_select_activation=True, select_relu_margin=0.5)
+    assert "select_relu_margin" not in HParams(retrain=1.0).key()
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation=False, retrain=0.5,
+                retrain_select_activation=True, select_channels=True)
+    for margin in (1.0, 1000.0):
+        result = run(info, splits, config, HParams(**base, select_relu_margin=margin),
+                     seed=0, progress=False)
+        models, kept = result["candidates"]["models"], result["candidates"]["kept"]
+        assert kept == choose_model(models, "val", margin)
+        assert result["metrics"]["val_mse"] == models[kept]["val_mse"]
+        if margin == 1000.0:
+            assert kept == "shared/relu"

@@ -133,6 +133,10 @@ class HParams:
             the share :data:`gnpool.bench.train.LARGE_SHARE` of its targets whose samples
             are largest, a size shift inside the training distribution. The epoch a model
             keeps is chosen on the whole validation split either way.
+        select_relu_margin: with ``retrain_select_activation``, the ReLU-ended retrain
+            (the fixed configurations' model family, Xu et al.'s) is kept unless another
+            model's loss is below ``1 / select_relu_margin`` of its own (>= 1; 1: the
+            lowest loss wins; :func:`gnpool.bench.train.choose_model` ``relu_margin``).
         gnp_share_aggr: a model whose aggregation is ``"gnp"`` has one GNP module, one set
             of pooling parameters, for all its message-passing layers
             (:class:`gnpool.models.MessageMLPGNN` ``share_aggr``), as a fixed
@@ -189,6 +193,7 @@ class HParams:
     gnp_per_channel: bool = False
     select_channels: bool = False
     select_on: Literal["val", "val_large"] = "val"
+    select_relu_margin: float = 1.0
     gnp_share_aggr: bool = False
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -237,6 +242,10 @@ class HParams:
             raise ValueError(f"hyperparameter select_on={self.select_on!r} applies only with "
                              "retrain > 0 or select_channels=True (a run with one model has "
                              "nothing to choose), got retrain=0 and select_channels=False")
+        if self.select_relu_margin != 1.0 and not self.retrain_select_activation:
+            raise ValueError(f"hyperparameter select_relu_margin={self.select_relu_margin!r} "
+                             "applies only with retrain_select_activation=True (the run's "
+                             "only ReLU-ended retrain), got retrain_select_activation=False")
         if self.retrain_heading_exponent and self.retrain_heading is None:
             raise ValueError("hyperparameter retrain_heading_exponent=True applies only with "
                              "retrain_heading (the travel that makes a part head), got "
@@ -276,7 +285,7 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "select_channels": False,
                                    "retrain_select_activation": False,
                                    "gnp_share_aggr": False, "retrain_mirror": False,
-                                   "select_on": "val"}
+                                   "select_on": "val", "select_relu_margin": 1.0}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -296,6 +305,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "retrain_tolerance": _AT_LEAST_0, "retrain_heading": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
+    "select_relu_margin": _AT_LEAST_1,
 }
 
 

@@ -481,7 +481,23 @@ def _check_candidates(candidates: Any) -> None:
                              "and the 'per_channel/' models are needed")
 
 
-def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val") -> str:
+def _with_relu_margin(candidates: dict[str, dict[str, float] | None], margin: float
+                      ) -> dict[str, dict[str, float] | None]:
+    # The ReLU-ended retrains' losses divided by `margin` (a copy; the others as they are).
+    if margin == 1.0:
+        return candidates
+    out: dict[str, dict[str, float] | None] = {}
+    for name, scores in candidates.items():
+        if name.rsplit("/", 1)[-1] == "relu" and scores is not None:
+            scores = {k: (v / margin if k in ("val_mse", "val_mse_large")
+                          and isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                      for k, v in scores.items()}
+        out[name] = scores
+    return out
+
+
+def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val",
+                 relu_margin: float = 1.0) -> str:
     """Which of a run's trained models is kept (``HParams.select_on`` is ``on``).
 
     ``candidates`` maps each model to its :func:`candidate_scores` (``None`` or a missing
@@ -494,13 +510,21 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
     model is kept if its kept loss is lower than the shared one's (the shared one on a
     tie). A NaN loss never wins: a finite one beats it, and of two NaN losses the search,
     or the shared model, is kept. The loss is the validation MSE (``on="val"``) or the
-    MSE over the validation targets of the largest samples (``"val_large"``).
+    MSE over the validation targets of the largest samples (``"val_large"``). With
+    ``relu_margin`` (``HParams.select_relu_margin``) every comparison reads the
+    ReLU-ended retrains' (``"relu"``) losses divided by it: such a retrain is kept unless
+    another model's loss is below ``1 / relu_margin`` of its own.
 
-    Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two and
-    for ``candidates`` that are not such a dict (naming the entry at fault)."""
+    Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two, a
+    ``relu_margin`` that is not a number >= 1, and for ``candidates`` that are not such a
+    dict (naming the entry at fault)."""
     if on not in ("val", "val_large"):
         raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
+    if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
+            relu_margin >= 1):
+        raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
     _check_candidates(candidates)
+    candidates = _with_relu_margin(candidates, float(relu_margin))
 
     def loss(name: str) -> float:
         return _selection_loss(candidates[name], on)
@@ -637,7 +661,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
-        retrain_mirror=False, retrain_select_activation=False, select_on="val")
+        retrain_mirror=False, retrain_select_activation=False, select_on="val",
+        select_relu_margin=1.0)
     trained = copy.deepcopy(model.state_dict())
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
@@ -672,9 +697,10 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     model.load_state_dict(trained)      # what is kept if the retrain does worse
     # The retrain with the lower loss (the first on a tie), kept unless the search did
     # better by more than SNAP_SLACK (choose_model).
-    choice = choose_model(candidates, hp.select_on)
+    choice = choose_model(candidates, hp.select_on, hp.select_relu_margin)
     names = [ending_name(end) for end in lasts]
-    best = names.index(_lowest(candidates, names, hp.select_on))
+    best = names.index(_lowest(_with_relu_margin(candidates, hp.select_relu_margin), names,
+                               hp.select_on))
     fresh, retrained = retrains[best]
     kept = choice != "search"
     record = retrained if kept else searched
@@ -734,6 +760,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
         # (Its search and retrain, if any, are chosen between as the shared model's.)
         per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
                                           retrain_select_activation=False,
+                                          select_relu_margin=1.0,
                                           select_on=hp.select_on if hp.retrain else "val")
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
                        position, progress)
@@ -745,7 +772,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
                                                      hp.eval_batch_size,
                                                      trained_record["val_mse"])}}
             both.update({f"{prefix}/{n}": v for n, v in own["models"].items()})
-        kept_name = choose_model(both, hp.select_on)
+        kept_name = choose_model(both, hp.select_on, hp.select_relu_margin)
         candidates = {"models": both, "kept": kept_name, "on": hp.select_on}
         selection = {"val_mse_shared": record["val_mse"],
                      "val_mse_per_channel": other[1]["val_mse"],
