@@ -43,8 +43,9 @@ configurations run alongside as the reference.
     python experiments/gnp_tuning.py --stage 25           # ... searching twice as long
     python experiments/gnp_tuning.py --stage 26           # stage 24 choosing its model on
                                                           #   the largest validation samples
-    python experiments/gnp_tuning.py --candidates         # every choice among stage 26's
-                                                          #   models, from stored runs
+    python experiments/gnp_tuning.py --candidates         # every choice among stage 28's
+                                                          #   models (stage 26's, trained
+                                                          #   again), from stored runs
     python experiments/gnp_tuning.py --stage 27           # stage 24 without the ReLU-ended
                                                           #   retrain
     python experiments/gnp_tuning.py --stage 28           # stage 24's models again, scored

@@ -655,3 +655,15 @@ def test_frozen_channels_at_different_classic_points_equal_the_kernels(layout, m
         frozen.beta[3] = 0.25
     with pytest.raises(AssertionError, match="kernels were called"):
         frozen(x, dim_size=9, dim=0, **where)
+
+
+def test_dim_size_may_be_a_0d_integer_tensor():
+    # As PyG passes it while torch.jit.trace records; any other tensor is refused.
+    x, index = random_sets(30, 4, 3, seed=2, dtype=torch.float32)
+    aggr = GNPAggregation(3, p=2.0)
+    expected = aggr(x, index, dim_size=6)
+    for size in (torch.tensor(6), torch.tensor(6, dtype=torch.int32)):
+        assert torch.equal(aggr(x, index, dim_size=size), expected)
+    for bad in (torch.tensor(6.0), torch.tensor([6]), torch.tensor(True)):
+        with pytest.raises(ValueError, match="dim_size must be a non-negative int"):
+            aggr(x, index, dim_size=bad)

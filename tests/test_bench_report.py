@@ -282,3 +282,19 @@ def test_fmt_of_a_diverged_run_gives_the_mean_without_a_spread():
     # A finished run without a MAPE (predictions not finite) counts as inf.
     assert fmt([float("inf"), 2.0, 3.0]) == "inf"
     assert fmt([float("nan"), 2.0]) == "nan"
+
+
+def test_settings_read_a_setting_missing_from_an_older_row_as_its_default():
+    # A row made before a setting existed lacks it; a later row of the same configuration
+    # records its default. The table must not report the two as different settings.
+    from gnpool.bench.report import settings_section
+
+    old = {"task": "set_max", "config": "max", "hparams": {"epochs": 30},
+           "data_params": {}}
+    new = {"task": "set_max", "config": "max",
+           "hparams": {"epochs": 30, "retrain": 0.0, "select_on": "val"}, "data_params": {}}
+    gnp = {"task": "set_max", "config": "gnp",
+           "hparams": {"epochs": 30, "retrain": 1.0, "select_on": "val"}, "data_params": {}}
+    text = settings_section([old, new, gnp])
+    assert "| retrain | 0.0 (gnp: 1.0) |" in text
+    assert "select_on=\"val\"" in text and "epochs=30" in text

@@ -814,3 +814,19 @@ def test_select_relu_margin_is_checked_and_keeps_what_choose_model_picks(tmp_pat
         assert result["metrics"]["val_mse"] == models[kept]["val_mse"]
         if margin == 1000.0:
             assert kept == "shared/relu"
+
+
+def test_candidate_scores_high_targets_are_the_largest_in_magnitude(monkeypatch):
+    # Signed targets: the third largest in magnitude includes the most negative ones.
+    import gnpool.bench.train as train
+
+    target = np.array([-9.0, 1.0, 2.0, -0.5, 8.0, 0.1])
+    pred = target + np.array([1.0, 0.0, 0.0, 0.0, 3.0, 0.0])
+    size = np.array([1.0, 6.0, 5.0, 4.0, 2.0, 3.0])
+    monkeypatch.setattr(train, "predict", lambda *args: (pred, target, size))
+    scores = train.candidate_scores(torch.nn.Linear(1, 1), {"val": None}, "set", 8, 0.5)
+    # Magnitudes 9 and 8 (rows 0 and 4): errors 1 and 3.
+    assert scores["val_mse_high"] == pytest.approx((1.0 + 9.0) / 2)
+    assert scores["mape_val_high"] == pytest.approx(100 * (1 / 9 + 3 / 8) / 2)
+    # The largest samples (sizes 6 and 5: rows 1 and 2) are exact.
+    assert scores["val_mse_large"] == 0.0

@@ -138,7 +138,10 @@ class GNPAggregation(Aggregation):
     reads the parameter without saving it for backward, so one module can serve several
     layers of a forward in all three, except in a compiled region whose compiler keeps
     the parameter for backward itself: activation checkpointing inside the region, or an
-    activation memory budget below 1), so the function never sees a value
+    activation memory budget below 1; a module traced by ``torch.jit.trace`` never
+    projects, since the trace cannot replay an in-place change of a parameter, so there
+    an exponent the optimiser pushes past an end stays there, with no gradient), so the
+    function never sees a value
     outside it and the gradient at the ends stays finite and non-zero (``p = +-inf`` has
     one-sided derivatives). The
     classic view stays available as the properties :attr:`p`, :attr:`q`, :attr:`p_neg`,

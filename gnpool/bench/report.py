@@ -13,6 +13,7 @@ from typing import Any
 
 from ..datasets import task_info
 from .configs import FIXED, LEARNED
+from .hparams import ADDED_AFTER_0_2
 
 #: Learnable configurations in the order the tables list them.
 LEARNED_ORDER = LEARNED
@@ -363,7 +364,10 @@ def settings_section(rows: Iterable[dict[str, Any]]) -> str:
     per_config: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     keys: dict[str, None] = {}
     for row in rows:
-        values = {k: _value(v) for k, v in (row.get("hparams") or {}).items()}
+        # A setting added after a run was made is absent from its row: it ran at the
+        # setting's default (ADDED_AFTER_0_2), as a later row records it.
+        hparams = {**ADDED_AFTER_0_2, **(row.get("hparams") or {})}
+        values = {k: _value(v) for k, v in hparams.items()}
         values.update({f"data: {k}": _value(v)
                        for k, v in (row.get("data_params") or {}).items()})
         for key, value in values.items():

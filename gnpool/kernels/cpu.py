@@ -108,6 +108,8 @@ def _sets(rows: int, ptr: Tensor, perm: Tensor | None, size: int
     ``perm`` (``None`` or an empty tensor: the elements are grouped already): ``rows``
     int64 element numbers, as :func:`csr_from_index` makes them (their values are not
     checked). Raises ``ValueError`` naming what is wrong."""
+    if size < 0:
+        raise ValueError(f"size (the number of sets) must be >= 0, got {size}")
     if ptr.dtype != torch.long or ptr.device.type != "cpu" or ptr.dim() != 1 \
             or ptr.numel() != size + 1:
         raise ValueError(f"ptr must be a 1-D int64 CPU tensor of size + 1 = {size + 1} "

@@ -85,8 +85,9 @@ class MessageMLPGNN(torch.nn.Module):
             learnable pooling's exponents), for every message-passing layer, as a fixed
             aggregation name is the same pooling in every layer (Xu et al.'s
             configurations). ``aggr`` must then be one pooling, not a list. A shared
-            ``'gnp'`` trains in eager mode, compiled and scripted alike
-            (:class:`~gnpool.GNPAggregation`).
+            ``'gnp'`` trains in eager mode, compiled and scripted alike (not in a compiled
+            region with activation checkpointing inside it or an activation memory budget
+            below 1: :class:`~gnpool.GNPAggregation`).
 
     Raises:
         ValueError: a width or ``num_layers`` that is not a positive int; ``aggr`` given
