@@ -71,7 +71,9 @@ GNP_OVERRIDES: dict[str, Any] = {"last_activation": "softplus",
                                  "snap": 0.2, "snap_tolerance": 0.3,
                                  "retrain": 1.0, "retrain_heading": 0.15,
                                  "retrain_heading_exponent": True, "select_channels": True,
-                                 "gnp_share_aggr": True, "retrain_mirror": True}
+                                 "gnp_share_aggr": True, "retrain_mirror": True,
+                                 "retrain_select_activation": True,
+                                 "select_relu_margin": 5.0}
 #: Every learnable configuration's pooling parameters (GNP's, PowerMean's p, Softmax's t,
 #: LAF's and GenAgg's) train through gnpool.param_groups at the library's default rate,
 #: without weight decay, so that they are compared on equal terms.
