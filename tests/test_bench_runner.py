@@ -158,14 +158,21 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     from gnpool.bench.profiles import GNP_OVERRIDES
 
     quick = get_profile("quick")
-    assert "retrain_select_activation" not in GNP_OVERRIDES      # stage 27: one retrain
+    assert GNP_OVERRIDES["retrain_select_activation"] is True     # stage 29: two retrains
     (spec,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
-                   hparams={"retrain_select_activation": True, "last_activation": True})
-    assert spec.hparams.retrain_select_activation is True
+                   hparams={"retrain_select_activation": False, "select_relu_margin": 1.0,
+                            "last_activation": True})
+    assert spec.hparams.retrain_select_activation is False
     assert spec.hparams.last_activation is True
     assert spec.hparams.retrain == GNP_OVERRIDES["retrain"]       # the rest of the recipe
+    # The margin needs the ReLU-ended retrain it keeps: dropping one alone is refused.
+    with pytest.raises(ValueError, match=r"select_relu_margin=5.0 applies only with "
+                                         r"retrain_select_activation=True"):
+        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
+             hparams={"retrain_select_activation": False})
     (default,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0])
-    assert default.hparams.retrain_select_activation is False
+    assert default.hparams.retrain_select_activation is True
+    assert default.hparams.select_relu_margin == 5.0
     assert default.hparams.last_activation == "softplus"
     assert default.hparams.retrain_last_activation is False
     # Valid for GNP, whose recipe retrains; invalid for a fixed configuration, named.
