@@ -667,3 +667,27 @@ def test_dim_size_may_be_a_0d_integer_tensor():
     for bad in (torch.tensor(6.0), torch.tensor([6]), torch.tensor(True)):
         with pytest.raises(ValueError, match="dim_size must be a non-negative int"):
             aggr(x, index, dim_size=bad)
+
+
+def test_conjugate_is_minus_gnp_of_minus_x_and_trades_max_for_min():
+    # Four channels at a learned-looking point each; float64 against the swap's formula.
+    aggr = GNPAggregation(channels=4, p=[0.4, 2.0, -1.5, 5.0], q=[0.7, 0.2, 1.0, 0.5],
+                          p_neg=[3.0, -0.5, 1.0, 1.2], q_neg=[0.1, 0.9, 0.3, 1.0]).double()
+    x, index = random_sets(40, 6, 4, seed=11, dtype=torch.float64)
+    before = aggr(-x, index)
+    trains = [p.requires_grad for p in aggr.parameters()]
+    aggr.conjugate_()
+    torch.testing.assert_close(aggr(x, index), -before)
+    assert [p.requires_grad for p in aggr.parameters()] == trains
+    aggr.conjugate_()        # twice: where it started
+    torch.testing.assert_close(aggr(-x, index), before)
+    for name, other in (("max", "min"), ("min", "max"), ("sum", "sum"), ("mean", "mean")):
+        gnp_ = GNPAggregation.from_pooling(name, channels=3)
+        gnp_.conjugate_()
+        assert gnp_.closest_pooling(1e-9) == [other] * 3
+        reference = GNPAggregation.from_pooling(other, channels=3)
+        assert all(torch.equal(a, b) for a, b in zip(gnp_.parameters(),
+                                                     reference.parameters(), strict=True))
+    frozen = GNPAggregation.from_pooling("max", learn=False)
+    frozen.conjugate_()
+    assert frozen.closest_pooling(1e-9) == "min"

@@ -298,3 +298,24 @@ def test_settings_read_a_setting_missing_from_an_older_row_as_its_default():
     text = settings_section([old, new, gnp])
     assert "| retrain | 0.0 (gnp: 1.0) |" in text
     assert "select_on=\"val\"" in text and "epochs=30" in text
+
+
+def test_gnp_runs_show_a_conjugate_retrain_with_its_parts_swapped():
+    from gnpool.bench.report import gnp_runs, kept_model
+
+    hp = {"last_activation": "softplus", "retrain_last_activation": False}
+    modules = [_gnp_module("convs.0.aggr_module", [-1.0], [0.0], [1.0]),
+               _gnp_module("readout", [1.0], [0.0], [-1.0])]
+    # The search set every layer to max and the readout to max; the kept retrain
+    # conjugated the aggregation only: min-max.
+    for module, conjugated in zip(modules, (True, False), strict=True):
+        module["retrain"] = {"kept": True, "to": [["max", "min"]], "conjugated": conjugated,
+                             "last_activation": {"kept": "relu"}}
+        module["selection"] = {"kept": "shared"}
+    row = {"task": "shortest_path", "config": "gnp", "seed": 0, "status": "finished",
+           "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 2.0,
+           "hparams": {**hp, "gnp_share_aggr": True}, "gnp": modules}
+    assert kept_model(row) == ("one pooling per GNP, retrained ReLU-ended, sign conjugate of "
+                               "1 of 2 GNPs")
+    line = gnp_runs(collect([row])).splitlines()[2]
+    assert line.endswith("| every layer: [min, max]; readout: [max, min] |")

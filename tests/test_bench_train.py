@@ -830,3 +830,90 @@ def test_candidate_scores_high_targets_are_the_largest_in_magnitude(monkeypatch)
     assert scores["mape_val_high"] == pytest.approx(100 * (1 / 9 + 3 / 8) / 2)
     # The largest samples (sizes 6 and 5: rows 1 and 2) are exact.
     assert scores["val_mse_large"] == 0.0
+
+
+def test_conjugate_sets_are_every_combination_of_the_modules_conjugation_changes():
+    from gnpool.bench.train import MAX_CONJUGATED_MODULES, conjugate_sets
+
+    model = torch.nn.ModuleDict({"a": GNPAggregation.from_pooling("max"),
+                                 "b": GNPAggregation.from_pooling("mean"),
+                                 "c": GNPAggregation.from_pooling("min", channels=2),
+                                 "d": GNPAggregation.from_pooling("max", learn=False)})
+    # b is its own conjugate, d is not learnable.
+    assert conjugate_sets(model) == [("a",), ("c",), ("a", "c")]
+    # A channel that differs is enough; p_unit is read clamped into [-1, 1].
+    with torch.no_grad():
+        model["b"].p_unit[0] = 0.25
+    assert len(conjugate_sets(model)) == 7
+    with torch.no_grad():
+        model["b"].p_unit[0] = 0.5
+        model["a"].p_unit[0], model["a"].p_neg_unit[0] = 3.0, 1.0
+        model["a"].beta[0] = model["a"].beta_neg[0] = 0.0
+    assert conjugate_sets(model) == [("c",)]
+    many = torch.nn.ModuleList(GNPAggregation.from_pooling("max")
+                               for _ in range(MAX_CONJUGATED_MODULES + 1))
+    with pytest.raises(ValueError, match=r"retrain_conjugates would conjugate 4 GNP modules "
+                                         r"\(0, 1, 2, 3\) in 2 \*\* 4 - 1 retrains"):
+        conjugate_sets(many)
+    assert conjugate_sets(torch.nn.Linear(2, 2)) == []
+
+
+def test_choose_model_reads_conjugate_retrains_as_relu_ended():
+    from gnpool.bench.train import choose_model
+
+    def scores(v):
+        return {"val_mse": v, "val_mse_large": v}
+
+    models = {"search": scores(1.0), "linear": scores(0.05), "relu": scores(0.4),
+              "relu-conjugate-1": scores(0.2), "relu-conjugate-2": scores(0.3)}
+    assert choose_model(models, "val") == "linear"
+    # 0.2 / 5 = 0.04 < 0.05: the best ReLU-ended retrain, a conjugate, is kept.
+    assert choose_model(models, "val", relu_margin=5) == "relu-conjugate-1"
+    prefixed = {f"shared/{k}": v for k, v in models.items()}
+    prefixed["per_channel/search"] = scores(0.06)
+    assert choose_model(prefixed, "val", relu_margin=5) == "shared/relu-conjugate-1"
+    for bad in ("relu-conjugate-0", "relu-conjugate-", "relu-conjugate-x", "linear-conjugate-1"):
+        with pytest.raises(ValueError, match=rf"candidates has a model named '{bad}'"):
+            choose_model({**models, bad: scores(0.1)}, "val")
+
+
+def test_retrain_conjugates_retrains_the_sign_conjugate_relu_ended(tmp_path, monkeypatch):
+    from gnpool.bench import train
+
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=0.5,
+                retrain_last_activation=False, retrain_select_activation=True)
+
+    parts = {"min": ["min", "max"], "max": ["max", "min"]}
+
+    def set_to(name):
+        def snap(model, tolerance):      # the search's pooling set to the min (or max) of x
+            model.pooling.snap_(name)
+            return {"pooling": [parts[name]]}
+        return snap
+
+    results = {}
+    for name, conjugates in (("min", False), ("min", True), ("max", False)):
+        monkeypatch.setattr(train, "snap_parts_", set_to(name))
+        results[name, conjugates] = run(info, splits, config,
+                                        HParams(**base, retrain_conjugates=conjugates),
+                                        seed=0, progress=False)
+    both = results["min", True]
+    models = both["candidates"]["models"]
+    assert list(models) == ["search", "linear", "relu", "relu-conjugate-1"]
+    plain = results["min", False]["candidates"]["models"]
+    assert all(models[n] == plain[n] for n in plain)
+    # The conjugate retrain is the ReLU-ended retrain of a search that ended at max.
+    assert models["relu-conjugate-1"] == results["max", False]["candidates"]["models"]["relu"]
+    kept = both["candidates"]["kept"]
+    assert kept == train.choose_model(models, "val")
+    assert both["metrics"]["epochs"] == 2 + 3 * 3
+    record = both["gnp"][0]
+    assert record["retrain"]["conjugated"] is (kept == "relu-conjugate-1")
+    if kept == "relu-conjugate-1":
+        assert record["p_unit"] == [1.0] and record["p_neg_unit"] == [-1.0]
+    assert results["min", False]["gnp"][0]["retrain"]["conjugated"] is False
+    with pytest.raises(ValueError, match=r"retrain_conjugates=True applies only with "
+                                         r"retrain_select_activation=True"):
+        HParams(retrain=1.0, retrain_conjugates=True)
+    assert "retrain_conjugates" not in HParams(retrain=1.0).key()

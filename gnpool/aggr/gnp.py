@@ -284,6 +284,23 @@ class GNPAggregation(Aggregation):
             self.beta_neg[k] = q_to_beta(p_neg, q_neg)
 
     @torch.no_grad()
+    def conjugate_(self) -> None:
+        r"""Set the pooling to its sign conjugate, :math:`X \mapsto -\mathrm{GNP}(-X)`, by
+        swapping the parameters of the positive part (``p_unit``, ``beta``) and the
+        negative part (``p_neg_unit``, ``beta_neg``) of every channel: since
+        :math:`\mathrm{GNP}(X) = G_{a,\beta}(\mathrm{relu}(X)) -
+        G_{a^-,\beta^-}(\mathrm{relu}(-X))`, the swap gives
+        :math:`G_{a^-,\beta^-}(\mathrm{relu}(X)) - G_{a,\beta}(\mathrm{relu}(-X))
+        = -\mathrm{GNP}(-X)`. Max and min trade places (``[max, min]`` and ``[min, max]``),
+        sum and mean (odd functions) stay as they are. Twice is the identity. The values
+        are copied in place; whether each parameter trains is left as it is."""
+        for pos, neg in (("p_unit", "p_neg_unit"), ("beta", "beta_neg")):
+            a, b = getattr(self, pos), getattr(self, neg)
+            swap = a.detach().clone()
+            a.copy_(b)
+            b.copy_(swap)
+
+    @torch.no_grad()
     def project_(self) -> None:
         """Clamp ``p_unit`` and ``p_neg_unit`` into [-1, 1] in place (done by every
         training-mode forward)."""

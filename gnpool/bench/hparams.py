@@ -93,6 +93,16 @@ class HParams:
             losses (``val_mse_<ending>``) and the lower one (``"kept"``: ``"linear"``,
             ``"relu"`` or ``"softplus"``, the retrain compared with the search;
             ``retrain.kept`` says whether it beat the search).
+        retrain_conjugates: with ``retrain_select_activation``, also retrain the model
+            as configured (not the one with a pooling per channel) ReLU-ended with the
+            searched pooling's sign conjugates: each non-empty set of its GNP modules
+            that the conjugation changes (max and min trade places,
+            :meth:`gnpool.GNPAggregation.conjugate_`), conjugated together
+            (:func:`gnpool.bench.train.conjugate_sets`; ``2 ** n - 1`` retrains for
+            ``n`` such modules, at most 3). They compete as ReLU-ended retrains
+            (``"relu-conjugate-<k>"`` in the run's ``candidates``, ``select_relu_margin``
+            applies); each GNP's ``retrain`` record lists the sets (``conjugates``) and
+            the kept retrain's (``conjugated``, empty when it is not one of them).
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
             beta)``, is set to the classic point it was heading for (the one within 45
@@ -186,6 +196,7 @@ class HParams:
     retrain_tolerance: float | None = None
     retrain_last_activation: bool | Literal["softplus"] | None = None
     retrain_select_activation: bool = False
+    retrain_conjugates: bool = False
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
     retrain_whole: bool = False
@@ -226,6 +237,11 @@ class HParams:
         if not self.retrain and given:
             raise ValueError(f"hyperparameters {', '.join(given)} apply only with retrain > 0 "
                              "(the share of the epochs spent searching), got retrain=0")
+        if self.retrain_conjugates and not self.retrain_select_activation:
+            raise ValueError("hyperparameter retrain_conjugates=True applies only with "
+                             "retrain_select_activation=True (the conjugates' ReLU-ended "
+                             "retrains compete with the run's ReLU-ended retrain), got "
+                             "retrain_select_activation=False")
         if self.retrain_select_activation and not self.retrain:
             raise ValueError("hyperparameter retrain_select_activation=True applies only with "
                              "retrain > 0 (the share of the epochs spent searching), got "
@@ -285,7 +301,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "select_channels": False,
                                    "retrain_select_activation": False,
                                    "gnp_share_aggr": False, "retrain_mirror": False,
-                                   "select_on": "val", "select_relu_margin": 1.0}
+                                   "select_on": "val", "select_relu_margin": 1.0,
+                                   "retrain_conjugates": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

@@ -225,7 +225,12 @@ def kept_model(row: dict[str, Any]) -> str:
         if ending is None:
             rla = hp.get("retrain_last_activation")
             ending = search_ending if rla is None else rla
-        parts.append(f"retrained {_ending(ending)}-ended")
+        conjugated = [m.get("name") for m in modules
+                      if isinstance(m.get("retrain"), dict)
+                      and m["retrain"].get("conjugated") is True]
+        parts.append(f"retrained {_ending(ending)}-ended"
+                     + (f", sign conjugate of {len(conjugated)} of {len(modules)} GNPs"
+                        if conjugated else ""))
     else:
         parts.append(f"search ({search_ending}-ended)")
     return ", ".join(parts)
@@ -247,6 +252,10 @@ def _trained_pooling(module: dict[str, Any]) -> str:
             and all(isinstance(m, (list, tuple)) and len(m) == 2 for m in mirrored)):
         pairs = [[m if m != "none" else t for t, m in zip(pair, over, strict=True)]
                  for pair, over in zip(pairs, mirrored, strict=True)]
+    if retrain.get("conjugated") is True:
+        # Retrained with the searched pooling's sign conjugate (retrain_conjugates): the
+        # parts swapped.
+        pairs = [[neg, pos] for pos, neg in pairs]
     text = _most_common([f"[{pos}, {neg}]" for pos, neg in pairs])
     if text.endswith(" of channels)"):
         # The most common pair can hide a positive part that most channels share.

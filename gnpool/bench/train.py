@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import sys
 import time
@@ -436,8 +437,51 @@ def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) 
 
 
 #: The model names :func:`choose_model` knows: a search, a retrain by its MLP ending, a model
-#: trained once.
+#: trained once; and :data:`CONJUGATE_PREFIX` followed by a number from 1.
 CANDIDATE_NAMES = ("search", "linear", "relu", "softplus", "model")
+#: ``HParams.retrain_conjugates``: the name of the ReLU-ended retrain of the k-th set of
+#: :func:`conjugate_sets` is this prefix and k (``"relu-conjugate-1"``, ...).
+CONJUGATE_PREFIX = "relu-conjugate-"
+#: At most this many GNP modules whose conjugates differ are conjugated in every
+#: combination (``2 ** modules - 1`` retrains); :func:`conjugate_sets` raises beyond it.
+MAX_CONJUGATED_MODULES = 3
+
+
+def _base_name(name: str) -> str:
+    # "relu" for a conjugate retrain (CONJUGATE_PREFIX + k), else the name itself.
+    if name.startswith(CONJUGATE_PREFIX):
+        number = name[len(CONJUGATE_PREFIX):]
+        if number.isdigit() and not number.startswith("0"):
+            return "relu"
+    return name
+
+
+@torch.no_grad()
+def conjugate_sets(model: torch.nn.Module) -> list[tuple[str, ...]]:
+    """The sets of ``model``'s learnable GNP modules to conjugate
+    (:meth:`gnpool.GNPAggregation.conjugate_`, ``x -> -GNP(-x)``) for
+    ``HParams.retrain_conjugates``: every non-empty combination, smallest first and in
+    module order, of the modules that the conjugation changes (max and min trade places;
+    sum and mean are their own conjugates).
+
+    Why: ``min(x) = -max(-x)``. A search whose message functions can change sign fits its
+    training data as well with max as with min (and with max where the labels call for
+    min), so which of the two it ends at says little; a retrain of each and the
+    validation loss tell them apart.
+
+    Returns a list of tuples of module names (qualified, as ``named_modules`` gives
+    them); empty when no module's conjugate differs. Raises ``ValueError`` when more than
+    :data:`MAX_CONJUGATED_MODULES` modules differ (the retrains grow as ``2 ** n``)."""
+    differ = [name for name, module in _learnable(model).items()
+              if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
+                      and torch.equal(module.beta, module.beta_neg))]
+    if len(differ) > MAX_CONJUGATED_MODULES:
+        raise ValueError(f"retrain_conjugates would conjugate {len(differ)} GNP modules "
+                         f"({', '.join(differ)}) in 2 ** {len(differ)} - 1 retrains; at most "
+                         f"{MAX_CONJUGATED_MODULES} are supported (share the aggregation "
+                         "with gnp_share_aggr=True)")
+    return [names for size in range(1, len(differ) + 1)
+            for names in itertools.combinations(differ, size)]
 _PREFIXES = ("shared/", "per_channel/")
 
 
@@ -463,11 +507,11 @@ def _check_candidates(candidates: Any) -> None:
         raise ValueError(f"candidates {list(candidates)} mix names with and without the "
                          f"prefixes {_PREFIXES}; with select_channels every name has one")
     for name in candidates:
-        base = name.split("/", 1)[1] if prefixed else name
+        base = _base_name(name.split("/", 1)[1] if prefixed else name)
         if base not in CANDIDATE_NAMES:
             raise ValueError(f"candidates has a model named {name!r}; expected names from "
-                             f"{CANDIDATE_NAMES}" + (f" after one of {_PREFIXES}"
-                                                     if prefixed else ""))
+                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>"
+                             + (f" after one of {_PREFIXES}" if prefixed else ""))
     for prefix in (_PREFIXES if prefixed else ("",)):
         group = [n for n in candidates if n.startswith(prefix)]
         if f"{prefix}model" in group and len(group) > 1:
@@ -488,7 +532,7 @@ def _with_relu_margin(candidates: dict[str, dict[str, float] | None], margin: fl
         return candidates
     out: dict[str, dict[str, float] | None] = {}
     for name, scores in candidates.items():
-        if name.rsplit("/", 1)[-1] == "relu" and scores is not None:
+        if _base_name(name.rsplit("/", 1)[-1]) == "relu" and scores is not None:
             scores = {k: (v / margin if k in ("val_mse", "val_mse_large")
                           and isinstance(v, (int, float)) and not isinstance(v, bool) else v)
                       for k, v in scores.items()}
@@ -660,6 +704,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
+        retrain_conjugates=False,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
         retrain_mirror=False, retrain_select_activation=False, select_on="val",
         select_relu_margin=1.0)
@@ -683,38 +728,51 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     search_val = searched["val_mse"]
     # The other ending: linear after ReLU, ReLU after linear or softplus.
     lasts = [last, last is not True] if hp.retrain_select_activation else [last]
+    # With retrain_conjugates, ReLU-ended retrains of the sign conjugates: each set of the
+    # GNP modules whose conjugate differs from them (max <-> min), conjugated together.
+    conjugates = conjugate_sets(model) if hp.retrain_conjugates else []
+    plan = ([(end, ending_name(end), ()) for end in lasts]
+            + [(True, f"{CONJUGATE_PREFIX}{k}", names)
+               for k, names in enumerate(conjugates, start=1)])
     retrains = []
-    for end in lasts:
+    for end, name, flipped in plan:
         end_hp = dataclasses.replace(retrain_hp, last_activation=end)
+        source = model
+        if flipped:
+            source = copy.deepcopy(model)
+            for module_name in flipped:
+                source.get_submodule(module_name).conjugate_()
         torch.manual_seed(seed)
         fresh = build_model(info, config, end_hp)
-        transfer_pooling_(model, fresh)
-        suffix = "" if len(lasts) == 1 else "/" + ending_name(end)
+        transfer_pooling_(source, fresh)
+        suffix = "" if len(plan) == 1 else "/" + name
         retrains.append((fresh, fit(fresh, splits["train"], splits["val"], info.level, end_hp,
                                     seed, desc + suffix, position, progress)))
-        candidates[ending_name(end)] = candidate_scores(
+        candidates[name] = candidate_scores(
             fresh, splits, info.level, hp.eval_batch_size, retrains[-1][1]["val_mse"])
     model.load_state_dict(trained)      # what is kept if the retrain does worse
     # The retrain with the lower loss (the first on a tie), kept unless the search did
     # better by more than SNAP_SLACK (choose_model).
     choice = choose_model(candidates, hp.select_on, hp.select_relu_margin)
-    names = [ending_name(end) for end in lasts]
+    names = [name for _, name, _ in plan]
     best = names.index(_lowest(_with_relu_margin(candidates, hp.select_relu_margin), names,
                                hp.select_on))
     fresh, retrained = retrains[best]
     kept = choice != "search"
     record = retrained if kept else searched
-    activation = (None if len(lasts) == 1 else
-                  {**{f"val_mse_{ending_name(end)}": fit_record["val_mse"]
-                      for end, (_, fit_record) in zip(lasts, retrains, strict=True)},
-                   "kept": ending_name(lasts[best])})
+    activation = (None if len(plan) == 1 else
+                  {**{f"val_mse_{name}": fit_record["val_mse"]
+                      for (_, name, _), (_, fit_record) in zip(plan, retrains, strict=True)},
+                   "kept": ending_name(plan[best][0])})
     record = {**record, "history": searched["history"] + retrained["history"],
-              "epochs": search_hp.epochs + len(lasts) * hp.epochs,
+              "epochs": search_hp.epochs + len(plan) * hp.epochs,
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
                           "headed": headed, "whole": whole, "mirrored": mirrored,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
                           "search_snap": searched["snap"], "kept": kept,
-                          "last_activation": activation},
+                          "last_activation": activation,
+                          "conjugates": [list(names) for names in conjugates],
+                          "conjugated": list(plan[best][2]) if kept else []},
               "candidates": {"models": candidates, "kept": choice}}
     if kept:
         record["best_epoch"] += search_hp.epochs
@@ -760,6 +818,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
         # (Its search and retrain, if any, are chosen between as the shared model's.)
         per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
                                           retrain_select_activation=False,
+                                          retrain_conjugates=False,
                                           select_relu_margin=1.0,
                                           select_on=hp.select_on if hp.retrain else "val")
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
@@ -822,6 +881,7 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
                 "headed": retrain["headed"].get(module["name"]),
                 "whole": retrain["whole"].get(module["name"]),
                 "mirrored": retrain.get("mirrored", {}).get(module["name"]),
+                "conjugated": module["name"] in retrain.get("conjugated", []),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
                 "val_mse_retrain": retrain["val_mse_retrain"],
