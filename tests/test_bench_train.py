@@ -917,3 +917,29 @@ def test_retrain_conjugates_retrains_the_sign_conjugate_relu_ended(tmp_path, mon
                                          r"retrain_select_activation=True"):
         HParams(retrain=1.0, retrain_conjugates=True)
     assert "retrain_conjugates" not in HParams(retrain=1.0).key()
+
+
+def test_flush_denormal_flushes_inside_and_restores_after(tmp_path):
+    from gnpool.bench.train import denormals_flushed, flush_denormal
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    assert not denormals_flushed() and float(tiny * 1.0) > 0
+    with flush_denormal(True):
+        assert denormals_flushed() and float(tiny * 1.0) == 0.0
+        with flush_denormal(True):       # nested: the outer one restores
+            pass
+        assert denormals_flushed()
+    assert not denormals_flushed()
+    with pytest.raises(RuntimeError, match="inside"), flush_denormal(True):
+        raise RuntimeError("inside")
+    assert not denormals_flushed()
+    with flush_denormal(False):
+        assert not denormals_flushed()
+    # A run with flush_denormal trains, and leaves the state as it found it.
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    hp = HParams(hidden=8, epochs=2, batch_size=16, flush_denormal=True)
+    result = run(info, splits, config, hp, seed=0, progress=False)
+    assert math.isfinite(result["metrics"]["mape_extrap"]) and not denormals_flushed()
+    assert "flush_denormal" not in HParams().key() and hp.key()["flush_denormal"] is True

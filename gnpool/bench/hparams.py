@@ -162,6 +162,13 @@ class HParams:
             initial ``|p|`` to this value (within each sign), so that every GNP starts
             as a bank of poolings from sum- or mean-like to max- or min-like.
         eval_batch_size: batch size of evaluation.
+        flush_denormal: train and evaluate with subnormal floats (magnitudes below
+            ``torch.finfo(torch.float32).tiny``, 1.2e-38) flushed to zero on the CPU
+            (:func:`gnpool.bench.train.flush_denormal`, :func:`torch.set_flush_denormal`).
+            Softplus-ended MLPs produce them as training goes on, and arithmetic on them
+            takes the processor's slow path: GNP's kernels and the MLPs then run several
+            times slower (``python experiments/bench_denormal.py``). Values that small
+            count as 0.
         size_bins: bins of the test sizes the per-size MAPE is reported in.
 
     Every value is checked against its field's type and range when an ``HParams`` is
@@ -211,6 +218,7 @@ class HParams:
     gnp_negative_share: float = 0.0
     gnp_p_spread: float | None = None
     eval_batch_size: int = 256
+    flush_denormal: bool = False
     size_bins: int = 5
 
     def __post_init__(self) -> None:
@@ -302,7 +310,7 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain_select_activation": False,
                                    "gnp_share_aggr": False, "retrain_mirror": False,
                                    "select_on": "val", "select_relu_margin": 1.0,
-                                   "retrain_conjugates": False}
+                                   "retrain_conjugates": False, "flush_denormal": False}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

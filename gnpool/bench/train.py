@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import itertools
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -797,6 +799,33 @@ def _train(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp
     return model, record, initial, dead_before
 
 
+def denormals_flushed() -> bool:
+    """Whether float arithmetic on this thread's CPU flushes subnormal floats to zero now
+    (:func:`torch.set_flush_denormal`), read off ``1e-39 * 1`` in float32."""
+    return float(torch.tensor([1e-39], dtype=torch.float32).mul(1.0)) == 0.0
+
+
+@contextlib.contextmanager
+def flush_denormal(enabled: bool):
+    """With ``enabled``, run the block with subnormal floats flushed to zero on the CPU
+    (:func:`torch.set_flush_denormal`: read and written as 0; on x86 with SSE3) and
+    restore the previous state afterwards; without, change nothing. Where the processor
+    cannot flush, a ``UserWarning`` says so and the block runs unflushed."""
+    if not enabled or denormals_flushed():
+        yield
+        return
+    if not torch.set_flush_denormal(True):
+        warnings.warn("flush_denormal=True: this CPU cannot flush subnormal floats to zero "
+                      "(torch.set_flush_denormal needs x86 with SSE3); the run goes on "
+                      "without", UserWarning, stacklevel=3)
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
         seed: int, *, desc: str = "", position: int = 0,
         progress: bool = True) -> dict[str, Any]:
@@ -806,7 +835,15 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     first retrained twice; see :func:`search_and_retrain`); returns metrics, learned GNP
     parameters, per-size MAPE of both test splits and, for a run that trained more than
     one model, ``"candidates"``: every model's :func:`candidate_scores`, the name kept and
-    ``hp.select_on`` (``None`` for a run that trained one model)."""
+    ``hp.select_on`` (``None`` for a run that trained one model). With
+    ``hp.flush_denormal`` all of it runs with subnormal floats flushed to zero
+    (:func:`flush_denormal`)."""
+    with flush_denormal(hp.flush_denormal):
+        return _run(info, splits, config, hp, seed, desc, position, progress)
+
+
+def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
+         seed: int, desc: str, position: int, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     model, record, initial, dead_before = _train(info, splits, config, hp, seed, desc,
                                                  position, progress)
