@@ -1,15 +1,16 @@
 r"""Training-epoch time of a benchmark GNP model with subnormal floats flushed to zero and
 without, side by side in one process (``HParams.flush_denormal``).
 
-The benchmark's GNP searches feed GNP from softplus-ended MLPs. As training goes on, some
-pre-activations grow very negative and the softplus returns subnormal floats (below
-1.2e-38 in float32), whose arithmetic takes the processor's slow path in GNP's kernels
-and in the MLPs. This script trains the search model of a profile's GNP run (seed 0, the
-profile's settings, with subnormals flushed so that it trains fast), then times training
+Subnormal floats (below 1.2e-38 in float32) take the processor's slow path. A trained
+model can meet them anywhere in its forward and backward: in GNP's inputs (a
+softplus-ended MLP's very negative pre-activations), in its intermediates (a power of a
+small ratio), in the MLPs' gradients. This script trains the search model of a profile's
+GNP run (seed 0, the profile's settings, with subnormals flushed so that it trains
+fast), then times training
 epochs (forward, backward and Adam step over the training split) from that state, each
 from a fresh copy of it, alternating flushed and unflushed ``--reps`` times, and prints
-the median of each, their ratio, and the share of the values reaching GNP that are
-subnormal when not flushed. One thread, as the benchmark's workers use::
+the median of each, their ratio, and the share of the values reaching GNP (its inputs)
+that are subnormal when not flushed. One thread, as the benchmark's workers use::
 
     python experiments/bench_denormal.py                                 # standard shortest_path
     python experiments/bench_denormal.py --profile quick --task max_degree --reps 5
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     plain, flushed = (statistics.median(times[k]) for k in (False, True))
     print(json.dumps({"profile": args.profile, "task": args.task,
                       "search_epochs": search.epochs, "search_seconds": round(trained, 1),
-                      "subnormal_share": subnormal_share(model, splits["train"], info.level,
+                      "input_subnormal_share": subnormal_share(model, splits["train"], info.level,
                                                          hp),
                       "epoch_seconds_unflushed": round(plain, 3),
                       "epoch_seconds_flushed": round(flushed, 3),

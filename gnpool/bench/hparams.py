@@ -165,9 +165,10 @@ class HParams:
         flush_denormal: train and evaluate with subnormal floats (magnitudes below
             ``torch.finfo(torch.float32).tiny``, 1.2e-38) flushed to zero on the CPU
             (:func:`gnpool.bench.train.flush_denormal`, :func:`torch.set_flush_denormal`).
-            Softplus-ended MLPs produce them as training goes on, and arithmetic on them
-            takes the processor's slow path: GNP's kernels and the MLPs then run several
-            times slower (``python experiments/bench_denormal.py``). Values that small
+            Arithmetic on them takes the processor's slow path, and a trained model can
+            meet them anywhere in its forward and backward: a training epoch of
+            the standard profile's ``shortest_path`` search model took 1.6x as long
+            unflushed (``python experiments/bench_denormal.py``). Values that small
             count as 0.
         size_bins: bins of the test sizes the per-size MAPE is reported in.
 

@@ -48,20 +48,22 @@ class Profile:
 
 #: How GNP runs in the benchmark, chosen on the tuning split (extrapolation-distributed
 #: samples from data seed 1000, never the reported test splits) by
-#: experiments/gnp_tuning.py among 65 variants (stages 1 to 8 on training seeds 100 and
-#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 27, search
+#: experiments/gnp_tuning.py among 68 variants (stages 1 to 8 on training seeds 100 and
+#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 30, search
 #: and retrain, on seeds 100 to 103); see experiments/results/gnp_tuning/. The search
-#: trains with softplus-ended MLPs (strictly positive inputs to every GNP, stage 21), the
-#: retrain with linear-ended ones (`retrain_last_activation`; stage 27 dropped a second,
-#: ReLU-ended retrain that scored the same on the tuning split); one GNP serves every
-#: message-passing layer of a model (`gnp_share_aggr`, stage 22); before the retrain,
-#: each GNP part that pooled only zeros in the search (the negative parts, behind softplus)
-#: is set to the mirror of its sibling, so each channel is a classic pooling of its whole
-#: input (`retrain_mirror`, stage 24). With `retrain` a
-#: GNP model trains twice the epochs of a fixed configuration's (the search, then the
-#: retrain; the retrain's frozen poolings cost what the fixed ones cost); with
-#: `select_channels` two such models train (one pooling per GNP, one per channel), the
-#: model with the lowest validation loss kept: four times the epochs in all.
+#: trains with softplus-ended MLPs (strictly positive inputs to every GNP, stage 21); one
+#: GNP serves every message-passing layer of a model (`gnp_share_aggr`, stage 22); before
+#: the retrain each GNP part goes to a classic point (`retrain_heading`), and each part
+#: that pooled only zeros in the search (the negative parts, behind softplus) to the
+#: mirror of its sibling, so each channel is a classic pooling of its whole input
+#: (`retrain_mirror`, stage 24). The retrain runs with linear-ended and with ReLU-ended
+#: MLPs (`retrain_select_activation`), and ReLU-ended with the searched pooling's sign
+#: conjugates, max and min traded (`retrain_conjugates`, stage 30); the ReLU-ended
+#: retrain with the lowest validation loss is kept unless another model fits validation
+#: 5x better (`select_relu_margin`, stage 29). With `select_channels` a second model, one
+#: pooling per channel, searches and retrains once (linear-ended). A GNP run trains five
+#: to eight times a fixed configuration's epochs, with subnormal floats flushed to zero
+#: (`flush_denormal`: chosen for speed, not on any score).
 #: Keyword arguments of every GNPAggregation, those merged over them for readouts and set
 #: poolings, and hyperparameters of the "gnp" configuration.
 GNP_KWARGS: dict[str, Any] = {"channels": 1, "p": 1.0, "q": 1.0}
@@ -73,7 +75,8 @@ GNP_OVERRIDES: dict[str, Any] = {"last_activation": "softplus",
                                  "retrain_heading_exponent": True, "select_channels": True,
                                  "gnp_share_aggr": True, "retrain_mirror": True,
                                  "retrain_select_activation": True,
-                                 "select_relu_margin": 5.0}
+                                 "select_relu_margin": 5.0, "retrain_conjugates": True,
+                                 "flush_denormal": True}
 #: Every learnable configuration's pooling parameters (GNP's, PowerMean's p, Softmax's t,
 #: LAF's and GenAgg's) train through gnpool.param_groups at the library's default rate,
 #: without weight decay, so that they are compared on equal terms.
