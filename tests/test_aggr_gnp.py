@@ -688,6 +688,10 @@ def test_conjugate_is_minus_gnp_of_minus_x_and_trades_max_for_min():
         reference = GNPAggregation.from_pooling(other, channels=3)
         assert all(torch.equal(a, b) for a, b in zip(gnp_.parameters(),
                                                      reference.parameters(), strict=True))
+    # Frozen at max, computed by segment reductions: after the swap it computes the min.
     frozen = GNPAggregation.from_pooling("max", learn=False)
+    y = x.float()
+    torch.testing.assert_close(frozen(y, index), pyg.MaxAggregation()(y, index))
     frozen.conjugate_()
     assert frozen.closest_pooling(1e-9) == "min"
+    assert torch.equal(frozen(y, index), pyg.MinAggregation()(y, index))

@@ -856,6 +856,16 @@ def test_conjugate_sets_are_every_combination_of_the_modules_conjugation_changes
                                          r"\(0, 1, 2, 3\) in 2 \*\* 4 - 1 retrains"):
         conjugate_sets(many)
     assert conjugate_sets(torch.nn.Linear(2, 2)) == []
+    # search_and_retrain says so before the search trains, whatever the poolings.
+    from gnpool.bench import train
+
+    means = torch.nn.ModuleList(GNPAggregation() for _ in range(MAX_CONJUGATED_MODULES + 1))
+    with pytest.raises(ValueError, match=r"retrain_conjugates=True needs at most 3 learnable "
+                                         r"GNP modules, this model has 4 \(0, 1, 2, 3\): "
+                                         r"set gnp_share_aggr=True"):
+        train.search_and_retrain(None, None, HParams(retrain=1.0, retrain_select_activation=True,
+                                                     retrain_conjugates=True),
+                                 means, {}, seed=0, progress=False)
 
 
 def test_choose_model_reads_conjugate_retrains_as_relu_ended():
@@ -908,18 +918,40 @@ def test_retrain_conjugates_retrains_the_sign_conjugate_relu_ended(tmp_path, mon
     kept = both["candidates"]["kept"]
     assert kept == train.choose_model(models, "val")
     assert both["metrics"]["epochs"] == 2 + 3 * 3
-    record = both["gnp"][0]
-    assert record["retrain"]["conjugated"] is (kept == "relu-conjugate-1")
-    if kept == "relu-conjugate-1":
-        assert record["p_unit"] == [1.0] and record["p_neg_unit"] == [-1.0]
+    assert both["gnp"][0]["retrain"]["conjugates"] == [["pooling"]]
     assert results["min", False]["gnp"][0]["retrain"]["conjugated"] is False
+    assert results["min", False]["gnp"][0]["retrain"]["conjugates"] == []
+    # The conjugate retrain kept (its validation loss scored as 0): the run's figures and
+    # pooling are that retrain's, the pooling max where the search set min.
+    scores = train.candidate_scores
+
+    def conjugate_best(model, *args):
+        out = scores(model, *args)
+        gnp_ = model.pooling
+        if not gnp_.p_unit.requires_grad and float(gnp_.p_unit) == 1.0:
+            out = {**out, "val_mse": 0.0}
+        return out
+
+    monkeypatch.setattr(train, "candidate_scores", conjugate_best)
+    monkeypatch.setattr(train, "snap_parts_", set_to("min"))
+    forced = run(info, splits, config, HParams(**base, retrain_conjugates=True), seed=0,
+                 progress=False)
+    assert forced["candidates"]["kept"] == "relu-conjugate-1"
+    assert forced["metrics"]["val_mse"] == models["relu-conjugate-1"]["val_mse"]
+    assert forced["metrics"]["mape_val"] == models["relu-conjugate-1"]["mape_val"]
+    record = forced["gnp"][0]
+    assert record["retrain"]["conjugated"] is True
+    assert record["p_unit"] == [1.0] and record["p_neg_unit"] == [-1.0]      # [max, min]
+    from gnpool.bench.report import kept_model
+    row = {"hparams": HParams(**base, retrain_conjugates=True).to_dict(), "gnp": [record]}
+    assert kept_model(row) == "retrained ReLU-ended, sign conjugate of 1 of 1 GNPs"
     with pytest.raises(ValueError, match=r"retrain_conjugates=True applies only with "
                                          r"retrain_select_activation=True"):
         HParams(retrain=1.0, retrain_conjugates=True)
     assert "retrain_conjugates" not in HParams(retrain=1.0).key()
 
 
-def test_flush_denormal_flushes_inside_and_restores_after(tmp_path):
+def test_flush_denormal_flushes_inside_and_restores_after(tmp_path, monkeypatch):
     from gnpool.bench.train import denormals_flushed, flush_denormal
 
     if not torch.set_flush_denormal(False):
@@ -937,9 +969,31 @@ def test_flush_denormal_flushes_inside_and_restores_after(tmp_path):
     assert not denormals_flushed()
     with flush_denormal(False):
         assert not denormals_flushed()
-    # A run with flush_denormal trains, and leaves the state as it found it.
+    # A run with flush_denormal trains flushed, and leaves the state as it found it.
+    from gnpool.bench import train
+
     splits, info, config = _set_max_with_one_gnp(tmp_path)
-    hp = HParams(hidden=8, epochs=2, batch_size=16, flush_denormal=True)
-    result = run(info, splits, config, hp, seed=0, progress=False)
-    assert math.isfinite(result["metrics"]["mape_extrap"]) and not denormals_flushed()
-    assert "flush_denormal" not in HParams().key() and hp.key()["flush_denormal"] is True
+    seen = []
+    fit = train.fit
+
+    def watched(*args, **kwargs):
+        seen.append(denormals_flushed())
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", watched)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for flush in (True, False):
+            hp = HParams(hidden=8, epochs=2, batch_size=16, flush_denormal=flush)
+            result = run(info, splits, config, hp, seed=0, progress=False)
+            assert math.isfinite(result["metrics"]["mape_extrap"]) and not denormals_flushed()
+        torch.set_num_threads(2)
+        with pytest.warns(UserWarning, match=r"calling thread only; torch runs 2 threads"), \
+                flush_denormal(True):
+            pass
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [True, False]
+    assert "flush_denormal" not in HParams().key()
+    assert HParams(flush_denormal=True).key()["flush_denormal"] is True

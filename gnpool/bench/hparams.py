@@ -101,8 +101,10 @@ class HParams:
             (:func:`gnpool.bench.train.conjugate_sets`; ``2 ** n - 1`` retrains for
             ``n`` such modules, at most 3). They compete as ReLU-ended retrains
             (``"relu-conjugate-<k>"`` in the run's ``candidates``, ``select_relu_margin``
-            applies); each GNP's ``retrain`` record lists the sets (``conjugates``) and
-            the kept retrain's (``conjugated``, empty when it is not one of them).
+            applies); each GNP's ``retrain`` record lists the sets (``conjugates``, in
+            the order of the retrains) and says whether the kept retrain conjugated that
+            GNP (``conjugated``, a bool). A model with more than 3 learnable GNP modules
+            raises ``ValueError`` before training.
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
             beta)``, is set to the classic point it was heading for (the one within 45
@@ -163,8 +165,10 @@ class HParams:
             as a bank of poolings from sum- or mean-like to max- or min-like.
         eval_batch_size: batch size of evaluation.
         flush_denormal: train and evaluate with subnormal floats (magnitudes below
-            ``torch.finfo(torch.float32).tiny``, 1.2e-38) flushed to zero on the CPU
-            (:func:`gnpool.bench.train.flush_denormal`, :func:`torch.set_flush_denormal`).
+            ``torch.finfo(dtype).tiny``, 1.2e-38 in float32) flushed to zero on the CPU
+            (:func:`gnpool.bench.train.flush_denormal`, :func:`torch.set_flush_denormal`;
+            on the calling thread only: with more than one torch thread the others keep
+            them, and a warning says so).
             Arithmetic on them takes the processor's slow path, and a trained model can
             meet them anywhere in its forward and backward: a training epoch of
             the standard profile's ``shortest_path`` search model took 1.6x as long

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import re
 import sys
 import time
 import warnings
@@ -451,11 +452,19 @@ MAX_CONJUGATED_MODULES = 3
 
 def _base_name(name: str) -> str:
     # "relu" for a conjugate retrain (CONJUGATE_PREFIX + k), else the name itself.
-    if name.startswith(CONJUGATE_PREFIX):
-        number = name[len(CONJUGATE_PREFIX):]
-        if number.isdigit() and not number.startswith("0"):
-            return "relu"
+    if re.fullmatch(re.escape(CONJUGATE_PREFIX) + "[1-9][0-9]*", name):
+        return "relu"
     return name
+
+
+def _check_conjugable(model: torch.nn.Module) -> None:
+    # At most MAX_CONJUGATED_MODULES learnable GNP modules (any pooling may end at max).
+    names = list(_learnable(model))
+    if len(names) > MAX_CONJUGATED_MODULES:
+        raise ValueError(f"retrain_conjugates=True needs at most {MAX_CONJUGATED_MODULES} "
+                         f"learnable GNP modules, this model has {len(names)} "
+                         f"({', '.join(names)}): set gnp_share_aggr=True (one GNP for every "
+                         "message-passing layer) or retrain_conjugates=False")
 
 
 @torch.no_grad()
@@ -480,10 +489,12 @@ def conjugate_sets(model: torch.nn.Module) -> list[tuple[str, ...]]:
     if len(differ) > MAX_CONJUGATED_MODULES:
         raise ValueError(f"retrain_conjugates would conjugate {len(differ)} GNP modules "
                          f"({', '.join(differ)}) in 2 ** {len(differ)} - 1 retrains; at most "
-                         f"{MAX_CONJUGATED_MODULES} are supported (share the aggregation "
-                         "with gnp_share_aggr=True)")
+                         f"{MAX_CONJUGATED_MODULES} are supported (set gnp_share_aggr=True "
+                         "or retrain_conjugates=False)")
     return [names for size in range(1, len(differ) + 1)
             for names in itertools.combinations(differ, size)]
+
+
 _PREFIXES = ("shared/", "per_channel/")
 
 
@@ -494,7 +505,8 @@ def _check_candidates(candidates: Any) -> None:
     for name, scores in candidates.items():
         if not isinstance(name, str):
             raise ValueError(f"candidates has a model named {name!r}; expected names from "
-                             f"{CANDIDATE_NAMES}, each with or without one of {_PREFIXES}")
+                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>, each with or "
+                             f"without one of {_PREFIXES}")
         if scores is not None and not isinstance(scores, dict):
             raise ValueError(f"candidates[{name!r}] must be a dict of scores (as "
                              f"candidate_scores returns) or None, got {scores!r}")
@@ -548,9 +560,11 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
 
     ``candidates`` maps each model to its :func:`candidate_scores` (``None`` or a missing
     value counts as NaN), named ``"search"`` and by the retrain's MLP ending (``"linear"``,
-    ``"relu"``, ``"softplus"``) in the order they trained, or ``"model"`` for a model
-    trained once (:data:`CANDIDATE_NAMES`); with ``HParams.select_channels`` every name
-    carries the prefix ``"shared/"`` or ``"per_channel/"``, and both sets are needed.
+    ``"relu"``, ``"softplus"``; a ReLU-ended retrain of conjugated poolings
+    :data:`CONJUGATE_PREFIX` and its number, ``"relu-conjugate-1"``, ...) in the order
+    they trained, or ``"model"`` for a model trained once (:data:`CANDIDATE_NAMES`);
+    with ``HParams.select_channels`` every name carries the prefix ``"shared/"`` or
+    ``"per_channel/"``, and both sets are needed.
     Within a model: the retrain with the lowest loss (the first on a tie) is kept unless
     its loss is more than :data:`SNAP_SLACK` above the search's; then the per-channel
     model is kept if its kept loss is lower than the shared one's (the shared one on a
@@ -558,7 +572,8 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
     or the shared model, is kept. The loss is the validation MSE (``on="val"``) or the
     MSE over the validation targets of the largest samples (``"val_large"``). With
     ``relu_margin`` (``HParams.select_relu_margin``) every comparison reads the
-    ReLU-ended retrains' (``"relu"``) losses divided by it: such a retrain is kept unless
+    ReLU-ended retrains' (``"relu"`` and the conjugates') losses divided by it: such a
+    retrain is kept unless
     another model's loss is below ``1 / relu_margin`` of its own.
 
     Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two, a
@@ -683,17 +698,26 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     ``hp.retrain_last_activation`` names (or ``hp.last_activation`` where that is
     ``None``), then with the other one (linear after ReLU, ReLU after linear or softplus),
     and the one with the lower loss (the first on a tie; a NaN loss never wins) goes on to
-    the comparison with the search. The loss is the one ``hp.select_on`` names
-    (:func:`choose_model`): the validation MSE, or its share over the largest samples.
+    the comparison with the search. With ``hp.retrain_conjugates`` a ReLU-ended retrain
+    follows for each set of :func:`conjugate_sets` (the searched pooling with those GNP
+    modules conjugated, :meth:`gnpool.GNPAggregation.conjugate_`), named
+    :data:`CONJUGATE_PREFIX` and its number, which competes as a ReLU-ended retrain. The
+    loss is the one ``hp.select_on`` names (:func:`choose_model`): the validation MSE, or
+    its share over the largest samples.
 
     Returns the kept model (the retrained one unless its loss is more than
     ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
     entry holds the search's and the retrain's validation MSEs (over the whole split), the
-    snapped parts, which model was kept and, with ``hp.retrain_select_activation``, both
-    retrains' validation MSEs and which retrain was chosen (``"last_activation"``; the
-    search's model may still be the one kept), and whose ``"candidates"`` entry every
+    snapped parts, which model was kept and, with ``hp.retrain_select_activation``, every
+    retrain's validation MSE and the MLP ending of the one chosen (``"last_activation"``;
+    the search's model may still be the one kept), the sets of modules conjugated
+    (``"conjugates"``, in the order of their retrains) and the kept retrain's
+    (``"conjugated"``, empty when it is not one of them), and whose ``"candidates"`` entry every
     model's :func:`candidate_scores` and the name :func:`choose_model` kept;
     ``"history"`` runs over the search and the chosen retrain."""
+    if hp.retrain_conjugates:
+        # Too many modules to conjugate in every combination: said before the search.
+        _check_conjugable(model)
     search_hp = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
     start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
@@ -807,19 +831,28 @@ def denormals_flushed() -> bool:
 
 @contextlib.contextmanager
 def flush_denormal(enabled: bool):
-    """With ``enabled``, run the block with subnormal floats flushed to zero on the CPU
-    (:func:`torch.set_flush_denormal`: read and written as 0; on x86 with SSE3) and
-    restore the previous state afterwards; without, change nothing. Where the processor
-    cannot flush, a ``UserWarning`` says so and the block runs unflushed."""
+    """With ``enabled``, run the block with subnormal floats (float32 and float64) flushed
+    to zero on the CPU (:func:`torch.set_flush_denormal`: read and written as 0) and
+    restore the previous state afterwards; without, change nothing. The flag belongs to
+    the calling thread: torch's other intra-op threads (and the OpenMP threads of GNP's
+    kernels) keep theirs, so with ``torch.get_num_threads() > 1`` only part of the work is
+    flushed, and a ``UserWarning`` says so (the benchmark's workers run one thread each).
+    Where the processor cannot flush, a ``UserWarning`` says so and the block runs
+    unflushed."""
     if not enabled or denormals_flushed():
         yield
         return
     if not torch.set_flush_denormal(True):
-        warnings.warn("flush_denormal=True: this CPU cannot flush subnormal floats to zero "
-                      "(torch.set_flush_denormal needs x86 with SSE3); the run goes on "
-                      "without", UserWarning, stacklevel=3)
+        warnings.warn("flush_denormal=True: torch.set_flush_denormal is not supported on "
+                      "this CPU; the run goes on with subnormal floats", UserWarning,
+                      stacklevel=3)
         yield
         return
+    if torch.get_num_threads() > 1:
+        warnings.warn(f"flush_denormal=True flushes subnormal floats on the calling thread "
+                      f"only; torch runs {torch.get_num_threads()} threads, whose others "
+                      "keep them (torch.set_num_threads(1) flushes everything)", UserWarning,
+                      stacklevel=3)
     try:
         yield
     finally:
@@ -832,7 +865,8 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     """Build, train and evaluate one model (with ``hp.select_channels``, two: the one
     :func:`choose_model` keeps, by the loss ``hp.select_on`` names, is evaluated; with
     ``hp.retrain``, each searched and retrained, with ``hp.retrain_select_activation`` the
-    first retrained twice; see :func:`search_and_retrain`); returns metrics, learned GNP
+    first retrained twice and, with ``hp.retrain_conjugates``, once more for each set of
+    its conjugated GNP modules; see :func:`search_and_retrain`); returns metrics, learned GNP
     parameters, per-size MAPE of both test splits and, for a run that trained more than
     one model, ``"candidates"``: every model's :func:`candidate_scores`, the name kept and
     ``hp.select_on`` (``None`` for a run that trained one model). With
@@ -918,6 +952,7 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
                 "headed": retrain["headed"].get(module["name"]),
                 "whole": retrain["whole"].get(module["name"]),
                 "mirrored": retrain.get("mirrored", {}).get(module["name"]),
+                "conjugates": retrain.get("conjugates", []),
                 "conjugated": module["name"] in retrain.get("conjugated", []),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
