@@ -521,7 +521,7 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     },
     # The profiles run stage 30's recipe with subnormal floats flushed to zero
     # (flush_denormal), chosen for speed: a training epoch of the standard profile's
-    # shortest_path search model took 1.6x as long unflushed. Stage 31 scores that recipe
+    # shortest_path search model took 1.7x as long unflushed. Stage 31 scores that recipe
     # on the tuning split as the profiles run it; a measurement, not a choice.
     31: {
         "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-mirror-"

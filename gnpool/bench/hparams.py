@@ -171,7 +171,7 @@ class HParams:
             them, and a warning says so).
             Arithmetic on them takes the processor's slow path, and a trained model can
             meet them anywhere in its forward and backward: a training epoch of
-            the standard profile's ``shortest_path`` search model took 1.6x as long
+            the standard profile's ``shortest_path`` search model took 1.7x as long
             unflushed (``python experiments/bench_denormal.py``). Values that small
             count as 0.
         size_bins: bins of the test sizes the per-size MAPE is reported in.
