@@ -161,18 +161,26 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     assert GNP_OVERRIDES["retrain_select_activation"] is True     # stage 29: two retrains
     (spec,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
                    hparams={"retrain_select_activation": False, "select_relu_margin": 1.0,
-                            "last_activation": True})
+                            "retrain_conjugates": False, "last_activation": True})
     assert spec.hparams.retrain_select_activation is False
     assert spec.hparams.last_activation is True
     assert spec.hparams.retrain == GNP_OVERRIDES["retrain"]       # the rest of the recipe
-    # The margin needs the ReLU-ended retrain it keeps: dropping one alone is refused.
-    with pytest.raises(ValueError, match=r"select_relu_margin=5.0 applies only with "
+    assert spec.hparams.flush_denormal is True
+    # The margin and the conjugates (stage 30) need the ReLU-ended retrain they compete
+    # with: dropping it alone is refused, naming what needs it.
+    with pytest.raises(ValueError, match=r"retrain_conjugates=True applies only with "
                                          r"retrain_select_activation=True"):
         plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
              hparams={"retrain_select_activation": False})
+    with pytest.raises(ValueError, match=r"select_relu_margin=5.0 applies only with "
+                                         r"retrain_select_activation=True"):
+        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
+             hparams={"retrain_select_activation": False, "retrain_conjugates": False})
     (default,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0])
     assert default.hparams.retrain_select_activation is True
     assert default.hparams.select_relu_margin == 5.0
+    assert default.hparams.retrain_conjugates is True
+    assert default.hparams.flush_denormal is True
     assert default.hparams.last_activation == "softplus"
     assert default.hparams.retrain_last_activation is False
     # Valid for GNP, whose recipe retrains; invalid for a fixed configuration, named.
