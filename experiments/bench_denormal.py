@@ -104,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             times[flushed].append(epoch_seconds(copy.deepcopy(model), splits["train"],
                                                 info.level, hp, flushed))
     plain, flushed = (statistics.median(times[k]) for k in (False, True))
+    share = subnormal_share(model, splits["train"], info.level, hp)
     print(json.dumps({"profile": args.profile, "task": args.task,
                       "search_epochs": search.epochs, "search_seconds": round(trained, 1),
-                      "input_subnormal_share": subnormal_share(model, splits["train"], info.level,
-                                                         hp),
+                      "input_subnormal_share": share,
                       "epoch_seconds_unflushed": round(plain, 3),
                       "epoch_seconds_flushed": round(flushed, 3),
                       "ratio": round(plain / flushed, 3), "reps": args.reps}))

@@ -445,8 +445,9 @@ CANDIDATE_NAMES = ("search", "linear", "relu", "softplus", "model")
 #: ``HParams.retrain_conjugates``: the name of the ReLU-ended retrain of the k-th set of
 #: :func:`conjugate_sets` is this prefix and k (``"relu-conjugate-1"``, ...).
 CONJUGATE_PREFIX = "relu-conjugate-"
-#: At most this many GNP modules whose conjugates differ are conjugated in every
-#: combination (``2 ** modules - 1`` retrains); :func:`conjugate_sets` raises beyond it.
+#: At most this many learnable GNP modules for ``HParams.retrain_conjugates``, whose
+#: conjugates are retrained in every combination (up to ``2 ** modules - 1`` retrains);
+#: :func:`conjugate_sets` raises beyond it.
 MAX_CONJUGATED_MODULES = 3
 
 
@@ -458,7 +459,8 @@ def _base_name(name: str) -> str:
 
 
 def _check_conjugable(model: torch.nn.Module) -> None:
-    # At most MAX_CONJUGATED_MODULES learnable GNP modules (any pooling may end at max).
+    # At most MAX_CONJUGATED_MODULES learnable GNP modules (any of them may end at max, so
+    # search_and_retrain checks before its search).
     names = list(_learnable(model))
     if len(names) > MAX_CONJUGATED_MODULES:
         raise ValueError(f"retrain_conjugates=True needs at most {MAX_CONJUGATED_MODULES} "
@@ -481,16 +483,13 @@ def conjugate_sets(model: torch.nn.Module) -> list[tuple[str, ...]]:
     validation loss tell them apart.
 
     Returns a list of tuples of module names (qualified, as ``named_modules`` gives
-    them); empty when no module's conjugate differs. Raises ``ValueError`` when more than
-    :data:`MAX_CONJUGATED_MODULES` modules differ (the retrains grow as ``2 ** n``)."""
+    them); empty when no module's conjugate differs. Raises ``ValueError`` when the model
+    has more than :data:`MAX_CONJUGATED_MODULES` learnable GNP modules (the retrains grow
+    as ``2 ** n``)."""
+    _check_conjugable(model)
     differ = [name for name, module in _learnable(model).items()
               if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
                       and torch.equal(module.beta, module.beta_neg))]
-    if len(differ) > MAX_CONJUGATED_MODULES:
-        raise ValueError(f"retrain_conjugates would conjugate {len(differ)} GNP modules "
-                         f"({', '.join(differ)}) in 2 ** {len(differ)} - 1 retrains; at most "
-                         f"{MAX_CONJUGATED_MODULES} are supported (set gnp_share_aggr=True "
-                         "or retrain_conjugates=False)")
     return [names for size in range(1, len(differ) + 1)
             for names in itertools.combinations(differ, size)]
 
