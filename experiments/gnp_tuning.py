@@ -55,6 +55,11 @@ configurations run alongside as the reference.
     python experiments/gnp_tuning.py --stage 30           # stage 29 with ReLU-ended retrains
                                                           #   of the sign conjugates
     python experiments/gnp_tuning.py --stage 31           # stage 30 with subnormals flushed
+    python experiments/gnp_tuning.py --stage 32           # stage 31 on training seeds 104
+                                                          #   to 107, fixed references too
+    python experiments/gnp_tuning.py --conjugates         # keeping or dropping the sign
+                                                          #   conjugates, on stages 31's and
+                                                          #   32's runs (eight seeds)
     python experiments/gnp_tuning.py --offline-selection  # every choice among retrains by
                                                           #   validation, from stored runs
     python experiments/gnp_tuning.py --repeat VARIANT --task T --seed S --db NEW.sqlite
@@ -530,6 +535,25 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
             "hp": {**STAGE22_HP, "retrain_mirror": True, "select_relu_margin": 5.0,
                    "retrain_conjugates": True, "flush_denormal": True}},
     },
+    # Stage 30 was adopted on one tuning seed of four (seed 102's shortest_path), and on
+    # the quick profile's reported split its conjugates made node_neighbour_max worse
+    # (1.00x -> 8.08x: a conjugate min fitted validation 1.25x better than the max and
+    # extrapolated 20x worse). Stage 32 runs stage 31's recipe again on four training
+    # seeds no run has used (104 to 107), with the standard profile's fixed references
+    # (FINAL_FIXED) on the same seeds; `--conjugates` then scores, from every run's record
+    # of its models, on all eight seeds: stage 29's rule (conjugates dropped), stage 31's
+    # (the profiles' recipe) and stage 31's with a conjugate kept only where its
+    # validation MSE is below 1/m of the ReLU-ended retrain's (m in CONJUGATE_MARGINS).
+    # Set before it ran: the profiles keep stage 31's recipe unless another of these rules
+    # scores below it on the eight seeds; then the lowest-scoring one (on a tie the smaller
+    # margin, stage 29's rule counting as the largest) replaces it.
+    32: {
+        "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-mirror-"
+        "relu5-conjugates-flush": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**STAGE22_HP, "retrain_mirror": True, "select_relu_margin": 5.0,
+                   "retrain_conjugates": True, "flush_denormal": True}},
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -543,7 +567,7 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                25: (100, 101, 102, 103), 26: (100, 101, 102, 103),
                27: (100, 101, 102, 103), 28: (100, 101, 102, 103),
                29: (100, 101, 102, 103), 30: (100, 101, 102, 103),
-               31: (100, 101, 102, 103)}
+               31: (100, 101, 102, 103), 32: (104, 105, 106, 107)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -598,7 +622,8 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                     30: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
                          "shared-aggr-mirror-relu5"),
                     31: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
-                         "shared-aggr-mirror-relu5-conjugates")}
+                         "shared-aggr-mirror-relu5-conjugates"),
+                    32: ()}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 
@@ -623,14 +648,18 @@ def all_variants(upto: int) -> dict[str, dict[str, Any]]:
 
 def specs_for(stage: int):
     """The runs of ``stage``: its variants, and for stage 1 also every fixed
-    configuration (the reference)."""
+    configuration (the reference; a stage of :data:`STAGE_FIXED`, on training seeds of
+    its own, the fixed configurations named there)."""
     variants = STAGES[stage]
     extra, fixed = {}, {}
     for tp in TASKS:
         info = task_info(tp.task, **tp.data)
         extra[tp.task] = variant_configs(info.level, variants)
-        fixed[tp.task] = tuple(c.name for c in default_configs(info.level, info.aggr)
-                               if c.fixed) if stage == 1 else ()
+        if stage in STAGE_FIXED:
+            fixed[tp.task] = STAGE_FIXED[stage][tp.task]
+        else:
+            fixed[tp.task] = tuple(c.name for c in default_configs(info.level, info.aggr)
+                                   if c.fixed) if stage == 1 else ()
     names = sorted({n for f in fixed.values() for n in f} | set(variants))
     profile = replace(PROFILE, seeds=STAGE_SEEDS.get(stage, SEEDS),
                       tasks=tuple(replace(tp, configs=fixed[tp.task]) for tp in TASKS))
@@ -739,6 +768,10 @@ FINAL_FIXED = {"shortest_path": ("min-min", "min-max", "max-max"),
                "max_degree": ("sum-max", "sum-min", "min-mean"),
                "node_neighbour_max": ("max", "mean", "min"),
                "set_max": ("max", "mean", "min"), "set_l2": ("max", "mean", "min")}
+
+
+#: Stages on training seeds no earlier stage used, with the fixed references they run.
+STAGE_FIXED = {32: FINAL_FIXED}
 
 
 def finalist_specs():
@@ -1056,6 +1089,130 @@ def candidate_selection() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Stage 32's margins for the sign conjugates (see STAGES[32]).
+CONJUGATE_MARGINS = (1.25, 1.5, 2, 3, 5)
+#: The stages whose runs of one recipe (stage 31's) make up the eight seeds of
+#: conjugate_selection, and the stage whose runs stage 29's rule must repeat.
+CONJUGATE_STAGES, CONJUGATE_BASE = (31, 32), 29
+
+
+def conjugate_selection() -> str:
+    """Score keeping or dropping the sign conjugates' retrains, without training.
+
+    Stage 31's and 32's runs (one recipe, stage 31's, on training seeds 100 to 107)
+    record every model they trained. Each rule keeps one per run with
+    :func:`gnpool.bench.train.choose_model` at stage 29's ReLU margin: stage 29's drops
+    the conjugates' retrains (``relu-conjugate-<k>``), stage 31's lets every one compete,
+    and the margin rules drop a conjugate unless its validation MSE is below ``1/m`` of
+    the ReLU-ended retrain's of the same model. Scored as :func:`summarise` scores a
+    variant, on seeds 100 to 103, 104 to 107 and all eight; the decision rule is in the
+    comment of ``STAGES[32]``."""
+    from gnpool.bench.train import CONJUGATE_PREFIX, choose_model
+
+    (name,) = STAGES[CONJUGATE_STAGES[-1]]
+    assert all(name in STAGES[k] for k in CONJUGATE_STAGES), "one recipe in every stage"
+    seed_sets = {"100 to 103": STAGE_SEEDS[CONJUGATE_STAGES[0]],
+                 "104 to 107": STAGE_SEEDS[CONJUGATE_STAGES[1]]}
+    seed_sets["all eight"] = tuple(s for v in seed_sets.values() for s in v)
+    latest = latest_runs()
+    tasks = [tp.task for tp in TASKS]
+    missing = [(t, s) for t in tasks for s in seed_sets["all eight"]
+               if not (latest.get((t, name, s)) or {}).get("candidates")]
+    if missing:
+        raise SystemExit(f"runs of {name!r} with their candidates are missing for "
+                         f"{missing}; run python experiments/gnp_tuning.py --stage "
+                         f"{CONJUGATE_STAGES[-1]}")
+    runs = {(t, s): latest[(t, name, s)]["candidates"]["models"]
+            for t in tasks for s in seed_sets["all eight"]}
+
+    def is_conjugate(model: str) -> bool:
+        return model.split("/")[-1].startswith(CONJUGATE_PREFIX)
+
+    def reference(model: str) -> str:
+        # The ReLU-ended retrain the conjugate was made from: "shared/relu" for
+        # "shared/relu-conjugate-2".
+        return model[:model.index(CONJUGATE_PREFIX)] + "relu"
+
+    def keep(margin: float):
+        def pick(models: dict[str, Any]) -> str:
+            left = {n: v for n, v in models.items()
+                    if not is_conjugate(n)
+                    or v["val_mse"] * margin < models[reference(n)]["val_mse"]}
+            return choose_model(left, "val", 5.0)
+        return pick
+
+    stage29 = f"stage {CONJUGATE_BASE}'s: the conjugates dropped"
+    stage31 = "stage 31's (the profiles'): every conjugate competes"
+    rules = {stage29: keep(math.inf), stage31: keep(1.0)}
+    rules.update({f"a conjugate only below 1/{m:g} of the ReLU-ended retrain's validation "
+                  f"MSE": keep(m) for m in CONJUGATE_MARGINS})
+    bound = "lowest tuning MAPE (a bound, not a rule)"
+    rules[bound] = lambda models: min(models, key=lambda n: models[n]["mape_tune"])
+
+    lines = ["# GNP tuning: the sign conjugates' retrains on eight training seeds, offline",
+             "", f"Stage 31's recipe (`{name}`) on training seeds 100 to 103 (stage 31) "
+             "and 104 to 107 (stage 32); each rule keeps one of a run's recorded models "
+             "(`gnpool.bench.train.choose_model`, ReLU margin 5). Tuning-split MAPE ratios "
+             "to the best fixed configuration of the same seeds (the standard profile's "
+             f"fixed configurations, `FINAL_FIXED`; data seed {TUNE_SEED}); score as in "
+             "the stage tables. Computed by `python experiments/gnp_tuning.py "
+             "--conjugates`.", ""]
+    scores: dict[str, float] = {}
+    for label, seeds in seed_sets.items():
+        _, best = _with_fixed_reference(seeds)
+        lines += [f"## Training seeds {label}", "",
+                  "| kept model | " + " | ".join(f"`{t}`" for t in tasks) + " | score |",
+                  "|---|" + "---|" * (len(tasks) + 1)]
+        for rule, pick in rules.items():
+            ratios = {t: statistics.fmean(runs[(t, s)][pick(runs[(t, s)])]["mape_tune"]
+                                          for s in seeds) / best[t] for t in tasks}
+            total = _score(ratios.values())
+            if label == "all eight":
+                scores[rule] = total
+            lines.append(f"| {rule} | " + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
+                         + f" | {total:.3g} |")
+        lines.append("")
+    # The rules must repeat the runs they stand for.
+    same31 = [math.isclose(runs[key][keep(1.0)(runs[key])]["mape_tune"],
+                           latest[(*key[:1], name, key[1])]["mape_tune"], rel_tol=1e-9)
+              for key in runs]
+    (base,) = STAGES[CONJUGATE_BASE]
+    same29 = [math.isclose(runs[(t, s)][keep(math.inf)(runs[(t, s)])]["mape_tune"],
+                           latest[(t, base, s)]["mape_tune"], rel_tol=1e-9)
+              for t in tasks for s in seed_sets["100 to 103"] if (t, base, s) in latest]
+    lines += [f"\"{stage31}\" repeats the stored runs' tuning MAPE in {sum(same31)} of "
+              f"{len(same31)} runs; \"{stage29}\" repeats stage {CONJUGATE_BASE}'s stored "
+              f"runs in {sum(same29)} of {len(same29)}.", ""]
+    rivals = {r: v for r, v in scores.items() if r not in (stage31, bound)}
+    below = {r: v for r, v in rivals.items() if v < scores[stage31]}
+    if below:
+        low = min(below.values())
+        order = [r for r in rivals if r != stage29] + [stage29]    # smaller margin first
+        chosen = next(r for r in order if r in below and math.isclose(below[r], low,
+                                                                     rel_tol=1e-12))
+        lines.append(f"Decision (rule set before stage 32 ran): \"{chosen}\" scores "
+                     f"{below[chosen]:.4g} on the eight seeds, below stage 31's "
+                     f"{scores[stage31]:.4g}, and replaces it.")
+    else:
+        lines.append(f"Decision (rule set before stage 32 ran): no rule scores below stage "
+                     f"31's {scores[stage31]:.4g} on the eight seeds; the profiles keep "
+                     "stage 31's recipe.")
+    lines += ["", "## Every run with a conjugate's retrain", "",
+              "| task | seed | ReLU-ended retrain: val MSE, tuning MAPE | best conjugate: val "
+              "MSE, tuning MAPE | ratio of val MSEs | kept (stage 31's rule) |",
+              "|---|---|---|---|---|---|"]
+    for (t, s), models in runs.items():
+        conj = [n for n in models if is_conjugate(n)]
+        if not conj:
+            continue
+        c = min(conj, key=lambda n: models[n]["val_mse"])
+        r = models[reference(c)]
+        lines.append(f"| `{t}` | {s} | {r['val_mse']:.3g}, {r['mape_tune']:.3g} | "
+                     f"`{c}`: {models[c]['val_mse']:.3g}, {models[c]['mape_tune']:.3g} | "
+                     f"{r['val_mse'] / models[c]['val_mse']:.3g} | `{keep(1.0)(models)}` |")
+    return "\n".join(lines) + "\n"
+
+
 def repeat(variant: str, task: str | None, seed: int | None, db: Path | None,
            workers: int) -> int:
     """Train one run of a stage again (``--repeat``) into a new database and print its
@@ -1097,6 +1254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", action="store_true",
                         help=f"score choices among the models each stage {CANDIDATE_STAGE} "
                              "run trained (candidates.md), from stored runs")
+    parser.add_argument("--conjugates", action="store_true",
+                        help="score keeping or dropping the sign conjugates' retrains on "
+                             "stages 31's and 32's runs (conjugates.md), from stored runs")
     parser.add_argument("--repeat", metavar="VARIANT",
                         help="train one run of VARIANT again (with --task and --seed) into "
                              "--db, a fresh database, and print its validation MSE and "
@@ -1111,6 +1271,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.candidates:
         text = candidate_selection()
         (OUT / "candidates.md").write_text(text)
+        print(text)
+        return 0
+    if args.conjugates:
+        text = conjugate_selection()
+        (OUT / "conjugates.md").write_text(text)
         print(text)
         return 0
     if args.offline_selection:
