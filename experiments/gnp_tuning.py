@@ -57,6 +57,9 @@ configurations run alongside as the reference.
     python experiments/gnp_tuning.py --stage 31           # stage 30 with subnormals flushed
     python experiments/gnp_tuning.py --stage 32           # stage 31 on training seeds 104
                                                           #   to 107, fixed references too
+    python experiments/gnp_tuning.py --stage 33           # stage 31 searching again
+                                                          #   ReLU-ended where the search
+                                                          #   fitted nothing (8 seeds)
     python experiments/gnp_tuning.py --conjugates         # keeping or dropping the sign
                                                           #   conjugates, on stages 31's and
                                                           #   32's runs (eight seeds)
@@ -554,6 +557,28 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
             "hp": {**STAGE22_HP, "retrain_mirror": True, "select_relu_margin": 5.0,
                    "retrain_conjugates": True, "flush_denormal": True}},
     },
+    # On shortest_path the softplus-ended searches of stages 31 and 32 fitted nothing in 7
+    # of 8 seeds (validation MSE 5.6 to 5.8 after 30 epochs, the loss of predicting the
+    # mean; only seed 105 left that plateau, at epoch 18), so their retrains started from
+    # poolings the search had not chosen. Searches of the same model on that task, 3
+    # training seeds each (100, 101, 104; tuning split only): ReLU-ended and linear-ended
+    # MLPs left the plateau in every seed (validation MSE 0.31 to 0.84 and 0.71 to 2.9),
+    # softplus-ended ones stayed on it whatever the GNP's initial exponent (p = 1, 2, 4,
+    # -4, +-inf, the sum, a per-channel bank); a softplus-ended model with a GNP frozen at
+    # the min left it, as fixed min-min does. Stage 33: stage 31's recipe with
+    # search_refit_r2=0.5: a search whose validation R^2 is below 0.5 trains again,
+    # ReLU-ended, from the same initialisation, and the lower validation MSE goes on (0.5
+    # set before it ran: between the plateau's R^2 near 0 and the fitted searches'). Set
+    # before it ran: adopted only if its score on the eight seeds 100 to 107 is below
+    # stage 31's there (1.129, stages 31 and 32).
+    33: {
+        "gnp-retrain-heading0.15-exponent-softplus-select-activation-shared-aggr-mirror-"
+        "relu5-conjugates-flush-refit0.5": {
+            "gnp": {**SHARED, **MEAN}, "readout": {},
+            "hp": {**STAGE22_HP, "retrain_mirror": True, "select_relu_margin": 5.0,
+                   "retrain_conjugates": True, "flush_denormal": True,
+                   "search_refit_r2": 0.5}},
+    },
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -567,7 +592,8 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                25: (100, 101, 102, 103), 26: (100, 101, 102, 103),
                27: (100, 101, 102, 103), 28: (100, 101, 102, 103),
                29: (100, 101, 102, 103), 30: (100, 101, 102, 103),
-               31: (100, 101, 102, 103), 32: (104, 105, 106, 107)}
+               31: (100, 101, 102, 103), 32: (104, 105, 106, 107),
+               33: (100, 101, 102, 103, 104, 105, 106, 107)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -623,7 +649,9 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                          "shared-aggr-mirror-relu5"),
                     31: (RECIPE, "gnp-retrain-heading0.15-exponent-softplus-select-activation-"
                          "shared-aggr-mirror-relu5-conjugates"),
-                    32: ()}
+                    32: (),
+                    33: ("gnp-retrain-heading0.15-exponent-softplus-select-activation-"
+                         "shared-aggr-mirror-relu5-conjugates-flush",)}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 

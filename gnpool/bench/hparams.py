@@ -145,6 +145,13 @@ class HParams:
             the share :data:`gnpool.bench.train.LARGE_SHARE` of its targets whose samples
             are largest, a size shift inside the training distribution. The epoch a model
             keeps is chosen on the whole validation split either way.
+        search_refit_r2: with ``retrain``, a search whose validation R^2 (``1 -``
+            validation MSE ``/`` variance of the validation targets, per output channel
+            and averaged) is below this value trains again from the same initialisation
+            with ReLU-ended MLPs, and the search with the lower validation MSE goes on to
+            the retrain (``None``: never; <= 1; no effect where ``last_activation`` is
+            ``True`` already). A search that fitted nothing, stuck at predicting the mean,
+            has R^2 near 0 and leaves the retrain no pooling to start from.
         select_relu_margin: with ``retrain_select_activation``, the ReLU-ended retrain
             (the fixed configurations' model family, Xu et al.'s) is kept unless another
             model's loss is below ``1 / select_relu_margin`` of its own (>= 1; 1: the
@@ -217,6 +224,7 @@ class HParams:
     select_channels: bool = False
     select_on: Literal["val", "val_large"] = "val"
     select_relu_margin: float = 1.0
+    search_refit_r2: float | None = None
     gnp_share_aggr: bool = False
     gnp_kwargs: dict[str, Any] = field(default_factory=dict)
     gnp_readout_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -259,6 +267,10 @@ class HParams:
             raise ValueError("hyperparameter retrain_select_activation=True applies only with "
                              "retrain > 0 (the share of the epochs spent searching), got "
                              "retrain=0")
+        if self.search_refit_r2 is not None and not self.retrain:
+            raise ValueError(f"hyperparameter search_refit_r2={self.search_refit_r2!r} "
+                             "applies only with retrain > 0 (the share of the epochs spent "
+                             "searching), got retrain=0")
         for name in ("retrain_whole", "retrain_mirror"):
             if getattr(self, name) and not self.retrain:
                 raise ValueError(f"hyperparameter {name}=True applies only with retrain > 0 "
@@ -315,7 +327,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "retrain_select_activation": False,
                                    "gnp_share_aggr": False, "retrain_mirror": False,
                                    "select_on": "val", "select_relu_margin": 1.0,
-                                   "retrain_conjugates": False, "flush_denormal": False}
+                                   "retrain_conjugates": False, "flush_denormal": False,
+                                   "search_refit_r2": None}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -336,6 +349,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
     "select_relu_margin": _AT_LEAST_1,
+    "search_refit_r2": (lambda v: v <= 1, "<= 1"),
 }
 
 

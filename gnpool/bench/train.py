@@ -108,22 +108,26 @@ def make_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer
 def outputs(model: torch.nn.Module, batch: Batch, level: str) -> tuple[Tensor, Tensor, Tensor]:
     """Flat predictions, targets and the size (nodes or elements) of each target's sample."""
     sizes = batch.ptr.diff()
+    target = targets(batch, level)
     if level == "set":
         out = model(batch.x, batch.batch, dim_size=batch.num_graphs)
-        target = batch.y.view(batch.num_graphs, -1)
         size = sizes.view(-1, 1).expand_as(target)
     else:
         edge_attr = batch.edge_attr if "edge_attr" in batch else None
         out = model(batch.x, batch.edge_index, edge_attr, batch.batch, batch.num_graphs)
         if level == "node":
-            mask = batch.mask
-            target = batch.y.view(batch.num_nodes, -1)[mask]
-            out = out[mask]
-            size = sizes[batch.batch][mask].view(-1, 1).expand_as(target)
+            out = out[batch.mask]
+            size = sizes[batch.batch][batch.mask].view(-1, 1).expand_as(target)
         else:
-            target = batch.y.view(batch.num_graphs, -1)
             size = sizes.view(-1, 1).expand_as(target)
     return out.reshape(-1), target.reshape(-1), size.reshape(-1)
+
+
+def targets(batch: Batch, level: str) -> Tensor:
+    """The scored targets of ``batch``, one row per sample (a node task's masked nodes)."""
+    if level == "node":
+        return batch.y.view(batch.num_nodes, -1)[batch.mask]
+    return batch.y.view(batch.num_graphs, -1)
 
 
 @torch.no_grad()
@@ -721,6 +725,21 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,
                    desc, position, progress)
+    refit = None
+    if hp.search_refit_r2 is not None and hp.last_activation is not True:
+        r2 = r_squared(searched["val_mse"], splits["val"], info.level, hp.eval_batch_size)
+        refit = {"r2": r2, "val_mse_first": searched["val_mse"], "kept": "first"}
+        if not r2 >= hp.search_refit_r2:
+            # The search fitted too little: again from the same initialisation, with the
+            # fixed configurations' ReLU-ended MLPs; the lower validation MSE goes on.
+            relu_hp = dataclasses.replace(search_hp, last_activation=True)
+            torch.manual_seed(seed)
+            other = build_model(info, config, relu_hp)
+            other_record = fit(other, splits["train"], splits["val"], info.level, relu_hp,
+                               seed, desc + "/search-relu", position, progress)
+            refit["val_mse_relu"] = other_record["val_mse"]
+            if _lower(other_record["val_mse"], searched["val_mse"]):
+                model, searched, refit["kept"] = other, other_record, "relu"
     candidates = {"search": candidate_scores(model, splits, info.level, hp.eval_batch_size,
                                              searched["val_mse"])}
     tolerance = math.inf if hp.retrain_tolerance is None else hp.retrain_tolerance
@@ -732,7 +751,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         retrain_conjugates=False,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
         retrain_mirror=False, retrain_select_activation=False, select_on="val",
-        select_relu_margin=1.0)
+        select_relu_margin=1.0, search_refit_r2=None)
     trained = copy.deepcopy(model.state_dict())
     targets = ("max", "min") if hp.retrain_heading_exponent else COMPARED
     headed = ({} if hp.retrain_heading is None
@@ -790,11 +809,13 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                       for (_, name, _), (_, fit_record) in zip(plan, retrains, strict=True)},
                    "kept": ending_name(plan[best][0])})
     record = {**record, "history": searched["history"] + retrained["history"],
-              "epochs": search_hp.epochs + len(plan) * hp.epochs,
+              "epochs": (search_hp.epochs * (1 + ("val_mse_relu" in (refit or {})))
+                         + len(plan) * hp.epochs),
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
                           "headed": headed, "whole": whole, "mirrored": mirrored,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
                           "search_snap": searched["snap"], "kept": kept,
+                          "search_refit": refit,
                           "last_activation": activation,
                           "conjugates": [list(names) for names in conjugates],
                           "conjugated": list(plan[best][2]) if kept else []},
@@ -802,6 +823,26 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     if kept:
         record["best_epoch"] += search_hp.epochs
     return (fresh if kept else model), record
+
+
+def _lower(challenger: float, holder: float) -> bool:
+    # Whether `challenger` is a lower loss than `holder`; NaN never wins, a finite loss
+    # beats NaN.
+    if math.isnan(challenger):
+        return False
+    return math.isnan(holder) or challenger < holder
+
+
+def r_squared(val_mse: float, dataset: Dataset, level: str, batch_size: int) -> float:
+    """``1 - val_mse / variance`` of ``dataset``'s targets (the scored ones: a node task's
+    masked nodes), the variance per output channel (population, float64) and averaged:
+    the share of the targets' variance that a model with validation MSE ``val_mse``
+    explains (1: exact; 0: no better than predicting the mean; NaN where the targets do
+    not vary)."""
+    target = torch.cat([targets(batch, level)
+                        for batch in DataLoader(dataset, batch_size=batch_size)]).double()
+    variance = float(target.var(dim=0, unbiased=False).mean())
+    return 1.0 - val_mse / variance if variance > 0 else math.nan
 
 
 def _train(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
@@ -955,6 +996,7 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
                 "conjugated": module["name"] in retrain.get("conjugated", []),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
+                "search_refit": retrain.get("search_refit"),
                 "val_mse_retrain": retrain["val_mse_retrain"],
                 "last_activation": retrain["last_activation"],
                 "search_snap": (None if first is None or module["name"] not in first["modules"]
