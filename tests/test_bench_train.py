@@ -997,3 +997,62 @@ def test_flush_denormal_flushes_inside_and_restores_after(tmp_path, monkeypatch)
     assert seen == [True, False]
     assert "flush_denormal" not in HParams().key()
     assert HParams(flush_denormal=True).key()["flush_denormal"] is True
+
+
+def test_r_squared_is_one_minus_mse_over_the_targets_variance(tmp_path):
+    from torch_geometric.loader import DataLoader
+
+    from gnpool.bench.train import r_squared, targets
+
+    splits, info, _ = _set_max_with_one_gnp(tmp_path)
+    y = np.concatenate([b.y.numpy().reshape(b.num_graphs, -1)
+                        for b in DataLoader(splits["val"], batch_size=7)]).astype(np.float64)
+    variance = float(np.mean(y.var(axis=0)))
+    assert variance > 0
+    assert r_squared(0.0, splits["val"], "set", 5) == 1.0
+    assert r_squared(variance, splits["val"], "set", 5) == pytest.approx(0.0, abs=1e-12)
+    assert r_squared(0.25 * variance, splits["val"], "set", 64) == pytest.approx(0.75)
+    # A node task scores its masked nodes only, one variance per output channel.
+    x = torch.tensor([[0.0, 1.0], [2.0, 5.0], [4.0, 3.0], [9.0, 9.0]])
+    graph = Data(x=x, y=x.clone(), mask=torch.tensor([True, True, True, False]),
+                 edge_index=torch.empty(2, 0, dtype=torch.long))
+    batch = Batch.from_data_list([graph])
+    assert torch.equal(targets(batch, "node"), x[:3])
+    expected = 1 - 1.0 / float(np.mean(x[:3].double().numpy().var(axis=0)))
+    assert r_squared(1.0, [graph], "node", 2) == pytest.approx(expected)
+
+
+def test_search_refit_r2_searches_again_relu_ended_where_the_search_fitted_too_little(
+        tmp_path):
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=4, batch_size=16, last_activation="softplus", retrain=0.5,
+                retrain_last_activation=False)
+    plain = run(info, splits, config, HParams(**base), seed=0, progress=False)
+    relu = run(info, splits, config, HParams(**{**base, "last_activation": True}), seed=0,
+               progress=False)
+    # A threshold no search reaches: the search trains again ReLU-ended, from the same
+    # initialisation, exactly as a ReLU-ended run's search.
+    again = run(info, splits, config, HParams(**base, search_refit_r2=1.0), seed=0,
+                progress=False)
+    refit = again["gnp"][0]["retrain"]["search_refit"]
+    first = plain["gnp"][0]["retrain"]["val_mse_search"]
+    assert refit["val_mse_first"] == first
+    assert refit["val_mse_relu"] == relu["gnp"][0]["retrain"]["val_mse_search"]
+    assert refit["r2"] < 1.0
+    assert refit["kept"] == ("relu" if refit["val_mse_relu"] < first else "first")
+    kept_search = relu if refit["kept"] == "relu" else plain
+    assert (again["gnp"][0]["retrain"]["val_mse_search"]
+            == kept_search["gnp"][0]["retrain"]["val_mse_search"])
+    assert again["metrics"]["epochs"] == plain["metrics"]["epochs"] + 2
+    # A threshold every search passes: nothing trains again, the run is the plain one.
+    never = run(info, splits, config, HParams(**base, search_refit_r2=-1e9), seed=0,
+                progress=False)
+    assert never["gnp"][0]["retrain"]["search_refit"] == {
+        "r2": refit["r2"], "val_mse_first": first, "kept": "first"}
+    assert never["metrics"]["mape_extrap"] == plain["metrics"]["mape_extrap"]
+    assert plain["gnp"][0]["retrain"]["search_refit"] is None
+    with pytest.raises(ValueError, match=r"search_refit_r2=0.5 applies only with retrain > 0"):
+        HParams(search_refit_r2=0.5)
+    with pytest.raises(ValueError, match=r"search_refit_r2 must be <= 1"):
+        HParams(retrain=1.0, search_refit_r2=1.5)
+    assert "search_refit_r2" not in HParams(retrain=1.0).key()
