@@ -49,8 +49,9 @@ class Profile:
 #: How GNP runs in the benchmark, chosen on the tuning split (extrapolation-distributed
 #: samples from data seed 1000, never the reported test splits) by
 #: experiments/gnp_tuning.py among 68 variants (stages 1 to 8 on training seeds 100 and
-#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 30, search
-#: and retrain, on seeds 100 to 103); see experiments/results/gnp_tuning/. The search
+#: 101, the four best again on seeds 100 to 103: `--finalists`; stages 9 to 31, search
+#: and retrain, on seeds 100 to 103; stage 33 on seeds 100 to 107); see
+#: experiments/results/gnp_tuning/. The search
 #: trains with softplus-ended MLPs (strictly positive inputs to every GNP, stage 21); one
 #: GNP serves every message-passing layer of a model (`gnp_share_aggr`, stage 22); before
 #: the retrain each GNP part goes to a classic point (`retrain_heading`), and each part
@@ -61,9 +62,11 @@ class Profile:
 #: conjugates, max and min traded (`retrain_conjugates`, stage 30); the ReLU-ended
 #: retrain with the lowest validation loss is kept unless another model fits validation
 #: 5x better (`select_relu_margin`, stage 29). With `select_channels` a second model, one
-#: pooling per channel, searches and retrains once (linear-ended). A GNP run trains five
-#: to eight times a fixed configuration's epochs, with subnormal floats flushed to zero
-#: (`flush_denormal`: chosen for speed, not on any score).
+#: pooling per channel, searches and retrains once (linear-ended). A search whose
+#: validation R^2 is below 0.5, one that fitted nothing, trains again ReLU-ended from the
+#: same initialisation (`search_refit_r2`, stage 33). A GNP run trains five to ten times a
+#: fixed configuration's epochs, with subnormal floats flushed to zero (`flush_denormal`:
+#: chosen for speed, not on any score).
 #: Keyword arguments of every GNPAggregation, those merged over them for readouts and set
 #: poolings, and hyperparameters of the "gnp" configuration.
 GNP_KWARGS: dict[str, Any] = {"channels": 1, "p": 1.0, "q": 1.0}
@@ -76,7 +79,7 @@ GNP_OVERRIDES: dict[str, Any] = {"last_activation": "softplus",
                                  "gnp_share_aggr": True, "retrain_mirror": True,
                                  "retrain_select_activation": True,
                                  "select_relu_margin": 5.0, "retrain_conjugates": True,
-                                 "flush_denormal": True}
+                                 "flush_denormal": True, "search_refit_r2": 0.5}
 #: Every learnable configuration's pooling parameters (GNP's, PowerMean's p, Softmax's t,
 #: LAF's and GenAgg's) train through gnpool.param_groups at the library's default rate,
 #: without weight decay, so that they are compared on equal terms.
