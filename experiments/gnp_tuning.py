@@ -60,6 +60,9 @@ configurations run alongside as the reference.
     python experiments/gnp_tuning.py --stage 33           # stage 31 searching again
                                                           #   ReLU-ended where the search
                                                           #   fitted nothing (8 seeds)
+    python experiments/gnp_tuning.py --search-plateau     # shortest_path's searches alone:
+                                                          #   MLP endings, initial
+                                                          #   exponents, frozen GNPs
     python experiments/gnp_tuning.py --conjugates         # keeping or dropping the sign
                                                           #   conjugates, on stages 31's and
                                                           #   32's runs (eight seeds)
@@ -1241,6 +1244,70 @@ def conjugate_selection() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Stage 33's diagnosis: searches alone (30 epochs, no retrain) of shortest_path's model,
+#: one GNP for the message-passing layers and one for the readout, on training seeds
+#: PLATEAU_SEEDS: the MLP ending, the GNP's initial exponent, pool_lr, one pooling per
+#: channel, and GNPs frozen at a classic pooling (pool_lr 1e-12).
+PLATEAU_SEEDS = (100, 101, 104)
+_SEARCH = {**SOFTPLUS, "gnp_share_aggr": True}
+_FROZEN = {**_SEARCH, "pool_lr": 1e-12}
+PLATEAU_VARIANTS: dict[str, dict[str, Any]] = {
+    **{f"softplus, p = {p:g}": {"gnp": {**SHARED, "p": p, "q": 1.0}, "readout": {},
+                                "hp": _SEARCH}
+       for p in (1.0, 2.0, 4.0, -4.0, math.inf, -math.inf)},
+    "softplus, the sum (p = 1, q = 0; readout the mean)": {
+        "gnp": {**SHARED, "p": 1.0, "q": 0.0}, "readout": {"q": 1.0}, "hp": _SEARCH},
+    "softplus, p = 1, pool_lr 0.005": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                                       "hp": {**_SEARCH, "pool_lr": 0.005}},
+    "softplus, p = 1, pool_lr 0.015": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                                       "hp": {**_SEARCH, "pool_lr": 0.015}},
+    "softplus, p = 1 per channel": {"gnp": dict(MEAN), "readout": {}, "hp": _SEARCH},
+    "softplus, per-channel bank (|p| 1 to 50, a quarter negative)": {
+        "gnp": dict(MEAN), "readout": {}, "hp": {**_SEARCH, **BANK}},
+    "ReLU-ended, p = 1": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                          "hp": {"last_activation": True, "gnp_share_aggr": True}},
+    "linear-ended, p = 1": {"gnp": {**SHARED, **MEAN}, "readout": {},
+                            "hp": {"last_activation": False, "gnp_share_aggr": True}},
+    **{f"softplus, frozen at the {name}": {"gnp": {**SHARED, "p": p, "q": 1.0},
+                                           "readout": {}, "hp": _FROZEN}
+       for name, p in (("min", -math.inf), ("mean", 1.0), ("max", math.inf))},
+}
+
+
+def search_plateau(workers: int) -> str:
+    """Train :data:`PLATEAU_VARIANTS` on ``shortest_path`` (``search_plateau.sqlite``) and
+    tabulate each run's best validation MSE and the first epoch whose validation MSE is
+    below 3 (the searches' plateau, predicting about the mean, sits near 5.7)."""
+    tp = next(tp for tp in TASKS if tp.task == "shortest_path")
+    names = {f"plateau-{i}": label for i, label in enumerate(PLATEAU_VARIANTS)}
+    variants = {name: PLATEAU_VARIANTS[label] for name, label in names.items()}
+    extra = {tp.task: variant_configs("graph", variants)}
+    profile = replace(PROFILE, seeds=PLATEAU_SEEDS, tasks=(replace(tp, configs=()),))
+    db = OUT / "search_plateau.sqlite"
+    run_grid(plan(profile, configs=sorted(variants), extra_configs=extra), db,
+             workers=workers)
+    with RunDB(db, readonly=True) as store:
+        rows = {(r["config"], r["seed"]): r for r in store.rows() if r["status"] == "finished"}
+    lines = ["# GNP tuning: the `shortest_path` searches' plateau", "",
+             "Searches alone (30 epochs, no retrain; the quick profile's model and data, "
+             f"tuning split, training seeds {', '.join(map(str, PLATEAU_SEEDS))}): the best "
+             "validation MSE, and in brackets the first epoch with a validation MSE below 3 "
+             "(-: none). Computed by `python experiments/gnp_tuning.py --search-plateau`.",
+             "", "| search | " + " | ".join(f"seed {s}" for s in PLATEAU_SEEDS) + " |",
+             "|---|" + "---|" * len(PLATEAU_SEEDS)]
+    for name, label in names.items():
+        cells = []
+        for s in PLATEAU_SEEDS:
+            r = rows.get((name, s))
+            if r is None:
+                cells.append("missing")
+                continue
+            left = next((i + 1 for i, v in enumerate(r["history"]) if v < 3), None)
+            cells.append(f"{r['val_mse']:.3g} ({left if left else '-'})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def repeat(variant: str, task: str | None, seed: int | None, db: Path | None,
            workers: int) -> int:
     """Train one run of a stage again (``--repeat``) into a new database and print its
@@ -1285,6 +1352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conjugates", action="store_true",
                         help="score keeping or dropping the sign conjugates' retrains on "
                              "stages 31's and 32's runs (conjugates.md), from stored runs")
+    parser.add_argument("--search-plateau", action="store_true",
+                        help="searches alone on shortest_path: MLP endings, initial "
+                             "exponents, frozen GNPs (search_plateau.md)")
     parser.add_argument("--repeat", metavar="VARIANT",
                         help="train one run of VARIANT again (with --task and --seed) into "
                              "--db, a fresh database, and print its validation MSE and "
@@ -1299,6 +1369,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.candidates:
         text = candidate_selection()
         (OUT / "candidates.md").write_text(text)
+        print(text)
+        return 0
+    if args.search_plateau:
+        text = search_plateau(args.workers)
+        (OUT / "search_plateau.md").write_text(text)
         print(text)
         return 0
     if args.conjugates:
