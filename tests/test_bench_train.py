@@ -1002,7 +1002,7 @@ def test_flush_denormal_flushes_inside_and_restores_after(tmp_path, monkeypatch)
 def test_r_squared_is_one_minus_mse_over_the_targets_variance(tmp_path):
     from torch_geometric.loader import DataLoader
 
-    from gnpool.bench.train import r_squared, targets
+    from gnpool.bench.train import r_squared, scored_targets
 
     splits, info, _ = _set_max_with_one_gnp(tmp_path)
     y = np.concatenate([b.y.numpy().reshape(b.num_graphs, -1)
@@ -1017,7 +1017,7 @@ def test_r_squared_is_one_minus_mse_over_the_targets_variance(tmp_path):
     graph = Data(x=x, y=x.clone(), mask=torch.tensor([True, True, True, False]),
                  edge_index=torch.empty(2, 0, dtype=torch.long))
     batch = Batch.from_data_list([graph])
-    assert torch.equal(targets(batch, "node"), x[:3])
+    assert torch.equal(scored_targets(batch, "node"), x[:3])
     expected = 1 - 1.0 / float(np.mean(x[:3].double().numpy().var(axis=0)))
     assert r_squared(1.0, [graph], "node", 2) == pytest.approx(expected)
 

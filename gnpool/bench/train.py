@@ -108,7 +108,7 @@ def make_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer
 def outputs(model: torch.nn.Module, batch: Batch, level: str) -> tuple[Tensor, Tensor, Tensor]:
     """Flat predictions, targets and the size (nodes or elements) of each target's sample."""
     sizes = batch.ptr.diff()
-    target = targets(batch, level)
+    target = scored_targets(batch, level)
     if level == "set":
         out = model(batch.x, batch.batch, dim_size=batch.num_graphs)
         size = sizes.view(-1, 1).expand_as(target)
@@ -123,7 +123,7 @@ def outputs(model: torch.nn.Module, batch: Batch, level: str) -> tuple[Tensor, T
     return out.reshape(-1), target.reshape(-1), size.reshape(-1)
 
 
-def targets(batch: Batch, level: str) -> Tensor:
+def scored_targets(batch: Batch, level: str) -> Tensor:
     """The scored targets of ``batch``, one row per sample (a node task's masked nodes)."""
     if level == "node":
         return batch.y.view(batch.num_nodes, -1)[batch.mask]
@@ -706,7 +706,11 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     modules conjugated, :meth:`gnpool.GNPAggregation.conjugate_`), named
     :data:`CONJUGATE_PREFIX` and its number, which competes as a ReLU-ended retrain. The
     loss is the one ``hp.select_on`` names (:func:`choose_model`): the validation MSE, or
-    its share over the largest samples.
+    its share over the largest samples. With ``hp.search_refit_r2`` a search whose
+    validation R^2 (:func:`r_squared`) is below it (or NaN) trains again from the same
+    initialisation with ReLU-ended MLPs, and the search with the lower validation MSE is
+    the one the retrains start from (``"search_refit"`` in the record: the first search's
+    R^2 and validation MSE, the second's, and which was kept).
 
     Returns the kept model (the retrained one unless its loss is more than
     ``SNAP_SLACK`` above the search's) and its training record, whose ``"retrain"``
@@ -839,7 +843,7 @@ def r_squared(val_mse: float, dataset: Dataset, level: str, batch_size: int) -> 
     the share of the targets' variance that a model with validation MSE ``val_mse``
     explains (1: exact; 0: no better than predicting the mean; NaN where the targets do
     not vary)."""
-    target = torch.cat([targets(batch, level)
+    target = torch.cat([scored_targets(batch, level)
                         for batch in DataLoader(dataset, batch_size=batch_size)]).double()
     variance = float(target.var(dim=0, unbiased=False).mean())
     return 1.0 - val_mse / variance if variance > 0 else math.nan
