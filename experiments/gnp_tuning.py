@@ -1262,7 +1262,7 @@ PLATEAU_VARIANTS: dict[str, dict[str, Any]] = {
     "softplus, p = 1, pool_lr 0.015": {"gnp": {**SHARED, **MEAN}, "readout": {},
                                        "hp": {**_SEARCH, "pool_lr": 0.015}},
     "softplus, p = 1 per channel": {"gnp": dict(MEAN), "readout": {}, "hp": _SEARCH},
-    "softplus, per-channel bank (|p| 1 to 50, a quarter negative)": {
+    "softplus, per-channel bank (p from 1 to 50 in magnitude, a quarter negative)": {
         "gnp": dict(MEAN), "readout": {}, "hp": {**_SEARCH, **BANK}},
     "ReLU-ended, p = 1": {"gnp": {**SHARED, **MEAN}, "readout": {},
                           "hp": {"last_activation": True, "gnp_share_aggr": True}},
