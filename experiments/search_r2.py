@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 from gnpool.bench.profiles import PROFILES
-from gnpool.bench.runner import _load, plan
+from gnpool.bench.runner import plan
 from gnpool.bench.train import r_squared
-from gnpool.datasets import task_info
+from gnpool.datasets import load_splits, task_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = specs.get((task, seed))
         if spec is None:
             continue
-        val = _load(spec)["val"]
+        val = load_splits(task, root=spec.data_root, seed=spec.data_seed, progress=False,
+                          **spec.data)["val"]
         batch_size = spec.hparams.eval_batch_size
         for name, scores in json.loads(candidates)["models"].items():
             if not name.endswith("search"):
