@@ -556,21 +556,20 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # scores below it on the eight seeds; then the lowest-scoring one (on a tie the smaller
     # margin, stage 29's rule counting as the largest) replaces it.
     32: STAGE31,
-    # On shortest_path 13 of the 16 softplus-ended searches of stages 31 and 32 (two
-    # models, eight seeds) fitted little: 12 at validation MSE 5.58 to 5.88 after 30
-    # epochs (about the loss of predicting the mean), one at 4.84; so their retrains
-    # started from poolings the search had not chosen. (Corrected after the run: written
-    # before it as "7 of 8 seeds", read off the kept models' histories.) Searches of the same model on that task, 3
-    # training seeds each (100, 101, 104; tuning split only): ReLU-ended and linear-ended
-    # MLPs left the plateau in every seed (validation MSE 0.31 to 0.84 and 0.71 to 2.9),
-    # softplus-ended ones stayed on it whatever the GNP's initial exponent (p = 1, 2, 4,
-    # -4, +-inf, the sum, a per-channel bank); a softplus-ended model with a GNP frozen at
-    # the min left it, as fixed min-min does. Stage 33: stage 31's recipe with
-    # search_refit_r2=0.5: a search whose validation R^2 is below 0.5 trains again,
-    # ReLU-ended, from the same initialisation, and the lower validation MSE goes on (0.5
-    # set before it ran: between the plateau's R^2 near 0 and the fitted searches'). Set
-    # before it ran: adopted only if its score on the eight seeds 100 to 107 is below
-    # stage 31's there (1.129, stages 31 and 32).
+    # On shortest_path 13 of the 16 softplus-ended searches of stages 31 and 32 (two models,
+    # eight seeds) fitted little: 12 at validation MSE 5.58 to 5.88 after 30 epochs (about the
+    # loss of predicting the mean), one at 4.84; so their retrains started from poolings the
+    # search had not chosen. (Corrected after the run: written before it as "7 of 8 seeds", read
+    # off the kept models' histories.) Searches of the same model on that task, 3 training seeds
+    # each (100, 101, 104; tuning split only): ReLU-ended and linear-ended MLPs left the plateau
+    # in every seed (validation MSE 0.31 to 0.84 and 0.71 to 2.9), softplus-ended ones stayed on
+    # it whatever the GNP's initial exponent (p = 1, 2, 4, -4, +-inf, the sum, a per-channel
+    # bank); a softplus-ended model with a GNP frozen at the min left it, as fixed min-min does.
+    # Stage 33: stage 31's recipe with search_refit_r2=0.5: a search whose validation R^2 is
+    # below 0.5 trains again, ReLU-ended, from the same initialisation, and the lower validation
+    # MSE goes on (0.5 set before it ran: between the plateau's R^2 near 0 and the fitted
+    # searches'). Set before it ran: adopted only if its score on the eight seeds 100 to 107 is
+    # below stage 31's there (1.129, stages 31 and 32).
     33: {f"{STAGE31_NAME}-refit0.5": {
         **STAGE31[STAGE31_NAME], "hp": {**STAGE31[STAGE31_NAME]["hp"], "search_refit_r2": 0.5}}},
 }
