@@ -1135,6 +1135,25 @@ CONJUGATE_MARGINS = (1.25, 1.5, 2, 3, 5)
 CONJUGATE_STAGES, CONJUGATE_BASE = (31, 32), 29
 
 
+def stage_candidates(stages: tuple[int, ...]):
+    """One recipe's stored runs over the training seeds of ``stages`` (each stage runs the
+    same variant): its name, :func:`latest_runs`, and per ``(task, seed)`` the models the
+    run recorded (``candidates["models"]``). Exits naming the runs that are missing."""
+    (name,) = STAGES[stages[-1]]
+    assert all(name in STAGES[k] for k in stages), "one recipe in every stage"
+    seeds = tuple(s for k in stages for s in STAGE_SEEDS[k])
+    latest = latest_runs()
+    tasks = [tp.task for tp in TASKS]
+    missing = [(t, s) for t in tasks for s in seeds
+               if not (latest.get((t, name, s)) or {}).get("candidates")]
+    if missing:
+        raise SystemExit(f"runs of {name!r} with their candidates are missing for "
+                         f"{missing}; run python experiments/gnp_tuning.py --stage "
+                         f"{stages[-1]}")
+    return name, latest, {(t, s): latest[(t, name, s)]["candidates"]["models"]
+                          for t in tasks for s in seeds}
+
+
 def conjugate_selection() -> str:
     """Score keeping or dropping the sign conjugates' retrains, without training.
 
@@ -1148,21 +1167,11 @@ def conjugate_selection() -> str:
     comment of ``STAGES[32]``."""
     from gnpool.bench.train import CONJUGATE_PREFIX, choose_model
 
-    (name,) = STAGES[CONJUGATE_STAGES[-1]]
-    assert all(name in STAGES[k] for k in CONJUGATE_STAGES), "one recipe in every stage"
+    name, latest, runs = stage_candidates(CONJUGATE_STAGES)
     seed_sets = {"100 to 103": STAGE_SEEDS[CONJUGATE_STAGES[0]],
                  "104 to 107": STAGE_SEEDS[CONJUGATE_STAGES[1]]}
     seed_sets["all eight"] = tuple(s for v in seed_sets.values() for s in v)
-    latest = latest_runs()
     tasks = [tp.task for tp in TASKS]
-    missing = [(t, s) for t in tasks for s in seed_sets["all eight"]
-               if not (latest.get((t, name, s)) or {}).get("candidates")]
-    if missing:
-        raise SystemExit(f"runs of {name!r} with their candidates are missing for "
-                         f"{missing}; run python experiments/gnp_tuning.py --stage "
-                         f"{CONJUGATE_STAGES[-1]}")
-    runs = {(t, s): latest[(t, name, s)]["candidates"]["models"]
-            for t in tasks for s in seed_sets["all eight"]}
 
     def is_conjugate(model: str) -> bool:
         return model.split("/")[-1].startswith(CONJUGATE_PREFIX)
@@ -1274,21 +1283,11 @@ def margin_selection() -> str:
     of ``STAGES[34]``."""
     from gnpool.bench.train import choose_model
 
-    (name,) = STAGES[MARGIN_STAGES[0]]
-    assert all(name in STAGES[k] for k in MARGIN_STAGES), "one recipe in every stage"
+    name, latest, runs = stage_candidates(MARGIN_STAGES)
     seed_sets = {f"{STAGE_SEEDS[k][0]} to {STAGE_SEEDS[k][-1]} (stage {k})": STAGE_SEEDS[k]
                  for k in MARGIN_STAGES}
     seed_sets["all twelve"] = tuple(s for k in MARGIN_STAGES for s in STAGE_SEEDS[k])
-    latest = latest_runs()
     tasks = [tp.task for tp in TASKS]
-    missing = [(t, s) for t in tasks for s in seed_sets["all twelve"]
-               if not (latest.get((t, name, s)) or {}).get("candidates")]
-    if missing:
-        raise SystemExit(f"runs of {name!r} with their candidates are missing for "
-                         f"{missing}; run python experiments/gnp_tuning.py --stage "
-                         f"{MARGIN_STAGES[-1]}")
-    runs = {(t, s): latest[(t, name, s)]["candidates"]["models"]
-            for t in tasks for s in seed_sets["all twelve"]}
     lines = ["# GNP tuning: the ReLU-ended retrain's margin, offline", "",
              f"Stage 33's recipe (`{name}`, the profiles', `select_relu_margin=5`) on "
              "training seeds 100 to 107 (stage 33) and 108 to 111 (stage 34); for each "
