@@ -1263,7 +1263,7 @@ def conjugate_selection() -> str:
 
 #: ``--margins``: the select_relu_margin values scored, the profiles' first; the stages
 #: whose runs (one recipe, stage 33's) they are scored on, by seed set.
-MARGINS = (5.0, 1.0, 1.5, 2.0, 3.0, 4.0, 7.0, 10.0, 20.0, 50.0, math.inf)
+RELU_MARGINS = (5.0, 1.0, 1.5, 2.0, 3.0, 4.0, 7.0, 10.0, 20.0, 50.0, math.inf)
 MARGIN_STAGES = (33, 34)
 #: Stage 34's decision: the margin that replaces the profiles' 5 if it scores below it on
 #: stage 34's seeds (comment of ``STAGES[34]``).
@@ -1274,7 +1274,7 @@ def margin_selection() -> str:
     """Score ``HParams.select_relu_margin`` on stored runs, without training.
 
     Stage 33's and 34's runs (one recipe, the profiles', margin 5) record every model
-    they trained; for each margin in :data:`MARGINS` each run keeps one with
+    they trained; for each margin in :data:`RELU_MARGINS` each run keeps one with
     :func:`gnpool.bench.train.choose_model`, and the tuning-split MAPE ratios to the
     best fixed configuration of the same seeds are scored as :func:`summarise` scores a
     variant, on each stage's seeds and on all of them. The margin changes only which
@@ -1284,8 +1284,9 @@ def margin_selection() -> str:
     from gnpool.bench.train import choose_model
 
     name, latest, runs = stage_candidates(MARGIN_STAGES)
-    seed_sets = {f"{STAGE_SEEDS[k][0]} to {STAGE_SEEDS[k][-1]} (stage {k})": STAGE_SEEDS[k]
-                 for k in MARGIN_STAGES}
+    stage_label = {k: f"{STAGE_SEEDS[k][0]} to {STAGE_SEEDS[k][-1]} (stage {k})"
+                   for k in MARGIN_STAGES}
+    seed_sets = {stage_label[k]: STAGE_SEEDS[k] for k in MARGIN_STAGES}
     seed_sets["all twelve"] = tuple(s for k in MARGIN_STAGES for s in STAGE_SEEDS[k])
     tasks = [tp.task for tp in TASKS]
     lines = ["# GNP tuning: the ReLU-ended retrain's margin, offline", "",
@@ -1303,7 +1304,7 @@ def margin_selection() -> str:
                   "| margin | " + " | ".join(f"`{t}`" for t in tasks) + " | score |",
                   "|---|" + "---|" * (len(tasks) + 1)]
         scores[label] = {}
-        for m in MARGINS:
+        for m in RELU_MARGINS:
             ratios = {t: statistics.fmean(
                 runs[(t, s)][choose_model(runs[(t, s)], "val", m)]["mape_tune"]
                 for s in seeds) / best[t] for t in tasks}
@@ -1320,7 +1321,7 @@ def margin_selection() -> str:
                          latest[(t, name, s)]["mape_tune"], rel_tol=1e-9) for t, s in runs]
     lines += [f"Margin 5 repeats the stored runs' tuning MAPE in {sum(same)} of {len(same)} "
               "runs.", ""]
-    fresh = next(label for label in seed_sets if f"stage {MARGIN_STAGES[-1]}" in label)
+    fresh = stage_label[MARGIN_STAGES[-1]]
     new, old = scores[fresh][MARGIN_CANDIDATE], scores[fresh][5.0]
     verdict = (f"scores {new:.4g} against margin 5's {old:.4g}, so it replaces it" if new < old
                else f"scores {new:.4g} against margin 5's {old:.4g}, not below it; the "
@@ -1455,31 +1456,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat:
         return repeat(args.repeat, args.task, args.seed, args.db, args.workers)
-    if args.candidates:
-        text = candidate_selection()
-        (OUT / "candidates.md").write_text(text)
-        print(text)
-        return 0
-    if args.search_plateau:
-        text = search_plateau(args.workers)
-        (OUT / "search_plateau.md").write_text(text)
-        print(text)
-        return 0
-    if args.margins:
-        text = margin_selection()
-        (OUT / "margins.md").write_text(text)
-        print(text)
-        return 0
-    if args.conjugates:
-        text = conjugate_selection()
-        (OUT / "conjugates.md").write_text(text)
-        print(text)
-        return 0
-    if args.offline_selection:
-        text = offline_selection()
-        (OUT / "offline_selection.md").write_text(text)
-        print(text)
-        return 0
+    # The reports made by one function each (all but --search-plateau from stored runs).
+    reports = {"candidates": candidate_selection, "margins": margin_selection,
+               "conjugates": conjugate_selection, "offline_selection": offline_selection,
+               "search_plateau": lambda: search_plateau(args.workers)}
+    for flag, make in reports.items():
+        if getattr(args, flag):
+            text = make()
+            (OUT / f"{flag}.md").write_text(text)
+            print(text)
+            return 0
     if args.finalists:
         specs, chosen = finalist_specs()
         if not args.report_only:
