@@ -140,6 +140,46 @@ def test_targets_say_which_hold_with_the_figures():
     assert readout_pooling(rows[1]) == "max" and readout_pooling(rows[3]) is None
 
 
+def test_a_missed_readout_says_why_from_the_figures():
+    from gnpool.bench.report import targets
+
+    rows = []
+
+    def add(task, config, fixed, extrap, seed, gnp=None, candidates=None):
+        rows.append({"task": task, "config": config, "seed": seed, "status": "finished",
+                     "config_def": {"fixed": fixed}, "mape_interp": 1.0,
+                     "mape_extrap": extrap, "gnp": gnp or [], "candidates": candidates})
+
+    for seed in (0, 1):
+        add("shortest_path", "min-max", True, 10.0, seed)
+        add("shortest_path", "min-min", True, 15.0, seed)
+        # The aggregation at min, the readout at max (p_unit +1: the max).
+        add("shortest_path", "gnp", False, 10.0, seed,
+            [_gnp_module("convs.0.aggr_module", [-1.0], [0.0]),
+             _gnp_module("readout", [1.0], [0.0])])
+        readout = [1.0] if seed == 0 else [0.0]       # seed 1's readout: the mean
+        add("set_max", "max", True, 1.0, seed)
+        module = {**_gnp_module("pooling", readout, [0.0]),
+                  "selection": {"kept": "per_channel" if seed else "shared"},
+                  "retrain": {"kept": True,
+                              "last_activation": {"kept": "linear" if seed else "relu"}}}
+        add("set_max", "gnp", False, 1.0, seed, [module],
+            {"kept": "per_channel/linear" if seed else "shared/relu",
+             "models": {"per_channel/linear": {"val_mse": 1e-6},
+                        "shared/relu": {"val_mse": 3e-5},
+                        "shared/relu-conjugate-1": {"val_mse": 2e-5}}})
+    lines = targets(collect(rows))
+    readout = next(i for i, line in enumerate(lines) if "`closest_pooling()`" in line)
+    assert "**missed**" in lines[readout]
+    reasons = lines[readout + 1:]
+    assert reasons == [
+        "  - `shortest_path`: the best fixed configuration, min-max, reads max; the "
+        "known-good min-min extrapolates at 1.50x its MAPE (15 against 10); seed 0 kept: "
+        "ReLU-ended; seed 1 kept: ReLU-ended",
+        "  - `set_max`: seed 1 kept: one per channel, retrained linear-ended "
+        "(validation MSE 1e-06 against the ReLU-ended retrain's 2e-05)"]
+
+
 def test_seed_spread_lists_every_seed_and_both_ratios():
     from gnpool.bench.report import seed_spread
 

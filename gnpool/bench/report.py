@@ -357,7 +357,60 @@ def targets(cells: dict[str, dict[str, Cell]]) -> list[str]:
         lines.append("- The trained readout's `closest_pooling()` names the known-good "
                      "pooling in every seed: " + ("**met**" if ok else "**missed**")
                      + f" ({detail})")
+        lines += [f"  - `{task}`: {reason}" for task, expected, _ in checks
+                  if (reason := _readout_miss(task, expected, cells[task]))]
     return lines
+
+
+def _config_readout(task: str, config: str) -> str:
+    # The readout of a fixed configuration: a graph task's "aggregation-readout" pair
+    # names it second; a node or set task's configuration is the one pooling.
+    return config.split("-")[-1] if task_info(task).level == "graph" else config
+
+
+def _readout_miss(task: str, expected: str, by_config: dict[str, Cell]) -> str:
+    """Why a task's trained readouts miss ``expected``, from the figures: where the best
+    fixed configuration reads another pooling, the known-good configuration's
+    extrapolation MAPE against it; and for each seed that missed, the model it kept
+    (:func:`kept_model`). Empty where every seed names ``expected``."""
+    gnp = by_config["gnp"]
+    missed = [r for r in sorted(gnp.rows, key=_seed_order) if readout_pooling(r) != expected]
+    if not missed:
+        return ""
+    parts = []
+    best, good = best_fixed(by_config), known_good(task)
+    good_cell = by_config.get(good) if good else None
+    if best is not None and _config_readout(task, best.config) != expected:
+        part = (f"the best fixed configuration, {best.config}, reads "
+                f"{_config_readout(task, best.config)}")
+        if good_cell is not None and good_cell.extrap:
+            part += (f"; the known-good {good} extrapolates at "
+                     f"{good_cell.extrap_mean / best.extrap_mean:.2f}x its MAPE "
+                     f"({good_cell.extrap_mean:.3g} against {best.extrap_mean:.3g})")
+        parts.append(part)
+    parts += [f"seed {r.get('seed', '-')} kept: {kept_model(r)}{_against_relu(r)}"
+              for r in missed]
+    return "; ".join(parts)
+
+
+def _against_relu(row: dict[str, Any]) -> str:
+    # A kept model other than a ReLU-ended retrain, with its validation MSE against the
+    # best ReLU-ended retrain's (the fixed configurations' model family, which
+    # `select_relu_margin` favours), from the run's record of its models.
+    record = row.get("candidates")
+    models = record.get("models") if isinstance(record, dict) else None
+    kept = record.get("kept") if isinstance(record, dict) else None
+    if not isinstance(models, dict) or kept not in models:
+        return ""
+    relu = [m.get("val_mse") for name, m in models.items()
+            if name.split("/")[-1].split("-conjugate")[0] == "relu"]
+    relu = [v for v in relu if isinstance(v, (int, float))]
+    kept_mse = models[kept].get("val_mse")
+    if not relu or kept.split("/")[-1].startswith("relu") or not isinstance(kept_mse,
+                                                                         (int, float)):
+        return ""
+    return (f" (validation MSE {kept_mse:.2g} against the ReLU-ended retrain's "
+            f"{min(relu):.2g})")
 
 
 def _value(value: Any) -> str:
