@@ -592,9 +592,10 @@ def test_softplus_search_feeds_gnp_positive_inputs_and_retrains_with_relu_second
 
 def test_retrain_mirror_sets_the_parts_the_softplus_search_never_fed(tmp_path, monkeypatch):
     from gnpool.bench import train
+    from gnpool.training import recipe
     from gnpool.training.snap import MIRROR, PART_CLASSICS
 
-    monkeypatch.setattr(train, "SNAP_SLACK", math.inf)      # keep the retrained model
+    monkeypatch.setattr(recipe, "SNAP_SLACK", math.inf)     # keep the retrained model
     splits, info, config = _set_max_with_one_gnp(tmp_path)
     base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
                 retrain_last_activation=False)
@@ -852,7 +853,7 @@ def test_conjugate_sets_are_every_combination_of_the_modules_conjugation_changes
     assert conjugate_sets(model) == [("c",)]
     many = torch.nn.ModuleList(GNPAggregation.from_pooling("max")
                                for _ in range(MAX_CONJUGATED_MODULES + 1))
-    with pytest.raises(ValueError, match=r"retrain_conjugates=True needs at most 3 learnable "
+    with pytest.raises(ValueError, match=r"conjugates need at most 3 learnable "
                                          r"GNP modules, this model has 4 \(0, 1, 2, 3\)"):
         conjugate_sets(many)
     assert conjugate_sets(torch.nn.Linear(2, 2)) == []

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import itertools
 import math
-import re
 import sys
 import time
 import warnings
@@ -36,7 +34,19 @@ from ..training import (
     snap_to_classic,
     transfer_pooling_,
 )
-from ..training.snap import PART_CLASSICS, _learnable, _nearest
+from ..training.recipe import (  # noqa: F401  (the benchmark's names for them)
+    CANDIDATE_NAMES,
+    CONJUGATE_PREFIX,
+    HEADING_ANGLE,
+    MAX_CONJUGATED_MODULES,
+    SNAP_SLACK,
+    _lowest,
+    _with_relu_margin,
+    choose_model,
+    conjugate_sets,
+    head_parts_,
+)
+from ..training.snap import _learnable
 from .configs import PoolingConfig
 from .hparams import HParams
 
@@ -189,11 +199,6 @@ def size_bins(pred: np.ndarray, target: np.ndarray, size: np.ndarray,
                         "mean_size": float(size[sel].mean()),
                         "mape": mape(pred[sel], target[sel])})
     return out
-
-
-#: Snapping (``HParams.snap``): the snapped model is kept if its validation MSE is within
-#: this factor of the best before snapping.
-SNAP_SLACK = 0.05
 
 
 def _split_by_size(dataset: Dataset, share: float) -> tuple[Dataset, Dataset]:
@@ -432,37 +437,7 @@ def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: 
     return out
 
 
-def _selection_loss(scores: dict[str, float] | None, on: str) -> float:
-    value = (scores or {}).get("val_mse" if on == "val" else "val_mse_large")
-    return math.nan if value is None else float(value)
-
-
-def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) -> str:
-    # The lowest loss among `names`, the first on a tie; NaN never wins.
-    return min(names, key=lambda n: (math.isnan(_selection_loss(candidates[n], on)),
-                                     _selection_loss(candidates[n], on)))
-
-
-#: The model names :func:`choose_model` knows: a search, a retrain by its MLP ending, a model
-#: trained once; and :data:`CONJUGATE_PREFIX` followed by a number from 1.
-CANDIDATE_NAMES = ("search", "linear", "relu", "softplus", "model")
-#: ``HParams.retrain_conjugates``: the name of the ReLU-ended retrain of the k-th set of
-#: :func:`conjugate_sets` is this prefix and k (``"relu-conjugate-1"``, ...).
-CONJUGATE_PREFIX = "relu-conjugate-"
-#: At most this many learnable GNP modules for ``HParams.retrain_conjugates``, whose
-#: conjugates are retrained in every combination (up to ``2 ** modules - 1`` retrains);
-#: :func:`conjugate_sets` raises beyond it.
-MAX_CONJUGATED_MODULES = 3
-
-
-def _base_name(name: str) -> str:
-    # "relu" for a conjugate retrain (CONJUGATE_PREFIX + k), else the name itself.
-    if re.fullmatch(re.escape(CONJUGATE_PREFIX) + "[1-9][0-9]*", name):
-        return "relu"
-    return name
-
-
-def _check_conjugable(model: torch.nn.Module) -> None:
+def _check_conjugable_hparams(model: torch.nn.Module) -> None:
     # At most MAX_CONJUGATED_MODULES learnable GNP modules (any of them may end at max, so
     # search_and_retrain checks before its search).
     names = list(_learnable(model))
@@ -471,211 +446,6 @@ def _check_conjugable(model: torch.nn.Module) -> None:
                          f"learnable GNP modules, this model has {len(names)} "
                          f"({', '.join(names)}): set gnp_share_aggr=True (one GNP for every "
                          "message-passing layer) or retrain_conjugates=False")
-
-
-@torch.no_grad()
-def conjugate_sets(model: torch.nn.Module) -> list[tuple[str, ...]]:
-    """The sets of ``model``'s learnable GNP modules to conjugate
-    (:meth:`gnpool.GNPAggregation.conjugate_`, ``x -> -GNP(-x)``) for
-    ``HParams.retrain_conjugates``: every non-empty combination, smallest first and in
-    module order, of the modules that the conjugation changes (max and min trade places;
-    sum and mean are their own conjugates).
-
-    Why: ``min(x) = -max(-x)``. A search whose message functions can change sign fits its
-    training data as well with max as with min (and with max where the labels call for
-    min), so which of the two it ends at says little; a retrain of each and the
-    validation loss tell them apart.
-
-    Returns a list of tuples of module names (qualified, as ``named_modules`` gives
-    them); empty when no module's conjugate differs. Raises ``ValueError`` when the model
-    has more than :data:`MAX_CONJUGATED_MODULES` learnable GNP modules (the retrains grow
-    as ``2 ** n``)."""
-    _check_conjugable(model)
-    differ = [name for name, module in _learnable(model).items()
-              if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
-                      and torch.equal(module.beta, module.beta_neg))]
-    return [names for size in range(1, len(differ) + 1)
-            for names in itertools.combinations(differ, size)]
-
-
-_PREFIXES = ("shared/", "per_channel/")
-
-
-def _check_candidates(candidates: Any) -> None:
-    if not isinstance(candidates, dict) or not candidates:
-        raise ValueError(f"candidates must be a non-empty dict of model name -> scores, got "
-                         f"{candidates!r}")
-    for name, scores in candidates.items():
-        if not isinstance(name, str):
-            raise ValueError(f"candidates has a model named {name!r}; expected names from "
-                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>, each with or "
-                             f"without one of {_PREFIXES}")
-        if scores is not None and not isinstance(scores, dict):
-            raise ValueError(f"candidates[{name!r}] must be a dict of scores (as "
-                             f"candidate_scores returns) or None, got {scores!r}")
-        for key in ("val_mse", "val_mse_large"):
-            value = (scores or {}).get(key)
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, (int, float))):
-                raise ValueError(f"candidates[{name!r}][{key!r}] must be a number or None, "
-                                 f"got {value!r}")
-    prefixed = [n for n in candidates if n.startswith(_PREFIXES)]
-    if prefixed and len(prefixed) != len(candidates):
-        raise ValueError(f"candidates {list(candidates)} mix names with and without the "
-                         f"prefixes {_PREFIXES}; with select_channels every name has one")
-    for name in candidates:
-        base = _base_name(name.split("/", 1)[1] if prefixed else name)
-        if base not in CANDIDATE_NAMES:
-            raise ValueError(f"candidates has a model named {name!r}; expected names from "
-                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>"
-                             + (f" after one of {_PREFIXES}" if prefixed else ""))
-    for prefix in (_PREFIXES if prefixed else ("",)):
-        group = [n for n in candidates if n.startswith(prefix)]
-        if f"{prefix}model" in group and len(group) > 1:
-            raise ValueError(f"candidates {group} name a model trained once ({prefix}model) "
-                             "next to others; 'model' stands alone")
-    if prefixed:
-        missing = [p for p in _PREFIXES if not any(n.startswith(p) for n in candidates)]
-        if missing:
-            raise ValueError(f"candidates {list(candidates)} have no model named "
-                             f"{missing[0]!r}...; with select_channels both the 'shared/' "
-                             "and the 'per_channel/' models are needed")
-
-
-def _with_relu_margin(candidates: dict[str, dict[str, float] | None], margin: float
-                      ) -> dict[str, dict[str, float] | None]:
-    # The ReLU-ended retrains' losses divided by `margin` (a copy; the others as they are).
-    if margin == 1.0:
-        return candidates
-    out: dict[str, dict[str, float] | None] = {}
-    for name, scores in candidates.items():
-        if _base_name(name.rsplit("/", 1)[-1]) == "relu" and scores is not None:
-            scores = {k: (v / margin if k in ("val_mse", "val_mse_large")
-                          and isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-                      for k, v in scores.items()}
-        out[name] = scores
-    return out
-
-
-def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val",
-                 relu_margin: float = 1.0) -> str:
-    """Which of a run's trained models is kept (``HParams.select_on`` is ``on``).
-
-    ``candidates`` maps each model to its :func:`candidate_scores` (``None`` or a missing
-    value counts as NaN), named ``"search"`` and by the retrain's MLP ending (``"linear"``,
-    ``"relu"``, ``"softplus"``; a ReLU-ended retrain of conjugated poolings
-    :data:`CONJUGATE_PREFIX` and its number, ``"relu-conjugate-1"``, ...) in the order
-    they trained, or ``"model"`` for a model trained once (:data:`CANDIDATE_NAMES`);
-    with ``HParams.select_channels`` every name carries the prefix ``"shared/"`` or
-    ``"per_channel/"``, and both sets are needed.
-    Within a model: the retrain with the lowest loss (the first on a tie) is kept unless
-    its loss is more than :data:`SNAP_SLACK` above the search's; then the per-channel
-    model is kept if its kept loss is lower than the shared one's (the shared one on a
-    tie). A NaN loss never wins: a finite one beats it, and of two NaN losses the search,
-    or the shared model, is kept. The loss is the validation MSE (``on="val"``) or the
-    MSE over the validation targets of the largest samples (``"val_large"``). With
-    ``relu_margin`` (``HParams.select_relu_margin``) every comparison reads the
-    ReLU-ended retrains' (``"relu"`` and the conjugates') losses divided by it: such a
-    retrain is kept unless
-    another model's loss is below ``1 / relu_margin`` of its own.
-
-    Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two, a
-    ``relu_margin`` that is not a number >= 1, and for ``candidates`` that are not such a
-    dict (naming the entry at fault)."""
-    if on not in ("val", "val_large"):
-        raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
-    if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
-            relu_margin >= 1):
-        raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
-    _check_candidates(candidates)
-    candidates = _with_relu_margin(candidates, float(relu_margin))
-
-    def loss(name: str) -> float:
-        return _selection_loss(candidates[name], on)
-
-    def replaces(challenger: str, holder: str, bound: Callable[[float], float],
-                 on_tie: bool) -> bool:
-        # Whether `challenger` replaces `holder`: its loss below bound(holder's), or equal
-        # to it where on_tie; NaN never wins, a finite loss beats NaN.
-        if math.isnan(loss(challenger)):
-            return False
-        if math.isnan(loss(holder)):
-            return True
-        limit = bound(loss(holder))
-        return loss(challenger) < limit or (on_tie and loss(challenger) == limit)
-
-    def within(prefix: str) -> str:
-        names = [n for n in candidates if n.startswith(prefix)]
-        search = f"{prefix}search"
-        retrains = [n for n in names if n != search]
-        if search not in candidates:
-            if len(names) != 1:
-                raise ValueError(f"candidates {names} need a {search!r} entry to choose "
-                                 "among the search's retrains")
-            return names[0]
-        if not retrains:
-            return search
-        best = _lowest(candidates, retrains, on)
-        return (best if replaces(best, search, lambda v: (1 + SNAP_SLACK) * v, on_tie=True)
-                else search)
-
-    if any(n.startswith(_PREFIXES) for n in candidates):
-        shared, per_channel = within("shared/"), within("per_channel/")
-        return (per_channel if replaces(per_channel, shared, lambda v: v, on_tie=False)
-                else shared)
-    return within("")
-
-
-#: ``HParams.retrain_heading``: a part's displacement heads for a classic point within this
-#: angle of it (45 degrees: at most one of sum, mean, max and min seen from any of them).
-HEADING_ANGLE = math.pi / 4
-
-
-@torch.no_grad()
-def head_parts_(model: torch.nn.Module, start: dict[str, Tensor], travel: float,
-                targets: tuple[str, ...] = COMPARED) -> dict[str, list[list[str]]]:
-    """Set each part of each learnable GNP of ``model`` that is still nearest the classic
-    point nearest its start (``start``: a ``state_dict`` of the model before training) but
-    at least ``travel`` from its start in ``(p_unit, beta)`` to the classic point its
-    displacement points at: the one of ``targets`` other than that start point whose
-    direction from the start is within :data:`HEADING_ANGLE` of the displacement (none:
-    left as it is).
-
-    Returns ``{module name: [[positive part, negative part] per channel]}`` with the
-    classic point each part was set to or "none", for modules with a part set."""
-    centres = torch.tensor(list(PART_CLASSICS.values()), dtype=torch.float64)     # [4, 2]
-    # Classic points a part may head for (never the one it starts nearest).
-    allowed = torch.tensor([name in targets for name in COMPARED])
-    out: dict[str, list[list[str]]] = {}
-    for name, module in model.named_modules():
-        if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
-            continue
-        names: list[list[str]] = [[] for _ in range(module.channels)]
-        prefix = f"{name}." if name else ""
-        for unit_name, beta_name in (("p_unit", "beta"), ("p_neg_unit", "beta_neg")):
-            unit, beta = getattr(module, unit_name), getattr(module, beta_name)
-            then_unit = start[prefix + unit_name].double()
-            then_beta = start[prefix + beta_name].double()
-            origins = _nearest(then_unit, then_beta)[1]
-            nearest = _nearest(unit.double(), beta.double())[1]
-            then = torch.stack([then_unit.clamp(-1, 1), then_beta], -1)
-            moved = torch.stack([unit.double().clamp(-1, 1), beta.double()], -1) - then
-            for k in range(module.channels):
-                origin, distance = int(origins[k]), float(moved[k].norm())
-                choice = "none"
-                if int(nearest[k]) == origin and distance >= travel and distance > 0:
-                    towards = centres - then[k]
-                    cos = (towards @ moved[k]) / (towards.norm(dim=-1) * distance)
-                    ok = allowed & (torch.arange(len(COMPARED)) != origin) & ~cos.isnan()
-                    cos = torch.where(ok, cos, torch.full_like(cos, -math.inf))
-                    best = int(cos.argmax())
-                    if float(cos[best]) >= math.cos(HEADING_ANGLE) - 1e-12:
-                        unit[k], beta[k] = (float(v) for v in centres[best])
-                        choice = COMPARED[best]
-                names[k].append(choice)
-        if any(n != "none" for pair in names for n in pair):
-            out[name] = names
-    return out
 
 
 def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
@@ -724,7 +494,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     ``"history"`` runs over the search and the chosen retrain."""
     if hp.retrain_conjugates:
         # Too many modules to conjugate in every combination: said before the search.
-        _check_conjugable(model)
+        _check_conjugable_hparams(model)
     search_hp = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
     start = copy.deepcopy(model.state_dict())
     searched = fit(model, splits["train"], splits["val"], info.level, search_hp, seed,

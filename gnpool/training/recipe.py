@@ -1,0 +1,448 @@
+"""The benchmark's GNP recipe for any model: search, then retrain.
+
+Train a model with learnable GNP poolings (the *search*), set each pooling part to a
+classic point (sum, mean, max or min: :func:`head_parts_`, :func:`~gnpool.training.snap_parts_`,
+:func:`~gnpool.training.mirror_idle_parts_`), then train freshly initialised copies of the
+model with those poolings frozen (the *retrains*: with linear- and ReLU-ended MLPs, and
+ReLU-ended with the poolings' sign conjugates, :func:`conjugate_sets`), and keep one model
+by validation loss (:func:`choose_model`). :func:`search_then_retrain` runs it all with a
+model builder and a training function of the caller's; ``gnpool.bench`` runs the same steps
+with its own datasets and records (``HParams.retrain`` and the settings after it).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..aggr import GNPAggregation
+from ..aggr.gnp import COMPARED
+from .optim import transfer_pooling_
+from .snap import PART_CLASSICS, _learnable, _nearest, mirror_idle_parts_, snap_parts_
+
+#: A retrain is kept unless its validation loss is more than this factor above the
+#: search's (:func:`choose_model`); the benchmark's snapping (``HParams.snap``) keeps a
+#: snapped model within it of the best before snapping.
+SNAP_SLACK = 0.05
+
+
+def _selection_loss(scores: dict[str, float] | None, on: str) -> float:
+    value = (scores or {}).get("val_mse" if on == "val" else "val_mse_large")
+    return math.nan if value is None else float(value)
+
+
+def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) -> str:
+    # The lowest loss among `names`, the first on a tie; NaN never wins.
+    return min(names, key=lambda n: (math.isnan(_selection_loss(candidates[n], on)),
+                                     _selection_loss(candidates[n], on)))
+
+
+#: The model names :func:`choose_model` knows: a search, a retrain by its MLP ending, a model
+#: trained once; and :data:`CONJUGATE_PREFIX` followed by a number from 1.
+CANDIDATE_NAMES = ("search", "linear", "relu", "softplus", "model")
+#: ``HParams.retrain_conjugates``: the name of the ReLU-ended retrain of the k-th set of
+#: :func:`conjugate_sets` is this prefix and k (``"relu-conjugate-1"``, ...).
+CONJUGATE_PREFIX = "relu-conjugate-"
+#: At most this many learnable GNP modules for ``HParams.retrain_conjugates``, whose
+#: conjugates are retrained in every combination (up to ``2 ** modules - 1`` retrains);
+#: :func:`conjugate_sets` raises beyond it.
+MAX_CONJUGATED_MODULES = 3
+
+
+def _base_name(name: str) -> str:
+    # "relu" for a conjugate retrain (CONJUGATE_PREFIX + k), else the name itself.
+    if re.fullmatch(re.escape(CONJUGATE_PREFIX) + "[1-9][0-9]*", name):
+        return "relu"
+    return name
+
+
+def _check_conjugable(model: torch.nn.Module) -> None:
+    # At most MAX_CONJUGATED_MODULES learnable GNP modules (their conjugates are retrained
+    # in every combination).
+    names = list(_learnable(model))
+    if len(names) > MAX_CONJUGATED_MODULES:
+        raise ValueError(f"conjugates need at most {MAX_CONJUGATED_MODULES} learnable GNP "
+                         f"modules, this model has {len(names)} ({', '.join(names)}): share "
+                         "one GNP between the message-passing layers "
+                         "(MessageMLPGNN(share_aggr=True)) or leave the conjugates out "
+                         "(search_then_retrain(conjugates=False))")
+
+
+@torch.no_grad()
+def conjugate_sets(model: torch.nn.Module) -> list[tuple[str, ...]]:
+    """The sets of ``model``'s learnable GNP modules to conjugate
+    (:meth:`gnpool.GNPAggregation.conjugate_`, ``x -> -GNP(-x)``) for
+    ``HParams.retrain_conjugates``: every non-empty combination, smallest first and in
+    module order, of the modules that the conjugation changes (max and min trade places;
+    sum and mean are their own conjugates).
+
+    Why: ``min(x) = -max(-x)``. A search whose message functions can change sign fits its
+    training data as well with max as with min (and with max where the labels call for
+    min), so which of the two it ends at says little; a retrain of each and the
+    validation loss tell them apart.
+
+    Returns a list of tuples of module names (qualified, as ``named_modules`` gives
+    them); empty when no module's conjugate differs. Raises ``ValueError`` when the model
+    has more than :data:`MAX_CONJUGATED_MODULES` learnable GNP modules (the retrains grow
+    as ``2 ** n``)."""
+    _check_conjugable(model)
+    differ = [name for name, module in _learnable(model).items()
+              if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
+                      and torch.equal(module.beta, module.beta_neg))]
+    return [names for size in range(1, len(differ) + 1)
+            for names in itertools.combinations(differ, size)]
+
+
+_PREFIXES = ("shared/", "per_channel/")
+
+
+def _check_candidates(candidates: Any) -> None:
+    if not isinstance(candidates, dict) or not candidates:
+        raise ValueError(f"candidates must be a non-empty dict of model name -> scores, got "
+                         f"{candidates!r}")
+    for name, scores in candidates.items():
+        if not isinstance(name, str):
+            raise ValueError(f"candidates has a model named {name!r}; expected names from "
+                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>, each with or "
+                             f"without one of {_PREFIXES}")
+        if scores is not None and not isinstance(scores, dict):
+            raise ValueError(f"candidates[{name!r}] must be a dict of scores (as "
+                             f"candidate_scores returns) or None, got {scores!r}")
+        for key in ("val_mse", "val_mse_large"):
+            value = (scores or {}).get(key)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))):
+                raise ValueError(f"candidates[{name!r}][{key!r}] must be a number or None, "
+                                 f"got {value!r}")
+    prefixed = [n for n in candidates if n.startswith(_PREFIXES)]
+    if prefixed and len(prefixed) != len(candidates):
+        raise ValueError(f"candidates {list(candidates)} mix names with and without the "
+                         f"prefixes {_PREFIXES}; with select_channels every name has one")
+    for name in candidates:
+        base = _base_name(name.split("/", 1)[1] if prefixed else name)
+        if base not in CANDIDATE_NAMES:
+            raise ValueError(f"candidates has a model named {name!r}; expected names from "
+                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>"
+                             + (f" after one of {_PREFIXES}" if prefixed else ""))
+    for prefix in (_PREFIXES if prefixed else ("",)):
+        group = [n for n in candidates if n.startswith(prefix)]
+        if f"{prefix}model" in group and len(group) > 1:
+            raise ValueError(f"candidates {group} name a model trained once ({prefix}model) "
+                             "next to others; 'model' stands alone")
+    if prefixed:
+        missing = [p for p in _PREFIXES if not any(n.startswith(p) for n in candidates)]
+        if missing:
+            raise ValueError(f"candidates {list(candidates)} have no model named "
+                             f"{missing[0]!r}...; with select_channels both the 'shared/' "
+                             "and the 'per_channel/' models are needed")
+
+
+def _with_relu_margin(candidates: dict[str, dict[str, float] | None], margin: float
+                      ) -> dict[str, dict[str, float] | None]:
+    # The ReLU-ended retrains' losses divided by `margin` (a copy; the others as they are).
+    if margin == 1.0:
+        return candidates
+    out: dict[str, dict[str, float] | None] = {}
+    for name, scores in candidates.items():
+        if _base_name(name.rsplit("/", 1)[-1]) == "relu" and scores is not None:
+            scores = {k: (v / margin if k in ("val_mse", "val_mse_large")
+                          and isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                      for k, v in scores.items()}
+        out[name] = scores
+    return out
+
+
+def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val",
+                 relu_margin: float = 1.0) -> str:
+    """Which of a run's trained models is kept (``HParams.select_on`` is ``on``).
+
+    ``candidates`` maps each model to its :func:`candidate_scores` (``None`` or a missing
+    value counts as NaN), named ``"search"`` and by the retrain's MLP ending (``"linear"``,
+    ``"relu"``, ``"softplus"``; a ReLU-ended retrain of conjugated poolings
+    :data:`CONJUGATE_PREFIX` and its number, ``"relu-conjugate-1"``, ...) in the order
+    they trained, or ``"model"`` for a model trained once (:data:`CANDIDATE_NAMES`);
+    with ``HParams.select_channels`` every name carries the prefix ``"shared/"`` or
+    ``"per_channel/"``, and both sets are needed.
+    Within a model: the retrain with the lowest loss (the first on a tie) is kept unless
+    its loss is more than :data:`SNAP_SLACK` above the search's; then the per-channel
+    model is kept if its kept loss is lower than the shared one's (the shared one on a
+    tie). A NaN loss never wins: a finite one beats it, and of two NaN losses the search,
+    or the shared model, is kept. The loss is the validation MSE (``on="val"``) or the
+    MSE over the validation targets of the largest samples (``"val_large"``). With
+    ``relu_margin`` (``HParams.select_relu_margin``) every comparison reads the
+    ReLU-ended retrains' (``"relu"`` and the conjugates') losses divided by it: such a
+    retrain is kept unless
+    another model's loss is below ``1 / relu_margin`` of its own.
+
+    Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two, a
+    ``relu_margin`` that is not a number >= 1, and for ``candidates`` that are not such a
+    dict (naming the entry at fault)."""
+    if on not in ("val", "val_large"):
+        raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
+    if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
+            relu_margin >= 1):
+        raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
+    _check_candidates(candidates)
+    candidates = _with_relu_margin(candidates, float(relu_margin))
+
+    def loss(name: str) -> float:
+        return _selection_loss(candidates[name], on)
+
+    def replaces(challenger: str, holder: str, bound: Callable[[float], float],
+                 on_tie: bool) -> bool:
+        # Whether `challenger` replaces `holder`: its loss below bound(holder's), or equal
+        # to it where on_tie; NaN never wins, a finite loss beats NaN.
+        if math.isnan(loss(challenger)):
+            return False
+        if math.isnan(loss(holder)):
+            return True
+        limit = bound(loss(holder))
+        return loss(challenger) < limit or (on_tie and loss(challenger) == limit)
+
+    def within(prefix: str) -> str:
+        names = [n for n in candidates if n.startswith(prefix)]
+        search = f"{prefix}search"
+        retrains = [n for n in names if n != search]
+        if search not in candidates:
+            if len(names) != 1:
+                raise ValueError(f"candidates {names} need a {search!r} entry to choose "
+                                 "among the search's retrains")
+            return names[0]
+        if not retrains:
+            return search
+        best = _lowest(candidates, retrains, on)
+        return (best if replaces(best, search, lambda v: (1 + SNAP_SLACK) * v, on_tie=True)
+                else search)
+
+    if any(n.startswith(_PREFIXES) for n in candidates):
+        shared, per_channel = within("shared/"), within("per_channel/")
+        return (per_channel if replaces(per_channel, shared, lambda v: v, on_tie=False)
+                else shared)
+    return within("")
+
+
+#: ``HParams.retrain_heading``: a part's displacement heads for a classic point within this
+#: angle of it (45 degrees: at most one of sum, mean, max and min seen from any of them).
+HEADING_ANGLE = math.pi / 4
+
+
+@torch.no_grad()
+def head_parts_(model: torch.nn.Module, start: dict[str, Tensor], travel: float,
+                targets: tuple[str, ...] = COMPARED) -> dict[str, list[list[str]]]:
+    """Set each part of each learnable GNP of ``model`` that is still nearest the classic
+    point nearest its start (``start``: a ``state_dict`` of the model before training) but
+    at least ``travel`` from its start in ``(p_unit, beta)`` to the classic point its
+    displacement points at: the one of ``targets`` other than that start point whose
+    direction from the start is within :data:`HEADING_ANGLE` of the displacement (none:
+    left as it is).
+
+    Returns ``{module name: [[positive part, negative part] per channel]}`` with the
+    classic point each part was set to or "none", for modules with a part set."""
+    centres = torch.tensor(list(PART_CLASSICS.values()), dtype=torch.float64)     # [4, 2]
+    # Classic points a part may head for (never the one it starts nearest).
+    allowed = torch.tensor([name in targets for name in COMPARED])
+    out: dict[str, list[list[str]]] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, GNPAggregation) or not module.p_unit.requires_grad:
+            continue
+        names: list[list[str]] = [[] for _ in range(module.channels)]
+        prefix = f"{name}." if name else ""
+        for unit_name, beta_name in (("p_unit", "beta"), ("p_neg_unit", "beta_neg")):
+            unit, beta = getattr(module, unit_name), getattr(module, beta_name)
+            then_unit = start[prefix + unit_name].double()
+            then_beta = start[prefix + beta_name].double()
+            origins = _nearest(then_unit, then_beta)[1]
+            nearest = _nearest(unit.double(), beta.double())[1]
+            then = torch.stack([then_unit.clamp(-1, 1), then_beta], -1)
+            moved = torch.stack([unit.double().clamp(-1, 1), beta.double()], -1) - then
+            for k in range(module.channels):
+                origin, distance = int(origins[k]), float(moved[k].norm())
+                choice = "none"
+                if int(nearest[k]) == origin and distance >= travel and distance > 0:
+                    towards = centres - then[k]
+                    cos = (towards @ moved[k]) / (towards.norm(dim=-1) * distance)
+                    ok = allowed & (torch.arange(len(COMPARED)) != origin) & ~cos.isnan()
+                    cos = torch.where(ok, cos, torch.full_like(cos, -math.inf))
+                    best = int(cos.argmax())
+                    if float(cos[best]) >= math.cos(HEADING_ANGLE) - 1e-12:
+                        unit[k], beta[k] = (float(v) for v in centres[best])
+                        choice = COMPARED[best]
+                names[k].append(choice)
+        if any(n != "none" for pair in names for n in pair):
+            out[name] = names
+    return out
+
+
+
+
+def _check_same_start(start: dict[str, Tensor], model: torch.nn.Module, what: str) -> None:
+    # A retrain starts where the search started: every tensor of the search's initial
+    # state_dict that `model` has too (same name and shape) must be equal to it.
+    for name, value in model.state_dict().items():
+        first = start.get(name)
+        if first is not None and first.shape == value.shape and not torch.equal(first, value):
+            raise ValueError(f"build must return the same initial weights on every call "
+                             f"(seed inside it, e.g. torch.manual_seed(0)); the {what} "
+                             f"differs from the search's initial {name!r}")
+
+
+def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
+                        train: Callable[[torch.nn.Module], float], *,
+                        run: Callable[[torch.nn.Module], Any] | None = None,
+                        search_ending: bool | str = "softplus",
+                        retrain_endings: Sequence[bool | str] = (False, True),
+                        conjugates: bool = True, heading: float | None = 0.15,
+                        refit_above: float | None = None, relu_margin: float = 5.0,
+                        ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Find each GNP's classic pooling by *search, then retrain*, for any model: the
+    benchmark's GNP recipe (``gnpool.bench``'s profiles) with the caller's model and
+    training loop.
+
+    1. The search: ``build(search_ending)`` trained by ``train`` with learnable poolings
+       (softplus-ended MLPs feed every GNP positive inputs: no channel dead, and no sign
+       through which max and min could stand in for each other).
+    2. With ``refit_above``: a search whose validation loss is above it (or NaN) fitted
+       nothing to read a pooling from; ``build(True)`` (ReLU-ended) trains from the same
+       initialisation, and the lower loss goes on (the benchmark: ``search_refit_r2=0.5``,
+       a validation MSE above half the targets' variance).
+    3. Each part that travelled at least ``heading`` in ``(p_unit, beta)`` towards max or
+       min but is still nearest its start is set to that max or min (:func:`head_parts_`);
+       then every part to its nearest classic point
+       (:func:`~gnpool.training.snap_parts_`), and with ``run`` each part that pooled only
+       zeros (a softplus search's negative parts) to its sibling's mirror
+       (:func:`~gnpool.training.mirror_idle_parts_`), so each channel is the sum, mean,
+       max or min of its whole input.
+    4. The retrains: for each of ``retrain_endings``, ``build(ending)`` given those
+       poolings, frozen (:func:`~gnpool.training.transfer_pooling_`), its other weights
+       trained by ``train``; with ``conjugates``, a ReLU-ended retrain for each set of
+       :func:`conjugate_sets` (those GNPs as ``x -> -GNP(-x)``: max and min traded,
+       because ``min(x) = -max(-x)`` lets a search fit min labels with max).
+    5. The kept model (:func:`choose_model` with ``relu_margin``): the retrain with the
+       lowest validation loss, a ReLU-ended one (the family of Xu et al.'s fixed poolings)
+       unless another's loss is below ``1 / relu_margin`` of its own; the search instead
+       where every retrain's loss is more than :data:`SNAP_SLACK` above its own.
+
+    What the benchmark does besides: its search snaps each GNP near a classic pooling for
+    the last fifth of its epochs, kept if validation agrees (``HParams.snap``; a ``train``
+    may do so with :func:`~gnpool.training.snap_to_classic`), it passes ``refit_above``
+    as half the variance of the validation targets (``HParams.search_refit_r2=0.5``), and
+    it runs all of it a second time with one exponent per channel
+    (``GNPAggregation(channels=...)`` against ``channels=1``), keeping the model with the
+    lower validation loss: call this twice and compare ``record["losses"][record["kept"]]``.
+    Its settings were chosen on a tuning split of the benchmark's tasks
+    (``experiments/results/gnp_tuning/``), not on any reported test split.
+
+    Args:
+        build: returns a freshly initialised model whose MLPs end as its argument says
+            (``True``: ReLU, ``False``: linear, ``"softplus"``; as
+            :class:`~gnpool.models.MessageMLPGNN`'s and
+            :class:`~gnpool.models.DeepSets`' ``last_activation``), with the same
+            initial weights on every call (seed inside it). Its learnable GNPs are the
+            poolings searched for.
+        train: trains a model in place (e.g. Adam over
+            :func:`~gnpool.training.param_groups`, which leaves frozen poolings out) and
+            returns its validation loss (lower is better; NaN never wins).
+        run: calls a model on training inputs (its output is not used), for step 3's
+            mirror; ``None`` leaves idle parts as the search left them.
+        search_ending: the search's MLP ending.
+        retrain_endings: one retrain per ending, in order (distinct; at least one).
+        conjugates: also retrain ReLU-ended at the sign conjugates (at most
+            :data:`MAX_CONJUGATED_MODULES` learnable GNP modules).
+        heading: the travel of step 3 (``None``: parts go to their nearest point only).
+        refit_above: step 2's bound on the search's validation loss (``None``: no refit).
+        relu_margin: >= 1; 1 keeps the lowest loss.
+
+    Returns:
+        ``(model, record)``: the kept model, trained, and a dict with ``"kept"`` (its
+        name: ``"search"``, an ending's name ``"linear"``/``"relu"``/``"softplus"``, or
+        ``"relu-conjugate-<k>"``), ``"losses"`` (every trained model's validation loss by
+        name, the refit search's as ``"search-relu"``), ``"refit"`` (whether the
+        ReLU-ended search replaced the first), ``"headed"``, ``"snapped"``, ``"mirrored"``
+        (what steps 3 set, as :func:`head_parts_`, :func:`~gnpool.training.snap_parts_` and
+        :func:`~gnpool.training.mirror_idle_parts_` return it) and ``"conjugates"`` (the
+        module sets conjugated, in retrain order).
+
+    Raises:
+        ValueError: ``build`` without learnable GNPs, or with different initial weights on
+            two calls; ``train`` returning something other than a number; bad endings
+            (repeated, none, or not one of the above); ``heading`` not positive;
+            ``refit_above`` not a number; ``relu_margin`` below 1; more than
+            :data:`MAX_CONJUGATED_MODULES` learnable GNP modules with ``conjugates``.
+    """
+    from ..models.mlp import ending_name
+
+    names = [ending_name(e) for e in (search_ending, *retrain_endings)][1:]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"retrain_endings must name at least one MLP ending, each once, "
+                         f"got {list(retrain_endings)!r}")
+    if heading is not None and (isinstance(heading, bool) or not isinstance(
+            heading, (int, float)) or not heading > 0):
+        raise ValueError(f"heading must be a positive number or None, got {heading!r}")
+    if refit_above is not None and (isinstance(refit_above, bool)
+                                    or not isinstance(refit_above, (int, float))):
+        raise ValueError(f"refit_above must be a number or None, got {refit_above!r}")
+    if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
+            relu_margin >= 1):
+        raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
+
+    def loss_of(model: torch.nn.Module, what: str) -> float:
+        value = train(model)
+        if isinstance(value, Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"train must return the validation loss as a number, got "
+                             f"{value!r} for the {what}")
+        return float(value)
+
+    searched = build(search_ending)
+    if not _learnable(searched):
+        raise ValueError("build must return a model with learnable GNP poolings (e.g. "
+                         "aggr='gnp'); this one has none")
+    if conjugates:
+        _check_conjugable(searched)
+    start = copy.deepcopy(searched.state_dict())
+    losses = {"search": loss_of(searched, "search")}
+    refit = False
+    if refit_above is not None and not losses["search"] <= refit_above:
+        other = build(True)
+        _check_same_start(start, other, "ReLU-ended search")
+        losses["search-relu"] = loss_of(other, "ReLU-ended search")
+        if losses["search-relu"] < losses["search"] or math.isnan(losses["search"]):
+            searched, refit = other, True
+    search_loss = losses["search-relu"] if refit else losses["search"]
+    trained = copy.deepcopy(searched.state_dict())
+    headed = ({} if heading is None
+              else head_parts_(searched, start, float(heading), ("max", "min")))
+    snapped = snap_parts_(searched, math.inf)
+    mirrored = mirror_idle_parts_(searched, lambda: run(searched)) if run is not None else {}
+    sets = conjugate_sets(searched) if conjugates else []
+    plan = ([(end, name, ()) for end, name in zip(retrain_endings, names, strict=True)]
+            + [(True, f"{CONJUGATE_PREFIX}{k}", flipped)
+               for k, flipped in enumerate(sets, start=1)])
+    models = {}
+    for end, name, flipped in plan:
+        source = searched
+        if flipped:
+            source = copy.deepcopy(searched)
+            for module_name in flipped:
+                source.get_submodule(module_name).conjugate_()
+        fresh = build(end)
+        _check_same_start(start, fresh, f"{name} retrain")
+        transfer_pooling_(source, fresh)
+        losses[name] = loss_of(fresh, f"{name} retrain")
+        models[name] = fresh
+    searched.load_state_dict(trained)           # the search as trained, if it is kept
+    candidates = {"search": {"val_mse": search_loss},
+                  **{name: {"val_mse": losses[name]} for _, name, _ in plan}}
+    kept = choose_model(candidates, "val", relu_margin)
+    record = {"kept": kept, "losses": losses, "refit": refit, "headed": headed,
+              "snapped": snapped, "mirrored": mirrored,
+              "conjugates": [list(s) for s in sets]}
+    return (searched if kept == "search" else models[kept]), record

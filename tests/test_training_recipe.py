@@ -1,0 +1,139 @@
+"""gnpool.training.search_then_retrain: the benchmark's GNP recipe for any model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import gnpool
+from gnpool import GNPAggregation
+from gnpool.models import DeepSets
+from gnpool.training import choose_model, search_then_retrain
+
+
+def _sets(size, gen, n=10):
+    x = torch.randn(n * size, 1, generator=gen)
+    return x, torch.arange(n * size) // size, x.view(n, size, 1).amax(dim=1)
+
+
+def _build(ending):
+    torch.manual_seed(0)
+    return DeepSets(1, 1, 8, "gnp", pooling_kwargs={"channels": 1}, last_activation=ending)
+
+
+def test_finds_max_and_extrapolates_tenfold():
+    gen = torch.Generator().manual_seed(1)
+    batches = [_sets(12, gen) for _ in range(120)]
+    val = _sets(12, torch.Generator().manual_seed(3), 50)
+
+    def train(model):
+        optimizer = torch.optim.Adam(gnpool.param_groups(model, lr=1e-2, pool_lr=0.05))
+        for x, index, y in batches:
+            loss = torch.nn.functional.mse_loss(model(x, index), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            return torch.nn.functional.mse_loss(model(*val[:2]), val[2]).item()
+
+    model, record = search_then_retrain(_build, train, run=lambda m: m(*batches[0][:2]))
+    # The softplus search ends nearest max, its idle negative part mirrors to min, and the
+    # retrains (linear, ReLU, and ReLU at the conjugate, min) compete.
+    assert record["snapped"] == {"pooling": [["max", "mean"]]}
+    assert record["mirrored"] == {"pooling": [["none", "min"]]}
+    assert record["conjugates"] == [["pooling"]]
+    assert list(record["losses"]) == ["search", "linear", "relu", "relu-conjugate-1"]
+    assert record["kept"] == choose_model(
+        {k: {"val_mse": v} for k, v in record["losses"].items()}, "val", 5.0)
+    assert record["kept"] != "search" and model.pooling.closest_pooling() == "max"
+    assert not model.pooling.p_unit.requires_grad              # frozen at the classic point
+    x, index, y = _sets(120, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        error = (model(x, index) - y).abs().mean().item()
+    assert error < 0.05                                         # sets 10x the training size
+
+
+class _Scripted:
+    """A `train` that trains nothing: it returns the scripted loss of each call in turn and
+    moves a learnable GNP's positive part to `p_unit` (what a search would do)."""
+
+    def __init__(self, losses, p_unit=0.7):
+        self.losses, self.p_unit, self.models = list(losses), p_unit, []
+
+    def __call__(self, model):
+        self.models.append(model)
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, GNPAggregation) and module.p_unit.requires_grad:
+                    module.p_unit.fill_(self.p_unit)
+        return self.losses.pop(0)
+
+
+def test_keeps_the_relu_retrain_within_its_margin_and_the_search_past_the_slack():
+    # search, linear, relu, relu-conjugate-1 (the search ends at p_unit 0.7: max)
+    model, record = search_then_retrain(_build, _Scripted([1.0, 0.3, 0.9, 2.0]))
+    assert record["kept"] == "relu"                    # 0.3 is not below 0.9 / 5
+    model, record = search_then_retrain(_build, _Scripted([1.0, 0.1, 0.9, 2.0]))
+    assert record["kept"] == "linear"                  # 0.1 < 0.18
+    train = _Scripted([1.0, 0.3, 0.9, 2.0])
+    model, record = search_then_retrain(_build, train, relu_margin=1)
+    assert record["kept"] == "linear" and model is train.models[1]
+    # Every retrain more than 5% above the search: the search is kept, as it was
+    # trained (p_unit 0.7), not as it was snapped for the retrains (1: max).
+    # (the ReLU-ended retrain's 6.0 / 5 too).
+    train = _Scripted([1.0, 1.2, 6.0, math.nan])
+    x, index = torch.randn(12, 1), torch.arange(12) // 4
+    model, record = search_then_retrain(_build, train, run=lambda m: m(x, index))
+    assert record["kept"] == "search" and model is train.models[0]
+    assert model.pooling.p_unit.item() == pytest.approx(0.7)
+    assert model.pooling.p_unit.requires_grad
+    assert train.models[2].pooling.closest_pooling() == "max"        # the retrains' pooling
+    assert train.models[3].pooling.closest_pooling() == "min"        # and its conjugate
+
+
+def test_a_search_above_refit_above_trains_again_relu_ended():
+    # search 5.0 > 1.0: a ReLU-ended search (0.5) trains and is the one snapped; no
+    # conjugates, one retrain.
+    train = _Scripted([5.0, 0.5, 0.4])
+    model, record = search_then_retrain(_build, train, retrain_endings=(False,),
+                                        conjugates=False, refit_above=1.0)
+    assert record["refit"] and record["losses"] == {"search": 5.0, "search-relu": 0.5,
+                                                    "linear": 0.4}
+    assert [m.encoder.ending for m in train.models] == ["softplus", "relu", "linear"]
+    assert record["kept"] == "linear"
+    # Below the bound: no refit.
+    _, record = search_then_retrain(_build, _Scripted([0.9, 0.4]), retrain_endings=(False,),
+                                    conjugates=False, refit_above=1.0)
+    assert not record["refit"] and "search-relu" not in record["losses"]
+
+
+def test_bad_arguments_are_named():
+    ok = _Scripted([1.0] * 10)
+    with pytest.raises(ValueError, match="learnable GNP"):
+        search_then_retrain(lambda e: torch.nn.Linear(1, 1), ok)
+
+    def unseeded(ending):
+        return DeepSets(1, 1, 8, "gnp", last_activation=ending)
+
+    with pytest.raises(ValueError, match="build must return the same initial weights"):
+        search_then_retrain(unseeded, _Scripted([1.0] * 10))
+    with pytest.raises(ValueError, match="train must return the validation loss"):
+        search_then_retrain(_build, lambda m: "low")
+    for endings in ((), (False, "linear"), ("tanh",)):
+        with pytest.raises(ValueError, match="retrain_endings|last_activation"):
+            search_then_retrain(_build, ok, retrain_endings=endings)
+    with pytest.raises(ValueError, match="heading must be a positive number"):
+        search_then_retrain(_build, ok, heading=0)
+    with pytest.raises(ValueError, match="refit_above must be a number"):
+        search_then_retrain(_build, ok, refit_above="1")
+    with pytest.raises(ValueError, match="relu_margin must be a number >= 1"):
+        search_then_retrain(_build, ok, relu_margin=0.5)
+
+    def four(ending):
+        torch.manual_seed(0)
+        return torch.nn.ModuleList(GNPAggregation() for _ in range(4))
+
+    with pytest.raises(ValueError, match="conjugates need at most 3 learnable GNP modules"):
+        search_then_retrain(four, ok)
