@@ -187,7 +187,8 @@ class GNPAggregation(Aggregation):
     Raises:
         ValueError: ``channels`` is not a positive int, an initial value has neither 1
             nor ``channels`` entries or is out of range, or (in ``forward``) ``channels``
-            does not match the features of ``x``.
+            does not match the features of ``x``, a ``p_unit`` is NaN or a ``beta`` is
+            not finite (as after a diverged optimiser step).
         NotImplementedError: (in ``forward``) ``x`` or a parameter under forward-mode AD
             (``torch.func.jvp``, ``torch.autograd.forward_ad``) or a ``torch.func``
             transform (``grad``, ``vmap``, ``functional_call`` ensembles under ``vmap``):
@@ -210,6 +211,8 @@ class GNPAggregation(Aggregation):
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if not isinstance(learn, bool):
+            raise TypeError(f"learn must be True or False, got {learn!r}")
         self.channels, self.learn, self.backend = channels, learn, backend
         # The classic reductions the parameters sit at (None: not at one), and the
         # parameters' identities and versions it was read from.
@@ -233,13 +236,21 @@ class GNPAggregation(Aggregation):
                      **kwargs: Any) -> GNPAggregation:
         """A GNP initialised exactly at a classic pooling: ``"sum"``, ``"mean"``,
         ``"max"``, ``"min"``, ``"l2"`` (the L2 norm) or ``"rms"``."""
-        if name not in CLASSIC:
+        if not isinstance(name, str) or name not in CLASSIC:
             raise ValueError(f"name must be one of {sorted(CLASSIC)}, got {name!r}")
         p, q, p_neg, q_neg = CLASSIC[name]
         return cls(channels, p=p, q=q, p_neg=p_neg, q_neg=q_neg, learn=learn, **kwargs)
 
     def _initial(self, name: str) -> Tensor:
-        value = torch.as_tensor(self._init[name], dtype=torch.float64).reshape(-1)
+        given = self._init[name]
+        if given is None or isinstance(given, (bool, str, bytes)):
+            raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor, "
+                            f"got {given!r}")
+        try:
+            value = torch.as_tensor(given, dtype=torch.float64).reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor, "
+                            f"got {given!r}") from error
         if value.numel() not in (1, self.channels):
             raise ValueError(f"{name} must have 1 or channels={self.channels} values, "
                              f"got {value.numel()}")
@@ -267,6 +278,9 @@ class GNPAggregation(Aggregation):
         Raises:
             ValueError: an unknown name, or a list whose length is not ``channels``.
         """
+        if not isinstance(pooling, (str, list, tuple)):
+            raise ValueError(f"pooling must be one name or a list of channels={self.channels} "
+                             f"names, got {pooling!r}")
         names = [pooling] * self.channels if isinstance(pooling, str) else list(pooling)
         if len(names) != self.channels:
             raise ValueError(f"pooling must be one name or channels={self.channels} names, "
@@ -274,7 +288,7 @@ class GNPAggregation(Aggregation):
         for k, name in enumerate(names):
             if name == "none":
                 continue
-            if name not in CLASSIC:
+            if not isinstance(name, str) or name not in CLASSIC:
                 raise ValueError(f"pooling names must be 'none' or one of {sorted(CLASSIC)}, "
                                  f"got {name!r}")
             p, q, p_neg, q_neg = (torch.tensor(v, dtype=torch.float64) for v in CLASSIC[name])
@@ -333,8 +347,10 @@ class GNPAggregation(Aggregation):
 
     def __call__(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                  dim_size: int | None = None, dim: int = -2, **kwargs) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         # PyG's own check would only say that dim=-2 is invalid for a 1-D tensor.
-        if isinstance(x, Tensor) and x.dim() < 2 and dim == -2:
+        if x.dim() < 2 and dim == -2:
             raise ValueError(f"x must have at least 2 dimensions, [..., elements, features] "
                              f"with the elements along dim={dim}, got shape "
                              f"{tuple(x.shape)}; pass x.unsqueeze(-1) for one feature per "
@@ -492,7 +508,11 @@ class GNPAggregation(Aggregation):
         """The classic pooling (sum, mean, max or min) the current parameters reproduce,
         or ``"none"`` where the nearest one is farther than ``tolerance`` (see
         :meth:`pooling_distances`). Returns one name, or one per channel when
-        ``channels > 1``."""
+        ``channels > 1``. Raises ``ValueError`` for a ``tolerance`` that is not a
+        non-negative number."""
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
+                tolerance >= 0):
+            raise ValueError(f"tolerance must be a non-negative number, got {tolerance!r}")
         distances = self.pooling_distances()
         stacked = torch.stack([distances[name] for name in COMPARED])
         best, where = stacked.min(0)
@@ -508,7 +528,11 @@ class GNPAggregation(Aggregation):
                           "assuming its default bounds p_min=0.1, p_max=100; for other "
                           "bounds convert it with gnpool.aggr.gnp.upgrade_v01_state",
                           UserWarning, stacklevel=2)
-            converted = upgrade_v01_state(state_dict, prefix=prefix)
+            try:
+                converted = upgrade_v01_state(state_dict, prefix=prefix)
+            except ValueError as error:     # an incomplete 0.1 state: load_state_dict says so
+                error_msgs.append(f"{prefix or 'GNPAggregation'}: {error}")
+                return
             for key in [k for k in state_dict if k.startswith(prefix)]:
                 if key not in converted:
                     del state_dict[key]
@@ -579,9 +603,24 @@ def upgrade_v01_state(state: Mapping[str, Tensor], p_min: float = 0.1, p_max: fl
     ``p_sign``; ``p_min`` and ``p_max`` were constructor arguments (0.1 and 100 by
     default) that the state does not record. The function is the same after the
     conversion. Keys of other modules are returned unchanged.
+
+    Raises:
+        ValueError: a key of the six missing from ``state`` (naming them), or ``p_min``
+            and ``p_max`` not finite numbers with ``0 < p_min < p_max``.
     """
+    if not (isinstance(p_min, (int, float)) and isinstance(p_max, (int, float))
+            and not isinstance(p_min, bool) and not isinstance(p_max, bool)
+            and 0 < p_min < p_max < math.inf):
+        raise ValueError(f"p_min and p_max must be finite numbers with 0 < p_min < p_max "
+                         f"(gnpool 0.1's defaults: 0.1 and 100), got p_min={p_min!r}, "
+                         f"p_max={p_max!r}")
     old = {prefix + name for part in ("", "_neg")
            for name in (f"p{part}_logit", f"p{part}_sign", f"q{part}")}
+    missing = sorted(old - set(state))
+    if missing:
+        raise ValueError(f"a gnpool 0.1 GNPAggregation state has p_logit, p_sign, q, "
+                         f"p_neg_logit, p_neg_sign and q_neg; this one lacks "
+                         f"{', '.join(missing)}")
     out = {k: v for k, v in state.items() if k not in old}
     for part in ("", "_neg"):
         logit = state[prefix + f"p{part}_logit"].double()

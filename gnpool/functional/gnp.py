@@ -224,7 +224,8 @@ def gnp_unit_clamped(x: Tensor, index: Tensor | None, ptr: Tensor | None,
                      check_units: bool = False) -> Tensor:
     """:func:`gnp_unit` for callers whose ``p_unit`` values lie in [-1, 1] by construction
     (:class:`~gnpool.GNPAggregation` clamps them): without ``check_units`` the range check,
-    a host synchronisation per call, is skipped. ``beta`` is still checked to be finite."""
+    a host synchronisation per call, is skipped. ``beta`` is still checked to be finite,
+    and ``p_unit`` not to be NaN (one synchronisation for the four parameters)."""
     check_features("x", x)
     dtype = compute_dtype(x)
     dim = normalize_dim(x, dim)
@@ -232,15 +233,27 @@ def gnp_unit_clamped(x: Tensor, index: Tensor | None, ptr: Tensor | None,
     rows = _rows(x, dim, dtype, chosen)
     p_neg_unit = p_unit if p_neg_unit is None else p_neg_unit
     beta_neg = beta if beta_neg is None else beta_neg
-    params = []
-    for name, value in (("p_unit", p_unit), ("beta", beta), ("p_neg_unit", p_neg_unit),
-                        ("beta_neg", beta_neg)):
-        t = per_column(name, value, rows, dtype)
-        if not name.endswith("unit"):
-            _check_finite(name, t)
-        elif check_units:
-            _check_unit(name, t)
-        params.append(t)
+    names = ("p_unit", "beta", "p_neg_unit", "beta_neg")
+    params = [per_column(name, value, rows, dtype)
+              for name, value in zip(names, (p_unit, beta, p_neg_unit, beta_neg), strict=True)]
+    if check_units:
+        for name, t in zip(names, params, strict=True):
+            if name.endswith("unit"):
+                _check_unit(name, t)
+    if _eager():
+        # Finite betas and no NaN exponent (a NaN p_unit, which clamping keeps, would
+        # pool its part to 0): one host synchronisation for the four, the names on failure.
+        ok = torch.stack([(~t.detach().isnan()).all() if name.endswith("unit")
+                          else torch.isfinite(t.detach()).all()
+                          for name, t in zip(names, params, strict=True)])
+        if not bool(ok.all()):
+            for name, t in zip(names, params, strict=True):
+                if name.endswith("unit"):
+                    if bool(t.detach().isnan().any()):
+                        raise ValueError(f"{name} must be a number in [-1, 1], got "
+                                         f"{_values(t)}")
+                else:
+                    _check_finite(name, t)
     return _pool(x, index, ptr, dim_size, dim, rows, params, chosen)
 
 
@@ -287,7 +300,13 @@ def gnp_unit_script(
     channel (``x.size(-1)``, pooled along another dimension): the sets become CSR with the
     ``gnpool::csr`` operator and the kernels run through ``torch.ops.gnpool.gnp_forward``
     with ``backend="auto"`` (the fused kernels of the tensors' device, chosen at run time).
-    Inputs are not validated beyond what the operators check."""
+    Inputs are not validated beyond their dtype and what the operators check.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor."""
+    if not x.is_floating_point():
+        raise TypeError("x must be a floating-point tensor (float16, bfloat16, float32 or "
+                        "float64), got an integer or boolean one")
     dim = dim % x.dim()
     csr_ptr, perm, size = script_csr(x, index, ptr, dim_size, dim)
     dtype = x.dtype
