@@ -13,4 +13,6 @@ import sys
 from gnpool.bench.__main__ import main
 
 if __name__ == "__main__":
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__.strip() + "\n\nThe options of `python -m gnpool.bench`:\n")
     sys.exit(main(sys.argv[1:] or ["run", "--profile", "quick", "--report"]))

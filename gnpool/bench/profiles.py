@@ -173,7 +173,8 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2), workers=2),
     "standard": Profile(
         "standard", "the budget in which the known-good fixed poolings extrapolate best "
-                    "within about 90 minutes on 2 CPU cores (chosen on the tuning split by "
+                    "in about 90 minutes on 2 CPU cores (80 to 125 minutes, as the "
+                    "machine goes; chosen on the tuning split by "
                     "experiments/standard_calibration.py): 2 graph, 1 node and 2 set tasks, "
                     "the known-good fixed configuration and the two best other fixed ones "
                     "of the quick budget on the tuning split, GNP, AttSets, PowerMean and "
@@ -241,7 +242,7 @@ MULTIVIEW_PROFILES: dict[str, Profile] = {
         tasks=(TaskPlan("multiview", data=_MV_SMOKE_DATA, hparams=_MV_SMOKE_HP),),
         seeds=(0,), workers=1),
     "multiview_quick": Profile(
-        "multiview_quick", "about 20 minutes on 2 CPU cores: 1000 training shapes of 7 "
+        "multiview_quick", "about 16 minutes on 2 idle CPU cores: 1000 training shapes of 7 "
                            "categories, 24 depth maps of 32^2 each, 32^3 voxels, 128 "
                            "features per view, 40 epochs (FASet: 25 + 15, 4 single views "
                            "per shape and batch in stage 1), every aggregator, 1 seed",
