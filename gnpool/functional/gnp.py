@@ -124,7 +124,12 @@ def gnp(
     finite outputs and gradients wherever the true values are finite, also for a set
     spanning more than float32's range of ratios (``log(y) - log(r)`` where ``y / r``
     would overflow; within 30% of the float64 value for ``|p| < 0.01``, where a cumulant
-    expansion is used, and to float accuracy elsewhere). Empty sets pool
+    expansion is used, and to float accuracy elsewhere, with one exception: where ``q``
+    is not 1 and ``|p|`` is small, the size term ``n^((1 - q) / p)`` amplifies rounding
+    by ``1 / |p|``, and in a set with a zero (no expansion) float32 on the CPU kernels
+    keeps about ``1e-7 / |p|`` relative accuracy: 7% off at ``p = 1e-6, q = 0`` for a set
+    of one positive element and a zero, nothing useful below ``p = 1e-7`` (the other
+    backends fare no better in general); float64 holds there). Empty sets pool
     to 0; a zero element with ``p <= 0`` makes its part exactly 0. Infinite inputs give
     the limit: an infinite part for ``p >= 0`` (NaN for ``p = 0`` with a zero in the same
     part, and for ``+inf - inf`` across the parts), ignored by ``p < 0`` unless the whole
