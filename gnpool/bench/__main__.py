@@ -25,24 +25,52 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
+import sqlite3
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from . import multiview
-from .db import RunDB, RunDBError
+from .db import RunDB, RunDBError, _existing, _not_writable, _why_not_writable
 from .executors import Executor, LocalExecutor
 from .hparams import ADDED_AFTER_0_2, parse_assignments
 from .multiview_report import profile_report
 from .profiles import PROFILES, get_profile
 from .report import settings_section, write_report
-from .runner import default_db, grid_configs, plan, results_dir, run_grid
+from .runner import MAX_SEED, default_db, grid_configs, plan, results_dir, run_grid
 
 
-def _csv(text: str | None) -> list[str] | None:
-    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+def _csv(text: str | None, flag: str, expected: str) -> list[str] | None:
+    """The comma-separated items of option ``flag``: none empty, none twice (as the grid
+    would hold the same run twice); ``expected`` says what the items should be."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise ValueError(f"{flag} {text!r} is empty; expected {expected}")
+    if "" in items:
+        raise ValueError(f"{flag} {text!r} has an empty item (a stray comma); expected "
+                         f"{expected}")
+    twice = [item for item, n in Counter(items).items() if n > 1]
+    if twice:
+        raise ValueError(f"{flag} {text!r} names {', '.join(twice)} more than once; expected "
+                         f"{expected}, each once")
+    return items
+
+
+def _tasks(text: str | None) -> list[str] | None:
+    return _csv(text, "--tasks", "comma-separated tasks of the profile, e.g. --tasks "
+                "max_degree,set_max (python -m gnpool.bench list names them)")
+
+
+def _configs(text: str | None) -> list[str] | None:
+    return _csv(text, "--configs", "comma-separated configuration names, e.g. --configs "
+                "sum-max,gnp (python -m gnpool.bench list names them)")
 
 
 def _grid_args(p: argparse.ArgumentParser) -> None:
@@ -50,7 +78,8 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    "(default: quick)")
     p.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
     p.add_argument("--configs", help="comma-separated configuration names, e.g. sum-max,gnp")
-    p.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    p.add_argument("--seeds", help="comma-separated seeds, integers from 0 to 2**63-1 "
+                   "(default: the profile's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="assign",
                    help="override a hyperparameter of every run (JSON value), repeatable; "
                    "checked against gnpool.bench.HParams before anything runs")
@@ -61,21 +90,45 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
 
 
 def _seeds(text: str | None) -> list[int] | None:
+    """``--seeds``: distinct integers from 0 to :data:`MAX_SEED`."""
     if text is None:
         return None
-    items = _csv(text)
-    if not items or not all(item.isdigit() for item in items):
-        raise ValueError(f"--seeds {text!r} is invalid; expected comma-separated non-negative "
-                         f"integers, e.g. --seeds 0,1,2")
-    return [int(item) for item in items]
+    expected = (f"comma-separated non-negative integers up to 2**63-1 ({MAX_SEED}), each "
+                f"once, e.g. --seeds 0,1,2")
+    items = [t.strip() for t in text.split(",")]
+    if not any(items) or "" in items:
+        what = "is empty" if not any(items) else "has an empty item (a stray comma)"
+        raise ValueError(f"--seeds {text!r} is invalid; expected {expected}: it {what}")
+    bad = [item for item in items if not (item.isascii() and item.isdigit())]
+    if bad:
+        raise ValueError(f"--seeds {text!r} is invalid; expected {expected}: "
+                         f"{', '.join(map(repr, bad))} is not one")
+    seeds = [int(item) for item in items]
+    big = [item for item in items if int(item) > MAX_SEED]
+    if big:
+        raise ValueError(f"--seeds {text!r} is invalid; expected {expected}: "
+                         f"{', '.join(big)} is too large")
+    twice = [str(seed) for seed, n in Counter(seeds).items() if n > 1]
+    if twice:
+        raise ValueError(f"--seeds {text!r} is invalid; expected {expected}: "
+                         f"{', '.join(twice)} is given more than once")
+    return seeds
 
 
 def _specs(args: argparse.Namespace):
     profile = get_profile(args.profile)
-    seeds = _seeds(args.seeds)
+    tasks, configs, seeds = _tasks(args.tasks), _configs(args.configs), _seeds(args.seeds)
     hparams = parse_assignments(args.assign, check=True)
-    return profile, plan(profile, tasks=_csv(args.tasks), configs=_csv(args.configs),
-                         seeds=seeds, hparams=hparams, data_root=args.data_root)
+    return profile, plan(profile, tasks=tasks, configs=configs, seeds=seeds,
+                         hparams=hparams, data_root=args.data_root)
+
+
+def _positive(args: argparse.Namespace) -> None:
+    """``--workers`` and ``--threads``, when given, are positive."""
+    for flag in ("workers", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag} must be a positive int, got {value}")
 
 
 def _executor(args: argparse.Namespace, workers: int) -> Executor:
@@ -165,6 +218,29 @@ def _why_none(specs, stored: list[dict]) -> str:
             f"--configs, --seeds) as the run, or --all for every run in the database")
 
 
+def _report_out(args: argparse.Namespace) -> Path:
+    """The report directory: --out, else results/<profile>/ for the default database,
+    else the database's directory."""
+    return Path(args.out or (results_dir(args.profile) if args.db is None
+                             else Path(args.db).parent))
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """The report directory is a directory (or can be created as one) this user can write."""
+    out = _report_out(args)
+    name = (f"--out {out}" if args.out else
+            f"the report directory {out} (the default of --out: "
+            + ("results/<profile>/ under $GNPOOL_BENCH_DIR)" if args.db is None else
+               "the database's directory)"))
+    where = _existing(out)
+    if not where.is_dir():
+        raise ValueError(f"{name} cannot be created: {where} is a file, not a directory; "
+                         f"pass --out a writable directory")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} cannot be written: {where} {_not_writable(where)}; pass "
+                         f"--out a writable directory")
+
+
 def _report(args: argparse.Namespace, specs) -> int:
     db_path = args.db or default_db(args.profile)
     _check_db_path(Path(db_path))
@@ -174,14 +250,40 @@ def _report(args: argparse.Namespace, specs) -> int:
     if not Path(db_path).exists():
         print(f"error: database {db_path} does not exist; run the grid first", file=sys.stderr)
         return 1
+    _check_out(args)
     every = getattr(args, "all", False)
+    out = _report_out(args)
+    try:
+        return _write_report(args, specs, db_path, out, every)
+    except _OutError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+class _OutError(Exception):
+    """The report could not be written to its directory."""
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    # --out is checked before the report starts, so this is rare: the disk filled up,
+    # permissions changed meanwhile.
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as err:
+        raise _OutError(f"cannot write the report to --out {out}: {type(err).__name__}: "
+                        f"{err}") from err
+
+
+def _write_report(args: argparse.Namespace, specs, db_path: Path, out: Path,
+                  every: bool) -> int:
     with RunDB(db_path, readonly=True) as db:
         rows = db.rows(None if every else [s.key for s in specs])
-        out = args.out or (results_dir(args.profile) if args.db is None else Path(db_path).parent)
         copy = Path(out) / "runs.sqlite"
         snapshot = copy.resolve() != Path(db_path).resolve()
         if rows and snapshot:
-            copied = db.snapshot(copy)
+            with _writing(out):
+                copied = db.snapshot(copy)
         if not rows:
             print(f"error: {db_path} has no runs of this grid: {_why_none(specs, db.rows())}",
                   file=sys.stderr)
@@ -196,7 +298,8 @@ def _report(args: argparse.Namespace, specs) -> int:
               f"this report of the other {len(specs) - missing} replaces the one in {out}",
               file=sys.stderr)
     if any(r.get("level") == multiview.LEVEL for r in rows):
-        text, files = profile_report(rows, out, profile, plots=not args.no_plots)
+        with _writing(out):
+            text, files = profile_report(rows, out, profile, plots=not args.no_plots)
         print(text)
         print("wrote " + ", ".join(str(f) for f in files + ([copied] if snapshot else [])),
               file=sys.stderr)
@@ -221,9 +324,11 @@ def _report(args: argparse.Namespace, specs) -> int:
              + (f" (commit {versions['gnpool_commit']})"
                 if "gnpool_commit" in versions and "sessions" not in span else "")
              + ". The settings the runs were made with are listed at the end.")
-    text, files = write_report(rows, out, f"Extrapolation benchmark: `{profile.name}` profile",
-                               intro, plots=not args.no_plots,
-                               appendix=settings_section(rows))
+    with _writing(out):
+        text, files = write_report(rows, out,
+                                   f"Extrapolation benchmark: `{profile.name}` profile",
+                                   intro, plots=not args.no_plots,
+                                   appendix=settings_section(rows))
     if snapshot:
         files.append(copied)
     print(text)
@@ -242,8 +347,10 @@ def _versions(rows: list[dict], package: str) -> str:
     return " and ".join(seen) if seen else "?"
 
 
-def _check_db_path(path: Path) -> None:
-    """A database path must name a file (existing or not) whose parent is a directory."""
+def _check_db_path(path: Path, write: bool = False) -> None:
+    """A database path must name a file (existing or not) whose parent is a directory;
+    with ``write`` (``run``), one this user can create or write, in a directory where
+    SQLite can create its journal files."""
     if path.is_dir():
         raise ValueError(f"--db {path} is a directory; expected an SQLite file (existing or "
                          f"to be created), e.g. {path / 'runs.sqlite'}")
@@ -253,6 +360,15 @@ def _check_db_path(path: Path) -> None:
                 raise ValueError(f"--db {path} cannot be created: {parent} is a file, not a "
                                  f"directory")
             break
+    why = _why_not_writable(path) if write else None
+    if why:
+        if path.exists():
+            raise ValueError(f"--db {path} cannot be written: {why}. Its runs are not "
+                             f"affected (`report` reads them where they are); pass --db a "
+                             f"file in a writable directory (a copy of this one keeps its "
+                             f"runs)")
+        raise ValueError(f"--db {path} cannot be created: {why}; pass --db a file in a "
+                         f"writable directory")
 
 
 def _start_from_results(profile: str, db_path: Path, specs) -> None:
@@ -321,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                      "profile's); with --executor ray and no --address: runs at once on the "
                      "local Ray instance, which gets workers x --cpus-per-run CPUs (default: "
                      "all of the machine's)")
-    run.add_argument("--threads", type=int, help="torch threads per run (default: 1 with "
+    run.add_argument("--threads", type=int, help="torch threads per run, >= 1 (default: 1 with "
                      "several local workers, torch's default with one; with --executor ray: "
                      "--cpus-per-run)")
     run.add_argument("--address", help="--executor ray: address of a running Ray cluster "
@@ -361,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         profile, specs = _specs(args)
         if args.command == "report":
             return _report(args, specs)
+        _positive(args)
         try:
             executor = _executor(args, profile.workers if args.workers is None
                                  else args.workers)
@@ -368,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         db_path = args.db or default_db(profile.name)
-        _check_db_path(Path(db_path))
+        _check_db_path(Path(db_path), write=True)
+        if args.report:
+            _check_out(args)
         if args.from_results:
             _start_from_results(profile.name, Path(db_path), specs)
         summary = run_grid(specs, db_path, progress=not args.no_progress,
@@ -385,7 +504,11 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every finished run is in the database; run again to resume",
               file=sys.stderr)
         return 130
-    status = _report(args, specs) if args.report else 0
+    try:
+        status = _report(args, specs) if args.report else 0
+    except ValueError as err:       # the runs are stored; only the report failed
+        print(f"error: {err}", file=sys.stderr)
+        status = 1
     if summary.failed:
         print(f"error: {summary.failed} of {summary.executed} runs failed (stored as failed; "
               f"they run again on the next call)", file=sys.stderr)

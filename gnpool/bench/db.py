@@ -72,6 +72,77 @@ class RunDBError(ValueError):
     """A results database that cannot be used: damaged, or not a gnpool database."""
 
 
+class RunDBAccessError(RunDBError):
+    """A results database that cannot be opened (or created, or written) because the file
+    or its directory is not accessible: no permission, a read-only file system. The file
+    itself may be fine."""
+
+
+#: SQLite's errors that say a file cannot be opened or written, not that it is damaged.
+_ACCESS_ERRORS = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")
+_ACCESS_MESSAGES = ("unable to open database file", "attempt to write a readonly database",
+                    "readonly database", "access permission denied")
+
+
+def _is_access_error(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return True
+    name = getattr(err, "sqlite_errorname", None) or ""
+    return (isinstance(err, sqlite3.OperationalError)
+            and (name.startswith(_ACCESS_ERRORS) or any(m in str(err).lower()
+                                                        for m in _ACCESS_MESSAGES)))
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest ancestor that exists."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def _not_writable(path: Path) -> str:
+    """How ``path``, which this user cannot write, is not writable."""
+    try:
+        readonly_fs = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        readonly_fs = False
+    return ("is on a read-only file system" if readonly_fs else
+            "is not writable (no write permission)")
+
+
+def _why_not_writable(path: Path) -> str | None:
+    """Why ``path`` (a file, existing or not) cannot be written or created, or ``None``
+    when nothing says it cannot: the file, or the directory it is (to be) created in,
+    on a read-only file system or without write permission for this user."""
+    path = Path(os.path.abspath(path))
+    where = path if path.exists() else _existing(path.parent)
+    what = "the file" if where == path else f"its directory {where}"
+    if not os.access(where, os.W_OK):
+        return f"{what} {_not_writable(where)}"
+    if where == path and not os.access(path.parent, os.W_OK | os.X_OK):
+        # SQLite creates its journal files (-wal, -shm, -journal) next to the database.
+        return (f"its directory {path.parent} is not writable, and SQLite needs to create "
+                f"the database's journal files ({path.name}-wal, {path.name}-shm) there")
+    return None
+
+
+def _why_not_readable(path: Path) -> str | None:
+    """Why ``path`` (an existing database) cannot be read, or ``None``."""
+    path = Path(os.path.abspath(path))
+    if not path.exists():
+        return None
+    if not os.access(path, os.R_OK):
+        return "the file is not readable (no read permission)"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        wal = path.with_name(path.name + "-wal")
+        held = (f" with a write-ahead log ({wal.name}: it is being written, or was "
+                f"not closed cleanly)" if wal.exists() else " in WAL mode")
+        return (f"its directory {path.parent} is not writable, and SQLite needs to create "
+                f"{path.name}-shm there to read a database{held}")
+    return None
+
+
 class RunDB:
     """The ``runs`` table of an SQLite file, safe for several processes.
 
@@ -82,17 +153,31 @@ class RunDB:
     Raises:
         RunDBError: (a ``ValueError``) the file is damaged or not a results database,
             when opened or read; the message names the file and what to do.
+        RunDBAccessError: (a ``RunDBError``) the file cannot be created, opened or
+            written: it or its directory is not writable (no permission, a read-only file
+            system), or not readable; the message says which and does not suggest deleting
+            it.
     """
 
     def __init__(self, path: str | os.PathLike, timeout: float = 60.0,
                  readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly:
-            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                        timeout=timeout)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=timeout)
+        self.readonly = readonly
+        self.conn: sqlite3.Connection | None = None
+        try:
+            if readonly:
+                self.conn = self._connect_readonly(timeout)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, timeout=timeout)
+        except (OSError, sqlite3.Error) as err:
+            if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+                raise  # a busy file, not a damaged one
+            self._fail(err)
+        if not readonly and not os.access(self.path, os.W_OK):
+            # SQLite opens a file it cannot write read-only, and only the first write
+            # (after a run trained) would fail.
+            self._fail(None)
         self.conn.row_factory = sqlite3.Row
         with self._usable():
             self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
@@ -107,6 +192,56 @@ class RunDB:
                         if col not in have:
                             self.conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
 
+    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
+        """A read-only connection (``mode=ro``). A database in WAL mode (as the runner
+        writes them) needs its ``-shm`` file, which SQLite creates next to it even to read:
+        in a directory that is not writable (a read-only mount, committed results of
+        another user) and with no write-ahead log file (which any connection writing it
+        keeps while open), it is opened ``immutable`` instead."""
+        uri = self.path.resolve().as_uri()
+        conn = None
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as err:
+            if conn is not None:
+                conn.close()
+            if not (_is_access_error(err) and self.path.is_file()
+                    and not os.access(self.path.parent, os.W_OK)
+                    and not self.path.with_name(self.path.name + "-wal").exists()):
+                raise
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout)
+
+    def _fail(self, err: BaseException | None) -> None:
+        """Raise the :class:`RunDBError` that says why ``err`` makes the file unusable
+        (``None``: the file exists but this user cannot write it)."""
+        if self.conn is not None:
+            self.conn.close()
+        if err is None or _is_access_error(err):
+            exists = self.path.exists()
+            if self.readonly:
+                why = _why_not_readable(self.path) or (
+                    "it does not exist" if not exists else "no access")
+                todo = ("copy it, with its -wal file, to a writable directory and report it "
+                        "there" if "directory" in why else "make it readable")
+                doing = "read"
+            else:
+                why = _why_not_writable(self.path) or "no access"
+                todo = "use a database file in a writable directory" + (
+                    " (a copy of this one keeps its runs), or read this one with `report`"
+                    if exists else "")
+                doing = "opened for writing" if exists else "created"
+            cause = "" if err is None else f" ({type(err).__name__}: {err})"
+            raise RunDBAccessError(
+                f"results database {self.path} cannot be {doing}: {why}{cause}. Its "
+                f"contents are not at fault (do not delete it for this); {todo}") from err
+        raise RunDBError(
+            f"results database {self.path} cannot be used ({type(err).__name__}: {err}). "
+            f"If the file is damaged or not a gnpool results database, move it aside or "
+            f"delete it and run the grid again (its runs are then run anew), or use "
+            f"another database file") from err
+
     @contextmanager
     def _usable(self) -> Iterator[None]:
         try:
@@ -115,12 +250,7 @@ class RunDB:
             if isinstance(err, sqlite3.IntegrityError) or (
                     isinstance(err, sqlite3.OperationalError) and "locked" in str(err)):
                 raise  # a bad row or a busy file, not a damaged one
-            self.conn.close()
-            raise RunDBError(
-                f"results database {self.path} cannot be used ({type(err).__name__}: {err}). "
-                f"If the file is damaged or not a gnpool results database, move it aside or "
-                f"delete it and run the grid again (its runs are then run anew), or use "
-                f"another database file") from err
+            self._fail(err)
 
     def close(self) -> None:
         self.conn.close()

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: Environment variable: the directory of the benchmark's databases and reports.
 BENCH_DIR_ENV = "GNPOOL_BENCH_DIR"
 _CHECKOUT = Path(__file__).resolve().parents[2]
+#: The largest seed a run may have: the database stores seeds as signed 64-bit INTEGERs.
+MAX_SEED = 2 ** 63 - 1
 
 
 def bench_dir() -> Path:
@@ -102,7 +104,13 @@ def plan(profile: Profile, *, tasks: Iterable[str] | None = None,
     ``seeds``; ``extra_configs`` adds configurations per task; ``hparams`` overrides
     the hyperparameters of every run, those a profile sets for one configuration (e.g.
     GNP's recipe) included. ``ValueError`` names the configuration whose settings are
-    invalid."""
+    invalid, and ``seeds`` outside 0 to 2**63-1 (what the database stores)."""
+    if seeds is not None:
+        seeds = list(seeds)
+        bad = [s for s in seeds if not 0 <= int(s) <= MAX_SEED]
+        if bad:
+            raise ValueError(f"seeds={bad!r} are out of range; expected integers from 0 to "
+                             f"2**63-1 ({MAX_SEED}), which the database's INTEGER holds")
     plans = {p.task: p for p in profile.tasks}
     if tasks is not None:
         tasks = list(tasks)

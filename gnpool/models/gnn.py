@@ -36,6 +36,9 @@ class MessageMLPConv(MessagePassing):
     def __init__(self, in_channels: int, out_channels: int, aggr: str | Aggregation = "sum",
                  edge_dim: int = 0, mlp_layers: int = 2,
                  last_activation: bool | str = True) -> None:
+        if isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim < 0:
+            raise ValueError(f"edge_dim must be a non-negative int (0: no edge features), "
+                             f"got {edge_dim!r}")
         super().__init__(aggr=aggr)
         self.edge_dim = edge_dim
         self.mlp = MLP(2 * in_channels + edge_dim, out_channels, out_channels, mlp_layers,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -30,9 +31,18 @@ def _names(module: torch.nn.Module) -> tuple[str, ...]:
     return ()
 
 
+def _check_module(name: str, value: Any) -> None:
+    if not isinstance(value, torch.nn.Module):
+        hint = (" (pass the model itself, not model.parameters())"
+                if not isinstance(value, (str, bytes)) and hasattr(value, "__next__") else "")
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}"
+                        + hint)
+
+
 def _pooling_tensors(model: torch.nn.Module) -> dict[str, Tensor]:
     # Every pooling tensor the modules of `model` name (_names), a parameter (trainable or
     # not) or a buffer, by qualified name, in module order.
+    _check_module("model", model)
     out: dict[str, Tensor] = {}
     for prefix, module in model.named_modules():
         for name in _names(module):
@@ -77,13 +87,16 @@ def param_groups(model: torch.nn.Module, lr: float, pool_lr: float | None = DEFA
         "pooling"}]``, leaving out a group with no parameters.
 
     Raises:
-        ValueError: a learning rate or the weight decay is negative or not a number.
+        TypeError: ``model`` is not a module (``model.parameters()`` passed instead).
+        ValueError: a learning rate or the weight decay is negative, infinite or not a
+            number.
     """
     for arg, value in (("lr", lr), ("pool_lr", pool_lr), ("weight_decay", weight_decay)):
         if value is None and arg == "pool_lr":
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{arg} must be a non-negative number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value < math.inf):
+            raise ValueError(f"{arg} must be a finite non-negative number, got {value!r}")
     pooling = [p for _, p in pooling_parameters(model)]
     ids = {id(p) for p in pooling}
     weights = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
@@ -133,6 +146,8 @@ def transfer_pooling_(source: torch.nn.Module, target: torch.nn.Module,
     if not isinstance(freeze, bool):
         raise ValueError(f"freeze must be True or False, got {freeze!r}")
     # torch.compile wrappers are looked through, so that compiled and plain modules match.
+    _check_module("source", source)
+    _check_module("target", target)
     src, dst = (_pooling_tensors(getattr(m, "_orig_mod", m)) for m in (source, target))
     if set(src) != set(dst):
         raise ValueError("source and target must have the same pooling parameters; only in "

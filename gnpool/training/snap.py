@@ -48,12 +48,22 @@ def snap_to_classic(model: torch.nn.Module, tolerance: float = 0.1,
         (``"none"`` for channels left as they were).
 
     Raises:
-        ValueError: ``tolerance`` is negative or not a number.
+        ValueError: ``tolerance`` is negative or not a number, ``model`` is not a module,
+            ``run`` is not callable, or ``run()`` called none of the model's learnable
+            GNPs (nothing to measure them on).
     """
     _check_tolerance(tolerance)
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     modules = _learnable(model)
     if run is not None:
+        if not callable(run):
+            raise ValueError(f"run must be a callable that runs the model, got {run!r}")
         distances = _measured(model, modules, run)
+        if modules and not distances:
+            raise ValueError(f"run() called none of the model's learnable GNPAggregation "
+                             f"modules ({', '.join(modules) or 'the model itself'}): pass "
+                             "a run that calls the model forward on its inputs")
     else:
         distances = {name: m.pooling_distances() for name, m in modules.items()}
     snapped: dict[str, list[str]] = {}
