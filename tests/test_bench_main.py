@@ -49,6 +49,22 @@ def test_report_of_a_grid_under_way_says_what_is_missing(tmp_path, capsys):
     assert "warning" not in err and "not run yet" not in out
 
 
+def test_a_subset_written_over_the_profiles_report_says_so(tmp_path, capsys, monkeypatch):
+    # The default database and report directory (results/<profile>/, in a source checkout
+    # the committed results): a report of --tasks, --configs or --seeds replaces the whole
+    # profile's one there, and says so; with --out it goes elsewhere, silently.
+    monkeypatch.setenv(runner.BENCH_DIR_ENV, str(tmp_path / "bench"))
+    data = ["--data-root", str(tmp_path / "data"), "--no-progress"]
+    assert main(["run", "--profile", "smoke", "--tasks", "set_max", "--report", *data]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: this report covers the 3 runs --tasks select, of the profile's 6, and "
+            "replaces the one in") in err
+    assert (tmp_path / "bench" / "results" / "smoke" / "report.md").exists()
+    assert main(["report", "--profile", "smoke", "--tasks", "set_max", "--seeds", "0",
+                 "--no-plots", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_errors_and_list(tmp_path, capsys):
     assert main(["report", "--profile", "smoke", "--db", str(tmp_path / "none.sqlite")]) == 1
     assert "does not exist" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.aggr import Aggregation
 
 from ..functional import attsets_linear
+from ..functional._sets import check_features
 from ..functional.attsets import attsets_linear_script
 
 _ACTIVATIONS = (None, "tanh")
@@ -32,6 +33,10 @@ class AttSetsAggregation(Aggregation):
     Call the model once before building its optimizer, and outside ``torch.compile``.
     A lazy module loads a ``state_dict`` of a materialised one.
 
+    fp16/bf16 inputs are computed in float32 and float64 inputs in float64 (the scoring
+    layer's parameters converted to it for the call, as in the dense
+    :class:`gnpool.nn.AttSets`); the output has the dtype of ``x``.
+
     Args:
         in_channels: number of features ``F`` (``x.size(-1)``), or ``-1`` to infer it on
             the first call.
@@ -42,9 +47,14 @@ class AttSetsAggregation(Aggregation):
         backend: kernel backend passed to :func:`gnpool.functional.attsets`.
 
     Raises:
+        TypeError: ``per_channel`` or ``bias`` not a bool; in a call, ``x`` not a tensor or
+            not floating-point (checked before a lazy module materialises). A module
+            compiled with ``torch.jit.script`` raises it as ``torch.jit.Error``.
         ValueError: ``in_channels`` neither a positive int nor ``-1``, an unknown
-            ``activation``; in a call, ``x`` with fewer than 2 dimensions or a last
-            dimension other than ``in_channels``.
+            ``activation``; in a call, ``x`` with fewer than 2 dimensions, a last
+            dimension other than ``in_channels``, or (lazy module) no features to infer
+            ``in_channels`` from; a scoring layer whose ``weight`` or ``bias`` was replaced
+            by one of another shape (:func:`gnpool.functional.attsets_linear`).
         NotImplementedError: in a call, ``x`` or a weight under forward-mode AD
             (``torch.func.jvp``, ``torch.autograd.forward_ad``) or a ``torch.func``
             transform: AttSets has a reverse-mode derivative only. Not detected (the
@@ -62,6 +72,10 @@ class AttSetsAggregation(Aggregation):
                              f"first input, got {in_channels!r}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        for name, flag in (("per_channel", per_channel), ("bias", bias)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r} of type "
+                                f"{type(flag).__name__}")
         self.activation, self.per_channel, self.backend = activation, per_channel, backend
         if in_channels == -1:
             # The number of scores (F or 1) is set when F is known, before materialising.
@@ -91,15 +105,19 @@ class AttSetsAggregation(Aggregation):
         features = x.size(-1)
         if self.per_channel:
             self.score.out_features = features
-        # Calling the lazy layer once (on no rows) materialises it through torch's own hooks.
+        # Calling the lazy layer once (on no rows) materialises it through torch's own hooks;
+        # the rows have the parameters' dtype, whatever x's (fp16, float64) is.
         with torch.no_grad():
-            self.score(x.detach().reshape(-1, features)[:0])
+            self.score(torch.empty(0, features, dtype=self.score.weight.dtype,
+                                   device=x.device))
         self.reset_parameters()
 
     def __call__(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                  dim_size: int | None = None, dim: int = -2, **kwargs) -> Tensor:
+        if not isinstance(x, Tensor):   # PyG would fail on x.dim() (AttributeError)
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         # PyG's own check would only say that dim=-2 is invalid for a 1-D tensor.
-        if isinstance(x, Tensor) and x.dim() < 2:
+        if x.dim() < 2:
             raise ValueError(f"x must have at least 2 dimensions, [..., elements, features] "
                              f"with the elements along dim={dim} and the features last, got "
                              f"shape {tuple(x.shape)}; with one feature per element pass "
@@ -119,7 +137,12 @@ class AttSetsAggregation(Aggregation):
     @torch.jit.unused
     def _forward(self, x: Tensor, index: Tensor | None, ptr: Tensor | None,
                  dim_size: int | None, dim: int) -> Tensor:
+        check_features("x", x)  # before a lazy module materialises on an integer x
         if self._lazy():
+            if x.size(-1) == 0:
+                raise ValueError(f"x must have at least one feature in its last dimension for "
+                                 f"a lazy AttSetsAggregation to infer in_channels from, got "
+                                 f"shape {tuple(x.shape)}")
             self._materialize(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(f"x must have in_channels={self.in_channels} features in its last "

@@ -84,9 +84,11 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    help="override a hyperparameter of every run (JSON value), repeatable; "
                    "checked against gnpool.bench.HParams before anything runs")
     p.add_argument("--db", type=Path, help="SQLite file (default: runs/<profile>.sqlite "
-                   "under $GNPOOL_BENCH_DIR, see above)")
+                   "under $GNPOOL_BENCH_DIR: experiments/ in a source checkout, else the "
+                   "per-user data directory; `python -m gnpool.bench --help` says more)")
     p.add_argument("--data-root", type=Path, help="dataset cache directory (default: "
-                   "$GNPOOL_DATA_DIR, see above)")
+                   "$GNPOOL_DATA_DIR: datasets/cache/ in a source checkout, else the "
+                   "per-user cache directory)")
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -297,6 +299,16 @@ def _write_report(args: argparse.Namespace, specs, db_path: Path, out: Path,
         print(f"warning: {missing} of the grid's {len(specs)} runs are not in {db_path} yet; "
               f"this report of the other {len(specs) - missing} replaces the one in {out}",
               file=sys.stderr)
+    narrowed = [f"--{flag}" for flag in ("tasks", "configs", "seeds")
+                if getattr(args, flag, None) is not None]
+    if narrowed and not every and args.out is None:
+        # Only part of the profile's grid, written where the whole profile's report lives
+        # (in a source checkout: the committed results).
+        full = len(plan(profile, hparams=parse_assignments(args.assign, check=True),
+                        data_root=args.data_root))
+        print(f"warning: this report covers the {len(specs)} runs {' and '.join(narrowed)} "
+              f"select, of the profile's {full}, and replaces the one in {out}; pass --out "
+              f"DIR to write it elsewhere", file=sys.stderr)
     if any(r.get("level") == multiview.LEVEL for r in rows):
         with _writing(out):
             text, files = profile_report(rows, out, profile, plots=not args.no_plots)

@@ -50,6 +50,50 @@ class AttSetsFunction(torch.autograd.Function):
 _OPERATOR_BACKENDS = ("cpu", "triton")
 
 
+def _describe(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype} on {value.device}"
+    return type(value).__name__
+
+
+def _check_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    """``weight`` ``[F, F]`` or ``[1, F]`` and ``bias`` ``None``, ``[weight.size(0)]`` or
+    ``[1]``, floating-point and on ``x``'s device (the fused kernels read exactly that many
+    values, so a bias of another length must not reach them)."""
+    features = x.size(-1)
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight must be a torch.Tensor of shape [{features}, {features}] or "
+                        f"[1, {features}], got {_describe(weight)}")
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
+    if weight.dim() != 2 or weight.size(1) != features or weight.size(0) not in (1, features):
+        raise ValueError(f"weight must have shape [{features}, {features}] or [1, {features}] "
+                         f"for x with {features} features, got {tuple(weight.shape)}")
+    if weight.device != x.device:
+        raise ValueError(f"weight must be on x's device ({x.device}), got a weight on "
+                         f"{weight.device}")
+    if bias is None:
+        return
+    rows = weight.size(0)
+    expected = "[1]" if rows == 1 else f"[{rows}] or [1]"
+    if not isinstance(bias, Tensor):
+        raise TypeError(f"bias must be None or a torch.Tensor of shape {expected}, got "
+                        f"{_describe(bias)}")
+    if not bias.is_floating_point():
+        raise TypeError(f"bias must be a floating-point tensor, got dtype {bias.dtype}")
+    if bias.dim() != 1 or bias.size(0) not in (1, rows):
+        raise ValueError(f"bias must have shape {expected} for weight of shape "
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+    if bias.device != x.device:
+        raise ValueError(f"bias must be on x's device ({x.device}), got a bias on {bias.device}")
+
+
+def _score_dtype(a: torch.dtype, b: torch.dtype) -> torch.dtype:
+    """The dtype of scores from ``x`` and ``weight`` of dtypes ``a`` and ``b`` (as the
+    operators' accumulation dtype): float64 if one is float64, else float32."""
+    return torch.float64 if a == torch.float64 or b == torch.float64 else torch.float32
+
+
 def attsets(
     x: Tensor,
     scores: Tensor,
@@ -138,31 +182,53 @@ def attsets_linear(
     ``x`` and its gradient is ever held; elsewhere this is exactly the composition of
     ``linear`` and :func:`attsets`.
 
+    ``x`` and ``weight`` may have different floating dtypes: the scores are then computed in
+    float64 if one of them is float64, else in float32 (fp16/bf16 ``x`` in float32, as the
+    pooling). ``bias`` is converted to the dtype of the scores; the output has ``x``'s dtype.
+
     Args:
         x: features ``[..., F]`` pooled along ``dim``.
-        weight: ``[F, F]`` (one score per channel) or ``[1, F]`` (one score per element).
-        bias: ``[F]`` or ``[1]``, or ``None``.
+        weight: ``[F, F]`` (one score per channel) or ``[1, F]`` (one score per element), a
+            floating-point tensor on ``x``'s device.
+        bias: ``None``, or a floating-point tensor on ``x``'s device of shape
+            ``[weight.size(0)]``, or ``[1]`` (added to every score, as
+            ``torch.nn.functional.linear`` broadcasts it).
         activation: ``None`` or ``"tanh"`` applied to the scores.
         index, ptr, dim_size, dim, backend: as in :func:`attsets`.
+
+    Raises:
+        TypeError: ``x``, ``weight`` or ``bias`` not a tensor, or not floating-point.
+        ValueError: ``weight`` or ``bias`` of another shape than above or on another device
+            than ``x``, an unknown ``activation``, and the errors of :func:`attsets`.
+        NotImplementedError: as in :func:`attsets` (forward-mode AD, ``torch.func``).
     """
     check_features("x", x)
-    features = x.size(-1)
-    if weight.dim() != 2 or weight.size(1) != features or weight.size(0) not in (1, features):
-        raise ValueError(f"weight must have shape [{features}, {features}] or [1, {features}] "
-                         f"for x with {features} features, got {tuple(weight.shape)}")
+    _check_linear(x, weight, bias)
     if activation not in (None, "tanh"):
         raise ValueError(f"activation must be None or 'tanh', got {activation!r}")
     dim = normalize_dim(x, dim)
     name = resolve_backend(backend, probe(x, compute_dtype(x)), op="attsets").name
-    # The C++ kernels compute the scores in x's dtype; Triton's in the accumulation dtype.
-    fused = x.dim() == 2 and dim == 0 and (name == "triton" or x.dtype == weight.dtype)
-    if not fused or name not in _OPERATOR_BACKENDS:
-        scores = torch.nn.functional.linear(x, weight, bias)
+    # x and weight of different dtypes: the scores in their accumulation dtype.
+    mixed = None if x.dtype == weight.dtype else _score_dtype(x.dtype, weight.dtype)
+    # The C++ kernels compute the scores in x's dtype (the operator converts x to the
+    # accumulation dtype of x and weight first); Triton's in the accumulation dtype.
+    fused = x.dim() == 2 and dim == 0 and name in _OPERATOR_BACKENDS
+    if not fused:
+        score_x = x if mixed is None else x.to(mixed)
+        if mixed is not None:
+            weight = weight.to(mixed)
+        if bias is not None and bias.dtype != score_x.dtype:
+            bias = bias.to(score_x.dtype)
+        scores = torch.nn.functional.linear(score_x, weight, bias)
         if activation == "tanh":
             scores = torch.tanh(scores)
         return attsets(x, scores, index=index, ptr=ptr, dim_size=dim_size, dim=dim,
                        backend=backend)
+    if mixed is not None and name == "cpu":
+        weight = weight.to(mixed)   # the operator then computes in that dtype
     check_reverse_mode("AttSets", x, weight, bias)
+    if bias is not None and bias.size(0) != weight.size(0):
+        bias = bias.expand(weight.size(0))  # a [1] bias for every score (the kernels read F)
     seg = make_segments(x.size(0), index, ptr, dim_size, x.device, 0)
     _, csr_ptr, perm = segment_tensors(name, seg)
     out = torch.ops.gnpool.attsets_linear_forward(x.contiguous(), weight, bias, activation,
@@ -182,21 +248,50 @@ def attsets_linear_script(
 ) -> Tensor:
     """:func:`attsets_linear` in TorchScript: the sets become CSR with the ``gnpool::csr``
     operator and the kernels run through ``torch.ops.gnpool`` with ``backend="auto"`` (the
-    fused kernels of the tensors' device, chosen at run time). Inputs are not validated
-    beyond what the operators check."""
+    fused kernels of the tensors' device, chosen at run time). The sets are not validated
+    beyond what the operators check; ``x``'s dtype and the shapes of ``weight`` and
+    ``bias`` are (as in :func:`attsets_linear`, a ``[1]`` bias is added to every score),
+    their errors reaching Python as ``torch.jit.Error`` naming the ``TypeError`` or
+    ``ValueError``."""
+    if not x.is_floating_point():
+        raise TypeError("x must be a floating-point tensor (float16, bfloat16, float32 or "
+                        "float64), got an integer, boolean or complex one")
+    if not weight.is_floating_point():
+        raise TypeError("weight must be a floating-point tensor, got an integer, boolean or "
+                        "complex one")
+    features = x.size(-1)
+    rows = weight.size(0) if weight.dim() == 2 else -1
+    if rows == -1 or weight.size(1) != features or (rows != 1 and rows != features):
+        raise ValueError(f"weight must have shape [F, F] or [1, F] for x with F={features} "
+                         f"features, got {weight.shape}")
+    if bias is not None:
+        if bias.dim() != 1 or (bias.size(0) != 1 and bias.size(0) != rows):
+            raise ValueError(f"bias must have shape [weight.size(0)] = [{rows}] or [1], got "
+                             f"{bias.shape}")
     dim = dim % x.dim()
     csr_ptr, perm, size = script_csr(x, index, ptr, dim_size, dim)
     if x.dim() == 2 and dim == 0:
+        if bias is not None and bias.size(0) != rows:
+            bias = bias.expand(rows)
         out = torch.ops.gnpool.attsets_linear_forward(x.contiguous(), weight, bias, activation,
                                                       csr_ptr, perm, size, "auto")[0]
         return out.to(x.dtype)
-    scores = torch.nn.functional.linear(x, weight, bias)
+    score_x = x
+    if weight.dtype != x.dtype:
+        score_x = x.to(_score_dtype(x.dtype, weight.dtype))
+        weight = weight.to(score_x.dtype)
+    if bias is not None and bias.dtype != score_x.dtype:
+        bias = bias.to(score_x.dtype)
+    scores = torch.nn.functional.linear(score_x, weight, bias)
     if activation is not None and activation == "tanh":
         scores = torch.tanh(scores)
     moved = x.movedim(dim, 0)
     shape = list(moved.shape)
-    rows = moved.reshape(shape[0], -1)
+    rows_x = moved.reshape(shape[0], -1)
     score_rows = scores.expand_as(x).movedim(dim, 0).reshape(shape[0], -1)
-    out = torch.ops.gnpool.attsets_forward(rows, score_rows, csr_ptr, perm, size, "auto")[0]
+    if score_rows.dtype != rows_x.dtype:
+        common = _score_dtype(rows_x.dtype, score_rows.dtype)
+        rows_x, score_rows = rows_x.to(common), score_rows.to(common)
+    out = torch.ops.gnpool.attsets_forward(rows_x, score_rows, csr_ptr, perm, size, "auto")[0]
     shape[0] = size
     return out.reshape(shape).movedim(0, dim).to(x.dtype)

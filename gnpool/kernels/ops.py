@@ -199,14 +199,46 @@ def _linear_scores(x: Tensor, weight: Tensor, bias: Tensor | None, activation: s
     return torch.tanh(scores) if activation == "tanh" else scores
 
 
+def _check_linear(x: Tensor, weight: Tensor, bias: Tensor | None,
+                  activation: str | None) -> None:
+    # The kernels read K * rows weights and rows biases through raw pointers: anything else
+    # would be read out of bounds (or, off x's device, as host memory).
+    if not x.is_floating_point() or not weight.is_floating_point():
+        bad, t = ("x", x) if not x.is_floating_point() else ("weight", weight)
+        raise TypeError(f"{bad} must be a floating-point tensor, got dtype {t.dtype}")
+    if x.dim() != 2:
+        raise ValueError(f"x must be [E, K] rows, got shape {tuple(x.shape)}")
+    k = x.size(1)
+    if weight.dim() != 2 or weight.size(1) != k or weight.size(0) not in (1, k):
+        raise ValueError(f"weight must have shape [{k}, {k}] or [1, {k}] for x with {k} "
+                         f"columns, got {tuple(weight.shape)}")
+    if bias is not None:
+        if not bias.is_floating_point():
+            raise TypeError(f"bias must be a floating-point tensor, got dtype {bias.dtype}")
+        if tuple(bias.shape) != (weight.size(0),):
+            raise ValueError(f"bias must have shape [{weight.size(0)}] (weight.size(0)), got "
+                             f"{tuple(bias.shape)}")
+    for label, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{label} must be on x's device ({x.device}), got {t.device}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+
+
+_ACTIVATIONS = (None, "tanh")
+
+
 @torch.library.custom_op("gnpool::attsets_linear_forward", mutates_args=())
 def attsets_linear_forward(x: Tensor, weight: Tensor, bias: Tensor | None,
                            activation: str | None, ptr: Tensor, perm: Tensor | None,
                            size: int, backend: str) -> tuple[Tensor, Tensor, Tensor]:
     """AttSets of ``x`` ``[E, K]`` with scores ``act(x W^T + b)``, ``weight`` ``[K, K]`` (a
-    score per channel) or ``[1, K]`` (one per element), ``activation`` ``None`` or
+    score per channel) or ``[1, K]`` (one per element), ``bias`` ``None`` or
+    ``[weight.size(0)]``, all floating-point on one device, ``activation`` ``None`` or
     ``"tanh"``: ``(out, m, l)`` as :func:`attsets_forward`. No ``[E, K]`` score tensor
-    outlives the call."""
+    outlives the call. Other shapes, dtypes or devices raise ``ValueError``/``TypeError``
+    before any kernel runs."""
+    _check_linear(x, weight, bias, activation)
     name = _backend(backend, x)
     if name == "triton":
         return triton_backend.kernels("attsets").attsets_linear_forward(

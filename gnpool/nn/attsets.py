@@ -31,7 +31,8 @@ class AttSets(torch.nn.Module):
     set whose elements are all masked pools to 0 (with zero gradients). The same holds for
     scores of -inf from the scoring layer: such an element gets weight 0 and a set (channel,
     position) whose scores are all -inf pools to 0; NaN scores give NaN. fp16/bf16 inputs
-    are computed in float32 and returned in their own dtype.
+    are computed in float32 and returned in their own dtype. Feature maps with no positions
+    (``H``, ``W`` or ``D`` of 0) pool to the empty result, ``[B, C, 0, W]`` and so on.
 
     Args:
         channels: number of channels ``C`` of each element.
@@ -41,6 +42,13 @@ class AttSets(torch.nn.Module):
         activation: ``None`` (scores used as they are) or ``"tanh"`` (scores squashed
             into ``(-1, 1)`` before the softmax).
         bias: give the scoring layer a bias (initialised to 0).
+
+    Raises:
+        ValueError: ``channels`` not a positive int, ``spatial_dims`` not the int 0, 2 or
+            3, ``kernel_size`` not a positive odd int or given for vectors, an unknown
+            ``activation``; in a call, ``x`` or ``mask`` of the wrong shape.
+        TypeError: ``bias`` not a bool; in a call, ``x`` not a tensor or not
+            floating-point, or ``mask`` not a boolean tensor.
     """
 
     def __init__(self, channels: int, spatial_dims: int = 0, kernel_size: int | None = None,
@@ -48,7 +56,8 @@ class AttSets(torch.nn.Module):
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
-        if spatial_dims not in _LAYOUT or isinstance(spatial_dims, bool):
+        if (isinstance(spatial_dims, bool) or not isinstance(spatial_dims, int)
+                or spatial_dims not in _LAYOUT):
             raise ValueError(f"spatial_dims must be 0 (vectors), 2 or 3 (feature maps), "
                              f"got {spatial_dims!r}")
         if spatial_dims == 0 and kernel_size is not None:
@@ -62,6 +71,8 @@ class AttSets(torch.nn.Module):
                                  f"padding), got {kernel_size!r}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {bias!r} of type {type(bias).__name__}")
         self.channels, self.spatial_dims = channels, spatial_dims
         self.kernel_size, self.activation = kernel_size, activation
         if spatial_dims == 0:
@@ -104,6 +115,9 @@ class AttSets(torch.nn.Module):
         bias = None if self.score.bias is None else self.score.bias.to(x.dtype)
         if self.spatial_dims == 0:
             return F.linear(x, weight, bias)
+        if any(size == 0 for size in x.shape[3:]):
+            # No positions: nothing to score (a convolution would reject the empty map).
+            return x.new_zeros(x.shape)
         conv = F.conv2d if self.spatial_dims == 2 else F.conv3d
         flat = x.flatten(0, 1)
         out = conv(flat, weight, bias, padding=self.kernel_size // 2)
