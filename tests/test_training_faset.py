@@ -442,3 +442,13 @@ def test_default_selection_includes_attsets_aggregation_when_present(monkeypatch
     monkeypatch.setattr(gnpool.aggr, "AttSetsAggregation", AttSetsAggregation, raising=False)
     model = nn.Sequential(nn.Linear(2, HIDDEN), AttSetsAggregation())
     assert aggregator_parameter_names(model) == ["1.gate.weight", "1.gate.bias"]
+
+
+def test_resuming_from_a_file_that_is_no_checkpoint_says_so(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="cannot be read as a FASet checkpoint .*resume=False"):
+        faset(make_model()).fit(loader(), checkpoint=path, resume=True)
+    torch.save([1, 2], path)                      # readable, but not FASet's
+    with pytest.raises(ValueError, match="is not a FASet checkpoint \\(format None"):
+        faset(make_model()).fit(loader(), checkpoint=path, resume=True)

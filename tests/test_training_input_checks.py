@@ -52,3 +52,23 @@ def test_a_negative_or_non_int_edge_dim_is_refused_at_construction(edge_dim):
         MessageMLPConv(3, 3, edge_dim=edge_dim)
     with pytest.raises(ValueError, match="edge_dim must be a non-negative int"):
         MessageMLPGNN(3, 1, edge_dim=edge_dim)
+
+
+def test_functional_dim_must_be_an_int():
+    from gnpool.functional import gnp
+
+    x, index = torch.randn(4, 2), torch.tensor([0, 0, 1, 1])
+    for dim in ("0", 0.0, None):
+        with pytest.raises(TypeError, match="dim must be an int"):
+            gnp(x, index, dim=dim)
+    import numpy as np
+
+    assert torch.equal(gnp(x, index, dim=np.int64(0)), gnp(x, index, dim=0))
+
+
+def test_a_checkpoint_in_a_missing_directory_names_it(tmp_path):
+    from gnpool.training.checkpoint import atomic_save
+
+    with pytest.raises(FileNotFoundError, match="its directory .*missing does not exist"):
+        atomic_save({}, tmp_path / "missing" / "c.pt")
+    assert list(tmp_path.iterdir()) == []

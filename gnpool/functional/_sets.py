@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import NamedTuple
 
 import torch
@@ -54,6 +55,9 @@ def check_features(name: str, x: Tensor) -> None:
 
 
 def normalize_dim(x: Tensor, dim: int) -> int:
+    if isinstance(dim, bool) or not hasattr(dim, "__index__"):
+        raise TypeError(f"dim must be an int, got {dim!r}")
+    dim = operator.index(dim)
     if not -x.dim() <= dim < x.dim():
         hint = (" (a 1-D x has one feature per element: pool it with dim=0, or pass "
                 "x.unsqueeze(-1))" if x.dim() == 1 else "")

@@ -18,6 +18,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     an interruption leaves either the old file or the new one, never a partial one."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write the checkpoint {path}: its directory "
+                                f"{directory} does not exist")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".",
                                suffix=".tmp")
     try:

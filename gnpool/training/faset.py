@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import pickle
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -240,10 +241,17 @@ class _Run:
         self.rng: dict | None = None  # random state of a loaded checkpoint
 
     def load(self) -> None:
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        if state.get("format") != _FORMAT:
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+            first = (str(error).splitlines() or [""])[0]
+            raise ValueError(f"checkpoint {self.path!r} cannot be read as a FASet "
+                             f"checkpoint ({type(error).__name__}: {first}); pass another "
+                             "checkpoint, or resume=False to start over") from error
+        found = state.get("format") if isinstance(state, dict) else None
+        if found != _FORMAT:
             raise ValueError(f"checkpoint {self.path!r} is not a FASet checkpoint "
-                             f"(format {state.get('format')!r}, expected {_FORMAT!r})")
+                             f"(format {found!r}, expected {_FORMAT!r})")
         if state["aggregator"] != self.t.aggregator_names:
             raise ValueError(f"checkpoint {self.path!r} was written for the aggregator "
                              f"parameters {state['aggregator']}, but this FASet selects "

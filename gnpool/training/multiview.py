@@ -103,6 +103,9 @@ def check_set_sizes(batch: Any, sizes: SetSizes) -> None:
     """Raise ``ValueError`` when ``sizes`` can draw sets larger than the number of views
     ``V`` of ``batch`` (a multi-view batch)."""
     num_views = as_multiview(batch)["views"].size(1)
+    if num_views == 0:
+        raise ValueError("the batches have no views (views.size(1) is 0): FASet needs at "
+                         "least one view per batch")
     if sizes.high > num_views:
         raise ValueError(f"set_sizes reach {sizes.high} views, but the batches have "
                          f"V={num_views} views (views.size(1)); set sizes must lie in "
