@@ -137,3 +137,59 @@ def test_bad_arguments_are_named():
 
     with pytest.raises(ValueError, match="conjugates need at most 3 learnable GNP modules"):
         search_then_retrain(four, ok)
+
+
+@pytest.mark.parametrize("task", ["set_max", "set_l2"])
+def test_is_the_benchmarks_recipe(tmp_path, task):
+    # The benchmark's search_and_retrain (one model, the profiles' settings but its
+    # per-channel twin) and search_then_retrain given the benchmark's own model builder,
+    # training loop (the search's settings for a model with learnable poolings, the
+    # retrains' otherwise) and inputs: the same models, losses and choice, to the bit.
+    import dataclasses
+
+    from gnpool.bench import HParams
+    from gnpool.bench.configs import PoolingConfig
+    from gnpool.bench.train import build_model, fit, predict, search_and_retrain
+    from gnpool.datasets import load_splits, task_info
+    from gnpool.training import pooling_parameters
+
+    splits = load_splits(task, root=tmp_path, progress=False, num_train=64, num_val=32,
+                         num_test=8, train_sizes=(2, 12), extrap_sizes=(20, 30))
+    info = task_info(task, train_sizes=(2, 12), extrap_sizes=(20, 30))
+    config = PoolingConfig("gnp", None, "gnp", readout_kwargs={"channels": 1, "q": 1.0})
+    hp = HParams(hidden=8, epochs=4, batch_size=16, last_activation="softplus", retrain=1.0,
+                 snap=0.25, snap_tolerance=0.3, retrain_heading=0.15,
+                 retrain_heading_exponent=True, retrain_mirror=True,
+                 retrain_select_activation=True, retrain_last_activation=False,
+                 retrain_conjugates=True, select_relu_margin=5.0)
+    torch.manual_seed(0)
+    bench_model, record = search_and_retrain(info, config, hp, build_model(info, config, hp),
+                                             splits, seed=0, progress=False)
+
+    search_hp = dataclasses.replace(hp, epochs=round(hp.retrain * hp.epochs))
+    retrain_hp = dataclasses.replace(
+        hp, snap=0.0, retrain=0.0, retrain_heading=None, retrain_heading_exponent=False,
+        retrain_mirror=False, retrain_select_activation=False, retrain_last_activation=None,
+        retrain_conjugates=False, select_relu_margin=1.0)
+
+    def build(ending):
+        torch.manual_seed(0)
+        return build_model(info, config, dataclasses.replace(hp, last_activation=ending))
+
+    def train(model):
+        settings = search_hp if pooling_parameters(model) else retrain_hp
+        return fit(model, splits["train"], splits["val"], info.level, settings, 0,
+                   progress=False)["val_mse"]
+
+    model, mine = search_then_retrain(
+        build, train, run=lambda m: predict(m, splits["train"], info.level, 256))
+    theirs = {name: scores["val_mse"]
+              for name, scores in record["candidates"]["models"].items()}
+    assert len(theirs) >= 4 and mine["losses"] == theirs
+    assert mine["kept"] == record["candidates"]["kept"]
+    assert mine["snapped"] == record["retrain"]["snapped"]
+    assert mine["mirrored"] == record["retrain"]["mirrored"]
+    assert mine["conjugates"] == record["retrain"]["conjugates"]
+    for (name, a), (_, b) in zip(model.state_dict().items(),
+                                 bench_model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
