@@ -40,6 +40,7 @@ from ..training.recipe import (  # noqa: F401  (the benchmark's names for them)
     HEADING_ANGLE,
     MAX_CONJUGATED_MODULES,
     SNAP_SLACK,
+    _check_conjugable,
     _lowest,
     _with_relu_margin,
     choose_model,
@@ -439,13 +440,9 @@ def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: 
 
 def _check_conjugable_hparams(model: torch.nn.Module) -> None:
     # At most MAX_CONJUGATED_MODULES learnable GNP modules (any of them may end at max, so
-    # search_and_retrain checks before its search).
-    names = list(_learnable(model))
-    if len(names) > MAX_CONJUGATED_MODULES:
-        raise ValueError(f"retrain_conjugates=True needs at most {MAX_CONJUGATED_MODULES} "
-                         f"learnable GNP modules, this model has {len(names)} "
-                         f"({', '.join(names)}): set gnp_share_aggr=True (one GNP for every "
-                         "message-passing layer) or retrain_conjugates=False")
+    # search_and_retrain checks before its search), in the benchmark's settings' terms.
+    _check_conjugable(model, "retrain_conjugates=True", "set gnp_share_aggr=True (one GNP "
+                      "for every message-passing layer) or retrain_conjugates=False")
 
 
 def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,

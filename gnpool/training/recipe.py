@@ -63,16 +63,17 @@ def _base_name(name: str) -> str:
     return name
 
 
-def _check_conjugable(model: torch.nn.Module) -> None:
+def _check_conjugable(model: torch.nn.Module, setting: str = "conjugates",
+                      remedy: str = "share one GNP between the message-passing layers "
+                      "(MessageMLPGNN(share_aggr=True)) or leave the conjugates out "
+                      "(search_then_retrain(conjugates=False))") -> None:
     # At most MAX_CONJUGATED_MODULES learnable GNP modules (their conjugates are retrained
-    # in every combination).
+    # in every combination); `setting` and `remedy` name the caller's ways out.
     names = list(_learnable(model))
     if len(names) > MAX_CONJUGATED_MODULES:
-        raise ValueError(f"conjugates need at most {MAX_CONJUGATED_MODULES} learnable GNP "
-                         f"modules, this model has {len(names)} ({', '.join(names)}): share "
-                         "one GNP between the message-passing layers "
-                         "(MessageMLPGNN(share_aggr=True)) or leave the conjugates out "
-                         "(search_then_retrain(conjugates=False))")
+        raise ValueError(f"{setting} need{'s' if '=' in setting else ''} at most "
+                         f"{MAX_CONJUGATED_MODULES} learnable GNP modules, this model has "
+                         f"{len(names)} ({', '.join(names)}): {remedy}")
 
 
 @torch.no_grad()
