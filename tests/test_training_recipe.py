@@ -117,17 +117,28 @@ def test_bad_arguments_are_named():
     def unseeded(ending):
         return DeepSets(1, 1, 8, "gnp", last_activation=ending)
 
+    never = _Scripted([])                    # a train call would fail: none may happen
     with pytest.raises(ValueError, match="build must return the same initial weights"):
-        search_then_retrain(unseeded, _Scripted([1.0] * 10))
-    with pytest.raises(ValueError, match="train must return the validation loss"):
-        search_then_retrain(_build, lambda m: "low")
-    for endings in ((), (False, "linear"), ("tanh",)):
-        with pytest.raises(ValueError, match="retrain_endings|last_activation"):
+        search_then_retrain(unseeded, never)
+    same = _build(True)
+    with pytest.raises(ValueError, match="build must return a new model on every call"):
+        search_then_retrain(lambda ending: same, never)
+    for bad in ("low", None, -0.5, -math.inf, [1.0]):
+        with pytest.raises(ValueError, match="train must return the validation loss as a "
+                                             "non-negative number"):
+            search_then_retrain(_build, lambda m, bad=bad: bad)
+    for endings in ((), (False, "linear"), ("tanh",), "softplus", (True, 1)):
+        with pytest.raises(ValueError, match="retrain_endings must"):
             search_then_retrain(_build, ok, retrain_endings=endings)
+    with pytest.raises(ValueError, match="search_ending must be MLP endings|search_ending"):
+        search_then_retrain(_build, ok, search_ending=None)
+    with pytest.raises(TypeError, match="conjugates must be True or False, got 'no'"):
+        search_then_retrain(_build, ok, conjugates="no")
     with pytest.raises(ValueError, match="heading must be a positive number"):
         search_then_retrain(_build, ok, heading=0)
-    with pytest.raises(ValueError, match="refit_above must be a number"):
-        search_then_retrain(_build, ok, refit_above="1")
+    for bad in ("1", math.nan, -1.0, math.inf):
+        with pytest.raises(ValueError, match="refit_above must be a finite non-negative"):
+            search_then_retrain(_build, ok, refit_above=bad)
     with pytest.raises(ValueError, match="relu_margin must be a number >= 1"):
         search_then_retrain(_build, ok, relu_margin=0.5)
 
@@ -193,3 +204,45 @@ def test_is_the_benchmarks_recipe(tmp_path, task):
     for (name, a), (_, b) in zip(model.state_dict().items(),
                                  bench_model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_losses_may_be_numpy_or_tensor_scalars_and_nan_never_wins():
+    import numpy as np
+
+    train = _Scripted([np.float32(1.0), torch.tensor([0.5]), math.nan, np.array(0.6)])
+    _, record = search_then_retrain(_build, train)
+    assert record["losses"]["linear"] == 0.5 and math.isnan(record["losses"]["relu"])
+    assert record["kept"] == "relu-conjugate-1"        # 0.6 / 5 beats 0.5; NaN never wins
+
+
+def test_an_error_in_train_puts_the_search_back_as_trained():
+    x, index = torch.randn(12, 1), torch.arange(12) // 4
+    train = _Scripted([1.0, 0.5])                    # the third call (the ReLU retrain) fails
+    with pytest.raises(IndexError):
+        search_then_retrain(_build, train, run=lambda m: m(x, index))
+    search = train.models[0]
+    assert search.pooling.p_unit.item() == pytest.approx(0.7)     # as trained, not snapped
+    assert search.pooling.p_unit.requires_grad
+
+
+def test_only_the_search_and_the_best_retrain_so_far_stay_in_memory():
+    import gc
+    import weakref
+
+    refs, alive = [], []
+    losses = [1.0, 0.9, 0.8, 2.0]                    # search, linear, relu, conjugate
+
+    def train(model):
+        gc.collect()
+        alive.append([r() is not None for r in refs])
+        refs.append(weakref.ref(model))
+        with torch.no_grad():                        # the search ends at max (p_unit 0.7)
+            if model.pooling.p_unit.requires_grad:
+                model.pooling.p_unit.fill_(0.7)
+        return losses.pop(0)
+
+    model, record = search_then_retrain(_build, train)
+    assert record["kept"] == "relu" and model is refs[2]()
+    # While the conjugate trains: the search and the ReLU retrain (0.8 / 5 < 0.9), not the
+    # linear one.
+    assert alive[3] == [True, False, True]
