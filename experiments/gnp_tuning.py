@@ -64,6 +64,10 @@ configurations run alongside as the reference.
                                                           #   to 111, fixed references too
     python experiments/gnp_tuning.py --margins            # the ReLU-ended retrain's margin
                                                           #   scored on stages 33 and 34
+    python experiments/gnp_tuning.py --stage 35           # stage 33 on training seeds 112
+                                                          #   to 115, fixed references too
+    python experiments/gnp_tuning.py --drops              # retrains dropped, scored on
+                                                          #   stages 33 to 35
     python experiments/gnp_tuning.py --search-plateau     # shortest_path's searches alone:
                                                           #   MLP endings, initial
                                                           #   exponents, frozen GNPs
@@ -88,6 +92,7 @@ import math
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -1284,6 +1289,33 @@ MARGIN_STAGES = (33, 34)
 MARGIN_CANDIDATE = 10.0
 
 
+def offline_scores(runs: dict, seed_sets: dict[str, tuple[int, ...]],
+                   rules: dict[str, Callable[[dict], str]], column: str
+                   ) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Score rules that keep one of each run's recorded models (``runs``, as
+    :func:`stage_candidates` gives them) without training: per seed set a Markdown table
+    (one row per rule, headed ``column``) of the tuning-split MAPE ratios to the best fixed
+    configuration of the same seeds and the score as :func:`summarise` scores a variant;
+    returns the lines and ``{seed set: {rule: score}}``."""
+    tasks = [tp.task for tp in TASKS]
+    lines: list[str] = []
+    scores: dict[str, dict[str, float]] = {}
+    for label, seeds in seed_sets.items():
+        _, best = _with_fixed_reference(seeds)
+        lines += [f"## Training seeds {label}", "",
+                  f"| {column} | " + " | ".join(f"`{t}`" for t in tasks) + " | score |",
+                  "|---|" + "---|" * (len(tasks) + 1)]
+        scores[label] = {}
+        for rule, keep in rules.items():
+            ratios = {t: statistics.fmean(runs[(t, s)][keep(runs[(t, s)])]["mape_tune"]
+                                          for s in seeds) / best[t] for t in tasks}
+            scores[label][rule] = _score(ratios.values())
+            lines.append(f"| {rule} | " + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
+                         + f" | {scores[label][rule]:.4g} |")
+        lines.append("")
+    return lines, scores
+
+
 def margin_selection() -> str:
     """Score ``HParams.select_relu_margin`` on stored runs, without training.
 
@@ -1302,7 +1334,6 @@ def margin_selection() -> str:
                    for k in MARGIN_STAGES}
     seed_sets = {stage_label[k]: STAGE_SEEDS[k] for k in MARGIN_STAGES}
     seed_sets["all twelve"] = tuple(s for k in MARGIN_STAGES for s in STAGE_SEEDS[k])
-    tasks = [tp.task for tp in TASKS]
     lines = ["# GNP tuning: the ReLU-ended retrain's margin, offline", "",
              f"Stage 33's recipe (`{name}`, the profiles', `select_relu_margin=5`) on "
              "training seeds 100 to 107 (stage 33) and 108 to 111 (stage 34); for each "
@@ -1311,26 +1342,17 @@ def margin_selection() -> str:
              "fixed configuration of the same seeds (the standard profile's fixed "
              f"configurations, `FINAL_FIXED`; data seed {TUNE_SEED}); score as in the stage "
              "tables. Computed by `python experiments/gnp_tuning.py --margins`.", ""]
-    scores: dict[str, dict[float, float]] = {}
-    for label, seeds in seed_sets.items():
-        _, best = _with_fixed_reference(seeds)
-        lines += [f"## Training seeds {label}", "",
-                  "| margin | " + " | ".join(f"`{t}`" for t in tasks) + " | score |",
-                  "|---|" + "---|" * (len(tasks) + 1)]
-        scores[label] = {}
-        for m in RELU_MARGINS:
-            ratios = {t: statistics.fmean(
-                runs[(t, s)][choose_model(runs[(t, s)], "val", m)]["mape_tune"]
-                for s in seeds) / best[t] for t in tasks}
-            scores[label][m] = _score(ratios.values())
-            shown = "none (the lowest validation MSE)" if m == 1.0 else (
-                "every ReLU-ended retrain kept" if math.isinf(m) else f"{m:g}")
-            if m == 5.0:
-                shown += " (the profiles')"
-            lines.append(f"| {shown} | "
-                         + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
-                         + f" | {scores[label][m]:.4g} |")
-        lines.append("")
+    def shown(m: float) -> str:
+        text = "none (the lowest validation MSE)" if m == 1.0 else (
+            "every ReLU-ended retrain kept" if math.isinf(m) else f"{m:g}")
+        return text + (" (the profiles')" if m == 5.0 else "")
+
+    rules = {shown(m): (lambda models, m=m: choose_model(models, "val", m))
+             for m in RELU_MARGINS}
+    table, by_label = offline_scores(runs, seed_sets, rules, "margin")
+    lines += table
+    scores = {label: {m: by_label[label][shown(m)] for m in RELU_MARGINS}
+              for label in seed_sets}
     same = [math.isclose(runs[(t, s)][choose_model(runs[(t, s)], "val", 5.0)]["mape_tune"],
                          latest[(t, name, s)]["mape_tune"], rel_tol=1e-9) for t, s in runs]
     lines += [f"Margin 5 repeats the stored runs' tuning MAPE in {sum(same)} of {len(same)} "
@@ -1342,6 +1364,61 @@ def margin_selection() -> str:
                "profiles keep margin 5")
     lines.append(f"Decision (rule set before stage {MARGIN_STAGES[-1]} ran): on training "
                  f"seeds {fresh} margin {MARGIN_CANDIDATE:g} {verdict}.")
+    return "\n".join(lines) + "\n"
+
+
+#: ``--drops``: the stages whose runs (one recipe, stage 33's) score dropping a retrain,
+#: and the retrains dropped, by label (each run's recorded model names, ``shared/`` being
+#: the model with one pooling per GNP).
+DROP_STAGES = (33, 34, 35)
+DROPS = {"the linear-ended retrain of the model with one pooling per GNP": ("shared/linear",)}
+
+
+def drop_selection() -> str:
+    """Score dropping retrains from the profiles' recipe on stored runs, without training.
+
+    Stages 33's to 35's runs (the profiles' recipe) record every model they trained; a
+    dropped retrain is a model the run could not keep, and the others train as they did
+    (each from the run's seed and the same search), so each run keeping one of the rest
+    with :func:`gnpool.bench.train.choose_model` (margin 5) gives the score the runs would
+    have without it. The decision rule is in the comment of ``STAGES[35]``."""
+    from gnpool.bench.train import choose_model
+
+    name, _, runs = stage_candidates(DROP_STAGES)
+    seed_sets = {f"{STAGE_SEEDS[k][0]} to {STAGE_SEEDS[k][-1]} (stage {k})": STAGE_SEEDS[k]
+                 for k in DROP_STAGES}
+    seed_sets["all sixteen"] = tuple(s for k in DROP_STAGES for s in STAGE_SEEDS[k])
+    profiles = "none (the profiles' recipe)"
+    rules = {profiles: lambda models: choose_model(models, "val", 5.0)}
+    for label, dropped in DROPS.items():
+        rules[label] = (lambda models, dropped=dropped: choose_model(
+            {n: v for n, v in models.items() if n not in dropped}, "val", 5.0))
+    lines = ["# GNP tuning: retrains dropped, offline", "",
+             f"Stage 33's recipe (`{name}`, the profiles') on training seeds 100 to 107 "
+             "(stage 33), 108 to 111 (stage 34) and 112 to 115 (stage 35); each run keeps "
+             "one of its recorded models but the dropped ones "
+             "(`gnpool.bench.train.choose_model`, margin 5). Tuning-split MAPE ratios to "
+             "the best fixed configuration of the same seeds (`FINAL_FIXED`; data seed "
+             f"{TUNE_SEED}); score as in the stage tables. Computed by `python "
+             "experiments/gnp_tuning.py --drops`.", ""]
+    table, scores = offline_scores(runs, seed_sets, rules, "dropped")
+    lines += table
+    kept = [m for models in runs.values() for m in [choose_model(models, "val", 5.0)]]
+    lines.append("Models the profiles' recipe keeps, over the "
+                 f"{len(kept)} runs: " + ", ".join(
+                     f"{m} {kept.count(m)}" for m in sorted(set(kept))) + ".")
+    lines.append("")
+    fresh, every = list(seed_sets)[-2], list(seed_sets)[-1]
+    for label in DROPS:
+        new_fresh, old_fresh = scores[fresh][label], scores[fresh][profiles]
+        new_all, old_all = scores[every][label], scores[every][profiles]
+        adopt = new_fresh <= old_fresh and new_all < old_all
+        lines.append(f"Decision (rule set before stage 35 ran) on dropping {label}: "
+                     f"{new_fresh:.4g} against {old_fresh:.4g} on seeds {fresh}, "
+                     f"{new_all:.4g} against {old_all:.4g} on all sixteen: "
+                     + ("adopted (at most the profiles' score on the fresh seeds, below it "
+                        "on all sixteen)." if adopt else
+                        "not adopted; the profiles keep it."))
     return "\n".join(lines) + "\n"
 
 
@@ -1456,6 +1533,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margins", action="store_true",
                         help="score select_relu_margin on stages 33's and 34's runs "
                              "(margins.md), from stored runs")
+    parser.add_argument("--drops", action="store_true",
+                        help="score dropping retrains on stages 33's to 35's runs "
+                             "(drops.md), from stored runs")
     parser.add_argument("--search-plateau", action="store_true",
                         help="searches alone on shortest_path: MLP endings, initial "
                              "exponents, frozen GNPs (search_plateau.md)")
@@ -1472,7 +1552,8 @@ def main(argv: list[str] | None = None) -> int:
         return repeat(args.repeat, args.task, args.seed, args.db, args.workers)
     # The reports made by one function each (all but --search-plateau from stored runs).
     reports = {"candidates": candidate_selection, "margins": margin_selection,
-               "conjugates": conjugate_selection, "offline_selection": offline_selection,
+               "drops": drop_selection, "conjugates": conjugate_selection,
+               "offline_selection": offline_selection,
                "search_plateau": lambda: search_plateau(args.workers)}
     for flag, make in reports.items():
         if getattr(args, flag):
