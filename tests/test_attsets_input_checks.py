@@ -141,7 +141,7 @@ def test_a_replaced_bias_of_one_value_or_of_another_length():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("layout", ["rows", "batched"])
-def test_low_and_double_precision_like_the_dense_attsets(dtype, lazy, layout):
+def test_low_precision_in_float32_and_double_in_float64(dtype, lazy, layout):
     x, index = random_sets(80, 7, 5, seed=9, dtype=torch.float32)
     x = x.to(dtype)
     xs, dim = (x, -2) if layout == "rows" else (torch.stack([x, -x]), 1)

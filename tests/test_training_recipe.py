@@ -130,7 +130,7 @@ def test_bad_arguments_are_named():
     for endings in ((), (False, "linear"), ("tanh",), "softplus", (True, 1)):
         with pytest.raises(ValueError, match="retrain_endings must"):
             search_then_retrain(_build, ok, retrain_endings=endings)
-    with pytest.raises(ValueError, match="search_ending must be MLP endings|search_ending"):
+    with pytest.raises(ValueError, match="search_ending must be an MLP ending .*got None"):
         search_then_retrain(_build, ok, search_ending=None)
     with pytest.raises(TypeError, match="conjugates must be True or False, got 'no'"):
         search_then_retrain(_build, ok, conjugates="no")
@@ -246,3 +246,24 @@ def test_only_the_search_and_the_best_retrain_so_far_stay_in_memory():
     # While the conjugate trains: the search and the ReLU retrain (0.8 / 5 < 0.9), not the
     # linear one.
     assert alive[3] == [True, False, True]
+
+
+def test_a_nan_refit_never_wins_and_a_relu_search_is_not_refit():
+    # Both searches NaN: the first goes on (as the benchmark's search_and_retrain).
+    train = _Scripted([math.nan, math.nan, 0.5, 0.4])
+    _, record = search_then_retrain(_build, train, retrain_endings=(False,), refit_above=1.0)
+    assert not record["refit"] and train.models[0].encoder.ending == "softplus"
+    # A ReLU-ended search is not trained again.
+    train = _Scripted([5.0, 0.5, 0.4])
+    _, record = search_then_retrain(_build, train, search_ending=True,
+                                    retrain_endings=(False,), refit_above=1.0)
+    assert list(record["losses"]) == ["search", "linear", "relu-conjugate-1"]
+
+
+def test_a_lazy_module_in_the_model_is_fine():
+    def build(ending):
+        torch.manual_seed(0)
+        return torch.nn.ModuleDict({"pool": GNPAggregation(), "lazy": torch.nn.LazyLinear(2)})
+
+    _, record = search_then_retrain(build, _Scripted([1.0, 0.5, 0.4, 0.3]), conjugates=False)
+    assert record["kept"] == "relu"                  # 0.4 / 5 beats 0.5

@@ -189,6 +189,8 @@ class GNPAggregation(Aggregation):
             nor ``channels`` entries or is out of range, or (in ``forward``) ``channels``
             does not match the features of ``x``, a ``p_unit`` is NaN or a ``beta`` is
             not finite (as after a diverged optimiser step).
+        TypeError: ``learn`` is not a bool, an initial value is not a number, a sequence
+            of numbers or a tensor, or (in ``forward``) ``x`` is not a tensor.
         NotImplementedError: (in ``forward``) ``x`` or a parameter under forward-mode AD
             (``torch.func.jvp``, ``torch.autograd.forward_ad``) or a ``torch.func``
             transform (``grad``, ``vmap``, ``functional_call`` ensembles under ``vmap``):

@@ -301,7 +301,7 @@ def _write_report(args: argparse.Namespace, specs, db_path: Path, out: Path,
               file=sys.stderr)
     narrowed = [f"--{flag}" for flag in ("tasks", "configs", "seeds")
                 if getattr(args, flag, None) is not None]
-    if narrowed and not every and args.out is None:
+    if narrowed and not every and args.out is None and args.db is None:
         # Only part of the profile's grid, written where the whole profile's report lives
         # (in a source checkout: the committed results).
         full = len(plan(profile, hparams=parse_assignments(args.assign, check=True),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets import task_info
+from ..training.recipe import _base_name
 from .configs import FIXED, LEARNED
 from .hparams import ADDED_AFTER_0_2
 
@@ -403,10 +404,10 @@ def _against_relu(row: dict[str, Any]) -> str:
     if not isinstance(models, dict) or kept not in models:
         return ""
     relu = [m.get("val_mse") for name, m in models.items()
-            if name.split("/")[-1].split("-conjugate")[0] == "relu"]
+            if _base_name(name.split("/")[-1]) == "relu"]
     relu = [v for v in relu if isinstance(v, (int, float))]
     kept_mse = models[kept].get("val_mse")
-    if not relu or kept.split("/")[-1].startswith("relu") or not isinstance(kept_mse,
+    if not relu or _base_name(kept.split("/")[-1]) == "relu" or not isinstance(kept_mse,
                                                                          (int, float)):
         return ""
     return (f" (validation MSE {kept_mse:.2g} against the ReLU-ended retrain's "

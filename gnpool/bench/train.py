@@ -30,6 +30,7 @@ from ..training import (
     mirror_idle_parts_,
     param_groups,
     pooling_parameters,
+    recipe,
     snap_parts_,
     snap_to_classic,
     transfer_pooling_,
@@ -41,6 +42,7 @@ from ..training.recipe import (  # noqa: F401  (the benchmark's names for them)
     MAX_CONJUGATED_MODULES,
     SNAP_SLACK,
     _check_conjugable,
+    _lower,
     _lowest,
     _with_relu_margin,
     choose_model,
@@ -329,7 +331,7 @@ def fit(model: torch.nn.Module, train: Dataset, val: Dataset, level: str, hp: HP
     if snap is not None:
         before = snap.pop("state_before")
         snap["val_mse_after"] = best_loss
-        snap["kept"] = best_loss <= (1 + SNAP_SLACK) * snap["val_mse_before"]
+        snap["kept"] = best_loss <= (1 + recipe.SNAP_SLACK) * snap["val_mse_before"]
         if not snap["kept"]:
             best_state, best_loss, best_epoch = (before, snap["val_mse_before"],
                                                  snap["best_epoch_before"])
@@ -384,7 +386,7 @@ def snap_search(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         score = {c: v[0] if math.isfinite(v[0]) else math.inf for c, v in results.items()}
         classic = min(COMPARED, key=score.__getitem__)
         choice = (classic if score[classic] < math.inf
-                  and score[classic] <= (1 + SNAP_SLACK) * score["none"] else "none")
+                  and score[classic] <= (1 + recipe.SNAP_SLACK) * score["none"] else "none")
         model.load_state_dict(results[choice][1][0])
         optimizer.load_state_dict(results[choice][1][1])
         if choice != "none":
@@ -441,7 +443,7 @@ def candidate_scores(model: torch.nn.Module, splits: dict[str, Dataset], level: 
 def _check_conjugable_hparams(model: torch.nn.Module) -> None:
     # At most MAX_CONJUGATED_MODULES learnable GNP modules (any of them may end at max, so
     # search_and_retrain checks before its search), in the benchmark's settings' terms.
-    _check_conjugable(model, "retrain_conjugates=True", "set gnp_share_aggr=True (one GNP "
+    _check_conjugable(model, "retrain_conjugates=True needs", "set gnp_share_aggr=True (one GNP "
                       "for every message-passing layer) or retrain_conjugates=False")
 
 
@@ -594,14 +596,6 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     if kept:
         record["best_epoch"] += search_hp.epochs
     return (fresh if kept else model), record
-
-
-def _lower(challenger: float, holder: float) -> bool:
-    # Whether `challenger` is a lower loss than `holder`; NaN never wins, a finite loss
-    # beats NaN.
-    if math.isnan(challenger):
-        return False
-    return math.isnan(holder) or challenger < holder
 
 
 def r_squared(val_mse: float, dataset: Dataset, level: str, batch_size: int) -> float:

@@ -139,6 +139,7 @@ def transfer_pooling_(source: torch.nn.Module, target: torch.nn.Module,
         module has a pooling parameter.
 
     Raises:
+        TypeError: ``source`` or ``target`` is not a module.
         ValueError: ``freeze`` is not a bool; the two modules' pooling parameters differ
             in names, shapes or kind (learnable in one, a fixed buffer in the other); a
             value of ``source`` is not finite (each message names the parameter).

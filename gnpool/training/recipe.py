@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.parameter import is_lazy
 
 from ..aggr import GNPAggregation
 from ..aggr.gnp import COMPARED
@@ -36,6 +37,14 @@ SNAP_SLACK = 0.05
 def _selection_loss(scores: dict[str, float] | None, on: str) -> float:
     value = (scores or {}).get("val_mse" if on == "val" else "val_mse_large")
     return math.nan if value is None else float(value)
+
+
+def _lower(challenger: float, holder: float) -> bool:
+    # Whether `challenger` is a lower loss than `holder`; NaN never wins, a finite loss
+    # beats NaN.
+    if math.isnan(challenger):
+        return False
+    return math.isnan(holder) or challenger < holder
 
 
 def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) -> str:
@@ -63,17 +72,16 @@ def _base_name(name: str) -> str:
     return name
 
 
-def _check_conjugable(model: torch.nn.Module, setting: str = "conjugates",
+def _check_conjugable(model: torch.nn.Module, needs: str = "conjugates need",
                       remedy: str = "share one GNP between the message-passing layers "
                       "(MessageMLPGNN(share_aggr=True)) or leave the conjugates out "
                       "(search_then_retrain(conjugates=False))") -> None:
     # At most MAX_CONJUGATED_MODULES learnable GNP modules (their conjugates are retrained
-    # in every combination); `setting` and `remedy` name the caller's ways out.
+    # in every combination); `needs` and `remedy` name the caller's setting and ways out.
     names = list(_learnable(model))
     if len(names) > MAX_CONJUGATED_MODULES:
-        raise ValueError(f"{setting} need{'s' if '=' in setting else ''} at most "
-                         f"{MAX_CONJUGATED_MODULES} learnable GNP modules, this model has "
-                         f"{len(names)} ({', '.join(names)}): {remedy}")
+        raise ValueError(f"{needs} at most {MAX_CONJUGATED_MODULES} learnable GNP modules, "
+                         f"this model has {len(names)} ({', '.join(names)}): {remedy}")
 
 
 @torch.no_grad()
@@ -290,7 +298,9 @@ def _check_same_start(start: dict[str, Tensor], model: torch.nn.Module, what: st
     # state_dict that `model` has too (same name and shape) must be equal to it.
     for name, value in model.state_dict().items():
         first = start.get(name)
-        if first is not None and first.shape == value.shape and not torch.equal(first, value):
+        if (first is None or is_lazy(first) or is_lazy(value)):
+            continue                            # (a lazy module's weights come later)
+        if first.shape == value.shape and not torch.equal(first, value):
             raise ValueError(f"build must return the same initial weights on every call "
                              f"(seed inside it, e.g. torch.manual_seed(0)); the {what} "
                              f"differs from the search's initial {name!r}")
@@ -327,11 +337,11 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
        trained by ``train``; with ``conjugates``, a ReLU-ended retrain for each set of
        :func:`conjugate_sets` (those GNPs as ``x -> -GNP(-x)``: max and min traded,
        because ``min(x) = -max(-x)`` lets a search fit min labels with max).
-    5. The kept model (:func:`choose_model` with ``relu_margin``): of the retrains, the
-       lowest loss after each ReLU-ended one's (the family of Xu et al.'s fixed
-       poolings) is divided by ``relu_margin``; that retrain is kept unless its loss, so
-       divided, is more than a factor ``1 +`` :data:`gnpool.training.recipe.SNAP_SLACK`
-       (5%) above the search's, in which case the **search itself** is kept: its
+    5. The kept model (:func:`choose_model` with ``relu_margin``): each ReLU-ended
+       retrain's loss (the family of Xu et al.'s fixed poolings) is divided by
+       ``relu_margin``, and the retrain with the lowest loss so read is kept unless that
+       is more than a factor ``1 +`` :data:`gnpool.training.recipe.SNAP_SLACK` (5%)
+       above the search's, in which case the **search itself** is kept: its
        learnable, unsnapped poolings, which need not be classic (``record["kept"]`` says
        which; the benchmark's ``max_degree`` runs keep their searches in every seed of
        the quick profile, and extrapolate better than the fixed pairs there).
@@ -345,8 +355,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     lower validation loss: call this twice and compare ``record["losses"][record["kept"]]``.
     Its settings were chosen on a tuning split of the benchmark's tasks
     (``experiments/results/gnp_tuning/``), not on any reported test split. Given the
-    benchmark's model builder and training loop it trains the benchmark's models to the
-    bit (``tests/test_training_recipe.py``).
+    benchmark's model builder and training loop it trains the models of the benchmark's
+    one-model recipe to the bit (tested without refit and with one pooling per GNP).
 
     Args:
         build: returns a new, freshly initialised model whose MLPs end as its argument
@@ -367,8 +377,9 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         conjugates: also retrain ReLU-ended at the sign conjugates (at most
             :data:`gnpool.training.recipe.MAX_CONJUGATED_MODULES` learnable GNP modules).
         heading: the travel of step 3 (``None``: parts go to their nearest point only).
-        refit_above: step 2's bound on the search's validation loss, a non-negative number
-            (``None``: no refit).
+        refit_above: step 2's bound on the search's validation loss, a finite
+            non-negative number (``None``: no refit; none either where the search is
+            ReLU-ended already).
         relu_margin: >= 1; 1 keeps the lowest loss.
 
     Returns:
@@ -389,7 +400,7 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             ``train`` returning something other than a non-negative number or NaN;
             ``search_ending`` or ``retrain_endings`` not MLP endings (repeated, none, or
             a string instead of a sequence of them); ``heading`` not positive;
-            ``refit_above`` not a non-negative number; ``relu_margin`` below 1; more than
+            ``refit_above`` not a finite non-negative number; ``relu_margin`` below 1; more than
             ``MAX_CONJUGATED_MODULES`` learnable GNP modules with ``conjugates``.
         TypeError: ``conjugates`` not a bool.
     """
@@ -399,9 +410,10 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         try:
             return [ending_name(v) for v in values]
         except ValueError:
-            raise ValueError(f"{name} must be {'' if name == 'search_ending' else 'a sequence of '}"
-                             f"MLP endings (True or 'relu', False or 'linear', 'softplus'), "
-                             f"got {values[0] if name == 'search_ending' else values!r}") from None
+            one = name == "search_ending"
+            raise ValueError(f"{name} must be {'an MLP ending' if one else 'MLP endings'} "
+                             "(True or 'relu', False or 'linear', 'softplus'), got "
+                             f"{values[0] if one else values!r}") from None
 
     endings("search_ending", [search_ending])
     if isinstance(retrain_endings, (str, bytes)) or not isinstance(retrain_endings, Sequence):
@@ -452,12 +464,14 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     try:
         losses = {"search": loss_of(searched, "search")}
         refit = False
-        if refit_above is not None and not losses["search"] <= refit_above:
+        if (refit_above is not None and ending_name(search_ending) != "relu"
+                and not losses["search"] <= refit_above):
             other = build(True)
             _check_same_start(start, other, "ReLU-ended search")
             losses["search-relu"] = loss_of(other, "ReLU-ended search")
-            if losses["search-relu"] < losses["search"] or math.isnan(losses["search"]):
+            if _lower(losses["search-relu"], losses["search"]):
                 searched, refit = other, True
+            del other
         search_loss = losses["search-relu"] if refit else losses["search"]
         trained = copy.deepcopy(searched.state_dict())
         headed = ({} if heading is None
@@ -485,7 +499,7 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             done = [n for _, n, _ in plan if n in candidates]
             if _lowest(_with_relu_margin(candidates, relu_margin), done, "val") == name:
                 best = (name, fresh)
-            del fresh
+            del fresh, source
     finally:
         if trained is not None:
             searched.load_state_dict(trained)   # the search as trained, kept or not
