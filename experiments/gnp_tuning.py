@@ -603,7 +603,8 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # kept). Set before it ran: dropping the linear-ended retrain is adopted only if, from
     # stage 35's records, it scores at most the profiles' recipe on seeds 112 to 115 and
     # below it on all sixteen seeds 100 to 115; adopting it means a setting for it and the
-    # profiles' GNP runs made again.
+    # profiles' GNP runs made again, in a change of their own (until then the profiles run
+    # the recipe their committed results were made with).
     35: STAGE33,
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
