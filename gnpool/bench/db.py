@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -85,8 +86,10 @@ _ACCESS_MESSAGES = ("unable to open database file", "attempt to write a readonly
 
 
 def _is_access_error(err: BaseException) -> bool:
+    # Permission and read-only file system errors, not a parent that is a file (say).
     if isinstance(err, OSError):
-        return True
+        return isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EPERM,
+                                                                   errno.EROFS)
     name = getattr(err, "sqlite_errorname", None) or ""
     return (isinstance(err, sqlite3.OperationalError)
             and (name.startswith(_ACCESS_ERRORS) or any(m in str(err).lower()
