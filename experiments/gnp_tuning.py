@@ -68,6 +68,8 @@ configurations run alongside as the reference.
                                                           #   to 115, fixed references too
     python experiments/gnp_tuning.py --drops              # retrains dropped, scored on
                                                           #   stages 33 to 35
+    python experiments/gnp_tuning.py --stage 36           # stage 33 on training seeds 116
+                                                          #   to 119, fixed references too
     python experiments/gnp_tuning.py --search-plateau     # shortest_path's searches alone:
                                                           #   MLP endings, initial
                                                           #   exponents, frozen GNPs
@@ -606,6 +608,20 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # profiles' GNP runs made again, in a change of their own (until then the profiles run
     # the recipe their committed results were made with).
     35: STAGE33,
+    # Stage 35 scored 1.40 (node_neighbour_max 5.37x: seed 113 kept its retrain at the
+    # conjugate, min, at validation MSE 4.7e-5 against the max's 7.2e-5, and extrapolates
+    # 23x worse), against 1.00 on stage 34's seeds. Scored offline on stages 33 to 35,
+    # after seeing stage 35: a sign-conjugate retrain that competes only where its
+    # validation MSE is below half the plain ReLU-ended retrain's (conjugate margin 2)
+    # scores 1.036 against 1.135 on the sixteen seeds (1.00 against 1.40 on 112 to 115, 1.10
+    # against 1.09 on 100 to 107), where stages 31's and 32's runs had found no such
+    # margin below the profiles' (conjugates.md). Chosen after seeing the seeds it is
+    # scored on, so stage 36 runs the profiles' recipe on four seeds no run has used (116
+    # to 119) with the fixed references. Set before it ran: conjugate margin 2 is adopted
+    # only if, from stage 36's records, it scores at most the profiles' recipe on seeds 116
+    # to 119 and below it on all twenty seeds 100 to 119 (adopting it, as stage 35's drop:
+    # a setting and the profiles' runs made again, in a change of their own).
+    36: STAGE33,
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.
 STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
@@ -622,7 +638,8 @@ STAGE_SEEDS = {9: (100, 101, 102, 103), 10: (100, 101, 102, 103),
                31: (100, 101, 102, 103), 32: (104, 105, 106, 107),
                33: (100, 101, 102, 103, 104, 105, 106, 107),
                34: (108, 109, 110, 111),
-               35: (112, 113, 114, 115)}
+               35: (112, 113, 114, 115),
+               36: (116, 117, 118, 119)}
 RECIPE = "gnp-snapval-tol0.3"
 #: The variants such a stage is scored next to: the recipe before stage 9, and stage 9's
 #: choice.
@@ -682,7 +699,8 @@ STAGE_REFERENCES = {9: (RECIPE,), 10: (RECIPE, "gnp-retrain"),
                     33: ("gnp-retrain-heading0.15-exponent-softplus-select-activation-"
                          "shared-aggr-mirror-relu5-conjugates-flush",),
                     34: (),
-                    35: ()}
+                    35: (),
+                    36: ()}
 #: pool_lr unless a variant says otherwise (the library default being tested).
 POOL_LR = 0.05
 
@@ -830,7 +848,7 @@ FINAL_FIXED = {"shortest_path": ("min-min", "min-max", "max-max"),
 
 
 #: Stages on training seeds no earlier stage used, with the fixed references they run.
-STAGE_FIXED = {32: FINAL_FIXED, 34: FINAL_FIXED, 35: FINAL_FIXED}
+STAGE_FIXED = {32: FINAL_FIXED, 34: FINAL_FIXED, 35: FINAL_FIXED, 36: FINAL_FIXED}
 
 
 def finalist_specs():
