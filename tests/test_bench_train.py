@@ -1057,3 +1057,27 @@ def test_search_refit_r2_searches_again_relu_ended_where_the_search_fitted_too_l
     with pytest.raises(ValueError, match=r"search_refit_r2 must be <= 1"):
         HParams(retrain=1.0, search_refit_r2=1.5)
     assert "search_refit_r2" not in HParams(retrain=1.0).key()
+
+
+def test_retrain_first_ending_false_leaves_out_the_first_retrain(tmp_path):
+    # The profiles' retrains but the linear-ended one of the model with one pooling per
+    # GNP: the others train as they did, to the bit.
+    from gnpool.bench import train
+
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
+                retrain_last_activation=False, retrain_select_activation=True,
+                retrain_conjugates=True, select_relu_margin=5.0, retrain_mirror=True)
+    records = {}
+    for first in (True, False):
+        torch.manual_seed(0)
+        hp = HParams(**base, retrain_first_ending=first)
+        _, records[first] = train.search_and_retrain(
+            info, config, hp, build_model(info, config, hp), splits, seed=0, progress=False)
+    full, short = (records[k]["candidates"]["models"] for k in (True, False))
+    assert "linear" in full and "linear" not in short
+    assert short == {k: v for k, v in full.items() if k != "linear"}
+    with pytest.raises(ValueError, match="retrain_first_ending=False applies only with "
+                                         "retrain_select_activation=True"):
+        HParams(retrain=1.0, retrain_first_ending=False)
+    assert "retrain_first_ending" not in HParams(retrain=1.0).key()

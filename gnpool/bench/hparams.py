@@ -93,6 +93,12 @@ class HParams:
             losses (``val_mse_<ending>``) and the lower one (``"kept"``: ``"linear"``,
             ``"relu"`` or ``"softplus"``, the retrain compared with the search;
             ``retrain.kept`` says whether it beat the search).
+        retrain_first_ending: with ``retrain_select_activation``, ``False`` leaves out
+            the model as configured's first retrain, the one ending as
+            ``retrain_last_activation`` says (linear-ended in the profiles): it retrains
+            only the other way (ReLU-ended) and at the conjugates; the model with a
+            pooling per channel still retrains once, as ``retrain_last_activation`` says.
+            One training fewer per run (tuning stage 35; ``--drops``).
         retrain_conjugates: with ``retrain_select_activation``, also retrain the model
             as configured (not the one with a pooling per channel) ReLU-ended with the
             searched pooling's sign conjugates: each non-empty set of its GNP modules
@@ -215,6 +221,7 @@ class HParams:
     retrain_tolerance: float | None = None
     retrain_last_activation: bool | Literal["softplus"] | None = None
     retrain_select_activation: bool = False
+    retrain_first_ending: bool = True
     retrain_conjugates: bool = False
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
@@ -263,6 +270,10 @@ class HParams:
                              "retrain_select_activation=True (the conjugates' ReLU-ended "
                              "retrains compete with the run's ReLU-ended retrain), got "
                              "retrain_select_activation=False")
+        if not self.retrain_first_ending and not self.retrain_select_activation:
+            raise ValueError("hyperparameter retrain_first_ending=False applies only with "
+                             "retrain_select_activation=True (it leaves out the first of its "
+                             "two retrains), got retrain_select_activation=False")
         if self.retrain_select_activation and not self.retrain:
             raise ValueError("hyperparameter retrain_select_activation=True applies only with "
                              "retrain > 0 (the share of the epochs spent searching), got "
@@ -328,7 +339,7 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "gnp_share_aggr": False, "retrain_mirror": False,
                                    "select_on": "val", "select_relu_margin": 1.0,
                                    "retrain_conjugates": False, "flush_denormal": False,
-                                   "search_refit_r2": None}
+                                   "search_refit_r2": None, "retrain_first_ending": True}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

@@ -521,7 +521,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
-        retrain_conjugates=False,
+        retrain_conjugates=False, retrain_first_ending=True,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
         retrain_mirror=False, retrain_select_activation=False, select_on="val",
         select_relu_margin=1.0, search_refit_r2=None)
@@ -544,7 +544,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                 if hp.retrain_mirror and _learnable(model) else {})
     search_val = searched["val_mse"]
     # The other ending: linear after ReLU, ReLU after linear or softplus.
-    lasts = [last, last is not True] if hp.retrain_select_activation else [last]
+    lasts = ([last, last is not True][0 if hp.retrain_first_ending else 1:]
+             if hp.retrain_select_activation else [last])
     # With retrain_conjugates, ReLU-ended retrains of the sign conjugates: each set of the
     # GNP modules whose conjugate differs from them (max <-> min), conjugated together.
     conjugates = conjugate_sets(model) if hp.retrain_conjugates else []
@@ -694,6 +695,7 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
         # (Its search and retrain, if any, are chosen between as the shared model's.)
         per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
                                           retrain_select_activation=False,
+                                          retrain_first_ending=True,
                                           retrain_conjugates=False,
                                           select_relu_margin=1.0,
                                           select_on=hp.select_on if hp.retrain else "val")
