@@ -70,6 +70,8 @@ configurations run alongside as the reference.
                                                           #   stages 33 to 35
     python experiments/gnp_tuning.py --stage 36           # stage 33 on training seeds 116
                                                           #   to 119, fixed references too
+    python experiments/gnp_tuning.py --conjugate-margin   # a margin for the conjugates,
+                                                          #   scored on stages 33 to 36
     python experiments/gnp_tuning.py --search-plateau     # shortest_path's searches alone:
                                                           #   MLP endings, initial
                                                           #   exponents, frozen GNPs
@@ -1441,6 +1443,82 @@ def drop_selection() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: ``--conjugate-margin``: the stages scored (the profiles' recipe), and the margin stage
+#: 36's rule tests: a conjugate retrain competes only where its validation MSE is below
+#: ``1 / CONJUGATE_MARGIN`` of the plain ReLU-ended retrain's of the same model.
+CONJUGATE_MARGIN_STAGES = (33, 34, 35, 36)
+CONJUGATE_MARGIN = 2.0
+
+
+def _without_weak_conjugates(models: dict, margin: float) -> dict:
+    # The recorded models but the conjugate retrains whose validation MSE is not below
+    # 1 / margin of the plain ReLU-ended retrain's of the same model ("shared/relu").
+    from gnpool.bench.train import CONJUGATE_PREFIX
+
+    out = {}
+    for name, scores in models.items():
+        prefix, _, base = name.rpartition("/")
+        relu = models.get(f"{prefix}/relu" if prefix else "relu")
+        if (base.startswith(CONJUGATE_PREFIX) and relu is not None
+                and not scores["val_mse"] < relu["val_mse"] / margin):
+            continue
+        out[name] = scores
+    return out
+
+
+def conjugate_margin_selection() -> str:
+    """Score a margin for the sign conjugates' retrains on stored runs, without training.
+
+    Stages 33's to 36's runs (the profiles' recipe) record every model they trained;
+    leaving out a conjugate retrain changes nothing else, so each run keeping one of the
+    rest with :func:`gnpool.bench.train.choose_model` (ReLU margin 5) gives the score the
+    runs would have with the margin; also with stage 35's adopted drop of the
+    linear-ended retrain. The decision rule is in the comment of ``STAGES[36]``."""
+    from gnpool.bench.train import choose_model
+
+    name, _, runs = stage_candidates(CONJUGATE_MARGIN_STAGES)
+    seed_sets = {f"{STAGE_SEEDS[k][0]} to {STAGE_SEEDS[k][-1]} (stage {k})": STAGE_SEEDS[k]
+                 for k in CONJUGATE_MARGIN_STAGES}
+    seed_sets["all twenty"] = tuple(s for k in CONJUGATE_MARGIN_STAGES
+                                    for s in STAGE_SEEDS[k])
+    (dropped,) = DROPS.values()
+    profiles = "none (the profiles' recipe)"
+    margin = f"conjugate margin {CONJUGATE_MARGIN:g}"
+
+    def keep(models: dict, conjugates: bool, drop: bool) -> str:
+        if drop:
+            models = {n: v for n, v in models.items() if n not in dropped}
+        if conjugates:
+            models = _without_weak_conjugates(models, CONJUGATE_MARGIN)
+        return choose_model(models, "val", 5.0)
+
+    rules = {profiles: lambda m: keep(m, False, False),
+             margin: lambda m: keep(m, True, False),
+             "the linear-ended retrain dropped (stage 35)": lambda m: keep(m, False, True),
+             "both": lambda m: keep(m, True, True)}
+    lines = ["# GNP tuning: a margin for the sign conjugates' retrains, offline", "",
+             f"Stage 33's recipe (`{name}`, the profiles') on training seeds 100 to 119 "
+             "(stages 33 to 36); each run keeps one of its recorded models "
+             "(`gnpool.bench.train.choose_model`, ReLU margin 5), a conjugate retrain "
+             f"competing only where its validation MSE is below 1/{CONJUGATE_MARGIN:g} of the "
+             "plain ReLU-ended retrain's. Tuning-split MAPE ratios to the best fixed "
+             f"configuration of the same seeds (`FINAL_FIXED`; data seed {TUNE_SEED}); score "
+             "as in the stage tables. Computed by `python experiments/gnp_tuning.py "
+             "--conjugate-margin`.", ""]
+    table, scores = offline_scores(runs, seed_sets, rules, "rule")
+    lines += table
+    fresh, every = list(seed_sets)[-2], list(seed_sets)[-1]
+    new_fresh, old_fresh = scores[fresh][margin], scores[fresh][profiles]
+    new_all, old_all = scores[every][margin], scores[every][profiles]
+    adopt = new_fresh <= old_fresh and new_all < old_all
+    lines.append(f"Decision (rule set before stage 36 ran) on {margin}: {new_fresh:.4g} against "
+                 f"{old_fresh:.4g} on seeds {fresh}, {new_all:.4g} against {old_all:.4g} on "
+                 "all twenty: " + ("adopted (at most the profiles' score on the fresh seeds, "
+                                   "below it on all twenty)." if adopt else
+                                   "not adopted; the profiles keep every conjugate."))
+    return "\n".join(lines) + "\n"
+
+
 #: Stage 33's diagnosis: searches alone (30 epochs, no retrain) of shortest_path's model,
 #: one GNP for the message-passing layers and one for the readout, on training seeds
 #: PLATEAU_SEEDS: the MLP ending, the GNP's initial exponent, pool_lr, one pooling per
@@ -1555,6 +1633,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drops", action="store_true",
                         help="score dropping retrains on stages 33's to 35's runs "
                              "(drops.md), from stored runs")
+    parser.add_argument("--conjugate-margin", action="store_true",
+                        help="score a margin for the conjugates' retrains on stages 33's to "
+                             "36's runs (conjugate_margin.md), from stored runs")
     parser.add_argument("--search-plateau", action="store_true",
                         help="searches alone on shortest_path: MLP endings, initial "
                              "exponents, frozen GNPs (search_plateau.md)")
@@ -1571,7 +1652,8 @@ def main(argv: list[str] | None = None) -> int:
         return repeat(args.repeat, args.task, args.seed, args.db, args.workers)
     # The reports made by one function each (all but --search-plateau from stored runs).
     reports = {"candidates": candidate_selection, "margins": margin_selection,
-               "drops": drop_selection, "conjugates": conjugate_selection,
+               "drops": drop_selection, "conjugate_margin": conjugate_margin_selection,
+               "conjugates": conjugate_selection,
                "offline_selection": offline_selection,
                "search_plateau": lambda: search_plateau(args.workers)}
     for flag, make in reports.items():
