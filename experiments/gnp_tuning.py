@@ -1450,22 +1450,6 @@ CONJUGATE_MARGIN_STAGES = (33, 34, 35, 36)
 CONJUGATE_MARGIN = 2.0
 
 
-def _without_weak_conjugates(models: dict, margin: float) -> dict:
-    # The recorded models but the conjugate retrains whose validation MSE is not below
-    # 1 / margin of the plain ReLU-ended retrain's of the same model ("shared/relu").
-    from gnpool.bench.train import CONJUGATE_PREFIX
-
-    out = {}
-    for name, scores in models.items():
-        prefix, _, base = name.rpartition("/")
-        relu = models.get(f"{prefix}/relu" if prefix else "relu")
-        if (base.startswith(CONJUGATE_PREFIX) and relu is not None
-                and not scores["val_mse"] < relu["val_mse"] / margin):
-            continue
-        out[name] = scores
-    return out
-
-
 def conjugate_margin_selection() -> str:
     """Score a margin for the sign conjugates' retrains on stored runs, without training.
 
@@ -1488,9 +1472,7 @@ def conjugate_margin_selection() -> str:
     def keep(models: dict, conjugates: bool, drop: bool) -> str:
         if drop:
             models = {n: v for n, v in models.items() if n not in dropped}
-        if conjugates:
-            models = _without_weak_conjugates(models, CONJUGATE_MARGIN)
-        return choose_model(models, "val", 5.0)
+        return choose_model(models, "val", 5.0, CONJUGATE_MARGIN if conjugates else 1.0)
 
     rules = {profiles: lambda m: keep(m, False, False),
              margin: lambda m: keep(m, True, False),

@@ -1081,3 +1081,27 @@ def test_retrain_first_ending_false_leaves_out_the_first_retrain(tmp_path):
                                          "retrain_select_activation=True"):
         HParams(retrain=1.0, retrain_first_ending=False)
     assert "retrain_first_ending" not in HParams(retrain=1.0).key()
+
+
+def test_conjugate_margin_keeps_a_conjugate_out_unless_well_below_the_plain_relu(tmp_path):
+    from gnpool.bench import train
+    from gnpool.training import choose_model
+
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
+                retrain_last_activation=False, retrain_select_activation=True,
+                retrain_conjugates=True, select_relu_margin=5.0, retrain_mirror=True)
+    for margin in (1.0, 1e9):
+        torch.manual_seed(0)
+        hp = HParams(**base, conjugate_margin=margin)
+        model, record = train.search_and_retrain(
+            info, config, hp, build_model(info, config, hp), splits, seed=0, progress=False)
+        models = record["candidates"]["models"]
+        assert record["candidates"]["kept"] == choose_model(models, "val", 5.0, margin)
+        if margin > 1:
+            assert not record["candidates"]["kept"].startswith("relu-conjugate")
+            assert not record["retrain"]["conjugated"]
+    with pytest.raises(ValueError, match="conjugate_margin=2.0 applies only with "
+                                         "retrain_conjugates=True"):
+        HParams(retrain=1.0, conjugate_margin=2.0)
+    assert "conjugate_margin" not in HParams(retrain=1.0).key()

@@ -267,3 +267,24 @@ def test_a_lazy_module_in_the_model_is_fine():
 
     _, record = search_then_retrain(build, _Scripted([1.0, 0.5, 0.4, 0.3]), conjugates=False)
     assert record["kept"] == "relu"                  # 0.4 / 5 beats 0.5
+
+
+def test_a_conjugate_margin_lets_a_conjugate_compete_only_well_below_the_plain_relu():
+    scores = {"search": {"val_mse": 1.0}, "linear": {"val_mse": 0.9},
+              "relu": {"val_mse": 0.072}, "relu-conjugate-1": {"val_mse": 0.047}}
+    assert choose_model(scores, "val", 5.0) == "relu-conjugate-1"
+    assert choose_model(scores, "val", 5.0, conjugate_margin=2) == "relu"    # 0.047 > 0.036
+    assert choose_model(scores, "val", 5.0, conjugate_margin=1.5) == "relu-conjugate-1"
+    prefixed = {f"{p}/{k}": v for p in ("shared", "per_channel") for k, v in scores.items()
+                if p == "shared" or "conjugate" not in k}
+    assert choose_model(prefixed, "val", 5.0, 2) == "shared/relu"
+    for bad in (0.5, math.nan, True):
+        with pytest.raises(ValueError, match="conjugate_margin must be a number >= 1"):
+            choose_model(scores, "val", 5.0, bad)
+    # search_then_retrain: the conjugate (0.3) is not below half the ReLU retrain's (0.5).
+    train = _Scripted([1.0, 0.9, 0.5, 0.3])
+    model, record = search_then_retrain(_build, train, conjugate_margin=2)
+    assert record["kept"] == "relu" and model is train.models[2]
+    _, record = search_then_retrain(_build, _Scripted([1.0, 0.9, 0.5, 0.2]),
+                                    conjugate_margin=2)
+    assert record["kept"] == "relu-conjugate-1"

@@ -93,6 +93,10 @@ class HParams:
             losses (``val_mse_<ending>``) and the lower one (``"kept"``: ``"linear"``,
             ``"relu"`` or ``"softplus"``, the retrain compared with the search;
             ``retrain.kept`` says whether it beat the search).
+        conjugate_margin: with ``retrain_conjugates``, a conjugate's retrain competes only
+            where its validation loss is below ``1 / conjugate_margin`` of the plain
+            ReLU-ended retrain's (>= 1; 1: always;
+            :func:`gnpool.training.choose_model`). Tuning stage 36 adopted 2.
         retrain_first_ending: with ``retrain_select_activation``, ``False`` leaves out
             the model as configured's first retrain, the one ending as
             ``retrain_last_activation`` says (linear-ended in the profiles): it retrains
@@ -223,6 +227,7 @@ class HParams:
     retrain_select_activation: bool = False
     retrain_first_ending: bool = True
     retrain_conjugates: bool = False
+    conjugate_margin: float = 1.0
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
     retrain_whole: bool = False
@@ -270,6 +275,10 @@ class HParams:
                              "retrain_select_activation=True (the conjugates' ReLU-ended "
                              "retrains compete with the run's ReLU-ended retrain), got "
                              "retrain_select_activation=False")
+        if self.conjugate_margin != 1 and not self.retrain_conjugates:
+            raise ValueError(f"hyperparameter conjugate_margin={self.conjugate_margin} "
+                             "applies only with retrain_conjugates=True, got "
+                             "retrain_conjugates=False")
         if not self.retrain_first_ending and not self.retrain_select_activation:
             raise ValueError("hyperparameter retrain_first_ending=False applies only with "
                              "retrain_select_activation=True (it leaves out the first of its "
@@ -339,7 +348,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "gnp_share_aggr": False, "retrain_mirror": False,
                                    "select_on": "val", "select_relu_margin": 1.0,
                                    "retrain_conjugates": False, "flush_denormal": False,
-                                   "search_refit_r2": None, "retrain_first_ending": True}
+                                   "search_refit_r2": None, "retrain_first_ending": True,
+                                   "conjugate_margin": 1.0}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -359,7 +369,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "retrain_tolerance": _AT_LEAST_0, "retrain_heading": _AT_LEAST_0,
     "gnp_negative_share": (lambda v: 0 <= v <= 1, "in [0, 1]"), "gnp_p_spread": _POSITIVE,
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
-    "select_relu_margin": _AT_LEAST_1,
+    "select_relu_margin": _AT_LEAST_1, "conjugate_margin": _AT_LEAST_1,
     "search_refit_r2": (lambda v: v <= 1, "<= 1"),
 }
 

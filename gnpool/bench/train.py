@@ -45,6 +45,7 @@ from ..training.recipe import (  # noqa: F401  (the benchmark's names for them)
     _lower,
     _lowest,
     _with_relu_margin,
+    _without_weak_conjugates,
     choose_model,
     conjugate_sets,
     head_parts_,
@@ -521,7 +522,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
-        retrain_conjugates=False, retrain_first_ending=True,
+        retrain_conjugates=False, retrain_first_ending=True, conjugate_margin=1.0,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
         retrain_mirror=False, retrain_select_activation=False, select_on="val",
         select_relu_margin=1.0, search_refit_r2=None)
@@ -571,10 +572,12 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     model.load_state_dict(trained)      # what is kept if the retrain does worse
     # The retrain with the lower loss (the first on a tie), kept unless the search did
     # better by more than SNAP_SLACK (choose_model).
-    choice = choose_model(candidates, hp.select_on, hp.select_relu_margin)
+    choice = choose_model(candidates, hp.select_on, hp.select_relu_margin,
+                          hp.conjugate_margin)
     names = [name for _, name, _ in plan]
-    best = names.index(_lowest(_with_relu_margin(candidates, hp.select_relu_margin), names,
-                               hp.select_on))
+    competing = _without_weak_conjugates(candidates, hp.conjugate_margin, hp.select_on)
+    best = names.index(_lowest(_with_relu_margin(competing, hp.select_relu_margin),
+                               [n for n in names if n in competing], hp.select_on))
     fresh, retrained = retrains[best]
     kept = choice != "search"
     record = retrained if kept else searched
@@ -696,7 +699,7 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
         per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
                                           retrain_select_activation=False,
                                           retrain_first_ending=True,
-                                          retrain_conjugates=False,
+                                          retrain_conjugates=False, conjugate_margin=1.0,
                                           select_relu_margin=1.0,
                                           select_on=hp.select_on if hp.retrain else "val")
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
@@ -709,7 +712,8 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
                                                      hp.eval_batch_size,
                                                      trained_record["val_mse"])}}
             both.update({f"{prefix}/{n}": v for n, v in own["models"].items()})
-        kept_name = choose_model(both, hp.select_on, hp.select_relu_margin)
+        kept_name = choose_model(both, hp.select_on, hp.select_relu_margin,
+                                 hp.conjugate_margin)
         candidates = {"models": both, "kept": kept_name, "on": hp.select_on}
         selection = {"val_mse_shared": record["val_mse"],
                      "val_mse_per_channel": other[1]["val_mse"],

@@ -168,8 +168,26 @@ def _with_relu_margin(candidates: dict[str, dict[str, float] | None], margin: fl
     return out
 
 
+def _without_weak_conjugates(candidates: dict[str, dict[str, float] | None], margin: float,
+                             on: str) -> dict[str, dict[str, float] | None]:
+    # The candidates but the conjugate retrains whose loss is not below 1 / margin of the
+    # plain ReLU-ended retrain's with the same prefix (kept where that one is missing or
+    # its loss is NaN); all of them at margin 1.
+    if margin == 1:
+        return candidates
+    out = {}
+    for name, scores in candidates.items():
+        prefix, _, base = name.rpartition("/")
+        relu = _selection_loss(candidates.get(f"{prefix}/relu" if prefix else "relu"), on)
+        if (base.startswith(CONJUGATE_PREFIX) and not math.isnan(relu)
+                and not _selection_loss(scores, on) < relu / margin):
+            continue
+        out[name] = scores
+    return out
+
+
 def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val",
-                 relu_margin: float = 1.0) -> str:
+                 relu_margin: float = 1.0, conjugate_margin: float = 1.0) -> str:
     """Which of a run's trained models is kept (``HParams.select_on`` is ``on``).
 
     ``candidates`` maps each model to its scores (the benchmark's
@@ -190,17 +208,26 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
     ``relu_margin`` (``HParams.select_relu_margin``) every comparison reads the
     ReLU-ended retrains' (``"relu"`` and the conjugates') losses divided by it: such a
     retrain is kept unless
-    another model's loss is below ``1 / relu_margin`` of its own.
+    another model's loss is below ``1 / relu_margin`` of its own. With
+    ``conjugate_margin`` (``HParams.conjugate_margin``) a conjugate retrain competes only
+    where its loss is below ``1 / conjugate_margin`` of the plain ReLU-ended retrain's
+    (``"relu"`` with the same prefix; one without that retrain always competes): min and
+    max fit a model's validation data alike more often than they extrapolate alike
+    (tuning stages 35 and 36).
 
     Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two, a
-    ``relu_margin`` that is not a number >= 1, and for ``candidates`` that are not such a
-    dict (naming the entry at fault)."""
+    ``relu_margin`` or ``conjugate_margin`` that is not a number >= 1, and for
+    ``candidates`` that are not such a dict (naming the entry at fault)."""
     if on not in ("val", "val_large"):
         raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
     if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
             relu_margin >= 1):
         raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
+    if isinstance(conjugate_margin, bool) or not isinstance(
+            conjugate_margin, (int, float)) or not conjugate_margin >= 1:
+        raise ValueError(f"conjugate_margin must be a number >= 1, got {conjugate_margin!r}")
     _check_candidates(candidates)
+    candidates = _without_weak_conjugates(candidates, float(conjugate_margin), on)
     candidates = _with_relu_margin(candidates, float(relu_margin))
 
     def loss(name: str) -> float:
@@ -313,6 +340,7 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
                         retrain_endings: Sequence[bool | str] = (False, True),
                         conjugates: bool = True, heading: float | None = 0.15,
                         refit_above: float | None = None, relu_margin: float = 5.0,
+                        conjugate_margin: float = 1.0,
                         ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Find each GNP's classic pooling by *search, then retrain*, for any model: the
     benchmark's GNP recipe (``gnpool.bench``'s profiles) with the caller's model and
@@ -381,6 +409,9 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             non-negative number (``None``: no refit; none either where the search is
             ReLU-ended already).
         relu_margin: >= 1; 1 keeps the lowest loss.
+        conjugate_margin: >= 1; a conjugate's retrain competes only where its loss is below
+            ``1 / conjugate_margin`` of the plain ReLU-ended retrain's (1: always, as the
+            benchmark's current runs; tuning stage 36 adopted 2 for its next ones).
 
     Returns:
         ``(model, record)``: the kept model, trained, and a dict with ``"kept"`` (its
@@ -400,7 +431,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             ``train`` returning something other than a non-negative number or NaN;
             ``search_ending`` or ``retrain_endings`` not MLP endings (repeated, none, or
             a string instead of a sequence of them); ``heading`` not positive;
-            ``refit_above`` not a finite non-negative number; ``relu_margin`` below 1; more than
+            ``refit_above`` not a finite non-negative number; ``relu_margin`` or
+            ``conjugate_margin`` below 1; more than
             ``MAX_CONJUGATED_MODULES`` learnable GNP modules with ``conjugates``.
         TypeError: ``conjugates`` not a bool.
     """
@@ -435,6 +467,9 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
             relu_margin >= 1):
         raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
+    if isinstance(conjugate_margin, bool) or not isinstance(
+            conjugate_margin, (int, float)) or not conjugate_margin >= 1:
+        raise ValueError(f"conjugate_margin must be a number >= 1, got {conjugate_margin!r}")
 
     def loss_of(model: torch.nn.Module, what: str) -> float:
         value = train(model)
@@ -496,14 +531,16 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             transfer_pooling_(source, fresh)
             losses[name] = loss_of(fresh, f"{name} retrain")
             candidates[name] = {"val_mse": losses[name]}
-            done = [n for _, n, _ in plan if n in candidates]
-            if _lowest(_with_relu_margin(candidates, relu_margin), done, "val") == name:
+            competing = _without_weak_conjugates(candidates, conjugate_margin, "val")
+            done = [n for _, n, _ in plan if n in competing]
+            if name in competing and _lowest(_with_relu_margin(competing, relu_margin), done,
+                                             "val") == name:
                 best = (name, fresh)
             del fresh, source
     finally:
         if trained is not None:
             searched.load_state_dict(trained)   # the search as trained, kept or not
-    kept = choose_model(candidates, "val", relu_margin)
+    kept = choose_model(candidates, "val", relu_margin, conjugate_margin)
     record = {"kept": kept, "losses": losses, "refit": refit, "headed": headed,
               "snapped": snapped, "mirrored": mirrored,
               "conjugates": [list(s) for s in sets]}
