@@ -168,6 +168,11 @@ def _with_relu_margin(candidates: dict[str, dict[str, float] | None], margin: fl
     return out
 
 
+def _check_margin(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+        raise ValueError(f"{name} must be a number >= 1, got {value!r}")
+
+
 def _without_weak_conjugates(candidates: dict[str, dict[str, float] | None], margin: float,
                              on: str) -> dict[str, dict[str, float] | None]:
     # The candidates but the conjugate retrains whose loss is not below 1 / margin of the
@@ -220,12 +225,8 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
     ``candidates`` that are not such a dict (naming the entry at fault)."""
     if on not in ("val", "val_large"):
         raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
-    if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
-            relu_margin >= 1):
-        raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
-    if isinstance(conjugate_margin, bool) or not isinstance(
-            conjugate_margin, (int, float)) or not conjugate_margin >= 1:
-        raise ValueError(f"conjugate_margin must be a number >= 1, got {conjugate_margin!r}")
+    _check_margin("relu_margin", relu_margin)
+    _check_margin("conjugate_margin", conjugate_margin)
     _check_candidates(candidates)
     candidates = _without_weak_conjugates(candidates, float(conjugate_margin), on)
     candidates = _with_relu_margin(candidates, float(relu_margin))
@@ -464,12 +465,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             refit_above, (int, float)) or not 0 <= refit_above < math.inf):
         raise ValueError(f"refit_above must be a finite non-negative number or None, got "
                          f"{refit_above!r}")
-    if isinstance(relu_margin, bool) or not isinstance(relu_margin, (int, float)) or not (
-            relu_margin >= 1):
-        raise ValueError(f"relu_margin must be a number >= 1, got {relu_margin!r}")
-    if isinstance(conjugate_margin, bool) or not isinstance(
-            conjugate_margin, (int, float)) or not conjugate_margin >= 1:
-        raise ValueError(f"conjugate_margin must be a number >= 1, got {conjugate_margin!r}")
+    _check_margin("relu_margin", relu_margin)
+    _check_margin("conjugate_margin", conjugate_margin)
 
     def loss_of(model: torch.nn.Module, what: str) -> float:
         value = train(model)
