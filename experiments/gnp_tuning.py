@@ -1424,7 +1424,7 @@ def drop_selection() -> str:
              "experiments/gnp_tuning.py --drops`.", ""]
     table, scores = offline_scores(runs, seed_sets, rules, "dropped")
     lines += table
-    kept = [m for models in runs.values() for m in [choose_model(models, "val", 5.0)]]
+    kept = [choose_model(models, "val", 5.0) for models in runs.values()]
     lines.append("Models the profiles' recipe keeps, over the "
                  f"{len(kept)} runs: " + ", ".join(
                      f"{m} {kept.count(m)}" for m in sorted(set(kept))) + ".")

@@ -1059,22 +1059,25 @@ def test_search_refit_r2_searches_again_relu_ended_where_the_search_fitted_too_l
     assert "search_refit_r2" not in HParams(retrain=1.0).key()
 
 
+def _profiles_retrain(splits, info, config, **extra):
+    # search_and_retrain with the profiles' retrain settings (small), from seed 0.
+    from gnpool.bench import train
+
+    hp = HParams(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
+                 retrain_last_activation=False, retrain_select_activation=True,
+                 retrain_conjugates=True, select_relu_margin=5.0, retrain_mirror=True,
+                 **extra)
+    torch.manual_seed(0)
+    return train.search_and_retrain(info, config, hp, build_model(info, config, hp), splits,
+                                    seed=0, progress=False)
+
+
 def test_retrain_first_ending_false_leaves_out_the_first_retrain(tmp_path):
     # The profiles' retrains but the linear-ended one of the model with one pooling per
     # GNP: the others train as they did, to the bit.
-    from gnpool.bench import train
-
-    splits, info, config = _set_max_with_one_gnp(tmp_path)
-    base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
-                retrain_last_activation=False, retrain_select_activation=True,
-                retrain_conjugates=True, select_relu_margin=5.0, retrain_mirror=True)
-    records = {}
-    for first in (True, False):
-        torch.manual_seed(0)
-        hp = HParams(**base, retrain_first_ending=first)
-        _, records[first] = train.search_and_retrain(
-            info, config, hp, build_model(info, config, hp), splits, seed=0, progress=False)
-    full, short = (records[k]["candidates"]["models"] for k in (True, False))
+    data = _set_max_with_one_gnp(tmp_path)
+    full, short = (_profiles_retrain(*data, retrain_first_ending=first)[1]["candidates"]
+                   ["models"] for first in (True, False))
     assert "linear" in full and "linear" not in short
     assert short == {k: v for k, v in full.items() if k != "linear"}
     with pytest.raises(ValueError, match="retrain_first_ending=False applies only with "
@@ -1083,24 +1086,44 @@ def test_retrain_first_ending_false_leaves_out_the_first_retrain(tmp_path):
     assert "retrain_first_ending" not in HParams(retrain=1.0).key()
 
 
-def test_conjugate_margin_keeps_a_conjugate_out_unless_well_below_the_plain_relu(tmp_path):
+def test_conjugate_margin_keeps_a_conjugate_out_unless_well_below_the_plain_relu(
+        tmp_path, monkeypatch):
     from gnpool.bench import train
     from gnpool.training import choose_model
 
-    splits, info, config = _set_max_with_one_gnp(tmp_path)
-    base = dict(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
-                retrain_last_activation=False, retrain_select_activation=True,
-                retrain_conjugates=True, select_relu_margin=5.0, retrain_mirror=True)
-    for margin in (1.0, 1e9):
-        torch.manual_seed(0)
-        hp = HParams(**base, conjugate_margin=margin)
-        model, record = train.search_and_retrain(
-            info, config, hp, build_model(info, config, hp), splits, seed=0, progress=False)
+    # The search set to the min (its conjugate: max); the conjugate retrain scored at 0.6x
+    # the plain ReLU-ended retrain's validation MSE, the linear-ended one at 10x.
+    def to_min(model, tolerance):
+        model.pooling.snap_("min")
+        return {"pooling": [["min", "max"]]}
+
+    scores, relu = train.candidate_scores, {}
+
+    def scored(model, *args):
+        out = scores(model, *args)
+        gnp_ = model.pooling
+        if gnp_.p_unit.requires_grad:
+            return out
+        if float(gnp_.p_unit) == 1.0:                      # the conjugate, at max
+            return {**out, "val_mse": 0.6 * relu["val_mse"]}
+        if model.encoder.ending == "relu":
+            relu["val_mse"] = out["val_mse"]
+            return out
+        return {**out, "val_mse": 10 * out["val_mse"]}
+
+    monkeypatch.setattr(train, "snap_parts_", to_min)
+    monkeypatch.setattr(train, "candidate_scores", scored)
+    data = _set_max_with_one_gnp(tmp_path)
+    kept = {}
+    for margin in (1.0, 2.0):
+        _, record = _profiles_retrain(*data, conjugate_margin=margin)
+        assert record["retrain"]["conjugates"] == [["pooling"]]
         models = record["candidates"]["models"]
-        assert record["candidates"]["kept"] == choose_model(models, "val", 5.0, margin)
-        if margin > 1:
-            assert not record["candidates"]["kept"].startswith("relu-conjugate")
-            assert not record["retrain"]["conjugated"]
+        kept[margin] = record["candidates"]["kept"]
+        assert kept[margin] == choose_model(models, "val", 5.0, margin)
+        assert bool(record["retrain"]["conjugated"]) == (kept[margin] == "relu-conjugate-1")
+    # 0.6x competes without a margin and wins; not below half the plain one's, it does not.
+    assert kept == {1.0: "relu-conjugate-1", 2.0: "relu"}
     with pytest.raises(ValueError, match="conjugate_margin=2.0 applies only with "
                                          "retrain_conjugates=True"):
         HParams(retrain=1.0, conjugate_margin=2.0)
