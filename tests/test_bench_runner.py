@@ -161,7 +161,8 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     assert GNP_OVERRIDES["retrain_select_activation"] is True     # stage 29: two retrains
     (spec,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
                    hparams={"retrain_select_activation": False, "select_relu_margin": 1.0,
-                            "retrain_conjugates": False, "last_activation": True})
+                            "retrain_conjugates": False, "last_activation": True,
+                            "retrain_first_ending": True, "conjugate_margin": 1.0})
     assert spec.hparams.retrain_select_activation is False
     assert spec.hparams.last_activation is True
     assert spec.hparams.retrain == GNP_OVERRIDES["retrain"]       # the rest of the recipe
@@ -175,7 +176,18 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     with pytest.raises(ValueError, match=r"select_relu_margin=5.0 applies only with "
                                          r"retrain_select_activation=True"):
         plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
-             hparams={"retrain_select_activation": False, "retrain_conjugates": False})
+             hparams={"retrain_select_activation": False, "retrain_conjugates": False,
+                      "retrain_first_ending": True, "conjugate_margin": 1.0})
+    # Stages 35 and 36's settings need the retrains they act on, named in turn.
+    with pytest.raises(ValueError, match=r"conjugate_margin=2.0 applies only with "
+                                         r"retrain_conjugates=True"):
+        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
+             hparams={"retrain_conjugates": False})
+    with pytest.raises(ValueError, match=r"retrain_first_ending=False applies only with "
+                                         r"retrain_select_activation=True"):
+        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
+             hparams={"retrain_select_activation": False, "retrain_conjugates": False,
+                      "conjugate_margin": 1.0})
     (default,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0])
     assert default.hparams.retrain_select_activation is True
     assert default.hparams.select_relu_margin == 5.0
@@ -183,6 +195,8 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     assert default.hparams.flush_denormal is True
     assert default.hparams.last_activation == "softplus"
     assert default.hparams.retrain_last_activation is False
+    assert default.hparams.retrain_first_ending is False           # stage 35
+    assert default.hparams.conjugate_margin == 2.0                 # stage 36
     # Valid for GNP, whose recipe retrains; invalid for a fixed configuration, named.
     plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
          hparams={"retrain_select_activation": True})

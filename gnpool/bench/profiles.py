@@ -79,7 +79,10 @@ GNP_OVERRIDES: dict[str, Any] = {"last_activation": "softplus",
                                  "gnp_share_aggr": True, "retrain_mirror": True,
                                  "retrain_select_activation": True,
                                  "select_relu_margin": 5.0, "retrain_conjugates": True,
-                                 "flush_denormal": True, "search_refit_r2": 0.5}
+                                 "flush_denormal": True, "search_refit_r2": 0.5,
+                                 # Tuning stages 35 and 36 (experiments/results/gnp_tuning:
+                                 # drops.md, conjugate_margin.md).
+                                 "retrain_first_ending": False, "conjugate_margin": 2.0}
 #: Every learnable configuration's pooling parameters (GNP's, PowerMean's p, Softmax's t,
 #: LAF's and GenAgg's) train through gnpool.param_groups at the library's default rate,
 #: without weight decay, so that they are compared on equal terms.
