@@ -221,6 +221,18 @@ def test_gnp_runs_name_the_kept_model_and_its_poolings():
     assert kept_model(rows[1]) == "one pooling per GNP, retrained ReLU-ended"
     # No record of the ending: the run's retrain_last_activation (False: linear).
     assert kept_model(rows[2]) == "one per channel, retrained linear-ended"
+    # retrain_first_ending=False: the model with one pooling per GNP retrains ReLU-ended
+    # alone (no record of the ending either); the per-channel model stays linear-ended.
+    one_ending = {**hp, "retrain_select_activation": True, "retrain_first_ending": False}
+    alone = {**retrained, "last_activation": None}
+    assert kept_model({**row(3, alone, "shared", [_gnp_module("pooling", [1.0], [0.0])]),
+                       "hparams": one_ending}) == "one pooling per GNP, retrained ReLU-ended"
+    assert kept_model({**rows[2], "hparams": one_ending}) == (
+        "one per channel, retrained linear-ended")
+    # ... and linear-ended alone after ReLU-ended searches.
+    relu_first = {**one_ending, "last_activation": True, "retrain_last_activation": None}
+    assert kept_model({**row(3, alone, "shared", [_gnp_module("pooling", [1.0], [0.0])]),
+                       "hparams": relu_first}) == "one pooling per GNP, retrained linear-ended"
     # Without selection or retrain: the run's own ending.
     plain = {"hparams": {"last_activation": True}, "gnp": [_gnp_module("pooling", [1.0], [0.0])]}
     assert kept_model(plain) == "ReLU-ended"

@@ -223,9 +223,15 @@ def kept_model(row: dict[str, Any]) -> str:
     elif retrain.get("kept"):
         record = retrain.get("last_activation")
         ending = record.get("kept") if isinstance(record, dict) else None
-        if ending is None:
+        if ending is None:     # one retrain ending: the record names none
             rla = hp.get("retrain_last_activation")
-            ending = search_ending if rla is None else rla
+            ending = hp.get("last_activation", True) if rla is None else rla
+            # The model with one pooling per GNP under retrain_select_activation and
+            # retrain_first_ending=False retrains with the other ending alone (ReLU after
+            # linear or softplus, linear after ReLU); the per-channel model never does.
+            if (hp.get("retrain_select_activation") and hp.get("retrain_first_ending") is False
+                    and (not isinstance(selection, dict) or selection.get("kept") == "shared")):
+                ending = ending is not True
         conjugated = [m.get("name") for m in modules
                       if isinstance(m.get("retrain"), dict)
                       and m["retrain"].get("conjugated") is True]
