@@ -74,6 +74,7 @@ configurations run alongside as the reference.
                                                           #   scored on stages 33 to 36
     python experiments/gnp_tuning.py --stage 37           # the profiles' recipe (stage 36)
                                                           #   on training seeds 120 to 123
+    python experiments/gnp_tuning.py --frozen-recipe      # that recipe on seeds 100 to 123
     python experiments/gnp_tuning.py --search-plateau     # shortest_path's searches alone:
                                                           #   MLP endings, initial
                                                           #   exponents, frozen GNPs
@@ -1518,6 +1519,49 @@ def conjugate_margin_selection() -> str:
     return "\n".join(lines) + "\n"
 
 
+def frozen_recipe_selection() -> str:
+    """The profiles' recipe (stage 36's) on every tuning seed, without training: on seeds
+    100 to 119 from stages 33's to 36's records (each run keeping one of its models as
+    the recipe keeps it, with stage 35's drop and stage 36's conjugate margin, as
+    ``--conjugate-margin`` scores "both"), on 120 to 123 as stage 37 ran it. Checks that
+    the rule keeps the model each stage 37 run kept."""
+    from gnpool.bench.train import choose_model
+
+    _, _, offline = stage_candidates(CONJUGATE_MARGIN_STAGES)
+    name, latest, fresh = stage_candidates((37,))
+    (dropped,) = DROPS.values()
+
+    def keep(models: dict) -> str:
+        return choose_model({n: v for n, v in models.items() if n not in dropped}, "val",
+                            5.0, CONJUGATE_MARGIN)
+
+    for (task, seed), models in fresh.items():
+        kept = latest[(task, name, seed)]["candidates"]["kept"]
+        if keep(models) != kept:
+            raise SystemExit(f"stage 37's {task} seed {seed} kept {kept!r}, the recipe's "
+                             f"rule {keep(models)!r}: the records do not match the recipe")
+    before = tuple(s for k in CONJUGATE_MARGIN_STAGES for s in STAGE_SEEDS[k])
+    seed_sets = {f"{before[0]} to {before[-1]} (stages 33 to 36, offline)": before,
+                 f"{STAGE_SEEDS[37][0]} to {STAGE_SEEDS[37][-1]} (stage 37, as run)":
+                     STAGE_SEEDS[37],
+                 "all twenty-four": before + STAGE_SEEDS[37]}
+    lines = ["# GNP tuning: the profiles' recipe on every tuning seed", "",
+             f"The profiles' recipe since stage 36 (`{name}`): on training seeds "
+             f"{before[0]} to {before[-1]} from stages 33's to 36's records, each run "
+             "keeping one of its models without the linear-ended retrain of the model with "
+             f"one pooling per GNP and with conjugate margin {CONJUGATE_MARGIN:g} "
+             "(`gnpool.bench.train.choose_model`, ReLU margin 5; those records' other models "
+             "train to the bit as the recipe trains them); on "
+             f"{STAGE_SEEDS[37][0]} to {STAGE_SEEDS[37][-1]} as stage 37 ran it (the same "
+             "rule keeps the same model in each of its runs). Tuning-split MAPE ratios to "
+             "the best fixed configuration of the same seeds (`FINAL_FIXED`; data seed "
+             f"{TUNE_SEED}); score as in the stage tables. No choice is made on it. "
+             "Computed by `python experiments/gnp_tuning.py --frozen-recipe`.", ""]
+    table, _ = offline_scores({**offline, **fresh}, seed_sets,
+                              {"the profiles' recipe": keep}, "recipe")
+    return "\n".join(lines + table).rstrip("\n") + "\n"
+
+
 #: Stage 33's diagnosis: searches alone (30 epochs, no retrain) of shortest_path's model,
 #: one GNP for the message-passing layers and one for the readout, on training seeds
 #: PLATEAU_SEEDS: the MLP ending, the GNP's initial exponent, pool_lr, one pooling per
@@ -1635,6 +1679,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conjugate-margin", action="store_true",
                         help="score a margin for the conjugates' retrains on stages 33's to "
                              "36's runs (conjugate_margin.md), from stored runs")
+    parser.add_argument("--frozen-recipe", action="store_true",
+                        help="the profiles' recipe on every tuning seed: stages 33's to "
+                             "36's records and stage 37's runs (frozen_recipe.md)")
     parser.add_argument("--search-plateau", action="store_true",
                         help="searches alone on shortest_path: MLP endings, initial "
                              "exponents, frozen GNPs (search_plateau.md)")
@@ -1652,6 +1699,7 @@ def main(argv: list[str] | None = None) -> int:
     # The reports made by one function each (all but --search-plateau from stored runs).
     reports = {"candidates": candidate_selection, "margins": margin_selection,
                "drops": drop_selection, "conjugate_margin": conjugate_margin_selection,
+               "frozen_recipe": frozen_recipe_selection,
                "conjugates": conjugate_selection,
                "offline_selection": offline_selection,
                "search_plateau": lambda: search_plateau(args.workers)}
