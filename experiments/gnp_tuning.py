@@ -1468,6 +1468,18 @@ CONJUGATE_MARGIN_STAGES = (33, 34, 35, 36)
 CONJUGATE_MARGIN = 2.0
 
 
+def _stage36_keep(models: dict, conjugates: bool = True, drop: bool = True) -> str:
+    # The model a stage 33 run keeps (ReLU margin 5) with stage 36's conjugate margin
+    # (`conjugates`) and without stage 35's dropped retrain (`drop`): both by default,
+    # the profiles' recipe since stage 36.
+    from gnpool.bench.train import choose_model
+
+    if drop:
+        (dropped,) = DROPS.values()
+        models = {n: v for n, v in models.items() if n not in dropped}
+    return choose_model(models, "val", 5.0, CONJUGATE_MARGIN if conjugates else 1.0)
+
+
 def conjugate_margin_selection() -> str:
     """Score a margin for the sign conjugates' retrains on stored runs, without training.
 
@@ -1476,26 +1488,19 @@ def conjugate_margin_selection() -> str:
     rest with :func:`gnpool.bench.train.choose_model` (ReLU margin 5) gives the score the
     runs would have with the margin; also with stage 35's adopted drop of the
     linear-ended retrain. The decision rule is in the comment of ``STAGES[36]``."""
-    from gnpool.bench.train import choose_model
 
     name, _, runs = stage_candidates(CONJUGATE_MARGIN_STAGES)
     seed_sets = {f"{STAGE_SEEDS[k][0]} to {STAGE_SEEDS[k][-1]} (stage {k})": STAGE_SEEDS[k]
                  for k in CONJUGATE_MARGIN_STAGES}
     seed_sets["all twenty"] = tuple(s for k in CONJUGATE_MARGIN_STAGES
                                     for s in STAGE_SEEDS[k])
-    (dropped,) = DROPS.values()
     profiles = "none (the profiles' recipe)"
     margin = f"conjugate margin {CONJUGATE_MARGIN:g}"
-
-    def keep(models: dict, conjugates: bool, drop: bool) -> str:
-        if drop:
-            models = {n: v for n, v in models.items() if n not in dropped}
-        return choose_model(models, "val", 5.0, CONJUGATE_MARGIN if conjugates else 1.0)
-
-    rules = {profiles: lambda m: keep(m, False, False),
-             margin: lambda m: keep(m, True, False),
-             "the linear-ended retrain dropped (stage 35)": lambda m: keep(m, False, True),
-             "both": lambda m: keep(m, True, True)}
+    rules = {profiles: lambda m: _stage36_keep(m, False, False),
+             margin: lambda m: _stage36_keep(m, True, False),
+             "the linear-ended retrain dropped (stage 35)":
+                 lambda m: _stage36_keep(m, False, True),
+             "both": _stage36_keep}
     lines = ["# GNP tuning: a margin for the sign conjugates' retrains, offline", "",
              f"Stage 33's recipe (`{name}`, the profiles') on training seeds 100 to 119 "
              "(stages 33 to 36); each run keeps one of its recorded models "
@@ -1525,16 +1530,9 @@ def frozen_recipe_selection() -> str:
     the recipe keeps it, with stage 35's drop and stage 36's conjugate margin, as
     ``--conjugate-margin`` scores "both"), on 120 to 123 as stage 37 ran it. Checks that
     the rule keeps the model each stage 37 run kept."""
-    from gnpool.bench.train import choose_model
-
     _, _, offline = stage_candidates(CONJUGATE_MARGIN_STAGES)
     name, latest, fresh = stage_candidates((37,))
-    (dropped,) = DROPS.values()
-
-    def keep(models: dict) -> str:
-        return choose_model({n: v for n, v in models.items() if n not in dropped}, "val",
-                            5.0, CONJUGATE_MARGIN)
-
+    keep = _stage36_keep
     for (task, seed), models in fresh.items():
         kept = latest[(task, name, seed)]["candidates"]["kept"]
         if keep(models) != kept:

@@ -168,26 +168,22 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     assert spec.hparams.retrain == GNP_OVERRIDES["retrain"]       # the rest of the recipe
     assert spec.hparams.flush_denormal is True
     # The margin and the conjugates (stage 30) need the ReLU-ended retrain they compete
-    # with: dropping it alone is refused, naming what needs it.
-    with pytest.raises(ValueError, match=r"retrain_conjugates=True applies only with "
-                                         r"retrain_select_activation=True"):
-        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
-             hparams={"retrain_select_activation": False})
-    with pytest.raises(ValueError, match=r"select_relu_margin=5.0 applies only with "
-                                         r"retrain_select_activation=True"):
-        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
-             hparams={"retrain_select_activation": False, "retrain_conjugates": False,
-                      "retrain_first_ending": True, "conjugate_margin": 1.0})
-    # Stages 35 and 36's settings need the retrains they act on, named in turn.
-    with pytest.raises(ValueError, match=r"conjugate_margin=2.0 applies only with "
-                                         r"retrain_conjugates=True"):
-        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
-             hparams={"retrain_conjugates": False})
-    with pytest.raises(ValueError, match=r"retrain_first_ending=False applies only with "
-                                         r"retrain_select_activation=True"):
-        plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
-             hparams={"retrain_select_activation": False, "retrain_conjugates": False,
-                      "conjugate_margin": 1.0})
+    # with, and stages 35's and 36's settings the retrains they act on: dropping what one
+    # needs is refused, naming it, one setting at a time.
+    no_relu = {"retrain_select_activation": False}
+    refused = [(no_relu, "retrain_conjugates=True applies only with "
+                         "retrain_select_activation=True"),
+               ({**no_relu, "retrain_conjugates": False, "retrain_first_ending": True,
+                 "conjugate_margin": 1.0},
+                "select_relu_margin=5.0 applies only with retrain_select_activation=True"),
+               ({"retrain_conjugates": False},
+                "conjugate_margin=2.0 applies only with retrain_conjugates=True"),
+               ({**no_relu, "retrain_conjugates": False, "conjugate_margin": 1.0},
+                "retrain_first_ending=False applies only with "
+                "retrain_select_activation=True")]
+    for hparams, message in refused:
+        with pytest.raises(ValueError, match=message):
+            plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0], hparams=hparams)
     (default,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0])
     assert default.hparams.retrain_select_activation is True
     assert default.hparams.select_relu_margin == 5.0
