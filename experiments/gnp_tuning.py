@@ -1650,6 +1650,37 @@ def repeat(variant: str, task: str | None, seed: int | None, db: Path | None,
     return 0
 
 
+#: The reports made by one function each, all but --search-plateau (which trains, with
+#: --workers) from stored runs: flag -> (the function, the flag's help). Each writes
+#: <flag>.md.
+REPORTS: dict[str, tuple[Callable[..., str], str]] = {
+    "offline_selection": (offline_selection,
+                          "score choosing among the stored retrain variants by validation "
+                          "loss (offline_selection.md)"),
+    "candidates": (candidate_selection,
+                   f"score choices among the models each stage {CANDIDATE_STAGE} run "
+                   "trained (candidates.md), from stored runs"),
+    "conjugates": (conjugate_selection,
+                   "score keeping or dropping the sign conjugates' retrains on stages 31's "
+                   "and 32's runs (conjugates.md), from stored runs"),
+    "margins": (margin_selection,
+                "score select_relu_margin on stages 33's and 34's runs (margins.md), from "
+                "stored runs"),
+    "drops": (drop_selection,
+              "score dropping retrains on stages 33's to 35's runs (drops.md), from stored "
+              "runs"),
+    "conjugate_margin": (conjugate_margin_selection,
+                         "score a margin for the conjugates' retrains on stages 33's to 36's "
+                         "runs (conjugate_margin.md), from stored runs"),
+    "frozen_recipe": (frozen_recipe_selection,
+                      "the profiles' recipe on every tuning seed: stages 33's to 36's "
+                      "records and stage 37's runs (frozen_recipe.md)"),
+    "search_plateau": (search_plateau,
+                       "searches alone on shortest_path: MLP endings, initial exponents, "
+                       "frozen GNPs (search_plateau.md)"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1659,30 +1690,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finalists", action="store_true",
                         help="score the best variants again with training seeds 100-103 "
                              "(finalists.md)")
-    parser.add_argument("--offline-selection", action="store_true",
-                        help="score choosing among the stored retrain variants by "
-                             "validation loss (offline_selection.md)")
-    parser.add_argument("--candidates", action="store_true",
-                        help=f"score choices among the models each stage {CANDIDATE_STAGE} "
-                             "run trained (candidates.md), from stored runs")
-    parser.add_argument("--conjugates", action="store_true",
-                        help="score keeping or dropping the sign conjugates' retrains on "
-                             "stages 31's and 32's runs (conjugates.md), from stored runs")
-    parser.add_argument("--margins", action="store_true",
-                        help="score select_relu_margin on stages 33's and 34's runs "
-                             "(margins.md), from stored runs")
-    parser.add_argument("--drops", action="store_true",
-                        help="score dropping retrains on stages 33's to 35's runs "
-                             "(drops.md), from stored runs")
-    parser.add_argument("--conjugate-margin", action="store_true",
-                        help="score a margin for the conjugates' retrains on stages 33's to "
-                             "36's runs (conjugate_margin.md), from stored runs")
-    parser.add_argument("--frozen-recipe", action="store_true",
-                        help="the profiles' recipe on every tuning seed: stages 33's to "
-                             "36's records and stage 37's runs (frozen_recipe.md)")
-    parser.add_argument("--search-plateau", action="store_true",
-                        help="searches alone on shortest_path: MLP endings, initial "
-                             "exponents, frozen GNPs (search_plateau.md)")
+    for flag, (_, text) in REPORTS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     parser.add_argument("--repeat", metavar="VARIANT",
                         help="train one run of VARIANT again (with --task and --seed) into "
                              "--db, a fresh database, and print its validation MSE and "
@@ -1694,16 +1703,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat:
         return repeat(args.repeat, args.task, args.seed, args.db, args.workers)
-    # The reports made by one function each (all but --search-plateau from stored runs).
-    reports = {"candidates": candidate_selection, "margins": margin_selection,
-               "drops": drop_selection, "conjugate_margin": conjugate_margin_selection,
-               "frozen_recipe": frozen_recipe_selection,
-               "conjugates": conjugate_selection,
-               "offline_selection": offline_selection,
-               "search_plateau": lambda: search_plateau(args.workers)}
-    for flag, make in reports.items():
+    for flag, (make, _) in REPORTS.items():
         if getattr(args, flag):
-            text = make()
+            text = make(args.workers) if make is search_plateau else make()
             (OUT / f"{flag}.md").write_text(text)
             print(text)
             return 0
