@@ -1128,3 +1128,70 @@ def test_conjugate_margin_keeps_a_conjugate_out_unless_well_below_the_plain_relu
                                          "retrain_conjugates=True"):
         HParams(retrain=1.0, conjugate_margin=2.0)
     assert "conjugate_margin" not in HParams(retrain=1.0).key()
+
+
+def test_retrain_classic_r2_retrains_a_gnp_left_off_max_and_min_at_both(tmp_path, monkeypatch):
+    from gnpool.bench import train
+    from gnpool.training import choose_model
+
+    def to(name):
+        def snap(model, tolerance):      # the search's pooling set to `name` of x
+            model.pooling.snap_(name)
+            return {"pooling": [[name, name]]}
+        return snap
+
+    data = _set_max_with_one_gnp(tmp_path)
+    monkeypatch.setattr(train, "snap_parts_", to("mean"))
+    records = {r2: _profiles_retrain(*data, retrain_classic_r2=r2)[1]
+               for r2 in (None, -1e9, 1.0)}
+    plain, never, always = (records[r2]["candidates"]["models"] for r2 in (None, -1e9, 1.0))
+    # Below the bound (R^2 < 1 always): a retrain at max and one at min, after the others,
+    # which train as without the setting, to the bit; never below it: no more retrains.
+    assert list(always) == list(plain) + ["relu-classic-1", "relu-classic-2"]
+    assert never == plain and {k: always[k] for k in plain} == plain
+    retrain = records[1.0]["retrain"]
+    assert retrain["classic_ends"] == [[["pooling", "max"]], [["pooling", "min"]]]
+    r2 = train.r_squared(min(plain[n]["val_mse"] for n in plain if n != "search"),
+                         data[0]["val"], data[1].level, 256)
+    assert retrain["classic_r2"] == r2 == records[-1e9]["retrain"]["classic_r2"]
+    assert records[None]["retrain"]["classic_r2"] is None
+    assert records[1.0]["candidates"]["kept"] == choose_model(always, "val", 5.0)
+    assert records[1.0]["epochs"] == records[None]["epochs"] + 2 * 3
+    # The classic-end retrain at max is the ReLU-ended retrain of a search set to max.
+    monkeypatch.setattr(train, "snap_parts_", to("max"))
+    at_max = _profiles_retrain(*data)[1]["candidates"]["models"]
+    assert always["relu-classic-1"] == at_max["relu"]
+    # The retrain at min kept (its validation loss scored as 0): the run's record and
+    # report name it, and its pooling is the min of x.
+    scores = train.candidate_scores
+
+    def min_best(model, *args):
+        out = scores(model, *args)
+        if not model.pooling.p_unit.requires_grad and float(model.pooling.p_unit) == -1.0:
+            out = {**out, "val_mse": 0.0}
+        return out
+
+    monkeypatch.setattr(train, "candidate_scores", min_best)
+    monkeypatch.setattr(train, "snap_parts_", to("mean"))
+    hp = HParams(hidden=8, epochs=3, batch_size=16, last_activation="softplus", retrain=1.0,
+                 retrain_last_activation=False, retrain_select_activation=True,
+                 retrain_conjugates=True, select_relu_margin=5.0, retrain_mirror=True,
+                 retrain_classic_r2=1.0)
+    forced = run(data[1], data[0], data[2], hp, seed=0, progress=False)
+    assert forced["candidates"]["kept"] == "relu-classic-2"
+    (module,) = forced["gnp"]
+    assert module["retrain"]["classic_end"] == "min"
+    assert module["retrain"]["classic_ends"] == retrain["classic_ends"]
+    assert module["p_unit"] == [-1.0] and module["p_neg_unit"] == [1.0]      # [min, max]
+    from gnpool.bench.report import _trained_pooling, kept_model
+    row = {"hparams": hp.to_dict(), "gnp": [module]}
+    assert kept_model(row) == ("retrained ReLU-ended, 1 of 1 GNPs set to max or min "
+                               "(classic ends)")
+    assert _trained_pooling(module) == "[min, max]"
+    with pytest.raises(ValueError, match="retrain_classic_r2=0.9 applies only with "
+                                         "retrain_conjugates=True"):
+        HParams(retrain=1.0, retrain_select_activation=True, retrain_classic_r2=0.9)
+    with pytest.raises(ValueError, match=r"retrain_classic_r2.*<= 1"):
+        HParams(retrain=1.0, retrain_select_activation=True, retrain_conjugates=True,
+                retrain_classic_r2=1.5)
+    assert "retrain_classic_r2" not in HParams(retrain=1.0).key()

@@ -288,3 +288,60 @@ def test_a_conjugate_margin_lets_a_conjugate_compete_only_well_below_the_plain_r
     _, record = search_then_retrain(_build, _Scripted([1.0, 0.9, 0.5, 0.2]),
                                     conjugate_margin=2)
     assert record["kept"] == "relu-conjugate-1"
+
+
+def test_classic_ends_retrain_a_gnp_left_off_max_and_min_at_both_when_retrains_fit_badly():
+    # The search leaves the GNP at the mean (p_unit 0.5): no conjugate differs; the lowest
+    # retrain loss (0.5) above classic_above (0.4) retrains it at max (0.3) and min (0.2).
+    train = _Scripted([1.0, 0.9, 0.5, 0.3, 0.2], p_unit=0.5)
+    model, record = search_then_retrain(_build, train, classic_above=0.4)
+    assert record["snapped"] == {"pooling": [["mean", "mean"]]}
+    assert record["conjugates"] == []
+    assert record["classic_ends"] == [[["pooling", "max"]], [["pooling", "min"]]]
+    assert list(record["losses"]) == ["search", "linear", "relu", "relu-classic-1",
+                                      "relu-classic-2"]
+    assert [m.pooling.closest_pooling() for m in train.models[3:]] == ["max", "min"]
+    assert record["kept"] == "relu-classic-2" and model is train.models[4]
+    assert record["kept"] == choose_model(
+        {k: {"val_mse": v} for k, v in record["losses"].items()}, "val", 5.0)
+    # At the bound, or without it, none: the same retrains as before.
+    for above in (0.5, None):
+        _, record = search_then_retrain(_build, _Scripted([1.0, 0.9, 0.5], p_unit=0.5),
+                                        classic_above=above)
+        assert list(record["losses"]) == ["search", "linear", "relu"]
+        assert record["classic_ends"] == [] and record["kept"] == "relu"
+    # They compete as conjugates do: 0.3 is not below half the plain ReLU retrain's 0.5.
+    _, record = search_then_retrain(_build, _Scripted([1.0, 0.9, 0.5, 0.3, 0.3], p_unit=0.5),
+                                    classic_above=0.4, conjugate_margin=2)
+    assert record["kept"] == "relu"
+    for bad in (-1.0, math.inf, math.nan, True, "0.4"):
+        with pytest.raises(ValueError, match="classic_above must be a finite non-negative"):
+            search_then_retrain(_build, _Scripted([1.0]), classic_above=bad)
+    with pytest.raises(ValueError, match=r"classic_above=0.4 applies only with conjugates=True"):
+        search_then_retrain(_build, _Scripted([1.0]), classic_above=0.4, conjugates=False)
+
+
+def test_classic_end_plans_set_the_modules_off_max_and_min_to_both():
+    from gnpool.training import apply_plan_, classic_end_plans
+
+    model = torch.nn.ModuleDict({"a": GNPAggregation.from_pooling("min"),
+                                 "b": GNPAggregation.from_pooling("mean", channels=2),
+                                 "c": GNPAggregation.from_pooling("max", learn=False)})
+    plans = classic_end_plans(model)
+    # a as searched or conjugated (slowest), b at max or min; c is not learnable.
+    assert plans == [(("a", "searched"), ("b", "max")), (("a", "searched"), ("b", "min")),
+                     (("a", "conjugate"), ("b", "max")), (("a", "conjugate"), ("b", "min"))]
+    x, index = torch.randn(12, 2), torch.tensor([0] * 5 + [1] * 7)
+    for plan, want in zip(plans, [("min", "max"), ("min", "min"), ("max", "max"),
+                                  ("max", "min")], strict=True):
+        applied = __import__("copy").deepcopy(model)
+        apply_plan_(applied, plan)
+        for name, pooling in zip("ab", want, strict=True):
+            expected = getattr(torch, f"a{pooling}")
+            exact = torch.stack([expected(x[index == k], dim=0) for k in range(2)])
+            torch.testing.assert_close(applied[name](x, index), exact, rtol=0, atol=0)
+    # Every learnable module one the conjugation changes: the conjugates cover it all.
+    assert classic_end_plans(torch.nn.ModuleDict({"a": GNPAggregation.from_pooling("max")})) == []
+    with pytest.raises(ValueError, match=r"plan action for 'a' must be one of \('max', 'min', "
+                                         r"'conjugate', 'searched'\), got 'sum'"):
+        apply_plan_(model, [("a", "sum")])

@@ -115,6 +115,21 @@ class HParams:
             the order of the retrains) and says whether the kept retrain conjugated that
             GNP (``conjugated``, a bool). A model with more than 3 learnable GNP modules
             raises ``ValueError`` before training.
+        retrain_classic_r2: with ``retrain_conjugates``, where the lowest validation MSE of
+            the model as configured's retrains (the plain ones and the conjugates') leaves
+            its validation R^2 (as ``search_refit_r2`` reads it) below this value (or NaN),
+            and the search left a GNP module off max and min (one its conjugate leaves
+            unchanged: a sum or a mean), the model retrains ReLU-ended once more for each
+            plan of :func:`gnpool.training.classic_end_plans`: every assignment of max or
+            min to those modules, the others as searched or conjugated (``2 ** n``
+            retrains for ``n`` learnable GNP modules). They compete as the conjugates'
+            retrains do (``"relu-classic-<k>"`` in the run's ``candidates``;
+            ``conjugate_margin`` and ``select_relu_margin`` apply); each GNP's ``retrain``
+            record gets the R^2 (``classic_r2``), the plans (``classic_ends``) and the
+            kept one (``classic_end``, ``None`` unless a classic-end retrain was kept).
+            ``None``: never (<= 1). A search that leaves, on ``shortest_path``, one GNP at
+            the mean gives conjugates that cannot reach min-min or min-max; its retrains
+            then fit badly (tuning stage 37: R^2 0.62 and 0.78).
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
             beta)``, is set to the classic point it was heading for (the one within 45
@@ -228,6 +243,7 @@ class HParams:
     retrain_first_ending: bool = True
     retrain_conjugates: bool = False
     conjugate_margin: float = 1.0
+    retrain_classic_r2: float | None = None
     retrain_heading: float | None = None
     retrain_heading_exponent: bool = False
     retrain_whole: bool = False
@@ -279,6 +295,10 @@ class HParams:
             raise ValueError(f"hyperparameter conjugate_margin={self.conjugate_margin} "
                              "applies only with retrain_conjugates=True, got "
                              "retrain_conjugates=False")
+        if self.retrain_classic_r2 is not None and not self.retrain_conjugates:
+            raise ValueError(f"hyperparameter retrain_classic_r2={self.retrain_classic_r2!r} "
+                             "applies only with retrain_conjugates=True (its retrains extend "
+                             "the conjugates'), got retrain_conjugates=False")
         if not self.retrain_first_ending and not self.retrain_select_activation:
             raise ValueError("hyperparameter retrain_first_ending=False applies only with "
                              "retrain_select_activation=True (it leaves out the first of its "
@@ -349,7 +369,7 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "select_on": "val", "select_relu_margin": 1.0,
                                    "retrain_conjugates": False, "flush_denormal": False,
                                    "search_refit_r2": None, "retrain_first_ending": True,
-                                   "conjugate_margin": 1.0}
+                                   "conjugate_margin": 1.0, "retrain_classic_r2": None}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
@@ -371,6 +391,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval_batch_size": _AT_LEAST_1, "size_bins": _AT_LEAST_1,
     "select_relu_margin": _AT_LEAST_1, "conjugate_margin": _AT_LEAST_1,
     "search_refit_r2": (lambda v: v <= 1, "<= 1"),
+    "retrain_classic_r2": (lambda v: v <= 1, "<= 1"),
 }
 
 

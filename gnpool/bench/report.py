@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..aggr.gnp import WHOLE_REDUCTIONS
 from ..datasets import task_info
 from ..training.recipe import _base_name
 from .configs import FIXED, LEARNED
@@ -235,12 +236,21 @@ def kept_model(row: dict[str, Any]) -> str:
         conjugated = [m.get("name") for m in modules
                       if isinstance(m.get("retrain"), dict)
                       and m["retrain"].get("conjugated") is True]
+        classic = [m.get("name") for m in modules
+                   if isinstance(m.get("retrain"), dict)
+                   and m["retrain"].get("classic_end") in ("max", "min")]
         parts.append(f"retrained {_ending(ending)}-ended"
                      + (f", sign conjugate of {len(conjugated)} of {len(modules)} GNPs"
-                        if conjugated else ""))
+                        if conjugated else "")
+                     + (f", {len(classic)} of {len(modules)} GNPs set to max or min "
+                        "(classic ends)" if classic else ""))
     else:
         parts.append(f"search ({search_ending}-ended)")
     return ", ".join(parts)
+
+
+#: A whole pooling's parts, ``[positive, negative]`` (``max`` -> ``("max", "min")``).
+_WHOLE = {whole: parts for parts, whole in WHOLE_REDUCTIONS.items()}
 
 
 def _trained_pooling(module: dict[str, Any]) -> str:
@@ -259,6 +269,9 @@ def _trained_pooling(module: dict[str, Any]) -> str:
             and all(isinstance(m, (list, tuple)) and len(m) == 2 for m in mirrored)):
         pairs = [[m if m != "none" else t for t, m in zip(pair, over, strict=True)]
                  for pair, over in zip(pairs, mirrored, strict=True)]
+    if retrain.get("classic_end") in ("max", "min"):
+        # Retrained at a classic end (retrain_classic_r2): the whole input's max or min.
+        pairs = [list(_WHOLE[retrain["classic_end"]])] * channels
     if retrain.get("conjugated") is True:
         # Retrained with the searched pooling's sign conjugate (retrain_conjugates): the
         # parts swapped.

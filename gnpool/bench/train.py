@@ -37,6 +37,7 @@ from ..training import (
 )
 from ..training.recipe import (  # noqa: F401  (the benchmark's names for them)
     CANDIDATE_NAMES,
+    CLASSIC_END_PREFIX,
     CONJUGATE_PREFIX,
     HEADING_ANGLE,
     MAX_CONJUGATED_MODULES,
@@ -46,7 +47,9 @@ from ..training.recipe import (  # noqa: F401  (the benchmark's names for them)
     _lowest,
     _with_relu_margin,
     _without_weak_conjugates,
+    apply_plan_,
     choose_model,
+    classic_end_plans,
     conjugate_sets,
     head_parts_,
 )
@@ -523,6 +526,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         retrain_conjugates=False, retrain_first_ending=True, conjugate_margin=1.0,
+        retrain_classic_r2=None,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
         retrain_mirror=False, retrain_select_activation=False, select_on="val",
         select_relu_margin=1.0, search_refit_r2=None)
@@ -551,24 +555,42 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     # GNP modules whose conjugate differs from them (max <-> min), conjugated together.
     conjugates = conjugate_sets(model) if hp.retrain_conjugates else []
     plan = ([(end, ending_name(end), ()) for end in lasts]
-            + [(True, f"{CONJUGATE_PREFIX}{k}", names)
+            + [(True, f"{CONJUGATE_PREFIX}{k}", tuple((m, "conjugate") for m in names))
                for k, names in enumerate(conjugates, start=1)])
     retrains = []
-    for end, name, flipped in plan:
+
+    def retrain(end: bool | str, name: str, actions: tuple[tuple[str, str], ...],
+                alone: bool) -> None:
         end_hp = dataclasses.replace(retrain_hp, last_activation=end)
         source = model
-        if flipped:
+        if actions:
             source = copy.deepcopy(model)
-            for module_name in flipped:
-                source.get_submodule(module_name).conjugate_()
+            apply_plan_(source, actions)
         torch.manual_seed(seed)
         fresh = build_model(info, config, end_hp)
         transfer_pooling_(source, fresh)
-        suffix = "" if len(plan) == 1 else "/" + name
+        suffix = "" if alone else "/" + name
         retrains.append((fresh, fit(fresh, splits["train"], splits["val"], info.level, end_hp,
                                     seed, desc + suffix, position, progress)))
         candidates[name] = candidate_scores(
             fresh, splits, info.level, hp.eval_batch_size, retrains[-1][1]["val_mse"])
+
+    for end, name, actions in plan:
+        retrain(end, name, actions, len(plan) == 1)
+    # With retrain_classic_r2, where no retrain explains that share of the validation
+    # variance: ReLU-ended retrains with the modules the search left off max and min at
+    # max and at min (and the others as searched or conjugated).
+    classic_r2 = None
+    classic = []
+    if hp.retrain_classic_r2 is not None:
+        lowest = min((fit_record["val_mse"] for _, fit_record in retrains),
+                     key=lambda v: (math.isnan(v), v))
+        classic_r2 = r_squared(lowest, splits["val"], info.level, hp.eval_batch_size)
+        if not classic_r2 >= hp.retrain_classic_r2:
+            classic = classic_end_plans(model)
+            for k, actions in enumerate(classic, start=1):
+                plan.append((True, f"{CLASSIC_END_PREFIX}{k}", actions))
+                retrain(True, plan[-1][1], actions, False)
     model.load_state_dict(trained)      # what is kept if the retrain does worse
     # The retrain with the lower loss (the first on a tie), kept unless the search did
     # better by more than SNAP_SLACK (choose_model).
@@ -595,7 +617,14 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                           "search_refit": refit,
                           "last_activation": activation,
                           "conjugates": [list(names) for names in conjugates],
-                          "conjugated": list(plan[best][2]) if kept else []},
+                          "conjugated": ([m for m, action in plan[best][2]
+                                          if action == "conjugate"] if kept else []),
+                          "classic_r2": classic_r2,
+                          "classic_ends": [[list(pair) for pair in actions]
+                                           for actions in classic],
+                          "classic_end": ([list(pair) for pair in plan[best][2]]
+                                          if kept and plan[best][1].startswith(
+                                              CLASSIC_END_PREFIX) else None)},
               "candidates": {"models": candidates, "kept": choice}}
     if kept:
         record["best_epoch"] += search_hp.epochs
@@ -700,6 +729,7 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
                                           retrain_select_activation=False,
                                           retrain_first_ending=True,
                                           retrain_conjugates=False, conjugate_margin=1.0,
+                                          retrain_classic_r2=None,
                                           select_relu_margin=1.0,
                                           select_on=hp.select_on if hp.retrain else "val")
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
@@ -765,6 +795,9 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
                 "mirrored": retrain.get("mirrored", {}).get(module["name"]),
                 "conjugates": retrain.get("conjugates", []),
                 "conjugated": module["name"] in retrain.get("conjugated", []),
+                "classic_r2": retrain.get("classic_r2"),
+                "classic_ends": retrain.get("classic_ends", []),
+                "classic_end": dict(retrain.get("classic_end") or []).get(module["name"]),
                 "search_epochs": retrain["search_epochs"],
                 "val_mse_search": retrain["val_mse_search"],
                 "search_refit": retrain.get("search_refit"),

@@ -59,6 +59,9 @@ CANDIDATE_NAMES = ("search", "linear", "relu", "softplus", "model")
 #: ``HParams.retrain_conjugates``: the name of the ReLU-ended retrain of the k-th set of
 #: :func:`conjugate_sets` is this prefix and k (``"relu-conjugate-1"``, ...).
 CONJUGATE_PREFIX = "relu-conjugate-"
+#: ``HParams.retrain_classic_r2``: the name of the ReLU-ended retrain of the k-th plan of
+#: :func:`classic_end_plans` is this prefix and k (``"relu-classic-1"``, ...).
+CLASSIC_END_PREFIX = "relu-classic-"
 #: At most this many learnable GNP modules for ``HParams.retrain_conjugates``, whose
 #: conjugates are retrained in every combination (up to ``2 ** modules - 1`` retrains);
 #: :func:`conjugate_sets` raises beyond it.
@@ -66,10 +69,17 @@ MAX_CONJUGATED_MODULES = 3
 
 
 def _base_name(name: str) -> str:
-    # "relu" for a conjugate retrain (CONJUGATE_PREFIX + k), else the name itself.
-    if re.fullmatch(re.escape(CONJUGATE_PREFIX) + "[1-9][0-9]*", name):
+    # "relu" for a conjugate or classic-end retrain (CONJUGATE_PREFIX or CLASSIC_END_PREFIX
+    # and k), else the name itself.
+    if _is_variant(name):
         return "relu"
     return name
+
+
+def _is_variant(name: str) -> bool:
+    # Whether `name` (without prefix) is a conjugate or a classic-end retrain's.
+    return any(re.fullmatch(re.escape(prefix) + "[1-9][0-9]*", name)
+               for prefix in (CONJUGATE_PREFIX, CLASSIC_END_PREFIX))
 
 
 def _check_conjugable(model: torch.nn.Module, needs: str = "conjugates need",
@@ -102,11 +112,69 @@ def conjugate_sets(model: torch.nn.Module) -> list[tuple[str, ...]]:
     has more than :data:`MAX_CONJUGATED_MODULES` learnable GNP modules (the retrains grow
     as ``2 ** n``)."""
     _check_conjugable(model)
-    differ = [name for name, module in _learnable(model).items()
-              if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
-                      and torch.equal(module.beta, module.beta_neg))]
+    differ = _conjugable(model)
     return [names for size in range(1, len(differ) + 1)
             for names in itertools.combinations(differ, size)]
+
+
+def _conjugable(model: torch.nn.Module) -> list[str]:
+    # The learnable GNP modules that conjugate_ changes, in module order.
+    return [name for name, module in _learnable(model).items()
+            if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
+                    and torch.equal(module.beta, module.beta_neg))]
+
+
+#: What a plan of :func:`classic_end_plans` does to one GNP module: set it exactly to the
+#: max or the min of its input (:meth:`gnpool.GNPAggregation.snap_`), conjugate it
+#: (:meth:`gnpool.GNPAggregation.conjugate_`) or leave it as searched.
+CLASSIC_END_ACTIONS = ("max", "min", "conjugate", "searched")
+
+
+@torch.no_grad()
+def classic_end_plans(model: torch.nn.Module) -> list[tuple[tuple[str, str], ...]]:
+    """The poolings to retrain at when a search left GNP modules off max and min
+    (``HParams.retrain_classic_r2``, :func:`search_then_retrain`'s ``classic_above``):
+    every assignment in which each learnable GNP module that its sign conjugate leaves
+    unchanged (sum, mean, or any other self-conjugate pooling) is set to the max or to
+    the min of its input, and each other module (one the conjugation changes, such as
+    max and min) is kept as searched or conjugated; ``2 ** n`` plans for ``n`` modules,
+    the first option first (module order, the first module varying slowest).
+
+    Why: a search whose message functions can change sign may end a GNP at a pooling that
+    fits the training sizes without extrapolating (on ``shortest_path`` a mean or a sum
+    where the min is called for), and :func:`conjugate_sets` then has only the other
+    modules to trade; the classic ends give the retrain every max/min combination.
+
+    Returns a list of plans, each a tuple of ``(module name, action)`` pairs in module
+    order, the action one of :data:`CLASSIC_END_ACTIONS`; empty when every module is one
+    the conjugation changes (the conjugate sets cover every combination then). Raises
+    ``ValueError`` when the model has more than :data:`MAX_CONJUGATED_MODULES` learnable
+    GNP modules."""
+    _check_conjugable(model)
+    conjugable = set(_conjugable(model))
+    names = list(_learnable(model))
+    if conjugable == set(names):
+        return []
+    options = [("searched", "conjugate") if name in conjugable else ("max", "min")
+               for name in names]
+    return [tuple(zip(names, actions, strict=True)) for actions in itertools.product(*options)]
+
+
+@torch.no_grad()
+def apply_plan_(model: torch.nn.Module, plan: Sequence[tuple[str, str]]) -> None:
+    """Apply a plan of :func:`classic_end_plans` (or any ``(module name, action)`` pairs
+    with actions from :data:`CLASSIC_END_ACTIONS`) to ``model``'s GNP modules in place.
+    Raises ``ValueError`` for an unknown action and ``AttributeError`` (from
+    ``get_submodule``) for a module ``model`` lacks."""
+    for name, action in plan:
+        if action not in CLASSIC_END_ACTIONS:
+            raise ValueError(f"plan action for {name!r} must be one of {CLASSIC_END_ACTIONS}, "
+                             f"got {action!r}")
+        module = model.get_submodule(name)
+        if action in ("max", "min"):
+            module.snap_(action)
+        elif action == "conjugate":
+            module.conjugate_()
 
 
 _PREFIXES = ("shared/", "per_channel/")
@@ -119,8 +187,9 @@ def _check_candidates(candidates: Any) -> None:
     for name, scores in candidates.items():
         if not isinstance(name, str):
             raise ValueError(f"candidates has a model named {name!r}; expected names from "
-                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>, each with or "
-                             f"without one of {_PREFIXES}")
+                             f"{CANDIDATE_NAMES}, {CONJUGATE_PREFIX}<k> or "
+                             f"{CLASSIC_END_PREFIX}<k>, each with or without one of "
+                             f"{_PREFIXES}")
         if scores is not None and not isinstance(scores, dict):
             raise ValueError(f"candidates[{name!r}] must be a dict of scores (as "
                              f"candidate_scores returns) or None, got {scores!r}")
@@ -138,7 +207,8 @@ def _check_candidates(candidates: Any) -> None:
         base = _base_name(name.split("/", 1)[1] if prefixed else name)
         if base not in CANDIDATE_NAMES:
             raise ValueError(f"candidates has a model named {name!r}; expected names from "
-                             f"{CANDIDATE_NAMES} or {CONJUGATE_PREFIX}<k>"
+                             f"{CANDIDATE_NAMES}, {CONJUGATE_PREFIX}<k> or "
+                             f"{CLASSIC_END_PREFIX}<k>"
                              + (f" after one of {_PREFIXES}" if prefixed else ""))
     for prefix in (_PREFIXES if prefixed else ("",)):
         group = [n for n in candidates if n.startswith(prefix)]
@@ -175,16 +245,16 @@ def _check_margin(name: str, value: Any) -> None:
 
 def _without_weak_conjugates(candidates: dict[str, dict[str, float] | None], margin: float,
                              on: str) -> dict[str, dict[str, float] | None]:
-    # The candidates but the conjugate retrains whose loss is not below 1 / margin of the
-    # plain ReLU-ended retrain's with the same prefix (kept where that one is missing or
-    # its loss is NaN); all of them at margin 1.
+    # The candidates but the conjugate and classic-end retrains whose loss is not below
+    # 1 / margin of the plain ReLU-ended retrain's with the same prefix (kept where that one
+    # is missing or its loss is NaN); all of them at margin 1.
     if margin == 1:
         return candidates
     out = {}
     for name, scores in candidates.items():
         prefix, _, base = name.rpartition("/")
         relu = _selection_loss(candidates.get(f"{prefix}/relu" if prefix else "relu"), on)
-        if (base.startswith(CONJUGATE_PREFIX) and not math.isnan(relu)
+        if (_is_variant(base) and not math.isnan(relu)
                 and not _selection_loss(scores, on) < relu / margin):
             continue
         out[name] = scores
@@ -200,7 +270,8 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
     (``on="val"``) or ``"val_mse_large"`` (``"val_large"``); ``None`` or a missing key
     counts as NaN. The models are named ``"search"`` and by the retrain's MLP ending
     (``"linear"``, ``"relu"``, ``"softplus"``; a ReLU-ended retrain of conjugated poolings
-    :data:`CONJUGATE_PREFIX` and its number, ``"relu-conjugate-1"``, ...) in the order
+    :data:`CONJUGATE_PREFIX` and its number, ``"relu-conjugate-1"``, ..., one of a plan of
+    :func:`classic_end_plans` :data:`CLASSIC_END_PREFIX` and its number) in the order
     they trained, or ``"model"`` for a model trained once (:data:`CANDIDATE_NAMES`);
     with ``HParams.select_channels`` every name carries the prefix ``"shared/"`` or
     ``"per_channel/"``, and both sets are needed.
@@ -211,11 +282,11 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
     or the shared model, is kept. The loss is the validation MSE (``on="val"``) or the
     MSE over the validation targets of the largest samples (``"val_large"``). With
     ``relu_margin`` (``HParams.select_relu_margin``) every comparison reads the
-    ReLU-ended retrains' (``"relu"`` and the conjugates') losses divided by it: such a
-    retrain is kept unless
-    another model's loss is below ``1 / relu_margin`` of its own. With
-    ``conjugate_margin`` (``HParams.conjugate_margin``) a conjugate retrain competes only
-    where its loss is below ``1 / conjugate_margin`` of the plain ReLU-ended retrain's
+    ReLU-ended retrains' (``"relu"``, the conjugates' and the classic ends') losses
+    divided by it: such a retrain is kept unless another model's loss is below
+    ``1 / relu_margin`` of its own. With ``conjugate_margin``
+    (``HParams.conjugate_margin``) a conjugate or classic-end retrain competes only where
+    its loss is below ``1 / conjugate_margin`` of the plain ReLU-ended retrain's
     (``"relu"`` with the same prefix; one without that retrain always competes): min and
     max fit a model's validation data alike more often than they extrapolate alike
     (tuning stages 35 and 36).
@@ -341,7 +412,7 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
                         retrain_endings: Sequence[bool | str] = (False, True),
                         conjugates: bool = True, heading: float | None = 0.15,
                         refit_above: float | None = None, relu_margin: float = 5.0,
-                        conjugate_margin: float = 1.0,
+                        conjugate_margin: float = 1.0, classic_above: float | None = None,
                         ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Find each GNP's classic pooling by *search, then retrain*, for any model: the
     benchmark's GNP recipe (``gnpool.bench``'s profiles) with the caller's model and
@@ -365,7 +436,11 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
        poolings, frozen (:func:`~gnpool.training.transfer_pooling_`), its other weights
        trained by ``train``; with ``conjugates``, a ReLU-ended retrain for each set of
        :func:`conjugate_sets` (those GNPs as ``x -> -GNP(-x)``: max and min traded,
-       because ``min(x) = -max(-x)`` lets a search fit min labels with max).
+       because ``min(x) = -max(-x)`` lets a search fit min labels with max). With
+       ``classic_above``, where the lowest of these retrains' losses is above it (or NaN)
+       and the search left a GNP off max and min, a ReLU-ended retrain for each plan of
+       :func:`classic_end_plans` (those GNPs at max and at min, the others as searched or
+       conjugated), which competes as a conjugate's retrain does.
     5. The kept model (:func:`choose_model` with ``relu_margin``): each ReLU-ended
        retrain's loss (the family of Xu et al.'s fixed poolings) is divided by
        ``relu_margin``, and the retrain with the lowest loss so read is kept unless that
@@ -413,16 +488,23 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         conjugate_margin: >= 1; a conjugate's retrain competes only where its loss is below
             ``1 / conjugate_margin`` of the plain ReLU-ended retrain's (1: always, as the
             benchmark's current runs; tuning stage 36 adopted 2 for its next ones).
+        classic_above: step 4's bound on the lowest retrain loss above which the classic
+            ends retrain too, a finite non-negative number (``None``: never; needs
+            ``conjugates``; the benchmark: ``HParams.retrain_classic_r2``, a validation
+            R^2 bound).
 
     Returns:
         ``(model, record)``: the kept model, trained, and a dict with ``"kept"`` (its
         name: ``"search"``, an ending's name ``"linear"``/``"relu"``/``"softplus"``, or
-        ``"relu-conjugate-<k>"``), ``"losses"`` (every trained model's validation loss by
-        name, the refit search's as ``"search-relu"``), ``"refit"`` (whether the
-        ReLU-ended search replaced the first), ``"headed"``, ``"snapped"``, ``"mirrored"``
-        (what step 3 set, as :func:`head_parts_`, :func:`~gnpool.training.snap_parts_` and
-        :func:`~gnpool.training.mirror_idle_parts_` return it) and ``"conjugates"`` (the
-        module sets conjugated, in retrain order). Only the search and the best retrain so
+        ``"relu-conjugate-<k>"``, ``"relu-classic-<k>"``), ``"losses"`` (every trained
+        model's validation loss by name, the refit search's as ``"search-relu"``),
+        ``"refit"`` (whether the ReLU-ended search replaced the first), ``"headed"``,
+        ``"snapped"``, ``"mirrored"`` (what step 3 set, as :func:`head_parts_`,
+        :func:`~gnpool.training.snap_parts_` and :func:`~gnpool.training.mirror_idle_parts_`
+        return it) and ``"conjugates"`` (the
+        module sets conjugated, in retrain order) and ``"classic_ends"`` (the plans of
+        the classic-end retrains, ``[[module, action], ...]`` each, in retrain order;
+        empty where none ran). Only the search and the best retrain so
         far are held in memory while it runs. If ``train`` or ``run`` raises, the search's
         model is put back as it was trained before the error passes on.
 
@@ -432,7 +514,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             ``train`` returning something other than a non-negative number or NaN;
             ``search_ending`` or ``retrain_endings`` not MLP endings (repeated, none, or
             a string instead of a sequence of them); ``heading`` not positive;
-            ``refit_above`` not a finite non-negative number; ``relu_margin`` or
+            ``refit_above`` or ``classic_above`` not a finite non-negative number,
+            ``classic_above`` without ``conjugates``; ``relu_margin`` or
             ``conjugate_margin`` below 1; more than
             ``MAX_CONJUGATED_MODULES`` learnable GNP modules with ``conjugates``.
         TypeError: ``conjugates`` not a bool.
@@ -467,6 +550,14 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
                          f"{refit_above!r}")
     _check_margin("relu_margin", relu_margin)
     _check_margin("conjugate_margin", conjugate_margin)
+    if classic_above is not None and (isinstance(classic_above, bool) or not isinstance(
+            classic_above, (int, float)) or not 0 <= classic_above < math.inf):
+        raise ValueError(f"classic_above must be a finite non-negative number or None, got "
+                         f"{classic_above!r}")
+    if classic_above is not None and not conjugates:
+        raise ValueError(f"classic_above={classic_above!r} applies only with "
+                         "conjugates=True (its retrains extend the conjugates'), got "
+                         "conjugates=False")
 
     def loss_of(model: torch.nn.Module, what: str) -> float:
         value = train(model)
@@ -513,34 +604,44 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
                     else {})
         sets = conjugate_sets(searched) if conjugates else []
         plan = ([(end, name, ()) for end, name in zip(retrain_endings, names, strict=True)]
-                + [(True, f"{CONJUGATE_PREFIX}{k}", flipped)
+                + [(True, f"{CONJUGATE_PREFIX}{k}", tuple((m, "conjugate") for m in flipped))
                    for k, flipped in enumerate(sets, start=1)])
         candidates: dict[str, dict[str, float]] = {"search": {"val_mse": search_loss}}
         best: tuple[str, torch.nn.Module] | None = None     # the best retrain so far
-        for end, name, flipped in plan:
+        classic: list[tuple[tuple[str, str], ...]] = []
+
+        def retrain(end: bool | str, name: str, actions: tuple[tuple[str, str], ...]) -> None:
+            nonlocal best
             source = searched
-            if flipped:
+            if actions:
                 source = copy.deepcopy(searched)
-                for module_name in flipped:
-                    source.get_submodule(module_name).conjugate_()
+                apply_plan_(source, actions)
             fresh = build(end)
             _check_same_start(start, fresh, f"{name} retrain")
             transfer_pooling_(source, fresh)
             losses[name] = loss_of(fresh, f"{name} retrain")
             candidates[name] = {"val_mse": losses[name]}
             competing = _without_weak_conjugates(candidates, conjugate_margin, "val")
-            done = [n for _, n, _ in plan if n in competing]
+            done = [n for n in candidates if n != "search" and n in competing]
             if name in competing and _lowest(_with_relu_margin(competing, relu_margin), done,
                                              "val") == name:
                 best = (name, fresh)
-            del fresh, source
+
+        for end, name, actions in plan:
+            retrain(end, name, actions)
+        lowest = min((losses[n] for _, n, _ in plan), key=lambda v: (math.isnan(v), v))
+        if classic_above is not None and not lowest <= classic_above:
+            classic = classic_end_plans(searched)
+            for k, actions in enumerate(classic, start=1):
+                retrain(True, f"{CLASSIC_END_PREFIX}{k}", actions)
     finally:
         if trained is not None:
             searched.load_state_dict(trained)   # the search as trained, kept or not
     kept = choose_model(candidates, "val", relu_margin, conjugate_margin)
     record = {"kept": kept, "losses": losses, "refit": refit, "headed": headed,
               "snapped": snapped, "mirrored": mirrored,
-              "conjugates": [list(s) for s in sets]}
+              "conjugates": [list(s) for s in sets],
+              "classic_ends": [[list(pair) for pair in actions] for actions in classic]}
     if kept == "search":
         return searched, record
     assert best is not None and best[0] == kept, (best, kept)
