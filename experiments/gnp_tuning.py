@@ -1697,7 +1697,7 @@ def classic_ends_selection() -> str:
     old, new = ratios(without_classic), ratios(_stage36_keep)
     worse = [t for t in old if new[t] > 1.05 * old[t]]
     adopt = scores[every][classic] < scores[every][recipe] and not worse
-    kept = [f"{t} seed {s}: {runs[(t, s)][_stage36_keep(runs[(t, s)])]['mape_tune']:.3g} "
+    kept = [f"seed {s}: {runs[(t, s)][_stage36_keep(runs[(t, s)])]['mape_tune']:.3g} "
             f"({_stage36_keep(runs[(t, s)])})" for t, s, r2 in records if r2 < CLASSIC_R2
             and t == "shortest_path"]
     lines += ["Kept on shortest_path below the bound (tuning MAPE, model): "
