@@ -162,7 +162,8 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     (spec,) = plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
                    hparams={"retrain_select_activation": False, "select_relu_margin": 1.0,
                             "retrain_conjugates": False, "last_activation": True,
-                            "retrain_first_ending": True, "conjugate_margin": 1.0})
+                            "retrain_first_ending": True, "conjugate_margin": 1.0,
+                            "retrain_classic_r2": None})
     assert spec.hparams.retrain_select_activation is False
     assert spec.hparams.last_activation is True
     assert spec.hparams.retrain == GNP_OVERRIDES["retrain"]       # the rest of the recipe
@@ -174,11 +175,14 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     refused = [(no_relu, "retrain_conjugates=True applies only with "
                          "retrain_select_activation=True"),
                ({**no_relu, "retrain_conjugates": False, "retrain_first_ending": True,
-                 "conjugate_margin": 1.0},
+                 "conjugate_margin": 1.0, "retrain_classic_r2": None},
                 "select_relu_margin=5.0 applies only with retrain_select_activation=True"),
                ({"retrain_conjugates": False},
                 "conjugate_margin=2.0 applies only with retrain_conjugates=True"),
-               ({**no_relu, "retrain_conjugates": False, "conjugate_margin": 1.0},
+               ({"retrain_conjugates": False, "conjugate_margin": 1.0},
+                "retrain_classic_r2=0.9 applies only with retrain_conjugates=True"),
+               ({**no_relu, "retrain_conjugates": False, "conjugate_margin": 1.0,
+                 "retrain_classic_r2": None},
                 "retrain_first_ending=False applies only with "
                 "retrain_select_activation=True")]
     for hparams, message in refused:
@@ -193,6 +197,7 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     assert default.hparams.retrain_last_activation is False
     assert default.hparams.retrain_first_ending is False           # stage 35
     assert default.hparams.conjugate_margin == 2.0                 # stage 36
+    assert default.hparams.retrain_classic_r2 == 0.9               # stage 38
     # Valid for GNP, whose recipe retrains; invalid for a fixed configuration, named.
     plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
          hparams={"retrain_select_activation": True})

@@ -150,8 +150,9 @@ def test_bad_arguments_are_named():
         search_then_retrain(four, ok)
 
 
-@pytest.mark.parametrize("task", ["set_max", "set_l2"])
-def test_is_the_benchmarks_recipe(tmp_path, task):
+@pytest.mark.parametrize(("task", "classic"), [("set_max", False), ("set_l2", False),
+                                               ("set_l2", True)])
+def test_is_the_benchmarks_recipe(tmp_path, monkeypatch, task, classic):
     # The benchmark's search_and_retrain (one model, the profiles' settings but its
     # per-channel twin) and search_then_retrain given the benchmark's own model builder,
     # training loop (the search's settings for a model with learnable poolings, the
@@ -172,7 +173,24 @@ def test_is_the_benchmarks_recipe(tmp_path, task):
                  snap=0.25, snap_tolerance=0.3, retrain_heading=0.15,
                  retrain_heading_exponent=True, retrain_mirror=True,
                  retrain_select_activation=True, retrain_last_activation=False,
-                 retrain_conjugates=True, select_relu_margin=5.0)
+                 retrain_conjugates=True, select_relu_margin=5.0,
+                 # R^2 below 1 is a validation MSE above 0: classic ends in both.
+                 retrain_classic_r2=1.0 if classic else None)
+    if classic:
+        # Both set the searched GNPs to the mean (off max and min), as a search may end.
+        from gnpool.bench import train as bench_train
+        from gnpool.training import recipe
+
+        def to_mean(model, tolerance):
+            out = {}
+            for name, module in model.named_modules():
+                if isinstance(module, GNPAggregation) and module.p_unit.requires_grad:
+                    module.snap_("mean")
+                    out[name] = [["mean", "mean"]] * module.channels
+            return out
+
+        monkeypatch.setattr(bench_train, "snap_parts_", to_mean)
+        monkeypatch.setattr(recipe, "snap_parts_", to_mean)
     torch.manual_seed(0)
     bench_model, record = search_and_retrain(info, config, hp, build_model(info, config, hp),
                                              splits, seed=0, progress=False)
@@ -181,7 +199,7 @@ def test_is_the_benchmarks_recipe(tmp_path, task):
     retrain_hp = dataclasses.replace(
         hp, snap=0.0, retrain=0.0, retrain_heading=None, retrain_heading_exponent=False,
         retrain_mirror=False, retrain_select_activation=False, retrain_last_activation=None,
-        retrain_conjugates=False, select_relu_margin=1.0)
+        retrain_conjugates=False, select_relu_margin=1.0, retrain_classic_r2=None)
 
     def build(ending):
         torch.manual_seed(0)
@@ -193,7 +211,8 @@ def test_is_the_benchmarks_recipe(tmp_path, task):
                    progress=False)["val_mse"]
 
     model, mine = search_then_retrain(
-        build, train, run=lambda m: predict(m, splits["train"], info.level, 256))
+        build, train, run=lambda m: predict(m, splits["train"], info.level, 256),
+        classic_above=0.0 if classic else None)
     theirs = {name: scores["val_mse"]
               for name, scores in record["candidates"]["models"].items()}
     assert len(theirs) >= 4 and mine["losses"] == theirs
@@ -201,6 +220,8 @@ def test_is_the_benchmarks_recipe(tmp_path, task):
     assert mine["snapped"] == record["retrain"]["snapped"]
     assert mine["mirrored"] == record["retrain"]["mirrored"]
     assert mine["conjugates"] == record["retrain"]["conjugates"]
+    assert mine["classic_ends"] == record["retrain"]["classic_ends"]
+    assert bool(mine["classic_ends"]) == classic
     for (name, a), (_, b) in zip(model.state_dict().items(),
                                  bench_model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
