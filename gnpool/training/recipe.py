@@ -453,9 +453,11 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     What the benchmark does besides: its search snaps each GNP near a classic pooling for
     the last fifth of its epochs, kept if validation agrees (``HParams.snap``; a ``train``
     may do so with :func:`~gnpool.training.snap_to_classic`), it passes ``refit_above``
-    as half the variance of the validation targets (``HParams.search_refit_r2=0.5``), and
-    it runs all of it a second time with one exponent per channel
-    (``GNPAggregation(channels=...)`` against ``channels=1``), keeping the model with the
+    as half the variance of the validation targets (``HParams.search_refit_r2=0.5``) and
+    ``classic_above`` as a tenth of it (``HParams.retrain_classic_r2=0.9``, tuning stage
+    38; the default here, ``None``, retrains no classic ends), and it runs all of it a
+    second time with one exponent per channel (``GNPAggregation(channels=...)`` against
+    ``channels=1``), keeping the model with the
     lower validation loss: call this twice and compare ``record["losses"][record["kept"]]``.
     Its settings were chosen on a tuning split of the benchmark's tasks
     (``experiments/results/gnp_tuning/``), not on any reported test split. Given the
