@@ -1609,8 +1609,10 @@ def _shared_retrains(models: dict) -> list[str]:
     # The retrains of the model with one pooling per GNP that the profiles' recipe trains
     # (stage 35 dropped the linear-ended one): ReLU-ended, at the conjugates.
     (dropped,) = DROPS.values()
+    from gnpool.training.recipe import CLASSIC_END_PREFIX
+
     return [n for n in models if n.startswith("shared/") and n != "shared/search"
-            and n not in dropped and "-classic-" not in n]
+            and n not in dropped and not n.startswith("shared/" + CLASSIC_END_PREFIX)]
 
 
 def classic_r2_records() -> list[tuple[str, int, float]]:
@@ -1623,6 +1625,9 @@ def classic_r2_records() -> list[tuple[str, int, float]]:
     out = []
     for (task, seed), row in sorted(rows.items()):
         refit = row["gnp"][0]["retrain"]["search_refit"]
+        if not refit or not refit["r2"] < 1:
+            raise SystemExit(f"{task} seed {seed}: no search refit record with R^2 below 1 "
+                             f"to read the variance of the validation targets from: {refit}")
         variance = refit["val_mse_first"] / (1.0 - refit["r2"])
         models = row["candidates"]["models"]
         lowest = min(models[n]["val_mse"] for n in _shared_retrains(models))
@@ -1636,6 +1641,8 @@ def classic_ends_selection() -> str:
     at least :data:`CLASSIC_R2` trains as the recipe trains it, so its record stands; the
     runs below it are stage 38's, whose other models are checked against the records.
     The decision rule is in the comment of ``STAGES[38]``."""
+    from gnpool.training.recipe import CLASSIC_END_PREFIX
+
     records = classic_r2_records()
     _, rows = _recipe_runs()
     latest = latest_runs()
@@ -1665,6 +1672,12 @@ def classic_ends_selection() -> str:
             missing.append((task, seed))
             continue
         models = row["candidates"]["models"]
+        shared = [m for m in row["gnp"] if m.get("selection", {}).get("kept") == "shared"]
+        retrain = row["gnp"][0]["retrain"]
+        ran = [n for n in models if n.startswith("shared/" + CLASSIC_END_PREFIX)]
+        if not ran or (shared and not retrain["classic_r2"] < CLASSIC_R2):
+            raise SystemExit(f"stage 38's {task} seed {seed} did not retrain at the classic "
+                             f"ends (models {list(models)}): the records do not match")
         for model, scores in models.items():
             if model in runs[(task, seed)]:
                 checked += 1
@@ -1680,7 +1693,8 @@ def classic_ends_selection() -> str:
               + (f" but {len(differ)}: {', '.join(differ)}." if differ else "."), ""]
 
     def without_classic(models: dict) -> str:
-        return _stage36_keep({n: v for n, v in models.items() if "-classic-" not in n})
+        return _stage36_keep({n: v for n, v in models.items()
+                              if not n.startswith("shared/" + CLASSIC_END_PREFIX)})
 
     recipe, classic = "the profiles' recipe", f"with classic ends below R^2 {CLASSIC_R2:g}"
     every = "100 to 123 (all twenty-four)"

@@ -371,3 +371,25 @@ def test_gnp_runs_show_a_conjugate_retrain_with_its_parts_swapped():
                                "1 of 2 GNPs")
     line = gnp_runs(collect([row])).splitlines()[2]
     assert line.endswith("| every layer: [min, max]; readout: [max, min] |")
+
+
+def test_gnp_runs_show_a_classic_end_retrain_next_to_a_conjugated_gnp():
+    from gnpool.bench.report import gnp_runs, kept_model
+
+    hp = {"last_activation": "softplus", "retrain_last_activation": False}
+    modules = [_gnp_module("convs.0.aggr_module", [-1.0], [0.0], [1.0]),
+               _gnp_module("readout", [-1.0], [0.0], [1.0])]
+    # The search set every layer to max and the readout to the mean; the kept classic-end
+    # retrain conjugated the aggregation and set the readout to min: min-min.
+    for module, to, conjugated, end in zip(modules, ([["max", "min"]], [["mean", "mean"]]),
+                                           (True, False), ("conjugate", "min"), strict=True):
+        module["retrain"] = {"kept": True, "to": to, "conjugated": conjugated,
+                             "classic_end": end, "last_activation": {"kept": "relu"}}
+        module["selection"] = {"kept": "shared"}
+    row = {"task": "shortest_path", "config": "gnp", "seed": 0, "status": "finished",
+           "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 2.0,
+           "hparams": {**hp, "gnp_share_aggr": True}, "gnp": modules}
+    assert kept_model(row) == ("one pooling per GNP, retrained ReLU-ended, sign conjugate of "
+                               "1 of 2 GNPs, 1 of 2 GNPs set to max or min (classic ends)")
+    line = gnp_runs(collect([row])).splitlines()[2]
+    assert line.endswith("| every layer: [min, max]; readout: [min, max] |")

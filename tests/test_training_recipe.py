@@ -335,6 +335,11 @@ def test_classic_ends_retrain_a_gnp_left_off_max_and_min_at_both_when_retrains_f
     _, record = search_then_retrain(_build, _Scripted([1.0, 0.9, 0.5, 0.3, 0.3], p_unit=0.5),
                                     classic_above=0.4, conjugate_margin=2)
     assert record["kept"] == "relu"
+    # A NaN lowest loss is above any bound; a NaN classic-end loss never wins.
+    train = _Scripted([1.0, math.nan, math.nan, math.nan, 0.6], p_unit=0.5)
+    model, record = search_then_retrain(_build, train, classic_above=100.0)
+    assert record["classic_ends"] and record["kept"] == "relu-classic-2"
+    assert model is train.models[4]
     for bad in (-1.0, math.inf, math.nan, True, "0.4"):
         with pytest.raises(ValueError, match="classic_above must be a finite non-negative"):
             search_then_retrain(_build, _Scripted([1.0]), classic_above=bad)
@@ -363,6 +368,11 @@ def test_classic_end_plans_set_the_modules_off_max_and_min_to_both():
             torch.testing.assert_close(applied[name](x, index), exact, rtol=0, atol=0)
     # Every learnable module one the conjugation changes: the conjugates cover it all.
     assert classic_end_plans(torch.nn.ModuleDict({"a": GNPAggregation.from_pooling("max")})) == []
+    # Every pair is checked before anything changes.
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=r"plan action for 'a' must be one of \('max', 'min', "
                                          r"'conjugate', 'searched'\), got 'sum'"):
-        apply_plan_(model, [("a", "sum")])
+        apply_plan_(model, [("b", "max"), ("a", "sum")])
+    with pytest.raises(ValueError, match=r"plan names 'x', which is not a GNPAggregation"):
+        apply_plan_(model, [("b", "max"), ("x", "max")])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -67,7 +67,7 @@ class Profile:
 #: same initialisation (`search_refit_r2`, stage 33). Where no retrain of the model with
 #: one pooling per GNP explains 90% of the validation variance and the search left a GNP
 #: off max and min, that model also retrains with those GNPs at max and at min
-#: (`retrain_classic_r2`, stage 38). A GNP run trains five to ten times a
+#: (`retrain_classic_r2`, stage 38). A GNP run trains four to eleven times a
 #: fixed configuration's epochs, with subnormal floats flushed to zero (`flush_denormal`:
 #: chosen for speed, not on any score).
 #: Keyword arguments of every GNPAggregation, those merged over them for readouts and set

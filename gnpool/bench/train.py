@@ -477,7 +477,12 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     the comparison with the search. With ``hp.retrain_conjugates`` a ReLU-ended retrain
     follows for each set of :func:`conjugate_sets` (the searched pooling with those GNP
     modules conjugated, :meth:`gnpool.GNPAggregation.conjugate_`), named
-    :data:`CONJUGATE_PREFIX` and its number, which competes as a ReLU-ended retrain. The
+    :data:`CONJUGATE_PREFIX` and its number, which competes as a ReLU-ended retrain. With
+    ``hp.retrain_classic_r2``, where the lowest validation MSE of those retrains leaves a
+    validation R^2 (:func:`r_squared`) below it (or NaN), a ReLU-ended retrain follows for
+    each plan of :func:`gnpool.training.classic_end_plans` (the modules the conjugation
+    leaves unchanged at max and at min, the others as searched or conjugated), named
+    :data:`CLASSIC_END_PREFIX` and its number, which competes as a conjugate's. The
     loss is the one ``hp.select_on`` names (:func:`choose_model`): the validation MSE, or
     its share over the largest samples. With ``hp.search_refit_r2`` a search whose
     validation R^2 (:func:`r_squared`) is below it (or NaN) trains again from the same
@@ -492,8 +497,11 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     retrain's validation MSE and the MLP ending of the one chosen (``"last_activation"``;
     the search's model may still be the one kept), the sets of modules conjugated
     (``"conjugates"``, in the order of their retrains) and the kept retrain's
-    (``"conjugated"``, empty when it is not one of them), and whose ``"candidates"`` entry every
-    model's :func:`candidate_scores` and the name :func:`choose_model` kept;
+    (``"conjugated"``, empty when it is not one of them), with ``hp.retrain_classic_r2``
+    the R^2 read (``"classic_r2"``, else ``None``), the classic-end plans retrained
+    (``"classic_ends"``) and the kept one (``"classic_end"``, ``None`` unless a classic-end
+    retrain was kept), and whose ``"candidates"`` entry every model's
+    :func:`candidate_scores` and the name :func:`choose_model` kept;
     ``"history"`` runs over the search and the chosen retrain."""
     if hp.retrain_conjugates:
         # Too many modules to conjugate in every combination: said before the search.
@@ -576,7 +584,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
             fresh, splits, info.level, hp.eval_batch_size, retrains[-1][1]["val_mse"])
 
     for end, name, actions in plan:
-        retrain(end, name, actions, len(plan) == 1)
+        # (With classic ends possible after it, even a lone retrain is named.)
+        retrain(end, name, actions, len(plan) == 1 and hp.retrain_classic_r2 is None)
     # With retrain_classic_r2, where no retrain explains that share of the validation
     # variance: ReLU-ended retrains with the modules the search left off max and min at
     # max and at min (and the others as searched or conjugated).
@@ -702,14 +711,14 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
         progress: bool = True) -> dict[str, Any]:
     """Build, train and evaluate one model (with ``hp.select_channels``, two: the one
     :func:`choose_model` keeps, by the loss ``hp.select_on`` names, is evaluated; with
-    ``hp.retrain``, each searched and retrained, with ``hp.retrain_select_activation`` the
-    first retrained twice and, with ``hp.retrain_conjugates``, once more for each set of
-    its conjugated GNP modules; see :func:`search_and_retrain`); returns metrics, learned GNP
-    parameters, per-size MAPE of both test splits and, for a run that trained more than
-    one model, ``"candidates"``: every model's :func:`candidate_scores`, the name kept and
-    ``hp.select_on`` (``None`` for a run that trained one model). With
-    ``hp.flush_denormal`` all of it runs with subnormal floats flushed to zero
-    (:func:`flush_denormal`)."""
+    ``hp.retrain``, each searched and retrained, with ``hp.retrain_select_activation`` the first
+    retrained twice and, with ``hp.retrain_conjugates``, once more for each set of its
+    conjugated GNP modules, and with ``hp.retrain_classic_r2`` where its retrains fit badly once
+    more for each classic-end plan; see :func:`search_and_retrain`); returns metrics, learned
+    GNP parameters, per-size MAPE of both test splits and, for a run that trained more than one
+    model, ``"candidates"``: every model's :func:`candidate_scores`, the name kept and
+    ``hp.select_on`` (``None`` for a run that trained one model). With ``hp.flush_denormal`` all
+    of it runs with subnormal floats flushed to zero (:func:`flush_denormal`)."""
     with flush_denormal(hp.flush_denormal):
         return _run(info, splits, config, hp, seed, desc, position, progress)
 

@@ -4,7 +4,9 @@ Train a model with learnable GNP poolings (the *search*), set each pooling part 
 classic point (sum, mean, max or min: :func:`head_parts_`, :func:`~gnpool.training.snap_parts_`,
 :func:`~gnpool.training.mirror_idle_parts_`), then train freshly initialised copies of the
 model with those poolings frozen (the *retrains*: with linear- and ReLU-ended MLPs, and
-ReLU-ended with the poolings' sign conjugates, :func:`conjugate_sets`), and keep one model
+ReLU-ended with the poolings' sign conjugates, :func:`conjugate_sets`, and, where they fit
+badly, at the classic ends of the GNPs left off max and min, :func:`classic_end_plans`),
+and keep one model
 by validation loss (:func:`choose_model`). :func:`search_then_retrain` runs it all with a
 model builder and a training function of the caller's; ``gnpool.bench`` runs the same steps
 with its own datasets and records (``HParams.retrain`` and the settings after it).
@@ -54,7 +56,8 @@ def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) 
 
 
 #: The model names :func:`choose_model` knows: a search, a retrain by its MLP ending, a model
-#: trained once; and :data:`CONJUGATE_PREFIX` followed by a number from 1.
+#: trained once; and :data:`CONJUGATE_PREFIX` or :data:`CLASSIC_END_PREFIX` followed by a
+#: number from 1.
 CANDIDATE_NAMES = ("search", "linear", "relu", "softplus", "model")
 #: ``HParams.retrain_conjugates``: the name of the ReLU-ended retrain of the k-th set of
 #: :func:`conjugate_sets` is this prefix and k (``"relu-conjugate-1"``, ...).
@@ -164,13 +167,22 @@ def classic_end_plans(model: torch.nn.Module) -> list[tuple[tuple[str, str], ...
 def apply_plan_(model: torch.nn.Module, plan: Sequence[tuple[str, str]]) -> None:
     """Apply a plan of :func:`classic_end_plans` (or any ``(module name, action)`` pairs
     with actions from :data:`CLASSIC_END_ACTIONS`) to ``model``'s GNP modules in place.
-    Raises ``ValueError`` for an unknown action and ``AttributeError`` (from
-    ``get_submodule``) for a module ``model`` lacks."""
+    Every pair is checked before anything changes: ``ValueError`` for an unknown action or
+    a name that is not a :class:`~gnpool.GNPAggregation` of ``model``."""
+    modules = []
     for name, action in plan:
         if action not in CLASSIC_END_ACTIONS:
             raise ValueError(f"plan action for {name!r} must be one of {CLASSIC_END_ACTIONS}, "
                              f"got {action!r}")
-        module = model.get_submodule(name)
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            module = None
+        if not isinstance(module, GNPAggregation):
+            raise ValueError(f"plan names {name!r}, which is not a GNPAggregation of the "
+                             "model; expected the names of its GNP modules")
+        modules.append((module, action))
+    for module, action in modules:
         if action in ("max", "min"):
             module.snap_(action)
         elif action == "conjugate":
