@@ -352,44 +352,35 @@ def test_settings_read_a_setting_missing_from_an_older_row_as_its_default():
     assert "select_on=\"val\"" in text and "epochs=30" in text
 
 
-def test_gnp_runs_show_a_conjugate_retrain_with_its_parts_swapped():
+# The search set every layer to max and the readout to max, and the kept retrain
+# conjugated the aggregation only: min-max; or the search left the readout at the mean,
+# and the kept classic-end retrain conjugated the aggregation and set the readout to min:
+# min-min. (Per GNP: searched parts, conjugated, classic end; the report's text and line.)
+_CONJUGATE_CASES = {
+    "conjugate": ((([["max", "min"]], True, None), ([["max", "min"]], False, None)),
+                  "sign conjugate of 1 of 2 GNPs", "readout: [max, min]"),
+    "classic end": ((([["max", "min"]], True, "conjugate"), ([["mean", "mean"]], False, "min")),
+                    "sign conjugate of 1 of 2 GNPs, 1 of 2 GNPs set to max or min "
+                    "(classic ends)", "readout: [min, max]")}
+
+
+@pytest.mark.parametrize("case", list(_CONJUGATE_CASES))
+def test_gnp_runs_show_a_conjugate_retrain_with_its_parts_swapped(case):
     from gnpool.bench.report import gnp_runs, kept_model
 
+    plan, text, readout = _CONJUGATE_CASES[case]
     hp = {"last_activation": "softplus", "retrain_last_activation": False}
     modules = [_gnp_module("convs.0.aggr_module", [-1.0], [0.0], [1.0]),
-               _gnp_module("readout", [1.0], [0.0], [-1.0])]
-    # The search set every layer to max and the readout to max; the kept retrain
-    # conjugated the aggregation only: min-max.
-    for module, conjugated in zip(modules, (True, False), strict=True):
-        module["retrain"] = {"kept": True, "to": [["max", "min"]], "conjugated": conjugated,
-                             "last_activation": {"kept": "relu"}}
-        module["selection"] = {"kept": "shared"}
-    row = {"task": "shortest_path", "config": "gnp", "seed": 0, "status": "finished",
-           "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 2.0,
-           "hparams": {**hp, "gnp_share_aggr": True}, "gnp": modules}
-    assert kept_model(row) == ("one pooling per GNP, retrained ReLU-ended, sign conjugate of "
-                               "1 of 2 GNPs")
-    line = gnp_runs(collect([row])).splitlines()[2]
-    assert line.endswith("| every layer: [min, max]; readout: [max, min] |")
-
-
-def test_gnp_runs_show_a_classic_end_retrain_next_to_a_conjugated_gnp():
-    from gnpool.bench.report import gnp_runs, kept_model
-
-    hp = {"last_activation": "softplus", "retrain_last_activation": False}
-    modules = [_gnp_module("convs.0.aggr_module", [-1.0], [0.0], [1.0]),
-               _gnp_module("readout", [-1.0], [0.0], [1.0])]
-    # The search set every layer to max and the readout to the mean; the kept classic-end
-    # retrain conjugated the aggregation and set the readout to min: min-min.
-    for module, to, conjugated, end in zip(modules, ([["max", "min"]], [["mean", "mean"]]),
-                                           (True, False), ("conjugate", "min"), strict=True):
+               _gnp_module("readout", [1.0 if readout.endswith("[max, min]") else -1.0],
+                           [0.0], [-1.0 if readout.endswith("[max, min]") else 1.0])]
+    for module, (to, conjugated, end) in zip(modules, plan, strict=True):
         module["retrain"] = {"kept": True, "to": to, "conjugated": conjugated,
-                             "classic_end": end, "last_activation": {"kept": "relu"}}
+                             "last_activation": {"kept": "relu"},
+                             **({"classic_end": end} if end else {})}
         module["selection"] = {"kept": "shared"}
     row = {"task": "shortest_path", "config": "gnp", "seed": 0, "status": "finished",
            "config_def": {"fixed": False}, "mape_interp": 1.0, "mape_extrap": 2.0,
            "hparams": {**hp, "gnp_share_aggr": True}, "gnp": modules}
-    assert kept_model(row) == ("one pooling per GNP, retrained ReLU-ended, sign conjugate of "
-                               "1 of 2 GNPs, 1 of 2 GNPs set to max or min (classic ends)")
+    assert kept_model(row) == f"one pooling per GNP, retrained ReLU-ended, {text}"
     line = gnp_runs(collect([row])).splitlines()[2]
-    assert line.endswith("| every layer: [min, max]; readout: [min, max] |")
+    assert line.endswith(f"| every layer: [min, max]; {readout} |")
