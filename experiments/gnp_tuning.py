@@ -1707,6 +1707,23 @@ def classic_ends_selection() -> str:
     table, scores = offline_scores(runs, {every: tuple(range(100, 124))},
                                    {recipe: without_classic, classic: _stage36_keep}, "rule")
     lines += table
+    # Stage 39: the adopted recipe as run on fresh seeds, and each of its runs without its
+    # classic-end retrains (the rest trains the same either way).
+    fresh_name, fresh_latest, fresh = stage_candidates((39,))
+    for (task, seed), models in fresh.items():
+        kept = fresh_latest[(task, fresh_name, seed)]["candidates"]["kept"]
+        if _stage36_keep(models) != kept:
+            raise SystemExit(f"stage 39's {task} seed {seed} kept {kept!r}, the recipe's rule "
+                             f"{_stage36_keep(models)!r}: the records do not match the recipe")
+    label = f"{STAGE_SEEDS[39][0]} to {STAGE_SEEDS[39][-1]} (stage 39, fresh, as run)"
+    table, _ = offline_scores(fresh, {label: STAGE_SEEDS[39]},
+                              {f"{classic} (as run)": _stage36_keep,
+                               "the same runs without their classic-end retrains":
+                                   without_classic}, "rule")
+    after = ["", "After the decision, stage 39 ran the adopted recipe on four training seeds "
+             "no run had used (`--stage 39`; a measurement, no choice made on it); the second "
+             "row keeps each of its runs' models as the recipe before stage 38 would have, "
+             "from the same records.", ""] + table
     _, best = _with_fixed_reference(tuple(range(100, 124)))
 
     def ratios(keep):
@@ -1726,8 +1743,8 @@ def classic_ends_selection() -> str:
               f"{scores[every][recipe]:.4g}"
               + (f"; more than 5% above the recipe on {', '.join(worse)}" if worse else
                  "; no task more than 5% above the recipe") + ": "
-              + ("adopted." if adopt else "not adopted.")]
-    return "\n".join(lines) + "\n"
+              + ("adopted." if adopt else "not adopted.")] + after
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 #: Stage 33's diagnosis: searches alone (30 epochs, no retrain) of shortest_path's model,
