@@ -319,6 +319,7 @@ def test_classic_ends_retrain_a_gnp_left_off_max_and_min_at_both_when_retrains_f
     assert record["snapped"] == {"pooling": [["mean", "mean"]]}
     assert record["conjugates"] == []
     assert record["classic_ends"] == [[["pooling", "max"]], [["pooling", "min"]]]
+    assert record["classic_triggered"] is True
     assert list(record["losses"]) == ["search", "linear", "relu", "relu-classic-1",
                                       "relu-classic-2"]
     assert [m.pooling.closest_pooling() for m in train.models[3:]] == ["max", "min"]
@@ -331,6 +332,7 @@ def test_classic_ends_retrain_a_gnp_left_off_max_and_min_at_both_when_retrains_f
                                         classic_above=above)
         assert list(record["losses"]) == ["search", "linear", "relu"]
         assert record["classic_ends"] == [] and record["kept"] == "relu"
+        assert record["classic_triggered"] is (None if above is None else False)
     # They compete as conjugates do: 0.3 is not below half the plain ReLU retrain's 0.5.
     _, record = search_then_retrain(_build, _Scripted([1.0, 0.9, 0.5, 0.3, 0.3], p_unit=0.5),
                                     classic_above=0.4, conjugate_margin=2)
@@ -366,8 +368,20 @@ def test_classic_end_plans_set_the_modules_off_max_and_min_to_both():
             expected = getattr(torch, f"a{pooling}")
             exact = torch.stack([expected(x[index == k], dim=0) for k in range(2)])
             torch.testing.assert_close(applied[name](x, index), exact, rtol=0, atol=0)
-    # Every learnable module one the conjugation changes: the conjugates cover it all.
+    # Every learnable module at max or min: the conjugates cover it all.
     assert classic_end_plans(torch.nn.ModuleDict({"a": GNPAggregation.from_pooling("max")})) == []
+    assert classic_end_plans(torch.nn.Linear(2, 2)) == []
+    # A GNP with any channel off max and min is off: parts that differ ([sum, mean]), or
+    # one channel of two at the sum.
+    mixed = GNPAggregation.from_pooling("sum", channels=2)
+    mixed.snap_(["max", "sum"])
+    parts = GNPAggregation.from_pooling("sum")
+    with torch.no_grad():
+        parts.beta_neg.zero_()                                   # [sum, mean]
+    for off in (mixed, parts):
+        assert classic_end_plans(off) == [(("", "max"),), (("", "min"),)]
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module, got NoneType"):
+        classic_end_plans(None)
     # Every pair is checked before anything changes.
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=r"plan action for 'a' must be one of \('max', 'min', "
@@ -375,4 +389,13 @@ def test_classic_end_plans_set_the_modules_off_max_and_min_to_both():
         apply_plan_(model, [("b", "max"), ("a", "sum")])
     with pytest.raises(ValueError, match=r"plan names 'x', which is not a GNPAggregation"):
         apply_plan_(model, [("b", "max"), ("x", "max")])
+    with pytest.raises(ValueError, match=r"plan names the GNP module 'b' twice"):
+        apply_plan_(model, [("b", "max"), ("b", "min")])
+    for bad in ({"b": "max"}, ("b", "max"), [("b",)], [("b", "max", "x")], None, "bmax",
+                plans, [("b", 1)]):
+        with pytest.raises(ValueError, match=r"plan must be a sequence of \(module name, "
+                                             r"action\) pairs, e.g. classic_end_plans"):
+            apply_plan_(model, bad)
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module, got NoneType"):
+        apply_plan_(None, [])
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -118,9 +118,9 @@ class HParams:
         retrain_classic_r2: with ``retrain_conjugates``, where the lowest validation MSE of
             the model as configured's retrains (the plain ones and the conjugates') leaves
             its validation R^2 (as ``search_refit_r2`` reads it) below this value (or NaN),
-            and the search left a GNP module that its sign conjugate leaves unchanged (off
-            max and min: e.g. a sum or a mean, with both parts alike as
-            ``retrain_mirror`` leaves them), the model retrains ReLU-ended once more for each
+            and the search left a GNP module with a channel that is not exactly the max or
+            the min of its input (e.g. a sum or a mean), the model retrains ReLU-ended once
+            more for each
             plan of :func:`gnpool.training.classic_end_plans`: every assignment of max or
             min to those modules, the others as searched or conjugated (``2 ** n``
             retrains for ``n`` learnable GNP modules). They compete as the conjugates'
@@ -130,7 +130,8 @@ class HParams:
             the kept plan did to that GNP (``classic_end``: ``"max"``, ``"min"``,
             ``"conjugate"`` or ``"searched"``; ``None`` unless a classic-end retrain was
             kept).
-            ``None``: never (<= 1). A search that leaves, on ``shortest_path``, one GNP at
+            ``None``: never (<= 1); the profiles set 0.9 (tuning stage 38). A search that
+            leaves, on ``shortest_path``, one GNP at
             the mean gives conjugates that cannot reach min-min or min-max; its retrains
             then fit badly (tuning stage 37: R^2 0.62 and 0.78).
         retrain_heading: a part that ends the search still nearest the classic point

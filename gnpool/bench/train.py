@@ -480,8 +480,8 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     :data:`CONJUGATE_PREFIX` and its number, which competes as a ReLU-ended retrain. With
     ``hp.retrain_classic_r2``, where the lowest validation MSE of those retrains leaves a
     validation R^2 (:func:`r_squared`) below it (or NaN), a ReLU-ended retrain follows for
-    each plan of :func:`gnpool.training.classic_end_plans` (the modules the conjugation
-    leaves unchanged at max and at min, the others as searched or conjugated), named
+    each plan of :func:`gnpool.training.classic_end_plans` (the modules with a channel
+    off max and min set to max and to min, the others as searched or conjugated), named
     :data:`CLASSIC_END_PREFIX` and its number, which competes as a conjugate's. The
     loss is the one ``hp.select_on`` names (:func:`choose_model`): the validation MSE, or
     its share over the largest samples. With ``hp.search_refit_r2`` a search whose

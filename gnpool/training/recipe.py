@@ -133,44 +133,76 @@ def _conjugable(model: torch.nn.Module) -> list[str]:
 CLASSIC_END_ACTIONS = ("max", "min", "conjugate", "searched")
 
 
+def _at_max_or_min(module: GNPAggregation) -> bool:
+    # Whether every channel of `module` is exactly the max or the min of its whole input
+    # ([max, min] or [min, max] in its parts' coordinates, p_unit read clamped).
+    unit, unit_neg = module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1)
+    whole = ((unit.abs() == 1) & (unit_neg == -unit) & (module.beta == 0)
+             & (module.beta_neg == 0))
+    return bool(whole.all())
+
+
+def _check_module(model: Any) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
 @torch.no_grad()
 def classic_end_plans(model: torch.nn.Module) -> list[tuple[tuple[str, str], ...]]:
     """The poolings to retrain at when a search left GNP modules off max and min
     (``HParams.retrain_classic_r2``, :func:`search_then_retrain`'s ``classic_above``):
-    every assignment in which each learnable GNP module that its sign conjugate leaves
-    unchanged (sum, mean, or any other self-conjugate pooling) is set to the max or to
-    the min of its input, and each other module (one the conjugation changes, such as
-    max and min) is kept as searched or conjugated; ``2 ** n`` plans for ``n`` modules,
-    the first option first (module order, the first module varying slowest).
+    every assignment in which each learnable GNP module with a channel that is not exactly
+    the max or the min of its input (a sum, a mean, ``[max, mean]``, any other point) is
+    set to the max or to the min of its input, every channel alike, and each module whose
+    channels all are the max or the min is kept as searched or conjugated; ``2 ** n``
+    plans for ``n`` modules, the first option first (module order, the first module
+    varying slowest).
 
     Why: a search whose message functions can change sign may end a GNP at a pooling that
     fits the training sizes without extrapolating (on ``shortest_path`` a mean or a sum
-    where the min is called for), and :func:`conjugate_sets` then has only the other
-    modules to trade; the classic ends give the retrain every max/min combination.
+    where the min is called for), and :func:`conjugate_sets` cannot turn that GNP into a
+    max or a min; the classic ends give the retrain every max/min combination.
 
     Returns a list of plans, each a tuple of ``(module name, action)`` pairs in module
-    order, the action one of :data:`CLASSIC_END_ACTIONS`; empty when every module is one
-    the conjugation changes (the conjugate sets cover every combination then). Raises
-    ``ValueError`` when the model has more than :data:`MAX_CONJUGATED_MODULES` learnable
-    GNP modules."""
+    order, the action one of :data:`CLASSIC_END_ACTIONS`; empty when every learnable
+    module's channels are all the max or the min (the conjugate sets cover every max/min
+    combination then) or the model has no learnable GNP. Raises ``ValueError`` when
+    ``model`` is not a ``torch.nn.Module`` or has more than
+    :data:`MAX_CONJUGATED_MODULES` learnable GNP modules."""
+    _check_module(model)
     _check_conjugable(model)
-    conjugable = set(_conjugable(model))
-    names = list(_learnable(model))
-    if conjugable == set(names):
+    modules = _learnable(model)
+    off = {name for name, module in modules.items() if not _at_max_or_min(module)}
+    if not off:
         return []
-    options = [("searched", "conjugate") if name in conjugable else ("max", "min")
-               for name in names]
-    return [tuple(zip(names, actions, strict=True)) for actions in itertools.product(*options)]
+    options = [("max", "min") if name in off else ("searched", "conjugate")
+               for name in modules]
+    return [tuple(zip(modules, actions, strict=True))
+            for actions in itertools.product(*options)]
 
 
 @torch.no_grad()
 def apply_plan_(model: torch.nn.Module, plan: Sequence[tuple[str, str]]) -> None:
     """Apply a plan of :func:`classic_end_plans` (or any ``(module name, action)`` pairs
-    with actions from :data:`CLASSIC_END_ACTIONS`) to ``model``'s GNP modules in place.
-    Every pair is checked before anything changes: ``ValueError`` for an unknown action or
-    a name that is not a :class:`~gnpool.GNPAggregation` of ``model``."""
-    modules = []
-    for name, action in plan:
+    with actions from :data:`CLASSIC_END_ACTIONS`, each module named once) to ``model``'s
+    GNP modules in place.
+
+    Every pair is checked before anything changes. Raises ``ValueError`` when ``model``
+    is not a ``torch.nn.Module``, ``plan`` is not a sequence of ``(str, str)`` pairs (one
+    plan, ``classic_end_plans(model)[k]``, not the list of them), an action is unknown, a
+    name is not a :class:`~gnpool.GNPAggregation` of ``model``, or a module is named
+    twice."""
+    _check_module(model)
+    shape = (f"plan must be a sequence of (module name, action) pairs, e.g. "
+             f"classic_end_plans(model)[0]; got {plan!r}")
+    if isinstance(plan, (str, bytes, dict)) or not isinstance(plan, Sequence):
+        raise ValueError(shape)
+    modules: dict[int, tuple[GNPAggregation, str]] = {}
+    for pair in plan:
+        if (isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2
+                or not all(isinstance(v, str) for v in pair)):
+            raise ValueError(shape)
+        name, action = pair
         if action not in CLASSIC_END_ACTIONS:
             raise ValueError(f"plan action for {name!r} must be one of {CLASSIC_END_ACTIONS}, "
                              f"got {action!r}")
@@ -181,8 +213,11 @@ def apply_plan_(model: torch.nn.Module, plan: Sequence[tuple[str, str]]) -> None
         if not isinstance(module, GNPAggregation):
             raise ValueError(f"plan names {name!r}, which is not a GNPAggregation of the "
                              "model; expected the names of its GNP modules")
-        modules.append((module, action))
-    for module, action in modules:
+        if id(module) in modules:
+            raise ValueError(f"plan names the GNP module {name!r} twice (or under two "
+                             "names); expected each module once")
+        modules[id(module)] = (module, action)
+    for module, action in modules.values():
         if action in ("max", "min"):
             module.snap_(action)
         elif action == "conjugate":
@@ -500,12 +535,14 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             ReLU-ended already).
         relu_margin: >= 1; 1 keeps the lowest loss.
         conjugate_margin: >= 1; a conjugate's retrain competes only where its loss is below
-            ``1 / conjugate_margin`` of the plain ReLU-ended retrain's (1: always, as the
-            benchmark's current runs; tuning stage 36 adopted 2 for its next ones).
-        classic_above: step 4's bound on the lowest retrain loss above which the classic
-            ends retrain too, a finite non-negative number (``None``: never; needs
-            ``conjugates``; the benchmark: ``HParams.retrain_classic_r2``, a validation
-            R^2 bound).
+            ``1 / conjugate_margin`` of the plain ReLU-ended retrain's (1: always; the
+            benchmark's profiles use 2 since tuning stage 36).
+        classic_above: step 4's bound, in the units of ``train``'s loss, on the lowest
+            loss of the retrains before it (every ending's and every conjugate's, no margin
+            applied) above which the classic ends retrain too; a finite non-negative
+            number (``None``: never; needs ``conjugates``). Not an R^2: the benchmark's
+            profiles read the bound as validation R^2 0.9 (``HParams.retrain_classic_r2``),
+            which for an MSE is ``(1 - 0.9) *`` the variance of the validation targets.
 
     Returns:
         ``(model, record)``: the kept model, trained, and a dict with ``"kept"`` (its
@@ -516,11 +553,14 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         ``"snapped"``, ``"mirrored"`` (what step 3 set, as :func:`head_parts_`,
         :func:`~gnpool.training.snap_parts_` and :func:`~gnpool.training.mirror_idle_parts_`
         return it) and ``"conjugates"`` (the
-        module sets conjugated, in retrain order) and ``"classic_ends"`` (the plans of
-        the classic-end retrains, ``[[module, action], ...]`` each, in retrain order;
-        empty where none ran). Only the search and the best retrain so
-        far are held in memory while it runs. If ``train`` or ``run`` raises, the search's
-        model is put back as it was trained before the error passes on.
+        module sets conjugated, in retrain order), ``"classic_triggered"`` (whether the
+        lowest loss was above ``classic_above``; ``None`` without it) and
+        ``"classic_ends"`` (the plans of the classic-end retrains, ``[[module, action],
+        ...]`` each, in retrain order, the k-th one ``"relu-classic-<k>"``; empty where
+        none ran: the bound not crossed, or every GNP at max or min). Only the search
+        and the best retrain so far are held in memory while it runs. If ``train`` or
+        ``run`` raises, the search's model is put back as it was trained before the error
+        passes on.
 
     Raises:
         ValueError: ``build`` without learnable GNPs, returning the same object twice or
@@ -623,6 +663,7 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         candidates: dict[str, dict[str, float]] = {"search": {"val_mse": search_loss}}
         best: tuple[str, torch.nn.Module] | None = None     # the best retrain so far
         classic: list[tuple[tuple[str, str], ...]] = []
+        triggered = None
 
         def retrain(end: bool | str, name: str, actions: tuple[tuple[str, str], ...]) -> None:
             nonlocal best
@@ -644,7 +685,9 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         for end, name, actions in plan:
             retrain(end, name, actions)
         lowest = min((losses[n] for _, n, _ in plan), key=lambda v: (math.isnan(v), v))
-        if classic_above is not None and not lowest <= classic_above:
+        if classic_above is not None:
+            triggered = not lowest <= classic_above
+        if triggered:
             classic = classic_end_plans(searched)
             for k, actions in enumerate(classic, start=1):
                 retrain(True, f"{CLASSIC_END_PREFIX}{k}", actions)
@@ -654,7 +697,7 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     kept = choose_model(candidates, "val", relu_margin, conjugate_margin)
     record = {"kept": kept, "losses": losses, "refit": refit, "headed": headed,
               "snapped": snapped, "mirrored": mirrored,
-              "conjugates": [list(s) for s in sets],
+              "conjugates": [list(s) for s in sets], "classic_triggered": triggered,
               "classic_ends": [[list(pair) for pair in actions] for actions in classic]}
     if kept == "search":
         return searched, record
