@@ -109,6 +109,7 @@ from gnpool.bench.db import RunDB
 from gnpool.bench.profiles import _QUICK_GRAPH, _QUICK_HP, _QUICK_SETS, Profile, TaskPlan
 from gnpool.bench.runner import plan, run_grid
 from gnpool.datasets import task_info
+from gnpool.training.recipe import CLASSIC_END_PREFIX
 
 OUT = Path(__file__).resolve().parent / "results" / "gnp_tuning"
 SEEDS = (100, 101)
@@ -1384,13 +1385,20 @@ def offline_scores(runs: dict, seed_sets: dict[str, tuple[int, ...]],
                   "|---|" + "---|" * (len(tasks) + 1)]
         scores[label] = {}
         for rule, keep in rules.items():
-            ratios = {t: statistics.fmean(runs[(t, s)][keep(runs[(t, s)])]["mape_tune"]
-                                          for s in seeds) / best[t] for t in tasks}
+            ratios = _ratios(runs, seeds, keep, best)
             scores[label][rule] = _score(ratios.values())
             lines.append(f"| {rule} | " + " | ".join(f"{ratios[t]:.2f}x" for t in tasks)
                          + f" | {scores[label][rule]:.4g} |")
         lines.append("")
     return lines, scores
+
+
+def _ratios(runs: dict, seeds: tuple[int, ...], keep: Callable[[dict], str],
+            best: dict[str, float]) -> dict[str, float]:
+    # Per task: the mean tuning MAPE over `seeds` of the model `keep` keeps in each run,
+    # over the best fixed configuration's (`best`).
+    return {tp.task: statistics.fmean(runs[(tp.task, s)][keep(runs[(tp.task, s)])]["mape_tune"]
+                                      for s in seeds) / best[tp.task] for tp in TASKS}
 
 
 def margin_selection() -> str:
@@ -1598,9 +1606,6 @@ def frozen_recipe_selection() -> str:
     return "\n".join(lines + table).rstrip("\n") + "\n"
 
 
-RECIPE_STAGES = CONJUGATE_MARGIN_STAGES + (37,)
-
-
 def _recipe_runs() -> tuple[dict, dict]:
     # The profiles' recipe's runs on training seeds 100 to 123 (stages 33 to 37):
     # latest_runs() and {(task, seed): row}.
@@ -1615,19 +1620,18 @@ def _shared_retrains(models: dict) -> list[str]:
     # The retrains of the model with one pooling per GNP that the profiles' recipe trains
     # (stage 35 dropped the linear-ended one): ReLU-ended, at the conjugates.
     (dropped,) = DROPS.values()
-    from gnpool.training.recipe import CLASSIC_END_PREFIX
-
     return [n for n in models if n.startswith("shared/") and n != "shared/search"
             and n not in dropped and not n.startswith("shared/" + CLASSIC_END_PREFIX)]
 
 
-def classic_r2_records() -> list[tuple[str, int, float]]:
+def classic_r2_records(rows: dict | None = None) -> list[tuple[str, int, float]]:
     """``(task, seed, R^2)`` for every run of the profiles' recipe on training seeds 100 to
     123 (stages 33 to 37): the validation R^2 of the lowest validation MSE among the
     retrains of its model with one pooling per GNP, as ``retrain_classic_r2`` reads it (the
     variance of the validation targets read off the run's search refit record, whose R^2
-    and MSE it gives)."""
-    _, rows = _recipe_runs()
+    and MSE it gives). ``rows``: :func:`_recipe_runs`'s, read when not given."""
+    if rows is None:
+        _, rows = _recipe_runs()
     out = []
     for (task, seed), row in sorted(rows.items()):
         refit = row["gnp"][0]["retrain"]["search_refit"]
@@ -1647,11 +1651,8 @@ def classic_ends_selection() -> str:
     at least :data:`CLASSIC_R2` trains as the recipe trains it, so its record stands; the
     runs below it are stage 38's, whose other models are checked against the records.
     The decision rule is in the comment of ``STAGES[38]``."""
-    from gnpool.training.recipe import CLASSIC_END_PREFIX
-
-    records = classic_r2_records()
-    _, rows = _recipe_runs()
-    latest = latest_runs()
+    latest, rows = _recipe_runs()
+    records = classic_r2_records(rows)
     (name,) = STAGE38
     runs = {key: row["candidates"]["models"] for key, row in rows.items()}
     lines = ["# GNP tuning: classic-end retrains (stage 38)", "",
@@ -1724,14 +1725,9 @@ def classic_ends_selection() -> str:
              "no run had used (`--stage 39`; a measurement, no choice made on it); the second "
              "row keeps each of its runs' models as the recipe before stage 38 would have, "
              "from the same records.", ""] + table
-    _, best = _with_fixed_reference(tuple(range(100, 124)))
-
-    def ratios(keep):
-        return {tp.task: statistics.fmean(runs[(tp.task, s)][keep(runs[(tp.task, s)])]
-                                          ["mape_tune"] for s in range(100, 124))
-                / best[tp.task] for tp in TASKS}
-
-    old, new = ratios(without_classic), ratios(_stage36_keep)
+    seeds = tuple(range(100, 124))
+    _, best = _with_fixed_reference(seeds)
+    old, new = (_ratios(runs, seeds, keep, best) for keep in (without_classic, _stage36_keep))
     worse = [t for t in old if new[t] > 1.05 * old[t]]
     adopt = scores[every][classic] < scores[every][recipe] and not worse
     kept = [f"seed {s}: {runs[(t, s)][_stage36_keep(runs[(t, s)])]['mape_tune']:.3g} "

@@ -120,20 +120,18 @@ class HParams:
             its validation R^2 (as ``search_refit_r2`` reads it) below this value (or NaN),
             and the search left a GNP module with a channel that is not exactly the max or
             the min of its input (e.g. a sum or a mean), the model retrains ReLU-ended once
-            more for each
-            plan of :func:`gnpool.training.classic_end_plans`: every assignment of max or
-            min to those modules, the others as searched or conjugated (``2 ** n``
-            retrains for ``n`` learnable GNP modules). They compete as the conjugates'
-            retrains do (``"relu-classic-<k>"`` in the run's ``candidates``;
+            more for each plan of :func:`gnpool.training.classic_end_plans`: every
+            assignment of max or min to those modules, the others as searched or conjugated
+            (``2 ** n`` retrains for ``n`` learnable GNP modules). They compete as the
+            conjugates' retrains do (``"relu-classic-<k>"`` in the run's ``candidates``;
             ``conjugate_margin`` and ``select_relu_margin`` apply); each GNP's ``retrain``
-            record gets the R^2 (``classic_r2``), the plans (``classic_ends``) and what
-            the kept plan did to that GNP (``classic_end``: ``"max"``, ``"min"``,
+            record gets the R^2 (``classic_r2``), the plans (``classic_ends``) and what the
+            kept plan did to that GNP (``classic_end``: ``"max"``, ``"min"``,
             ``"conjugate"`` or ``"searched"``; ``None`` unless a classic-end retrain was
-            kept).
-            ``None``: never (<= 1); the profiles set 0.9 (tuning stage 38). A search that
-            leaves, on ``shortest_path``, one GNP at
-            the mean gives conjugates that cannot reach min-min or min-max; its retrains
-            then fit badly (tuning stage 37: R^2 0.62 and 0.78).
+            kept). ``None``: never (<= 1); the profiles set 0.9 (tuning stage 38). A search
+            that leaves, on ``shortest_path``, one GNP at the mean gives conjugates that
+            cannot reach min-min or min-max; its retrains then fit badly (tuning stage 37:
+            R^2 0.62 and 0.78).
         retrain_heading: a part that ends the search still nearest the classic point
             nearest its start, but at least this far from its start in ``(p_unit,
             beta)``, is set to the classic point it was heading for (the one within 45

@@ -45,6 +45,7 @@ from ..training.recipe import (  # noqa: F401  (the benchmark's names for them)
     _check_conjugable,
     _lower,
     _lowest,
+    _lowest_loss,
     _with_relu_margin,
     _without_weak_conjugates,
     apply_plan_,
@@ -592,8 +593,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     classic_r2 = None
     classic = []
     if hp.retrain_classic_r2 is not None:
-        lowest = min((fit_record["val_mse"] for _, fit_record in retrains),
-                     key=lambda v: (math.isnan(v), v))
+        lowest = _lowest_loss(fit_record["val_mse"] for _, fit_record in retrains)
         classic_r2 = r_squared(lowest, splits["val"], info.level, hp.eval_batch_size)
         if not classic_r2 >= hp.retrain_classic_r2:
             classic = classic_end_plans(model)

@@ -7,12 +7,12 @@ from .faset import FASet, aggregator_parameter_names, default_aggregator_types
 from .multiview import SetSizes, predict_multiview, single_view_batch, subset_batch
 from .optim import DEFAULT_POOL_LR, param_groups, pooling_parameters, transfer_pooling_
 from .recipe import (
-                     apply_plan_,
-                     choose_model,
-                     classic_end_plans,
-                     conjugate_sets,
-                     head_parts_,
-                     search_then_retrain,
+    apply_plan_,
+    choose_model,
+    classic_end_plans,
+    conjugate_sets,
+    head_parts_,
+    search_then_retrain,
 )
 from .snap import classic_prior, mirror_idle_parts_, snap_parts_, snap_to_classic
 

@@ -5,11 +5,11 @@ classic point (sum, mean, max or min: :func:`head_parts_`, :func:`~gnpool.traini
 :func:`~gnpool.training.mirror_idle_parts_`), then train freshly initialised copies of the
 model with those poolings frozen (the *retrains*: with linear- and ReLU-ended MLPs, and
 ReLU-ended with the poolings' sign conjugates, :func:`conjugate_sets`, and, where they fit
-badly, at the classic ends of the GNPs left off max and min, :func:`classic_end_plans`),
-and keep one model
-by validation loss (:func:`choose_model`). :func:`search_then_retrain` runs it all with a
-model builder and a training function of the caller's; ``gnpool.bench`` runs the same steps
-with its own datasets and records (``HParams.retrain`` and the settings after it).
+badly, at the classic ends of the GNPs left off max and min, :func:`classic_end_plans`), and
+keep one model by validation loss (:func:`choose_model`). :func:`search_then_retrain` runs
+it all with a model builder and a training function of the caller's; ``gnpool.bench`` runs
+the same steps with its own datasets and records (``HParams.retrain`` and the settings after
+it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.nn.parameter import is_lazy
 
 from ..aggr import GNPAggregation
-from ..aggr.gnp import COMPARED
+from ..aggr.gnp import COMPARED, WHOLE_REDUCTIONS
 from .optim import transfer_pooling_
 from .snap import PART_CLASSICS, _learnable, _nearest, mirror_idle_parts_, snap_parts_
 
@@ -47,6 +47,11 @@ def _lower(challenger: float, holder: float) -> bool:
     if math.isnan(challenger):
         return False
     return math.isnan(holder) or challenger < holder
+
+
+def _lowest_loss(losses: Any) -> float:
+    # The lowest of `losses` (NaN only where all are NaN), as the classic ends read it.
+    return min(losses, key=lambda v: (math.isnan(v), v))
 
 
 def _lowest(candidates: dict[str, dict[str, float]], names: list[str], on: str) -> str:
@@ -115,16 +120,11 @@ def conjugate_sets(model: torch.nn.Module) -> list[tuple[str, ...]]:
     has more than :data:`MAX_CONJUGATED_MODULES` learnable GNP modules (the retrains grow
     as ``2 ** n``)."""
     _check_conjugable(model)
-    differ = _conjugable(model)
+    differ = [name for name, module in _learnable(model).items()
+              if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
+                      and torch.equal(module.beta, module.beta_neg))]
     return [names for size in range(1, len(differ) + 1)
             for names in itertools.combinations(differ, size)]
-
-
-def _conjugable(model: torch.nn.Module) -> list[str]:
-    # The learnable GNP modules that conjugate_ changes, in module order.
-    return [name for name, module in _learnable(model).items()
-            if not (torch.equal(module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1))
-                    and torch.equal(module.beta, module.beta_neg))]
 
 
 #: What a plan of :func:`classic_end_plans` does to one GNP module: set it exactly to the
@@ -134,12 +134,17 @@ CLASSIC_END_ACTIONS = ("max", "min", "conjugate", "searched")
 
 
 def _at_max_or_min(module: GNPAggregation) -> bool:
-    # Whether every channel of `module` is exactly the max or the min of its whole input
-    # ([max, min] or [min, max] in its parts' coordinates, p_unit read clamped).
-    unit, unit_neg = module.p_unit.clamp(-1, 1), module.p_neg_unit.clamp(-1, 1)
-    whole = ((unit.abs() == 1) & (unit_neg == -unit) & (module.beta == 0)
-             & (module.beta_neg == 0))
-    return bool(whole.all())
+    # Whether every channel of `module` is exactly the max or the min of its whole input:
+    # its parts at the PART_CLASSICS points WHOLE_REDUCTIONS pairs into a max or a min
+    # (p_unit read clamped).
+    parts = torch.stack([module.p_unit.clamp(-1, 1), module.beta,
+                         module.p_neg_unit.clamp(-1, 1), module.beta_neg], dim=-1)
+    at = torch.zeros(parts.shape[:-1], dtype=torch.bool, device=parts.device)
+    for (positive, negative), whole in WHOLE_REDUCTIONS.items():
+        if whole in ("max", "min"):
+            point = parts.new_tensor([*PART_CLASSICS[positive], *PART_CLASSICS[negative]])
+            at |= (parts == point).all(-1)
+    return bool(at.all())
 
 
 def _check_module(model: Any) -> None:
@@ -504,8 +509,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     ``classic_above`` as a tenth of it (``HParams.retrain_classic_r2=0.9``, tuning stage
     38; the default here, ``None``, retrains no classic ends), and it runs all of it a
     second time with one exponent per channel (``GNPAggregation(channels=...)`` against
-    ``channels=1``), keeping the model with the
-    lower validation loss: call this twice and compare ``record["losses"][record["kept"]]``.
+    ``channels=1``), keeping the model with the lower validation loss: call this twice and
+    compare ``record["losses"][record["kept"]]``.
     Its settings were chosen on a tuning split of the benchmark's tasks
     (``experiments/results/gnp_tuning/``), not on any reported test split. Given the
     benchmark's model builder and training loop it trains the models of the benchmark's
@@ -552,8 +557,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         ``"refit"`` (whether the ReLU-ended search replaced the first), ``"headed"``,
         ``"snapped"``, ``"mirrored"`` (what step 3 set, as :func:`head_parts_`,
         :func:`~gnpool.training.snap_parts_` and :func:`~gnpool.training.mirror_idle_parts_`
-        return it) and ``"conjugates"`` (the
-        module sets conjugated, in retrain order), ``"classic_triggered"`` (whether the
+        return it), ``"conjugates"`` (the module sets conjugated, in retrain order),
+        ``"classic_triggered"`` (whether the
         lowest loss was above ``classic_above``; ``None`` without it) and
         ``"classic_ends"`` (the plans of the classic-end retrains, ``[[module, action],
         ...]`` each, in retrain order, the k-th one ``"relu-classic-<k>"``; empty where
@@ -598,16 +603,13 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     if heading is not None and (isinstance(heading, bool) or not isinstance(
             heading, (int, float)) or not heading > 0):
         raise ValueError(f"heading must be a positive number or None, got {heading!r}")
-    if refit_above is not None and (isinstance(refit_above, bool) or not isinstance(
-            refit_above, (int, float)) or not 0 <= refit_above < math.inf):
-        raise ValueError(f"refit_above must be a finite non-negative number or None, got "
-                         f"{refit_above!r}")
+    for bound, value in (("refit_above", refit_above), ("classic_above", classic_above)):
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float)) or not 0 <= value < math.inf):
+            raise ValueError(f"{bound} must be a finite non-negative number or None, got "
+                             f"{value!r}")
     _check_margin("relu_margin", relu_margin)
     _check_margin("conjugate_margin", conjugate_margin)
-    if classic_above is not None and (isinstance(classic_above, bool) or not isinstance(
-            classic_above, (int, float)) or not 0 <= classic_above < math.inf):
-        raise ValueError(f"classic_above must be a finite non-negative number or None, got "
-                         f"{classic_above!r}")
     if classic_above is not None and not conjugates:
         raise ValueError(f"classic_above={classic_above!r} applies only with "
                          "conjugates=True (its retrains extend the conjugates'), got "
@@ -684,7 +686,7 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
 
         for end, name, actions in plan:
             retrain(end, name, actions)
-        lowest = min((losses[n] for _, n, _ in plan), key=lambda v: (math.isnan(v), v))
+        lowest = _lowest_loss(losses[n] for _, n, _ in plan)
         if classic_above is not None:
             triggered = not lowest <= classic_above
         if triggered:
