@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     (spec,) = plan(get_profile(args.profile), tasks=[args.task], configs=["gnp"], seeds=[0])
     splits = _splits(spec)
     info = splits["train"].info
-    hp = dataclasses.replace(spec.hparams, select_channels=False, flush_denormal=False)
+    hp = dataclasses.replace(spec.hparams, select_channels=False,
+                             select_channels_retrain=True, flush_denormal=False)
     search = dataclasses.replace(hp, epochs=max(1, round(hp.retrain * hp.epochs)))
     torch.manual_seed(0)
     model = build_model(info, spec.config, search)

@@ -1758,6 +1758,86 @@ def classic_ends_selection() -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+#: Stage 40's question: the retrain of the model with one pooling per channel, which
+#: ``HParams.select_channels_retrain=False`` leaves out.
+CHANNEL_RETRAIN = "per_channel/linear"
+
+
+def _recipe_runs_with_classic_ends() -> dict:
+    # The profiles' recipe since stage 38 on training seeds 100 to 131: per (task, seed)
+    # the models its run recorded, stage 38's where it retrained at the classic ends (the
+    # records of stages 33 to 37 elsewhere: those runs train the same), then stages 39
+    # and 40 as run.
+    latest, rows = _recipe_runs()
+    (name,) = STAGE38
+    runs = {key: row["candidates"]["models"] for key, row in rows.items()}
+    for task, seed, r2 in classic_r2_records(rows):
+        if r2 < CLASSIC_R2:
+            if (task, name, seed) not in latest:
+                raise SystemExit(f"stage 38's {task} seed {seed} is missing; run python "
+                                 "experiments/gnp_tuning.py --stage 38")
+            runs[(task, seed)] = latest[(task, name, seed)]["candidates"]["models"]
+    fresh_name, fresh_latest, fresh = stage_candidates((39, 40))
+    for (task, seed), models in fresh.items():
+        kept = fresh_latest[(task, fresh_name, seed)]["candidates"]["kept"]
+        if _stage36_keep(models) != kept:
+            raise SystemExit(f"the run of {task} seed {seed} kept {kept!r}, the recipe's rule "
+                             f"{_stage36_keep(models)!r}: the records do not match the recipe")
+    return {**runs, **fresh}
+
+
+def channel_drop_selection() -> str:
+    """Stage 40's decision: the profiles' recipe with and without the retrain of the model
+    with one pooling per channel (:data:`CHANNEL_RETRAIN`), each run keeping one of its
+    recorded models (every other model trains the same either way, to the bit), on
+    training seeds 100 to 131. The decision rule is in the comment of ``STAGES[40]``."""
+    runs = _recipe_runs_with_classic_ends()
+
+    def without(models: dict) -> str:
+        return _stage36_keep({n: v for n, v in models.items() if n != CHANNEL_RETRAIN})
+
+    recipe, dropped = "the profiles' recipe", "without the per-channel model's retrain"
+    seed_sets = {"100 to 123 (stages 33 to 38)": tuple(range(100, 124)),
+                 "124 to 127 (stage 39)": STAGE_SEEDS[39],
+                 "128 to 131 (stage 40, fresh)": STAGE_SEEDS[40],
+                 "100 to 131 (all thirty-two)": tuple(range(100, 132))}
+    lines = ["# GNP tuning: the per-channel model's retrain (stage 40)", "",
+             "The profiles' recipe (stage 38's) with and without the retrain of the model "
+             f"with one pooling per channel (`{CHANNEL_RETRAIN}`, left out by "
+             "`select_channels_retrain=False`); each run keeps one of its recorded models "
+             "(`gnpool.bench.train.choose_model`, as the recipe). Training seeds 100 to 123: "
+             "the records of stages 33 to 37, stage 38's where it retrained at the classic "
+             "ends; 124 to 127: stage 39; 128 to 131: stage 40, which no earlier run used. "
+             "Tuning-split MAPE ratios to the best fixed configuration of the same seeds "
+             f"(`FINAL_FIXED`; data seed {TUNE_SEED}); score as in the stage tables. Computed "
+             "by `python experiments/gnp_tuning.py --channel-drop` after `--stage 40`.", ""]
+    table, scores = offline_scores(runs, seed_sets, {recipe: _stage36_keep, dropped: without},
+                                   "rule")
+    lines += table
+    kept = defaultdict(int)
+    changed = []
+    for (task, seed), models in sorted(runs.items()):
+        kept[_stage36_keep(models)] += 1
+        if without(models) != _stage36_keep(models):
+            changed.append(f"`{task}` seed {seed}: {_stage36_keep(models)} -> "
+                           f"{without(models)} (tuning MAPE "
+                           f"{models[_stage36_keep(models)]['mape_tune']:.3g} -> "
+                           f"{models[without(models)]['mape_tune']:.3g})")
+    lines += [f"Models the recipe keeps over the {len(runs)} runs: "
+              + ", ".join(f"{n} {k}" for n, k in sorted(kept.items())) + ".", "",
+              "Runs that keep another model without the retrain:", ""]
+    lines += [f"- {c}" for c in changed] + [""]
+    fresh, every = "128 to 131 (stage 40, fresh)", "100 to 131 (all thirty-two)"
+    adopt = (scores[fresh][dropped] <= scores[fresh][recipe]
+             and scores[every][dropped] <= scores[every][recipe])
+    lines.append(f"Decision (rule set before stage 40 ran): without the retrain "
+                 f"{scores[fresh][dropped]:.4g} against {scores[fresh][recipe]:.4g} on seeds "
+                 f"128 to 131, {scores[every][dropped]:.4g} against "
+                 f"{scores[every][recipe]:.4g} on all thirty-two: "
+                 + ("adopted (at most the recipe's on both)." if adopt else "not adopted."))
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
 #: Stage 33's diagnosis: searches alone (30 epochs, no retrain) of shortest_path's model,
 #: one GNP for the message-passing layers and one for the readout, on training seeds
 #: PLATEAU_SEEDS: the MLP ending, the GNP's initial exponent, pool_lr, one pooling per
@@ -1864,6 +1944,9 @@ REPORTS: dict[str, tuple[Callable[..., str], str]] = {
     "margins": (margin_selection,
                 "score select_relu_margin on stages 33's and 34's runs (margins.md), from "
                 "stored runs"),
+    "channel_drop": (channel_drop_selection,
+                     "score leaving out the per-channel model's retrain on the profiles' "
+                     "recipe's runs, stage 40's decision (channel_drop.md), from stored runs"),
     "drops": (drop_selection,
               "score dropping retrains on stages 33's to 35's runs (drops.md), from stored "
               "runs"),

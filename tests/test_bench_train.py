@@ -763,6 +763,43 @@ def test_select_on_val_large_keeps_the_model_best_on_the_largest_samples(tmp_pat
     assert "select_on" not in HParams(retrain=1.0).key()
 
 
+def test_select_channels_retrain_false_leaves_out_the_per_channel_retrain(tmp_path,
+                                                                         monkeypatch):
+    from gnpool.bench import train
+    from gnpool.bench.report import kept_model
+    from gnpool.bench.train import choose_model
+
+    splits, info, config = _set_max_with_one_gnp(tmp_path)
+    base = dict(hidden=8, epochs=3, batch_size=16, last_activation=False, retrain=0.5,
+                retrain_select_activation=True, select_channels=True)
+    full, short = (run(info, splits, config, HParams(**base, select_channels_retrain=keep),
+                       seed=0, progress=False) for keep in (True, False))
+    models = full["candidates"]["models"]
+    # Every other model trains as it did, to the bit; the run trains one retrain fewer.
+    assert "per_channel/linear" in models
+    assert short["candidates"]["models"] == {k: v for k, v in models.items()
+                                             if k != "per_channel/linear"}
+    assert short["candidates"]["kept"] == choose_model(short["candidates"]["models"], "val")
+    assert full["metrics"]["epochs"] - short["metrics"]["epochs"] == base["epochs"]
+    # Kept, the per-channel search is the model evaluated, recorded as a search.
+    monkeypatch.setattr(train, "choose_model", lambda *args: "per_channel/search")
+    kept = run(info, splits, config, HParams(**base, select_channels_retrain=False), seed=0,
+               progress=False)
+    assert kept["metrics"]["val_mse"] == models["per_channel/search"]["val_mse"]
+    assert kept["metrics"]["mape_val"] == models["per_channel/search"]["mape_val"]
+    (module,) = kept["gnp"]
+    assert len(module["p_unit"]) == base["hidden"] and module["retrain"]["kept"] is False
+    assert module["retrain"]["val_mse_retrain"] is None
+    row = {"gnp": kept["gnp"], "hparams": HParams(**base).to_dict()}
+    assert kept_model(row) == "one per channel, search (linear-ended)"
+    with pytest.raises(ValueError, match=r"select_channels_retrain=False applies only with "
+                                         r"select_channels=True and retrain > 0"):
+        HParams(retrain=1.0, select_channels_retrain=False)
+    with pytest.raises(ValueError, match=r"select_channels_retrain=False"):
+        HParams(select_channels=True, select_channels_retrain=False)
+    assert "select_channels_retrain" not in HParams(retrain=1.0).key()
+
+
 def test_choose_model_relu_margin_keeps_the_relu_retrain_unless_another_is_that_much_lower():
     from gnpool.bench.train import choose_model
 

@@ -165,6 +165,10 @@ class HParams:
             validation loss (the loss ``select_on`` names; the shared one on a tie); the
             run trains both models' epochs. Each GNP's record says which was kept and
             both validation MSEs over the whole split.
+        select_channels_retrain: with ``select_channels`` and ``retrain``, ``False``
+            leaves out the retrain of the model with one pooling per channel: its search
+            is its only model (``"per_channel/search"``; the search trains as with the
+            retrain, to the bit). One training fewer per run (tuning stage 40).
         select_on: the validation loss that chooses among a run's trained models (the
             retrain's two MLP endings, the retrain against its search, one pooling per
             GNP against one per channel; :func:`gnpool.bench.train.choose_model`):
@@ -252,6 +256,7 @@ class HParams:
     retrain_mirror: bool = False
     gnp_per_channel: bool = False
     select_channels: bool = False
+    select_channels_retrain: bool = True
     select_on: Literal["val", "val_large"] = "val"
     select_relu_margin: float = 1.0
     search_refit_r2: float | None = None
@@ -317,6 +322,12 @@ class HParams:
             if getattr(self, name) and not self.retrain:
                 raise ValueError(f"hyperparameter {name}=True applies only with retrain > 0 "
                                  "(the share of the epochs spent searching), got retrain=0")
+        if not self.select_channels_retrain and not (self.select_channels and self.retrain):
+            raise ValueError("hyperparameter select_channels_retrain=False applies only with "
+                             "select_channels=True and retrain > 0 (it leaves out the "
+                             "retrain of the model with one pooling per channel), got "
+                             f"select_channels={self.select_channels}, "
+                             f"retrain={self.retrain}")
         if self.select_channels and self.gnp_per_channel:
             raise ValueError("hyperparameters select_channels=True and gnp_per_channel=True "
                              "exclude each other (select_channels trains the model with and "
@@ -371,7 +382,8 @@ ADDED_AFTER_0_2: dict[str, Any] = {"snap_tolerance": 0.1, "snap_parts": False,
                                    "select_on": "val", "select_relu_margin": 1.0,
                                    "retrain_conjugates": False, "flush_denormal": False,
                                    "search_refit_r2": None, "retrain_first_ending": True,
-                                   "conjugate_margin": 1.0, "retrain_classic_r2": None}
+                                   "conjugate_margin": 1.0, "retrain_classic_r2": None,
+                                   "select_channels_retrain": True}
 
 # Allowed ranges beyond the type: (test, what it means).
 _POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")

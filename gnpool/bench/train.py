@@ -454,8 +454,8 @@ def _check_conjugable_hparams(model: torch.nn.Module) -> None:
 
 def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                        model: torch.nn.Module, splits: dict[str, Dataset], seed: int,
-                       desc: str = "", position: int = 0,
-                       progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+                       desc: str = "", position: int = 0, progress: bool = True,
+                       search_only: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
     """``hp.retrain``: train ``model`` (initialised from ``seed``) for the search share of
     the epochs as configured (:func:`fit`), set each part of each learnable GNP to its
     nearest classic point (within ``hp.retrain_tolerance``;
@@ -503,7 +503,10 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
     (``"classic_ends"``) and the kept one (``"classic_end"``, ``None`` unless a classic-end
     retrain was kept), and whose ``"candidates"`` entry every model's
     :func:`candidate_scores` and the name :func:`choose_model` kept;
-    ``"history"`` runs over the search and the chosen retrain."""
+    ``"history"`` runs over the search and the chosen retrain. With ``search_only`` the
+    searched model is kept as it is, with no retrain (``"retrain"`` says so: ``kept``
+    false, nothing snapped, ``val_mse_retrain`` ``None``); the search trains as it would
+    with its retrains (``HParams.select_channels_retrain``)."""
     if hp.retrain_conjugates:
         # Too many modules to conjugate in every combination: said before the search.
         _check_conjugable_hparams(model)
@@ -528,6 +531,18 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                 model, searched, refit["kept"] = other, other_record, "relu"
     candidates = {"search": candidate_scores(model, splits, info.level, hp.eval_batch_size,
                                              searched["val_mse"])}
+    search_epochs = search_hp.epochs * (1 + ("val_mse_relu" in (refit or {})))
+    if search_only:
+        return model, {**searched, "epochs": search_epochs,
+                       "retrain": {"search_epochs": search_hp.epochs, "snapped": {},
+                                   "headed": {}, "whole": {}, "mirrored": {},
+                                   "val_mse_search": searched["val_mse"],
+                                   "val_mse_retrain": None,
+                                   "search_snap": searched["snap"], "kept": False,
+                                   "search_refit": refit, "last_activation": None,
+                                   "conjugates": [], "conjugated": [], "classic_r2": None,
+                                   "classic_ends": [], "classic_end": None},
+                       "candidates": {"models": candidates, "kept": "search"}}
     tolerance = math.inf if hp.retrain_tolerance is None else hp.retrain_tolerance
     last = (hp.last_activation if hp.retrain_last_activation is None
             else hp.retrain_last_activation)
@@ -535,7 +550,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
         hp, snap=0.0, snap_parts=False, pool_prior=0.0, pool_prior_start=0.0, snap_search=0,
         pool_split=0.0, retrain=0.0, retrain_tolerance=None, retrain_last_activation=None,
         retrain_conjugates=False, retrain_first_ending=True, conjugate_margin=1.0,
-        retrain_classic_r2=None,
+        retrain_classic_r2=None, select_channels_retrain=True,
         retrain_heading=None, retrain_heading_exponent=False, retrain_whole=False,
         retrain_mirror=False, retrain_select_activation=False, select_on="val",
         select_relu_margin=1.0, search_refit_r2=None)
@@ -617,8 +632,7 @@ def search_and_retrain(info: TaskInfo, config: PoolingConfig, hp: HParams,
                       for (_, name, _), (_, fit_record) in zip(plan, retrains, strict=True)},
                    "kept": ending_name(plan[best][0])})
     record = {**record, "history": searched["history"] + retrained["history"],
-              "epochs": (search_hp.epochs * (1 + ("val_mse_relu" in (refit or {})))
-                         + len(plan) * hp.epochs),
+              "epochs": search_epochs + len(plan) * hp.epochs,
               "retrain": {"search_epochs": search_hp.epochs, "snapped": snapped,
                           "headed": headed, "whole": whole, "mirrored": mirrored,
                           "val_mse_search": search_val, "val_mse_retrain": retrained["val_mse"],
@@ -653,9 +667,10 @@ def r_squared(val_mse: float, dataset: Dataset, level: str, batch_size: int) -> 
 
 
 def _train(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: HParams,
-           seed: int, desc: str, position: int, progress: bool):
-    # Build from `seed` and train (search and retrain where configured); returns the model,
-    # its training record, its GNP parameters at initialisation and its dead channels then.
+           seed: int, desc: str, position: int, progress: bool, search_only: bool = False):
+    # Build from `seed` and train (search and retrain where configured; the search alone
+    # with `search_only`); returns the model, its training record, its GNP parameters at
+    # initialisation and its dead channels then.
     torch.manual_seed(seed)
     model = build_model(info, config, hp)
     initial = {m["name"]: m for m in gnp_parameters(model)}
@@ -663,7 +678,7 @@ def _train(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp
     # A model without a learnable pooling has nothing to search: it trains once.
     if hp.retrain and pooling_parameters(model):
         model, record = search_and_retrain(info, config, hp, model, splits, seed, desc,
-                                           position, progress)
+                                           position, progress, search_only)
     else:
         record = fit(model, splits["train"], splits["val"], info.level, hp, seed, desc,
                      position, progress)
@@ -735,6 +750,7 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
                                   for m in model.modules()):
         # (Its search and retrain, if any, are chosen between as the shared model's.)
         per_channel = dataclasses.replace(hp, select_channels=False, gnp_per_channel=True,
+                                          select_channels_retrain=True,
                                           retrain_select_activation=False,
                                           retrain_first_ending=True,
                                           retrain_conjugates=False, conjugate_margin=1.0,
@@ -742,7 +758,7 @@ def _run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: 
                                           select_relu_margin=1.0,
                                           select_on=hp.select_on if hp.retrain else "val")
         other = _train(info, splits, config, per_channel, seed, desc + "/channels",
-                       position, progress)
+                       position, progress, search_only=not hp.select_channels_retrain)
         both = {}
         for prefix, (trained, trained_record) in (("shared", (model, record)),
                                                   ("per_channel", (other[0], other[1]))):
