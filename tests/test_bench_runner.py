@@ -198,6 +198,7 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
     assert default.hparams.retrain_first_ending is False           # stage 35
     assert default.hparams.conjugate_margin == 2.0                 # stage 36
     assert default.hparams.retrain_classic_r2 == 0.9               # stage 38
+    assert default.hparams.select_channels_retrain is False        # stage 40
     # Valid for GNP, whose recipe retrains; invalid for a fixed configuration, named.
     plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0],
          hparams={"retrain_select_activation": True})

@@ -62,12 +62,13 @@ class Profile:
 #: conjugates, max and min traded (`retrain_conjugates`, stage 30); the ReLU-ended
 #: retrain with the lowest validation loss is kept unless another model fits validation
 #: 5x better (`select_relu_margin`, stage 29). With `select_channels` a second model, one
-#: pooling per channel, searches and retrains once (linear-ended). A search whose
+#: pooling per channel, searches (stage 40 dropped its retrain, `select_channels_retrain`).
+#: A search whose
 #: validation R^2 is below 0.5, one that fitted nothing, trains again ReLU-ended from the
 #: same initialisation (`search_refit_r2`, stage 33). Where no retrain of the model with
 #: one pooling per GNP explains 90% of the validation variance and the search left a GNP
 #: off max and min, that model also retrains with those GNPs at max and at min
-#: (`retrain_classic_r2`, stage 38). A GNP run trains four to eleven times a
+#: (`retrain_classic_r2`, stage 38). A GNP run trains three to ten times a
 #: fixed configuration's epochs, with subnormal floats flushed to zero (`flush_denormal`:
 #: chosen for speed, not on any score).
 #: Keyword arguments of every GNPAggregation, those merged over them for readouts and set
@@ -87,7 +88,9 @@ GNP_OVERRIDES: dict[str, Any] = {"last_activation": "softplus",
                                  # drops.md, conjugate_margin.md).
                                  "retrain_first_ending": False, "conjugate_margin": 2.0,
                                  # Tuning stage 38 (classic_ends.md).
-                                 "retrain_classic_r2": 0.9}
+                                 "retrain_classic_r2": 0.9,
+                                 # Tuning stage 40 (channel_drop.md).
+                                 "select_channels_retrain": False}
 #: Every learnable configuration's pooling parameters (GNP's, PowerMean's p, Softmax's t,
 #: LAF's and GenAgg's) train through gnpool.param_groups at the library's default rate,
 #: without weight decay, so that they are compared on equal terms.
