@@ -75,6 +75,15 @@ configurations run alongside as the reference.
     python experiments/gnp_tuning.py --stage 37           # the profiles' recipe (stage 36)
                                                           #   on training seeds 120 to 123
     python experiments/gnp_tuning.py --frozen-recipe      # that recipe on seeds 100 to 123
+    python experiments/gnp_tuning.py --stage 38           # classic-end retrains where the
+                                                          #   records put R^2 below 0.9
+    python experiments/gnp_tuning.py --stage 39           # stage 38's recipe on training
+                                                          #   seeds 124 to 127
+    python experiments/gnp_tuning.py --classic-ends       # stage 38 scored with the records
+    python experiments/gnp_tuning.py --stage 40           # stage 38's recipe on training
+                                                          #   seeds 128 to 131
+    python experiments/gnp_tuning.py --channel-drop       # without the per-channel model's
+                                                          #   retrain, seeds 100 to 131
     python experiments/gnp_tuning.py --search-plateau     # shortest_path's searches alone:
                                                           #   MLP endings, initial
                                                           #   exponents, frozen GNPs
@@ -681,7 +690,8 @@ STAGES: dict[int, dict[str, dict[str, Any]]] = {
     # scores it with and without that retrain from the same records. Set before it ran:
     # the retrain is dropped in the profiles (select_channels_retrain=False, the profiles'
     # runs made again) only if without it the score is at most the recipe's on seeds 128
-    # to 131 and at most the recipe's on all thirty-two seeds 100 to 131.
+    # to 131 and at most the recipe's on all thirty-two seeds 100 to 131. (Those seeds
+    # hold 140 runs of the recipe, not 112 as first written here; the rule is unchanged.)
     40: STAGE38,
 }
 #: Stages scored on more training seeds than SEEDS, next to the recipe they start from.

@@ -184,7 +184,9 @@ def test_set_overrides_a_configurations_own_settings_and_errors_name_it():
                ({**no_relu, "retrain_conjugates": False, "conjugate_margin": 1.0,
                  "retrain_classic_r2": None},
                 "retrain_first_ending=False applies only with "
-                "retrain_select_activation=True")]
+                "retrain_select_activation=True"),
+               ({"select_channels": False},
+                "select_channels_retrain=False applies only with select_channels=True")]
     for hparams, message in refused:
         with pytest.raises(ValueError, match=message):
             plan(quick, tasks=["set_max"], configs=["gnp"], seeds=[0], hparams=hparams)

@@ -782,7 +782,13 @@ def test_select_channels_retrain_false_leaves_out_the_per_channel_retrain(tmp_pa
     assert short["candidates"]["kept"] == choose_model(short["candidates"]["models"], "val")
     assert full["metrics"]["epochs"] - short["metrics"]["epochs"] == base["epochs"]
     # Kept, the per-channel search is the model evaluated, recorded as a search.
-    monkeypatch.setattr(train, "choose_model", lambda *args: "per_channel/search")
+    original = train.choose_model
+
+    def keep_per_channel_search(candidates, *args):
+        return ("per_channel/search" if "per_channel/search" in candidates
+                else original(candidates, *args))
+
+    monkeypatch.setattr(train, "choose_model", keep_per_channel_search)
     kept = run(info, splits, config, HParams(**base, select_channels_retrain=False), seed=0,
                progress=False)
     assert kept["metrics"]["val_mse"] == models["per_channel/search"]["val_mse"]
@@ -792,6 +798,14 @@ def test_select_channels_retrain_false_leaves_out_the_per_channel_retrain(tmp_pa
     assert module["retrain"]["val_mse_retrain"] is None
     row = {"gnp": kept["gnp"], "hparams": HParams(**base).to_dict()}
     assert kept_model(row) == "one per channel, search (linear-ended)"
+    # A search that trains again (search_refit_r2) counts both searches' epochs.
+    monkeypatch.setattr(train, "choose_model", original)
+    refit = run(info, splits, config, HParams(**base, select_channels_retrain=False,
+                                              search_refit_r2=1.0), seed=0, progress=False)
+    (module,) = refit["gnp"]
+    search_epochs = module["retrain"]["search_epochs"]
+    assert "val_mse_relu" in module["retrain"]["search_refit"]
+    assert refit["metrics"]["epochs"] == short["metrics"]["epochs"] + 2 * search_epochs
     with pytest.raises(ValueError, match=r"select_channels_retrain=False applies only with "
                                          r"select_channels=True and retrain > 0"):
         HParams(retrain=1.0, select_channels_retrain=False)

@@ -88,7 +88,8 @@ class HParams:
             (the loss ``select_on`` names; the first on a tie; then the ``SNAP_SLACK``
             rule against the search as usual). The run
             trains ``epochs`` more epochs; with ``select_channels`` only the model as
-            configured retrains twice, the one with a pooling per channel once. Each
+            configured retrains twice, the one with a pooling per channel once (not at
+            all with ``select_channels_retrain=False``). Each
             GNP's record gets ``retrain.last_activation``: both retrains' validation
             losses (``val_mse_<ending>``) and the lower one (``"kept"``: ``"linear"``,
             ``"relu"`` or ``"softplus"``, the retrain compared with the search;
@@ -101,8 +102,8 @@ class HParams:
             the model as configured's first retrain, the one ending as
             ``retrain_last_activation`` says (linear-ended in the profiles): it retrains
             only the other way (ReLU-ended) and at the conjugates; the model with a
-            pooling per channel still retrains once, as ``retrain_last_activation`` says.
-            One training fewer per run (tuning stage 35; ``--drops``).
+            pooling per channel still retrains once, as ``retrain_last_activation`` says
+            (unless ``select_channels_retrain=False``). One training fewer per run (tuning stage 35; ``--drops``).
         retrain_conjugates: with ``retrain_select_activation``, also retrain the model
             as configured (not the one with a pooling per channel) ReLU-ended with the
             searched pooling's sign conjugates: each non-empty set of its GNP modules

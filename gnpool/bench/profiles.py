@@ -57,8 +57,9 @@ class Profile:
 #: the retrain each GNP part goes to a classic point (`retrain_heading`), and each part
 #: that pooled only zeros in the search (the negative parts, behind softplus) to the
 #: mirror of its sibling, so each channel is a classic pooling of its whole input
-#: (`retrain_mirror`, stage 24). The retrain runs with linear-ended and with ReLU-ended
-#: MLPs (`retrain_select_activation`), and ReLU-ended with the searched pooling's sign
+#: (`retrain_mirror`, stage 24). The retrain runs with ReLU-ended MLPs
+#: (`retrain_select_activation`; stage 35 dropped the linear-ended one,
+#: `retrain_first_ending`), and ReLU-ended with the searched pooling's sign
 #: conjugates, max and min traded (`retrain_conjugates`, stage 30); the ReLU-ended
 #: retrain with the lowest validation loss is kept unless another model fits validation
 #: 5x better (`select_relu_margin`, stage 29). With `select_channels` a second model, one
