@@ -507,10 +507,12 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     may do so with :func:`~gnpool.training.snap_to_classic`), it passes ``refit_above``
     as half the variance of the validation targets (``HParams.search_refit_r2=0.5``) and
     ``classic_above`` as a tenth of it (``HParams.retrain_classic_r2=0.9``, tuning stage
-    38; the default here, ``None``, retrains no classic ends), and it runs all of it a
-    second time with one exponent per channel (``GNPAggregation(channels=...)`` against
-    ``channels=1``), keeping the model with the lower validation loss: call this twice and
-    compare ``record["losses"][record["kept"]]``.
+    38; the default here, ``None``, retrains no classic ends), and it also searches a
+    second model with one exponent per channel (``GNPAggregation(channels=...)`` against
+    ``channels=1``) without retraining it (``HParams.select_channels_retrain=False``,
+    tuning stage 40), keeping the model with the lower validation loss: train that model
+    once with ``train`` and compare its loss with ``record["losses"][record["kept"]]``
+    (the ReLU margin of ``relu_margin`` applies to a kept ReLU-ended retrain there too).
     Its settings were chosen on a tuning split of the benchmark's tasks
     (``experiments/results/gnp_tuning/``), not on any reported test split. Given the
     benchmark's model builder and training loop it trains the models of the benchmark's
