@@ -103,7 +103,8 @@ class HParams:
             ``retrain_last_activation`` says (linear-ended in the profiles): it retrains
             only the other way (ReLU-ended) and at the conjugates; the model with a
             pooling per channel still retrains once, as ``retrain_last_activation`` says
-            (unless ``select_channels_retrain=False``). One training fewer per run (tuning stage 35; ``--drops``).
+            (unless ``select_channels_retrain=False``). One training fewer per run
+            (tuning stage 35; ``--drops``).
         retrain_conjugates: with ``retrain_select_activation``, also retrain the model
             as configured (not the one with a pooling per channel) ReLU-ended with the
             searched pooling's sign conjugates: each non-empty set of its GNP modules

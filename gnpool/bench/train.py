@@ -727,10 +727,11 @@ def run(info: TaskInfo, splits: dict[str, Dataset], config: PoolingConfig, hp: H
     """Build, train and evaluate one model (with ``hp.select_channels``, two: the one
     :func:`choose_model` keeps, by the loss ``hp.select_on`` names, is evaluated; with
     ``hp.retrain``, each searched and retrained (the one with a pooling per channel only
-    searched with ``hp.select_channels_retrain=False``), with ``hp.retrain_select_activation`` the first
-    retrained twice and, with ``hp.retrain_conjugates``, once more for each set of its
-    conjugated GNP modules, and with ``hp.retrain_classic_r2`` where its retrains fit badly once
-    more for each classic-end plan; see :func:`search_and_retrain`); returns metrics, learned
+    searched with ``hp.select_channels_retrain=False``), with
+    ``hp.retrain_select_activation`` the first retrained twice and, with
+    ``hp.retrain_conjugates``, once more for each set of its conjugated GNP modules, and with
+    ``hp.retrain_classic_r2`` where its retrains fit badly once more for each classic-end
+    plan; see :func:`search_and_retrain`); returns metrics, learned
     GNP parameters, per-size MAPE of both test splits and, for a run that trained more than one
     model, ``"candidates"``: every model's :func:`candidate_scores`, the name kept and
     ``hp.select_on`` (``None`` for a run that trained one model). With ``hp.flush_denormal`` all
