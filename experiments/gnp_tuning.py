@@ -1735,12 +1735,7 @@ def classic_ends_selection() -> str:
     lines += table
     # Stage 39: the adopted recipe as run on fresh seeds, and each of its runs without its
     # classic-end retrains (the rest trains the same either way).
-    fresh_name, fresh_latest, fresh = stage_candidates((39,))
-    for (task, seed), models in fresh.items():
-        kept = fresh_latest[(task, fresh_name, seed)]["candidates"]["kept"]
-        if _stage36_keep(models) != kept:
-            raise SystemExit(f"stage 39's {task} seed {seed} kept {kept!r}, the recipe's rule "
-                             f"{_stage36_keep(models)!r}: the records do not match the recipe")
+    fresh = _recipe_runs_as_run((39,))
     label = f"{STAGE_SEEDS[39][0]} to {STAGE_SEEDS[39][-1]} (stage 39, fresh, as run)"
     table, _ = offline_scores(fresh, {label: STAGE_SEEDS[39]},
                               {f"{classic} (as run)": _stage36_keep,
@@ -1787,13 +1782,20 @@ def _recipe_runs_with_classic_ends() -> dict:
                 raise SystemExit(f"stage 38's {task} seed {seed} is missing; run python "
                                  "experiments/gnp_tuning.py --stage 38")
             runs[(task, seed)] = latest[(task, name, seed)]["candidates"]["models"]
-    fresh_name, fresh_latest, fresh = stage_candidates((39, 40))
-    for (task, seed), models in fresh.items():
-        kept = fresh_latest[(task, fresh_name, seed)]["candidates"]["kept"]
+    return {**runs, **_recipe_runs_as_run((39, 40))}
+
+
+def _recipe_runs_as_run(stages: tuple[int, ...]) -> dict:
+    # The models recorded by the runs of stages that ran the profiles' recipe since stage
+    # 38 as it is (39, 40), per (task, seed), after checking that each kept the model the
+    # recipe's rule keeps.
+    name, latest, runs = stage_candidates(stages)
+    for (task, seed), models in runs.items():
+        kept = latest[(task, name, seed)]["candidates"]["kept"]
         if _stage36_keep(models) != kept:
             raise SystemExit(f"the run of {task} seed {seed} kept {kept!r}, the recipe's rule "
                              f"{_stage36_keep(models)!r}: the records do not match the recipe")
-    return {**runs, **fresh}
+    return runs
 
 
 def channel_drop_selection() -> str:
