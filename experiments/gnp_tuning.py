@@ -1808,13 +1808,14 @@ def channel_drop_selection() -> str:
     def without(models: dict) -> str:
         return _stage36_keep({n: v for n, v in models.items() if n != CHANNEL_RETRAIN})
 
-    recipe, dropped = "the profiles' recipe", "without the per-channel model's retrain"
+    recipe, dropped = "stage 38's recipe", "without the per-channel model's retrain"
     seed_sets = {"100 to 123 (stages 33 to 38)": tuple(range(100, 124)),
                  "124 to 127 (stage 39)": STAGE_SEEDS[39],
                  "128 to 131 (stage 40, fresh)": STAGE_SEEDS[40],
                  "100 to 131 (all thirty-two)": tuple(range(100, 132))}
     lines = ["# GNP tuning: the per-channel model's retrain (stage 40)", "",
-             "The profiles' recipe (stage 38's) with and without the retrain of the model "
+             "Stage 38's recipe (the profiles' until this decision) with and without the "
+             "retrain of the model "
              f"with one pooling per channel (`{CHANNEL_RETRAIN}`, left out by "
              "`select_channels_retrain=False`); each run keeps one of its recorded models "
              "(`gnpool.bench.train.choose_model`, as the recipe). Training seeds 100 to 123: "
