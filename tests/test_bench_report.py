@@ -218,6 +218,12 @@ def test_gnp_runs_name_the_kept_model_and_its_poolings():
             row(1, per_channel, "per_channel",
                 [_gnp_module("pooling", [-1.0] * 4, [0.0] * 4, [1.0] * 4)])]
     assert kept_model(rows[0]) == "one pooling per GNP, search (softplus-ended)"
+    # A search trained again ReLU-ended, and kept so (search_refit_r2): ReLU-ended; one
+    # whose first, softplus-ended search was kept stays softplus-ended.
+    for kept, ending in (("relu", "ReLU"), ("first", "softplus")):
+        refit = {**search, "search_refit": {"r2": 0.3, "kept": kept}}
+        assert kept_model(row(4, refit, "shared", [_gnp_module("pooling", [1.0], [0.0])])) == (
+            f"one pooling per GNP, search ({ending}-ended)")
     assert kept_model(rows[1]) == "one pooling per GNP, retrained ReLU-ended"
     # No record of the ending: the run's retrain_last_activation (False: linear).
     assert kept_model(rows[2]) == "one per channel, retrained linear-ended"

@@ -245,6 +245,10 @@ def kept_model(row: dict[str, Any]) -> str:
                      + (f", {len(classic)} of {len(modules)} GNPs set to max or min "
                         "(classic ends)" if classic else ""))
     else:
+        # A search that trained again ReLU-ended and won (search_refit_r2) is ReLU-ended.
+        refit = retrain.get("search_refit")
+        if isinstance(refit, dict) and refit.get("kept") == "relu":
+            search_ending = _ending(True)
         parts.append(f"search ({search_ending}-ended)")
     return ", ".join(parts)
 
