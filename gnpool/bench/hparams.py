@@ -329,7 +329,8 @@ class HParams:
                              "select_channels=True and retrain > 0 (it leaves out the "
                              "retrain of the model with one pooling per channel), got "
                              f"select_channels={self.select_channels}, "
-                             f"retrain={self.retrain}")
+                             f"retrain={self.retrain}; set select_channels_retrain=true as "
+                             "well to leave either out")
         if self.select_channels and self.gnp_per_channel:
             raise ValueError("hyperparameters select_channels=True and gnp_per_channel=True "
                              "exclude each other (select_channels trains the model with and "
