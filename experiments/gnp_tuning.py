@@ -1830,12 +1830,12 @@ def channel_drop_selection() -> str:
     kept = defaultdict(int)
     changed = []
     for (task, seed), models in sorted(runs.items()):
-        kept[_stage36_keep(models)] += 1
-        if without(models) != _stage36_keep(models):
-            changed.append(f"`{task}` seed {seed}: {_stage36_keep(models)} -> "
-                           f"{without(models)} (tuning MAPE "
-                           f"{models[_stage36_keep(models)]['mape_tune']:.3g} -> "
-                           f"{models[without(models)]['mape_tune']:.3g})")
+        before, after = _stage36_keep(models), without(models)
+        kept[before] += 1
+        if after != before:
+            changed.append(f"`{task}` seed {seed}: {before} -> {after} (tuning MAPE "
+                           f"{models[before]['mape_tune']:.3g} -> "
+                           f"{models[after]['mape_tune']:.3g})")
     lines += [f"Models the recipe keeps over the {len(runs)} runs: "
               + ", ".join(f"{n} {k}" for n, k in sorted(kept.items())) + ".", "",
               "Runs that keep another model without the retrain:", ""]
