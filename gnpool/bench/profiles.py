@@ -184,10 +184,11 @@ PROFILES: dict[str, Profile] = {
         # by the most).
         seeds=(0, 1, 2), workers=2),
     "standard": Profile(
-        "standard", "the budget in which the known-good fixed poolings extrapolate best "
-                    "in about 90 minutes on 2 CPU cores (80 to 125 minutes, as the "
-                    "machine goes; chosen on the tuning split by "
-                    "experiments/standard_calibration.py): 2 graph, 1 node and 2 set tasks, "
+        "standard", "the budget in which the known-good fixed poolings extrapolate best, "
+                    "calibrated for about 90 minutes on 2 CPU cores (chosen on the tuning "
+                    "split by experiments/standard_calibration.py; with GNP's search and "
+                    "retrains the whole grid took 118.6 minutes on 2 cores): 2 graph, 1 "
+                    "node and 2 set tasks, "
                     "the known-good fixed configuration and the two best other fixed ones "
                     "of the quick budget on the tuning split, GNP, AttSets, PowerMean and "
                     "Softmax (LAF and GenAgg on the set tasks), 3 seeds, 100 to "
