@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--tasks", default=None, help="comma-separated (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     torch.set_num_threads(1)
     tasks = None if args.tasks is None else args.tasks.split(",")
     seen = set()
