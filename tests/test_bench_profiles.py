@@ -73,3 +73,21 @@ def test_quick_and_smoke():
 def test_unknown_profile():
     with pytest.raises(ValueError, match="profile='huge' is unknown"):
         get_profile("huge")
+
+
+def test_only_the_standard_profiles_message_passing_tasks_factorize_messages():
+    # The quick and sets profiles keep the per-edge message MLP their stored runs used.
+    from gnpool.bench.configs import PoolingConfig
+    from gnpool.bench.train import build_model
+
+    for spec in plan(get_profile("standard")):
+        level = task_info(spec.task).level
+        assert spec.hparams.factorized_messages is (level != "set"), spec.task
+    for name in ("quick", "sets", "paper"):
+        assert not any(s.hparams.factorized_messages for s in plan(get_profile(name)))
+    spec = next(s for s in plan(get_profile("standard")) if s.task == "max_degree")
+    info = task_info("max_degree")
+    for factorized in (True, False):
+        hp = spec.hparams.updated({"factorized_messages": factorized})
+        model = build_model(info, PoolingConfig("sum-max", "sum", "max"), hp)
+        assert [conv.factorized for conv in model.convs] == [factorized] * hp.layers

@@ -181,3 +181,71 @@ def test_scripted_model_with_a_shared_gnp_trains_as_in_eager_mode(edge_dim):
     if edge_dim:
         with pytest.raises(Exception, match="edge_attr must have edge_dim=1"):
             scripted(batch.x, batch.edge_index, None, batch.batch, 2)
+
+
+@pytest.mark.parametrize("edge_dim", [0, 1, 3])
+@pytest.mark.parametrize("mlp_layers", [1, 2, 3])
+@pytest.mark.parametrize("ending", [True, False, "softplus"])
+def test_factorized_messages_are_the_per_edge_mlp(edge_dim, mlp_layers, ending):
+    # W [h_u, h_v, w] + b computed per node and gathered: the same outputs and gradients
+    # as the MLP of the concatenation, in float64 (rounding only), from one state_dict.
+    gen = torch.Generator().manual_seed(edge_dim * 10 + mlp_layers)
+    g = _graph(edge_dim=0)
+    x = torch.randn(g.num_nodes, 4, generator=gen, dtype=torch.float64)
+    attr = torch.rand(g.edge_index.size(1), edge_dim, generator=gen, dtype=torch.float64)
+    torch.manual_seed(0)
+    per_edge = MessageMLPConv(4, 6, aggr="max", edge_dim=edge_dim, mlp_layers=mlp_layers,
+                              last_activation=ending, factorized=False).double()
+    factorized = MessageMLPConv(4, 6, aggr="max", edge_dim=edge_dim, mlp_layers=mlp_layers,
+                                last_activation=ending).double()
+    assert factorized.factorized and not per_edge.factorized
+    factorized.load_state_dict(per_edge.state_dict())
+    outs, grads = [], []
+    for conv in (per_edge, factorized):
+        xi = x.clone().requires_grad_()
+        out = conv(xi, g.edge_index, attr if edge_dim else None)
+        (out * torch.arange(out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outs.append(out)
+        grads.append([xi.grad] + [p.grad for p in conv.parameters()])
+    assert outs[0].abs().max() > 0
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_mlp_forward_after_first_continues_from_the_first_layer():
+    from gnpool.models import MLP
+    torch.manual_seed(0)
+    for layers in (1, 2, 3):
+        for ending in (True, False, "softplus"):
+            mlp = MLP(5, 7, 3, layers, ending)
+            x = torch.randn(4, 5)
+            torch.testing.assert_close(mlp.forward_after_first(mlp.linears[0](x)), mlp(x))
+
+
+@pytest.mark.parametrize("factorized", [True, False])
+def test_scripted_conv_matches_eager_in_both_forms(factorized):
+    torch.manual_seed(0)
+    conv = MessageMLPConv(3, 5, aggr="sum", edge_dim=1, factorized=factorized)
+    scripted = torch.jit.script(MessageMLPConv(3, 5, aggr="sum", edge_dim=1,
+                                               factorized=factorized))
+    scripted.load_state_dict(conv.state_dict())
+    g = _graph()
+    torch.testing.assert_close(scripted(g.x, g.edge_index, g.edge_attr),
+                               conv(g.x, g.edge_index, g.edge_attr))
+
+
+def test_conv_input_checks_name_the_argument():
+    g = _graph()
+    conv = MessageMLPConv(3, 4, edge_dim=1)
+    with pytest.raises(ValueError, match=r"x must have shape \[num_nodes, in_channels=3\], "
+                                         r"got shape \[6, 2\]"):
+        conv(g.x[:, :2], g.edge_index, g.edge_attr)
+    with pytest.raises(ValueError, match="factorized must be true or false, got 1"):
+        MessageMLPConv(3, 4, factorized=1)
+
+
+def test_gnn_passes_factorized_to_every_layer():
+    for factorized in (True, False):
+        gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, factorized=factorized)
+        assert all(conv.factorized is factorized for conv in gnn.convs)

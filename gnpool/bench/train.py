@@ -113,7 +113,8 @@ def build_model(info: TaskInfo, config: PoolingConfig, hp: HParams) -> torch.nn.
         readout_kwargs=pooling_kwargs(readout, config.readout_kwargs, hp, True),
         edge_dim=info.edge_dim, mlp_layers=hp.mlp_layers, node_mlp_layers=hp.node_mlp_layers,
         output_layers=hp.output_layers, last_activation=hp.last_activation,
-        share_aggr=hp.gnp_share_aggr and config.aggr == "gnp")
+        share_aggr=hp.gnp_share_aggr and config.aggr == "gnp",
+        factorized=hp.factorized_messages)
 
 
 def make_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import Aggregation
+from torch_geometric.typing import PairTensor
 
 from .mlp import MLP
 from .pooling import Pooling, per_layer, resolve_pooling
@@ -28,33 +29,67 @@ class MessageMLPConv(MessagePassing):
         mlp_layers: linear layers of the message MLP.
         last_activation: end the message MLP in a ReLU (Xu et al.: messages >= 0);
             ``False`` ends it linearly, ``"softplus"`` in a softplus (messages > 0).
+        factorized: compute the message MLP's first linear layer per node rather than per
+            edge. With ``W = [W_u, W_v, W_w]`` split by input,
+            ``W [h_u, h_v, w_uv] + b = (W_u h_u) + (W_v h_v + b) + W_w w_uv``: the two
+            node terms are computed once per node (``[num_nodes, out_channels]`` each)
+            and gathered to the edges, so the first layer costs ``num_nodes`` rows of
+            ``2 * in_channels`` instead of ``num_edges`` rows, and the per-edge
+            concatenation is not built. The same function and parameters
+            (``state_dict`` unchanged), equal up to float rounding; ``False`` computes
+            ``MLP(cat([h_u, h_v, w_uv]))`` per edge as written.
+
+    Raises:
+        ValueError: ``edge_dim`` not a non-negative int; at call time, ``x`` without
+            ``in_channels`` columns or ``edge_attr`` without ``edge_dim`` columns.
     """
 
-    # propagate()'s arguments, for the propagate() PyG generates (TorchScript reads it).
-    propagate_type = {"x": Tensor, "edge_attr": Optional[Tensor]}  # noqa: UP045, RUF012
+    # propagate()'s arguments, for the propagate() PyG generates (TorchScript reads it):
+    # x is (source-side, target-side) node features, the same tensor unless factorized.
+    propagate_type = {"x": PairTensor, "edge_attr": Optional[Tensor]}  # noqa: UP045, RUF012
 
     def __init__(self, in_channels: int, out_channels: int, aggr: str | Aggregation = "sum",
                  edge_dim: int = 0, mlp_layers: int = 2,
-                 last_activation: bool | str = True) -> None:
+                 last_activation: bool | str = True, factorized: bool = True) -> None:
         if isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim < 0:
             raise ValueError(f"edge_dim must be a non-negative int (0: no edge features), "
                              f"got {edge_dim!r}")
+        if not isinstance(factorized, bool):
+            raise ValueError(f"factorized must be true or false, got {factorized!r}")
         super().__init__(aggr=aggr)
+        self.in_channels = in_channels
         self.edge_dim = edge_dim
+        self.factorized = factorized
         self.mlp = MLP(2 * in_channels + edge_dim, out_channels, out_channels, mlp_layers,
                        last_activation)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        if x.dim() != 2 or x.size(-1) != self.in_channels:
+            raise ValueError(f"x must have shape [num_nodes, in_channels={self.in_channels}], "
+                             f"got shape {list(x.shape)}")
         if self.edge_dim and (edge_attr is None or edge_attr.size(-1) != self.edge_dim):
             # (str of a list: also what a scripted layer can build)
             got = "None" if edge_attr is None else f"shape {list(edge_attr.shape)}"
             raise ValueError(f"edge_attr must have edge_dim={self.edge_dim} columns, got {got}")
-        return self.propagate(edge_index, x=x, edge_attr=edge_attr if self.edge_dim else None,
+        if self.factorized:
+            first, c = self.mlp.linears[0], self.in_channels
+            pair = (torch.nn.functional.linear(x, first.weight[:, :c]),
+                    torch.nn.functional.linear(x, first.weight[:, c:2 * c], first.bias))
+        else:
+            pair = (x, x)
+        return self.propagate(edge_index, x=pair, edge_attr=edge_attr if self.edge_dim else None,
                               size=(x.size(0), x.size(0)))
 
     def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Optional[Tensor]) -> Tensor:  # noqa: UP045
         # (Optional[...], not "| None": PyG's generated propagate() for TorchScript reads it.)
-        # x_j is the source u, x_i the target v of the edge u -> v.
+        # x_j is the source u, x_i the target v of the edge u -> v; factorized, they are
+        # W_u h_u and W_v h_v + b, the node terms of the first layer (forward()).
+        if self.factorized:
+            z = x_j + x_i
+            if edge_attr is not None:
+                weight = self.mlp.linears[0].weight[:, 2 * self.in_channels:]
+                z = z + torch.nn.functional.linear(edge_attr.to(z.dtype), weight)
+            return self.mlp.forward_after_first(z)
         parts = [x_j, x_i] if edge_attr is None else [x_j, x_i, edge_attr.to(x_j.dtype)]
         return self.mlp(torch.cat(parts, dim=-1))
 
@@ -91,6 +126,9 @@ class MessageMLPGNN(torch.nn.Module):
             ``'gnp'`` trains in eager mode, compiled and scripted alike (not in a compiled
             region with activation checkpointing inside it or an activation memory budget
             below 1: :class:`~gnpool.GNPAggregation`).
+        factorized: each layer computes its message MLP's first linear layer per node
+            (:class:`MessageMLPConv` ``factorized``: the same function, fewer operations);
+            ``False`` per edge, as written.
 
     Raises:
         ValueError: a width or ``num_layers`` that is not a positive int; ``aggr`` given
@@ -102,7 +140,8 @@ class MessageMLPGNN(torch.nn.Module):
                  readout: Pooling | None = "sum", *, aggr_kwargs: Mapping[str, Any] | None = None,
                  readout_kwargs: Mapping[str, Any] | None = None, edge_dim: int = 0,
                  mlp_layers: int = 2, node_mlp_layers: int = 0, output_layers: int = 1,
-                 last_activation: bool | str = True, share_aggr: bool = False) -> None:
+                 last_activation: bool | str = True, share_aggr: bool = False,
+                 factorized: bool = True) -> None:
         super().__init__()
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
                            ("hidden_channels", hidden_channels), ("num_layers", num_layers)):
@@ -120,7 +159,7 @@ class MessageMLPGNN(torch.nn.Module):
             module = (shared if shared is not None
                       else resolve_pooling(pooling, hidden_channels, aggr_kwargs))
             self.convs.append(MessageMLPConv(width, hidden_channels, module, edge_dim,
-                                             mlp_layers, last_activation))
+                                             mlp_layers, last_activation, factorized))
             width = hidden_channels
         self.node_mlp = (MLP(hidden_channels, hidden_channels, hidden_channels, node_mlp_layers,
                              last_activation) if node_mlp_layers else None)

@@ -90,6 +90,26 @@ class MLP(torch.nn.Module):
                 x = torch.nn.functional.softplus(x)
         return x
 
+    def forward_after_first(self, z: Tensor) -> Tensor:
+        """The MLP's output given ``z``, the output of its first linear layer (before that
+        layer's activation): ``forward(x)`` is ``forward_after_first(linears[0](x))``.
+
+        Lets a caller compute the first layer its own way, e.g. a message MLP's first
+        layer per node instead of per edge (:class:`~gnpool.models.MessageMLPConv`).
+
+        Args:
+            z: ``[..., hidden_channels]`` (``out_channels`` for a one-layer MLP).
+        """
+        last, ending = len(self.linears) - 1, self._ending
+        for i, linear in enumerate(self.linears):
+            if i > 0:
+                z = linear(z)
+            if i < last or ending == "relu":
+                z = torch.relu(z)
+            elif ending == "softplus":
+                z = torch.nn.functional.softplus(z)
+        return z
+
     def __repr__(self) -> str:
         widths = [lin.in_features for lin in self.linears] + [self.linears[-1].out_features]
         return (f"{self.__class__.__name__}({' -> '.join(map(str, widths))}, "
