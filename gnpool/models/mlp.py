@@ -81,14 +81,7 @@ class MLP(torch.nn.Module):
         super().__setstate__(state)
 
     def forward(self, x: Tensor) -> Tensor:
-        last, ending = len(self.linears) - 1, self._ending
-        for i, linear in enumerate(self.linears):
-            x = linear(x)
-            if i < last or ending == "relu":
-                x = torch.relu(x)
-            elif ending == "softplus":
-                x = torch.nn.functional.softplus(x)
-        return x
+        return self.forward_after_first(self.linears[0](x))
 
     def forward_after_first(self, z: Tensor) -> Tensor:
         """The MLP's output given ``z``, the output of its first linear layer (before that
