@@ -249,3 +249,17 @@ def test_gnn_passes_factorized_to_every_layer():
     for factorized in (True, False):
         gnn = MessageMLPGNN(3, 1, hidden_channels=8, num_layers=3, factorized=factorized)
         assert all(conv.factorized is factorized for conv in gnn.convs)
+
+
+def test_a_layer_pickled_before_factorized_existed_computes_per_edge():
+    import pickle
+
+    torch.manual_seed(0)
+    conv = MessageMLPConv(3, 4, aggr="max", edge_dim=1, factorized=False)
+    g = _graph()
+    expected = conv(g.x, g.edge_index, g.edge_attr)
+    del conv.factorized, conv.in_channels     # as a layer of an earlier version
+    loaded = pickle.loads(pickle.dumps(conv))
+    assert loaded.factorized is False and loaded.in_channels == 3
+    torch.testing.assert_close(loaded(g.x, g.edge_index, g.edge_attr), expected, rtol=0,
+                               atol=0)

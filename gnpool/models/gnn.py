@@ -63,6 +63,13 @@ class MessageMLPConv(MessagePassing):
         self.mlp = MLP(2 * in_channels + edge_dim, out_channels, out_channels, mlp_layers,
                        last_activation)
 
+    def __setstate__(self, state: dict) -> None:
+        # A layer pickled before `factorized` existed computed its messages per edge.
+        super().__setstate__(state)
+        if "factorized" not in self.__dict__:
+            self.factorized = False
+            self.in_channels = (self.mlp.linears[0].in_features - self.edge_dim) // 2
+
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
         if x.dim() != 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"x must have shape [num_nodes, in_channels={self.in_channels}], "
