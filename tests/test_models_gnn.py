@@ -263,3 +263,15 @@ def test_a_layer_pickled_before_factorized_existed_computes_per_edge():
     assert loaded.factorized is False and loaded.in_channels == 3
     torch.testing.assert_close(loaded(g.x, g.edge_index, g.edge_attr), expected, rtol=0,
                                atol=0)
+
+
+@pytest.mark.parametrize("factorized", [True, False])
+@pytest.mark.parametrize("shape", [(1, 2), (2,), (12, 1, 2), (3, 2)])
+def test_edge_attr_of_another_shape_is_refused_in_both_forms(factorized, shape):
+    # The factorized form adds W_w w_uv to per-edge terms: a broadcastable edge_attr of
+    # the wrong shape would be used silently.
+    g = _graph(edge_dim=0)
+    conv = MessageMLPConv(3, 4, edge_dim=2, factorized=factorized)
+    with pytest.raises(ValueError, match=r"edge_attr must have edge_dim=2 columns and one row "
+                                         r"per edge, shape \[12, 2\], got shape"):
+        conv(g.x, g.edge_index, torch.randn(shape))

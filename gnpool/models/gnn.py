@@ -40,8 +40,9 @@ class MessageMLPConv(MessagePassing):
             ``MLP(cat([h_u, h_v, w_uv]))`` per edge as written.
 
     Raises:
-        ValueError: ``edge_dim`` not a non-negative int; at call time, ``x`` without
-            ``in_channels`` columns or ``edge_attr`` without ``edge_dim`` columns.
+        ValueError: ``edge_dim`` not a non-negative int; at call time, ``x`` not of shape
+            ``[num_nodes, in_channels]`` or ``edge_attr`` not of shape
+            ``[num_edges, edge_dim]``.
     """
 
     # propagate()'s arguments, for the propagate() PyG generates (TorchScript reads it):
@@ -74,10 +75,15 @@ class MessageMLPConv(MessagePassing):
         if x.dim() != 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"x must have shape [num_nodes, in_channels={self.in_channels}], "
                              f"got shape {list(x.shape)}")
-        if self.edge_dim and (edge_attr is None or edge_attr.size(-1) != self.edge_dim):
-            # (str of a list: also what a scripted layer can build)
+        if self.edge_dim and (edge_attr is None or edge_attr.dim() != 2
+                              or edge_attr.size(-1) != self.edge_dim
+                              or edge_attr.size(0) != edge_index.size(-1)):
+            # (str of a list: also what a scripted layer can build; the factorized form would
+            # broadcast a row too few or a dimension too many instead of failing)
             got = "None" if edge_attr is None else f"shape {list(edge_attr.shape)}"
-            raise ValueError(f"edge_attr must have edge_dim={self.edge_dim} columns, got {got}")
+            raise ValueError(f"edge_attr must have edge_dim={self.edge_dim} columns and one "
+                             f"row per edge, shape [{edge_index.size(-1)}, {self.edge_dim}], "
+                             f"got {got}")
         if self.factorized:
             first, c = self.mlp.linears[0], self.in_channels
             pair = (torch.nn.functional.linear(x, first.weight[:, :c]),
