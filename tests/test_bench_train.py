@@ -686,8 +686,15 @@ def test_choose_model_applies_the_retrain_slack_then_the_channels_rule():
     with pytest.raises(ValueError, match=r"candidates\['search'\] must be a dict of scores"):
         choose_model({"search": 1.0})
     with pytest.raises(ValueError, match=r"candidates\['search'\]\['val_mse'\] must be a "
-                                         r"number or None, got '1.0'"):
+                                         r"non-negative number \(a mean squared error\), NaN "
+                                         r"or None, got '1.0'"):
         choose_model({"search": {"val_mse": "1.0"}})
+    # A negative loss would turn the margins' divisions around.
+    with pytest.raises(ValueError, match=r"candidates\['relu'\]\['val_mse_large'\] must be "
+                                         r"a non-negative number .*, got -0.5"):
+        choose_model({"search": _scores(1, 1), "relu": {"val_mse": 1.0,
+                                                        "val_mse_large": -0.5}})
+    assert choose_model({"search": _scores(1, 1), "relu": {"val_mse": math.nan}}) == "search"
     with pytest.raises(ValueError, match=r"a model named 'searchx'; expected names from"):
         choose_model({"search": _scores(1, 1), "searchx": _scores(1, 1)})
     with pytest.raises(ValueError, match=r"model named 3"):

@@ -247,10 +247,12 @@ def _check_candidates(candidates: Any) -> None:
                              f"candidate_scores returns) or None, got {scores!r}")
         for key in ("val_mse", "val_mse_large"):
             value = (scores or {}).get(key)
+            # A loss below 0 would turn the margins' divisions around; NaN stays allowed
+            # (a diverged model, which never wins).
             if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, (int, float))):
-                raise ValueError(f"candidates[{name!r}][{key!r}] must be a number or None, "
-                                 f"got {value!r}")
+                                      or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"candidates[{name!r}][{key!r}] must be a non-negative "
+                                 f"number (a mean squared error), NaN or None, got {value!r}")
     prefixed = [n for n in candidates if n.startswith(_PREFIXES)]
     if prefixed and len(prefixed) != len(candidates):
         raise ValueError(f"candidates {list(candidates)} mix names with and without the "
@@ -345,7 +347,8 @@ def choose_model(candidates: dict[str, dict[str, float] | None], on: str = "val"
 
     Returns the kept name. Raises ``ValueError`` for an ``on`` other than those two, a
     ``relu_margin`` or ``conjugate_margin`` that is not a number >= 1, and for
-    ``candidates`` that are not such a dict (naming the entry at fault)."""
+    ``candidates`` that are not such a dict, a loss below 0 included (naming the entry at
+    fault)."""
     if on not in ("val", "val_large"):
         raise ValueError(f"on={on!r}; expected 'val' or 'val_large'")
     _check_margin("relu_margin", relu_margin)
