@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -342,9 +343,15 @@ def test_classic_ends_retrain_a_gnp_left_off_max_and_min_at_both_when_retrains_f
     model, record = search_then_retrain(_build, train, classic_above=100.0)
     assert record["classic_ends"] and record["kept"] == "relu-classic-2"
     assert model is train.models[4]
-    for bad in (-1.0, math.inf, math.nan, True, "0.4"):
+    for bad in (-1.0, math.inf, math.nan, True, "0.4", torch.tensor([0.4, 0.4]),
+                torch.tensor(True), np.float64(-1.0)):
         with pytest.raises(ValueError, match="classic_above must be a finite non-negative"):
             search_then_retrain(_build, _Scripted([1.0]), classic_above=bad)
+    # A bound computed with NumPy or torch counts as its number.
+    for above in (np.float32(0.4), torch.tensor(0.4), torch.tensor([0.4], dtype=torch.float64)):
+        _, record = search_then_retrain(_build, _Scripted([1.0, 0.9, 0.5, 0.3, 0.2],
+                                                          p_unit=0.5), classic_above=above)
+        assert record["classic_triggered"] is True and record["kept"] == "relu-classic-2"
     with pytest.raises(ValueError, match=r"classic_above=0.4 applies only with conjugates=True"):
         search_then_retrain(_build, _Scripted([1.0]), classic_above=0.4, conjugates=False)
 

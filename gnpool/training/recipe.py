@@ -17,10 +17,12 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy
 import torch
 from torch import Tensor
 from torch.nn.parameter import is_lazy
@@ -230,6 +232,21 @@ def apply_plan_(model: torch.nn.Module, plan: Sequence[tuple[str, str]]) -> None
 
 
 _PREFIXES = ("shared/", "per_channel/")
+
+
+def _loss_bound(name: str, value: Any) -> float | None:
+    # A bound on a loss as a float: a finite number >= 0 (a NumPy scalar or a one-element
+    # floating or integer tensor, such as a loss computed with torch, included) or None.
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex() \
+            and value.dtype != torch.bool:
+        value = value.item()
+    elif isinstance(value, numbers.Real) and not isinstance(value, (bool, numpy.bool_)):
+        value = float(value)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not 0 <= value < math.inf):
+        raise ValueError(f"{name} must be a finite non-negative number or None, got "
+                         f"{value!r}")
+    return None if value is None else float(value)
 
 
 def _check_candidates(candidates: Any) -> None:
@@ -541,8 +558,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
             :data:`gnpool.training.recipe.MAX_CONJUGATED_MODULES` learnable GNP modules).
         heading: the travel of step 3 (``None``: parts go to their nearest point only).
         refit_above: step 2's bound on the search's validation loss, a finite
-            non-negative number (``None``: no refit; none either where the search is
-            ReLU-ended already).
+            non-negative number, a NumPy scalar or a one-element tensor (``None``: no
+            refit; none either where the search is ReLU-ended already).
         relu_margin: >= 1; 1 keeps the lowest loss.
         conjugate_margin: >= 1; a conjugate's retrain competes only where its loss is below
             ``1 / conjugate_margin`` of the plain ReLU-ended retrain's (1: always; the
@@ -550,7 +567,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
         classic_above: step 4's bound, in the units of ``train``'s loss, on the lowest
             loss of the retrains before it (every ending's and every conjugate's, no margin
             applied) above which the classic ends retrain too; a finite non-negative
-            number (``None``: never; needs ``conjugates``). Not an R^2: the benchmark's
+            number, a NumPy scalar or a one-element tensor (``None``: never; needs
+            ``conjugates``). Not an R^2: the benchmark's
             profiles read the bound as validation R^2 0.9 (``HParams.retrain_classic_r2``),
             which for an MSE is ``(1 - 0.9) *`` the variance of the validation targets.
 
@@ -608,11 +626,8 @@ def search_then_retrain(build: Callable[[bool | str], torch.nn.Module],
     if heading is not None and (isinstance(heading, bool) or not isinstance(
             heading, (int, float)) or not heading > 0):
         raise ValueError(f"heading must be a positive number or None, got {heading!r}")
-    for bound, value in (("refit_above", refit_above), ("classic_above", classic_above)):
-        if value is not None and (isinstance(value, bool) or not isinstance(
-                value, (int, float)) or not 0 <= value < math.inf):
-            raise ValueError(f"{bound} must be a finite non-negative number or None, got "
-                             f"{value!r}")
+    refit_above = _loss_bound("refit_above", refit_above)
+    classic_above = _loss_bound("classic_above", classic_above)
     _check_margin("relu_margin", relu_margin)
     _check_margin("conjugate_margin", conjugate_margin)
     if classic_above is not None and not conjugates:
