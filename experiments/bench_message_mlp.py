@@ -50,15 +50,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
-    for name in ("steps", "warmup"):
-        if getattr(args, name) < (1 if name == "steps" else 0):
-            parser.error(f"--{name} must be at least {1 if name == 'steps' else 0}, "
-                         f"got {getattr(args, name)}")
+    if args.steps < 1 or args.warmup < 0:
+        parser.error(f"--steps must be at least 1 and --warmup at least 0, got "
+                     f"{args.steps} and {args.warmup}")
     torch.set_num_threads(1)
     tasks = None if args.tasks is None else args.tasks.split(",")
-    specs = [s for s in runner.plan(get_profile(args.profile), tasks=tasks, seeds=[0])]
     by_task: dict[str, list] = {}
-    for spec in specs:
+    for spec in runner.plan(get_profile(args.profile), tasks=tasks, seeds=[0]):
         by_task.setdefault(spec.task, []).append(spec)
     print(f"profile {args.profile}, 1 thread, median of {args.steps} training steps "
           f"after {args.warmup}")

@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy
 import torch
 from torch import Tensor
 from torch.nn.parameter import is_lazy
@@ -235,18 +234,19 @@ _PREFIXES = ("shared/", "per_channel/")
 
 
 def _loss_bound(name: str, value: Any) -> float | None:
-    # A bound on a loss as a float: a finite number >= 0 (a NumPy scalar or a one-element
-    # floating or integer tensor, such as a loss computed with torch, included) or None.
+    # A bound on a loss as a float: a finite real number >= 0 (a NumPy scalar or a
+    # one-element real tensor, such as a loss computed with torch, included) or None.
+    if value is None:
+        return None
+    number = value
     if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex() \
             and value.dtype != torch.bool:
-        value = value.item()
-    elif isinstance(value, numbers.Real) and not isinstance(value, (bool, numpy.bool_)):
-        value = float(value)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                              or not 0 <= value < math.inf):
+        number = value.item()
+    if isinstance(number, bool) or not isinstance(number, numbers.Real) \
+            or not 0 <= number < math.inf:
         raise ValueError(f"{name} must be a finite non-negative number or None, got "
                          f"{value!r}")
-    return None if value is None else float(value)
+    return float(number)
 
 
 def _check_candidates(candidates: Any) -> None:
