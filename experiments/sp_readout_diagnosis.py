@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_geometric.loader import DataLoader
+from torch_geometric.utils import scatter
 
 from gnpool.bench.profiles import PROFILES
 from gnpool.bench.runner import _splits, plan
@@ -76,12 +77,10 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
         # channel at one value, e.g. ReLU's floor, in every node is a tie of all nodes).
         rest = ~(is_target | is_source)
         attains = (h[rest] == pooled[batch.batch[rest]]).double()
-        other = torch.zeros_like(pooled, dtype=torch.float64).index_reduce_(
-            0, batch.batch[rest], attains, "amax", include_self=True)
-        high = torch.zeros_like(pooled).index_reduce_(0, batch.batch, h, "amax",
-                                                      include_self=False)
-        low = torch.zeros_like(pooled).index_reduce_(0, batch.batch, h, "amin",
-                                                     include_self=False)
+        graphs = batch.num_graphs
+        other = scatter(attains, batch.batch[rest], 0, graphs, reduce="max")
+        high = scatter(h, batch.batch, 0, graphs, reduce="max")
+        low = scatter(h, batch.batch, 0, graphs, reduce="min")
         varying = (high != low).double()
         out["y"].append(batch.y.view(-1).double().numpy())
         out["readout"].append(model.head(pooled).view(-1).double().numpy())

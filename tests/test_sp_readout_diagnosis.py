@@ -1,0 +1,86 @@
+"""experiments/sp_readout_diagnosis.py: its per-graph parts against a loop over graphs and
+channels on a small model."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import load_experiment
+from torch_geometric.data import Data
+
+from gnpool.models import MessageMLPGNN
+
+diag = load_experiment("sp_readout_diagnosis")
+
+
+def _graphs(count: int, seed: int = 0) -> list[Data]:
+    gen = torch.Generator().manual_seed(seed)
+    graphs = []
+    for _ in range(count):
+        n = int(torch.randint(3, 8, (1,), generator=gen))
+        src = torch.arange(n).repeat_interleave(n)
+        dst = torch.arange(n).repeat(n)
+        keep = src != dst
+        edge_index = torch.stack([src[keep], dst[keep]])
+        x = torch.zeros(n, 3)
+        x[:, 0] = torch.rand(n, generator=gen) * 10 - 5
+        s, t = torch.randperm(n, generator=gen)[:2].tolist()
+        x[s, 1] = x[t, 2] = 1.0
+        graphs.append(Data(x=x, edge_index=edge_index,
+                           edge_attr=torch.rand(edge_index.size(1), 1, generator=gen) * 4 + 1,
+                           y=torch.rand(1, generator=gen) * 10 + 1))
+    return graphs
+
+
+@pytest.mark.parametrize("readout", ["min", "max"])
+def test_split_parts_against_a_loop(readout):
+    torch.manual_seed(0)
+    model = MessageMLPGNN(3, 1, 6, 2, "min", readout, edge_dim=1).eval()
+    graphs = _graphs(9)
+    seen = []
+    model.readout.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    parts = diag.split_parts(model, graphs, batch_size=4)
+    h_all = torch.cat(seen)
+    start = 0
+    for i, g in enumerate(graphs):
+        with torch.no_grad():
+            full = model(g.x, g.edge_index, g.edge_attr, torch.zeros(g.num_nodes, dtype=torch.long))
+        h = h_all[start:start + g.num_nodes]
+        start += g.num_nodes
+        pick = h.min(dim=0).values if readout == "min" else h.max(dim=0).values
+        t, s = int(g.x[:, 2].argmax()), int(g.x[:, 1].argmax())
+        varying = [c for c in range(h.size(1)) if h[:, c].max() != h[:, c].min()]
+        others = [v for v in range(g.num_nodes) if v not in (s, t)]
+        assert parts["y"][i] == pytest.approx(float(g.y))
+        assert parts["readout"][i] == pytest.approx(float(full), rel=1e-5, abs=1e-6)
+        with torch.no_grad():
+            assert parts["target"][i] == pytest.approx(float(model.head(h[t])), rel=1e-5,
+                                                       abs=1e-6)
+        assert parts["varying"][i] == len(varying)
+        assert parts["picks"][i] == sum(bool(h[t, c] == pick[c]) for c in varying)
+        assert parts["source"][i] == sum(bool(h[s, c] == pick[c]) for c in varying)
+        assert parts["other"][i] == sum(any(bool(h[v, c] == pick[c]) for v in others)
+                                        for c in varying)
+    assert start == h_all.size(0)
+    # Something varies, so the shares the script prints are defined.
+    assert parts["varying"].sum() > 0
+
+
+def test_split_parts_needs_one_source_and_one_target():
+    model = MessageMLPGNN(3, 1, 4, 1, "min", "min", edge_dim=1).eval()
+    graph = _graphs(1)[0]
+    graph.x[:, 1] = 0.0
+    with pytest.raises(ValueError, match="one source and one target"):
+        diag.split_parts(model, [graph], batch_size=2)
+
+
+def test_error_parts_of_no_graphs_are_nan():
+    empty = np.array([])
+    assert np.isnan(diag.part_mape(empty, empty))
+    assert np.isnan(diag.signed(empty, empty))
+    assert diag.signed(np.array([8.0, 12.0]), np.array([10.0, 10.0])) == pytest.approx(0.0)
+    assert diag.signed(np.array([8.0]), np.array([10.0])) == pytest.approx(-20.0)
+
+
+def test_learnable_configs_are_refused():
+    with pytest.raises(SystemExit, match="not fixed configurations"):
+        diag.main(["--profile", "quick", "--configs", "gnp"])
