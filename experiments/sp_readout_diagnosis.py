@@ -28,11 +28,17 @@ the tuning split (extrapolation-distributed graphs from another data seed)::
 
     python experiments/sp_readout_diagnosis.py --configs min-min,min-max
     python experiments/sp_readout_diagnosis.py --profile quick --configs min-min --seeds 0
+    python experiments/sp_readout_diagnosis.py --configs min-min --seeds 0 \
+        --data num_train=10000         # Xu et al.'s number of training graphs
+
+``--data`` and ``--set`` change the runs (their MAPE then has no committed run to repeat,
+shown as ``-``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sqlite3
 import sys
@@ -43,9 +49,11 @@ import torch
 from torch_geometric.loader import DataLoader
 from torch_geometric.utils import scatter
 
+from gnpool.bench.hparams import parse_assignments
 from gnpool.bench.profiles import PROFILES
 from gnpool.bench.runner import _splits, plan
 from gnpool.bench.train import _train, flush_denormal, mape
+from gnpool.datasets import task_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASK = "shortest_path"
@@ -102,15 +110,23 @@ def part_mape(pred: np.ndarray, y: np.ndarray) -> float:
     return mape(pred, y) if len(y) else float("nan")
 
 
-def committed(profile: str) -> dict[tuple[str, int], float]:
+def committed(profile: str) -> dict[tuple[str, int, str], float]:
+    """Extrapolation MAPE of the profile's committed runs, by (config, seed, hp_hash)."""
     db = RESULTS / profile / "runs.sqlite"
     if not db.exists():
         return {}
     with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT config, seed, mape_extrap FROM runs WHERE task = ? AND "
-                            "status = 'finished'", (TASK,)).fetchall()
+        rows = conn.execute("SELECT config, seed, hp_hash, mape_extrap FROM runs WHERE "
+                            "task = ? AND status = 'finished'", (TASK,)).fetchall()
     conn.close()
-    return {(c, s): m for c, s, m in rows}
+    return {(c, s, h): m for c, s, h, m in rows}
+
+
+def with_data(profile, data: dict):
+    """``profile`` with ``data`` overriding the task's data parameters (``num_train``...)."""
+    tasks = tuple(dataclasses.replace(t, data={**t.data, **data}) if t.task == TASK else t
+                  for t in profile.tasks)
+    return dataclasses.replace(profile, tasks=tasks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,11 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest="assign",
+                        help="override a hyperparameter of every run (JSON value)")
+    parser.add_argument("--data", action="append", metavar="KEY=VALUE", dest="data",
+                        help="override a data parameter of the task (JSON value), e.g. "
+                             "num_train=10000")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
-    specs = plan(PROFILES[args.profile], tasks=[TASK], configs=configs, seeds=seeds,
+    try:
+        hparams = parse_assignments(args.assign, check=True)
+        data = parse_assignments(args.data)
+    except ValueError as err:
+        raise SystemExit(f"--set/--data: {err}") from None
+    profile = with_data(PROFILES[args.profile], data)
+    try:
+        task_info(TASK, **next(t.data for t in profile.tasks if t.task == TASK))
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"--data: {err}") from None
+    specs = plan(profile, tasks=[TASK], configs=configs, seeds=seeds, hparams=hparams,
                  data_root=args.data_root)
     learnable = [s.config.name for s in specs if s.config.aggr not in ("min", "max", "sum",
                                                                       "mean")
@@ -159,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = {
                     "config": spec.config.name, "seed": spec.seed, "split": split,
                     "train_max": train_max,
-                    "mape_committed": (recorded.get((spec.config.name, spec.seed))
+                    "data": spec.data, "hp_hash": spec.hp_hash,
+                    "mape_committed": (recorded.get((spec.config.name, spec.seed,
+                                                     spec.hp_hash))
                                        if split == "test_extrap" else None),
                     "mape_readout": mape(parts["readout"], y),
                     "mape_target": mape(parts["target"], y),

@@ -84,3 +84,24 @@ def test_error_parts_of_no_graphs_are_nan():
 def test_learnable_configs_are_refused():
     with pytest.raises(SystemExit, match="not fixed configurations"):
         diag.main(["--profile", "quick", "--configs", "gnp"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "epoch=3"], "'epoch' is not a hyperparameter"),
+    (["--data", "num_trin=3"], "no parameter num_trin"),
+    (["--data", "num_train=-3"], "num_train=-3 is invalid"),
+])
+def test_bad_overrides_are_refused_by_name(args, message):
+    with pytest.raises(SystemExit, match=message):
+        diag.main(["--profile", "quick", "--configs", "min-min", "--seeds", "0", *args])
+
+
+def test_data_overrides_reach_the_task_only():
+    from gnpool.bench.profiles import PROFILES
+
+    changed = diag.with_data(PROFILES["standard"], {"num_train": 10})
+    for before, after in zip(PROFILES["standard"].tasks, changed.tasks, strict=True):
+        if after.task == "shortest_path":
+            assert after.data == {**before.data, "num_train": 10}
+        else:
+            assert after == before
