@@ -3,28 +3,33 @@ r"""Where `shortest_path`'s extrapolation error comes from: the readout or the l
 Xu et al. (ICLR 2021) name min aggregation with a min readout (min-min) as the pooling that
 extrapolates on shortest path; in the benchmark's budgets min-max extrapolates better. This
 script trains fixed configurations of a profile's `shortest_path` grid again, seed for seed
-with the grid's own settings (one thread, as the grid's workers), checks that each repeats
-the extrapolation MAPE its committed run recorded, and then splits each model's error:
+with the grid's own settings (one thread, as the grid's workers), prints each run's
+extrapolation MAPE next to its committed run's (and a line on stderr where they differ),
+and then, per split:
 
-- ``readout``: the model as trained, ``head(readout(h))`` over all nodes' final
+- ``MAPE readout``: the model as trained, ``head(readout(h))`` over all nodes' final
   embeddings ``h``;
-- ``target only``: ``head(h_t)``, the same model reading the target node's embedding alone,
-  as if the readout picked the target in every channel. What the readout adds to the
-  error is the difference; what remains is the layers' (the distance the target's
-  embedding encodes);
+- ``MAPE target only``: ``head(h_t)``, the same model reading the target node's embedding
+  alone. Where the readout picks the target in (nearly) every channel the two agree, and
+  what error remains is the layers'; elsewhere the head never saw such inputs in training
+  and the figure only says that the readout does not read the target alone;
 - ``varying channels``: the share of (graph, channel) pairs whose embedding values are not
   all equal inside the graph (the others, e.g. a channel at ReLU's floor in every node,
-  are ties of all nodes and left out of the next three);
-- ``picks target``: the share of varying (graph, channel) pairs in which the target's
-  embedding attains the readout's value (ties included); ``picks source`` the same for the
-  source, ``picks another node`` for any node but these two;
-- MAPE through the readout and from the target alone for the test graphs whose
-  distance lies within the training split's largest, and for those beyond it
-  (extrapolation draws edge weights from [1, 10] against [1, 5] in training), and the
-  mean signed relative error there (negative: the prediction falls short).
+  are ties of all nodes and left out of the shares below);
+- ``picks target``: the share of varying pairs in which the target's embedding attains the
+  readout's value (ties included), ``picks target alone`` those in which no other node
+  does; ``picks source`` and ``picks another node`` (any node but these two) the same;
+  ``readout at 0``: varying pairs whose readout value is 0 (ReLU's floor);
+- MAPE through the readout and from the target alone for the graphs whose distance lies
+  within the training split's largest, and for those beyond it, and the mean signed
+  relative error there (negative: the prediction falls short).
 
-Nothing here chooses a setting; it reads trained models. Splits: the two test splits and
-the tuning split (extrapolation-distributed graphs from another data seed)::
+Splits: ``test_interp`` (training's node counts, families and edge weights),
+``test_extrap`` (larger graphs, other families, edge weights up to 10), ``tune`` (the
+extrapolation distribution from the tuning data seed), and three extrapolation splits
+from the tuning data seed with one shift each (``shift_size``, ``shift_weights``,
+``shift_families``; :func:`shift_splits`). Nothing here chooses a setting; it reads
+trained models::
 
     python experiments/sp_readout_diagnosis.py --configs min-min,min-max
     python experiments/sp_readout_diagnosis.py --profile quick --configs min-min --seeds 0
@@ -40,9 +45,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +60,7 @@ from gnpool.bench.hparams import parse_assignments
 from gnpool.bench.profiles import PROFILES
 from gnpool.bench.runner import _splits, plan
 from gnpool.bench.train import _train, flush_denormal, mape
-from gnpool.datasets import task_info
+from gnpool.datasets import load_task, task_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASK = "shortest_path"
@@ -61,43 +68,101 @@ TASK = "shortest_path"
 
 @torch.no_grad()
 def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, np.ndarray]:
-    """Per graph: target distance, prediction through the readout, prediction from the
-    target's embedding alone, the number of channels whose values vary inside the graph,
-    and of those the number in which the target, the source and another node attain the
-    readout's value."""
+    """Per graph: target distance (``y``), prediction through the readout (``readout``)
+    and from the target's embedding alone (``target``); the number of channels whose
+    values vary inside the graph (``varying``) and, of those, the number in which the
+    target (``picks``), the target and no other node (``alone``), the source
+    (``source``) and some other node (``other``) attain the readout's value, and in
+    which that value is 0 (``zero``: ReLU's floor). ``width``: channels per graph.
+    ``ValueError`` unless every graph has exactly one source and one target node."""
     model.eval()
-    out: dict[str, list[np.ndarray]] = {"y": [], "readout": [], "target": [], "picks": [],
-                                        "source": [], "other": [], "varying": []}
+    keys = ("y", "readout", "target", "varying", "picks", "alone", "source", "other", "zero")
+    out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    width = 0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         h = batch.x
         for conv in model.convs:
             h = conv(h, batch.edge_index, batch.edge_attr)
         if model.node_mlp is not None:
             h = model.node_mlp(h)
+        width = h.size(1)
         pooled = model.readout(h, batch.batch, dim_size=batch.num_graphs)
         is_target, is_source = batch.x[:, -1] == 1, batch.x[:, -2] == 1
         for marked in (is_target, is_source):
             if not torch.equal(batch.batch[marked], torch.arange(batch.num_graphs)):
                 raise ValueError("expected exactly one source and one target node per graph")
         h_t, h_s = h[is_target], h[is_source]
-        # Channels in which some node other than the source and the target attains the
-        # readout's value; only channels whose values vary inside the graph count (a
-        # channel at one value, e.g. ReLU's floor, in every node is a tie of all nodes).
-        rest = ~(is_target | is_source)
-        attains = (h[rest] == pooled[batch.batch[rest]]).double()
         graphs = batch.num_graphs
-        other = scatter(attains, batch.batch[rest], 0, graphs, reduce="max")
+        attains = (h == pooled[batch.batch]).double()
+        # Nodes attaining the readout's value per (graph, channel), and whether any node
+        # but the source and the target does (a channel at one value, e.g. ReLU's floor,
+        # in every node is a tie of all nodes: only channels that vary count).
+        count = scatter(attains, batch.batch, 0, graphs, reduce="sum")
+        rest = ~(is_target | is_source)
+        other = scatter(attains[rest], batch.batch[rest], 0, graphs, reduce="max")
         high = scatter(h, batch.batch, 0, graphs, reduce="max")
         low = scatter(h, batch.batch, 0, graphs, reduce="min")
         varying = (high != low).double()
+        target = (h_t == pooled).double()
         out["y"].append(batch.y.view(-1).double().numpy())
         out["readout"].append(model.head(pooled).view(-1).double().numpy())
         out["target"].append(model.head(h_t).view(-1).double().numpy())
-        out["varying"].append(varying.sum(dim=1).numpy())
-        out["picks"].append(((h_t == pooled).double() * varying).sum(dim=1).numpy())
-        out["source"].append(((h_s == pooled).double() * varying).sum(dim=1).numpy())
-        out["other"].append((other * varying).sum(dim=1).numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
+        for key, hits in (("varying", varying), ("picks", target),
+                          ("alone", target * (count == 1).double()),
+                          ("source", (h_s == pooled).double()), ("other", other),
+                          ("zero", (pooled == 0).double())):
+            out[key].append((hits * varying).sum(dim=1).numpy())
+    parts = {k: np.concatenate(v) for k, v in out.items()}
+    parts["width"] = np.array(width)
+    return parts
+
+
+def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
+    """A split's figures from :func:`split_parts`: MAPE (%) through the readout and from
+    the target alone; the share of (graph, channel) pairs that vary; of those, the shares
+    in which the target, the target alone, the source and another node attain the
+    readout's value and in which that value is 0; and MAPE and mean signed relative
+    error (%) of the graphs whose distance is at most / above ``train_max``."""
+    y, readout, target = parts["y"], parts["readout"], parts["target"]
+    varying = parts["varying"].sum()
+    far = y > train_max
+
+    def share(key: str) -> float:
+        return float(parts[key].sum() / varying) if varying else float("nan")
+
+    return {
+        "mape_readout": part_mape(readout, y), "mape_target": part_mape(target, y),
+        "varying": float(varying / (len(y) * int(parts["width"]))) if len(y) else float("nan"),
+        "picks_target": share("picks"), "picks_target_alone": share("alone"),
+        "picks_source": share("source"), "picks_other": share("other"),
+        "readout_zero": share("zero"),
+        "near_mape_readout": part_mape(readout[~far], y[~far]),
+        "near_mape_target": part_mape(target[~far], y[~far]),
+        "far_share": float(far.mean()) if len(y) else float("nan"),
+        "far_mape_readout": part_mape(readout[far], y[far]),
+        "far_mape_target": part_mape(target[far], y[far]),
+        "far_signed_readout": signed(readout[far], y[far]),
+        "far_signed_target": signed(target[far], y[far]),
+    }
+
+
+def shift_splits(spec, tune_seed: int) -> dict[str, Any]:
+    """Extrapolation splits with one shift at a time, drawn from ``tune_seed`` (never the
+    reported test splits): ``shift_size`` (extrapolation's node counts, training's
+    families and edge weights), ``shift_weights`` (extrapolation's edge weights) and
+    ``shift_families`` (extrapolation's graph families)."""
+    params = task_info(TASK, **spec.data).params
+    train = {"extrap_nodes": params["train_nodes"],
+             "extrap_families": params["train_families"],
+             "extrap_weights": params["train_weights"]}
+    out = {}
+    for name, keep in (("size", "extrap_nodes"), ("weights", "extrap_weights"),
+                       ("families", "extrap_families")):
+        changed = {k: v for k, v in train.items() if k != keep}
+        out[f"shift_{name}"] = load_task(TASK, "test_extrap", root=spec.data_root,
+                                         seed=tune_seed, progress=False,
+                                         **{**spec.data, **changed})
+    return out
 
 
 def signed(pred: np.ndarray, y: np.ndarray) -> float:
@@ -168,57 +233,48 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     recorded = committed(args.profile)
     results = []
-    print("| config | seed | split | MAPE (committed) | MAPE readout | MAPE target only | "
-          "varying channels | picks target | picks source | picks another node | "
-          "within train max: MAPE readout | MAPE target only | "
-          "beyond: share | MAPE readout | MAPE target only | signed readout | "
-          "signed target only |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    columns = ["config", "seed", "split", "MAPE (committed)", "MAPE readout",
+               "MAPE target only", "varying channels", "picks target", "picks target alone",
+               "picks source", "picks another node", "readout at 0",
+               "within train max: MAPE readout", "MAPE target only", "beyond: share",
+               "MAPE readout", "MAPE target only", "signed readout", "signed target only"]
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for spec in specs:
         splits = _splits(spec)
         hp = spec.hparams
         train_max = float(max(float(d.y.max()) for d in splits["train"]))
+        extra = shift_splits(spec, PROFILES[args.profile].tune_seed)
         with flush_denormal(hp.flush_denormal):
             model, *_ = _train(splits["train"].info, splits, spec.config, hp, spec.seed,
                                spec.label, 0, False)
-            for split in ("test_interp", "test_extrap", "tune"):
-                if split not in splits:
+            for split, dataset in ({**splits, **extra}).items():
+                if split in ("train", "val"):
                     continue
-                parts = split_parts(model, splits[split], hp.eval_batch_size)
-                y = parts["y"]
-                far = y > train_max
-                row = {
-                    "config": spec.config.name, "seed": spec.seed, "split": split,
-                    "train_max": train_max,
-                    "data": spec.data, "hp_hash": spec.hp_hash,
-                    "mape_committed": (recorded.get((spec.config.name, spec.seed,
-                                                     spec.hp_hash))
-                                       if split == "test_extrap" else None),
-                    "mape_readout": mape(parts["readout"], y),
-                    "mape_target": mape(parts["target"], y),
-                    "varying": float(parts["varying"].sum() / (len(y) * hp.hidden)),
-                    "picks_target": float(parts["picks"].sum() / parts["varying"].sum()),
-                    "picks_source": float(parts["source"].sum() / parts["varying"].sum()),
-                    "picks_other": float(parts["other"].sum() / parts["varying"].sum()),
-                    "near_mape_readout": part_mape(parts["readout"][~far], y[~far]),
-                    "near_mape_target": part_mape(parts["target"][~far], y[~far]),
-                    "far_share": float(far.mean()),
-                    "far_mape_readout": part_mape(parts["readout"][far], y[far]),
-                    "far_mape_target": part_mape(parts["target"][far], y[far]),
-                    "far_signed_readout": signed(parts["readout"][far], y[far]),
-                    "far_signed_target": signed(parts["target"][far], y[far]),
-                }
+                row = {"config": spec.config.name, "seed": spec.seed, "split": split,
+                       "train_max": train_max, "data": spec.data, "hp_hash": spec.hp_hash,
+                       "mape_committed": (recorded.get((spec.config.name, spec.seed,
+                                                        spec.hp_hash))
+                                          if split == "test_extrap" else None),
+                       **figures(split_parts(model, dataset, hp.eval_batch_size), train_max)}
                 results.append(row)
                 ref = row["mape_committed"]
-                print(f"| {row['config']} | {row['seed']} | {split} | "
-                      f"{'-' if ref is None else f'{ref:.3g}'} | {row['mape_readout']:.3g} | "
-                      f"{row['mape_target']:.3g} | {row['varying']:.2f} | "
-                      f"{row['picks_target']:.2f} | "
-                      f"{row['picks_source']:.2f} | {row['picks_other']:.2f} | "
-                      f"{row['near_mape_readout']:.3g} | {row['near_mape_target']:.3g} | "
-                      f"{row['far_share']:.2f} | {row['far_mape_readout']:.3g} | "
-                      f"{row['far_mape_target']:.3g} | {row['far_signed_readout']:+.3g} | "
-                      f"{row['far_signed_target']:+.3g} |", flush=True)
+                if ref is not None and not math.isclose(ref, row["mape_readout"],
+                                                        rel_tol=1e-6):
+                    print(f"{spec.label}: extrapolation MAPE {row['mape_readout']:.4g} here "
+                          f"against the committed run's {ref:.4g}: the model differs",
+                          file=sys.stderr)
+                cells = [row["config"], row["seed"], split,
+                         "-" if ref is None else f"{ref:.3g}"]
+                cells += [f"{row[k]:.3g}" for k in ("mape_readout", "mape_target")]
+                cells += [f"{row[k]:.2f}" for k in ("varying", "picks_target",
+                                                    "picks_target_alone", "picks_source",
+                                                    "picks_other", "readout_zero")]
+                cells += [f"{row[k]:.3g}" for k in ("near_mape_readout", "near_mape_target")]
+                cells += [f"{row['far_share']:.2f}"]
+                cells += [f"{row[k]:.3g}" for k in ("far_mape_readout", "far_mape_target")]
+                cells += [f"{row[k]:+.3g}" for k in ("far_signed_readout",
+                                                     "far_signed_target")]
+                print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
