@@ -57,10 +57,15 @@ def test_split_parts_against_a_loop(readout):
                                                        abs=1e-6)
         assert parts["varying"][i] == len(varying)
         assert parts["picks"][i] == sum(bool(h[t, c] == pick[c]) for c in varying)
+        assert parts["alone"][i] == sum(bool(h[t, c] == pick[c])
+                                        and int((h[:, c] == pick[c]).sum()) == 1
+                                        for c in varying)
         assert parts["source"][i] == sum(bool(h[s, c] == pick[c]) for c in varying)
         assert parts["other"][i] == sum(any(bool(h[v, c] == pick[c]) for v in others)
                                         for c in varying)
+        assert parts["zero"][i] == sum(bool(pick[c] == 0) for c in varying)
     assert start == h_all.size(0)
+    assert int(parts["width"]) == 6
     # Something varies, so the shares the script prints are defined.
     assert parts["varying"].sum() > 0
 
@@ -105,3 +110,70 @@ def test_data_overrides_reach_the_task_only():
             assert after.data == {**before.data, "num_train": 10}
         else:
             assert after == before
+
+
+def test_figures_from_parts():
+    parts = {"y": np.array([10.0, 20.0, 5.0]), "readout": np.array([9.0, 16.0, 5.0]),
+             "target": np.array([10.0, 18.0, 4.0]), "varying": np.array([2.0, 1.0, 1.0]),
+             "picks": np.array([2.0, 0.0, 1.0]), "alone": np.array([1.0, 0.0, 1.0]),
+             "source": np.array([0.0, 1.0, 0.0]), "other": np.array([1.0, 0.0, 0.0]),
+             "zero": np.array([1.0, 0.0, 0.0]), "width": np.array(4)}
+    got = diag.figures(parts, train_max=15.0)
+    assert got["mape_readout"] == pytest.approx(100 * (0.1 + 0.2 + 0.0) / 3)
+    assert got["mape_target"] == pytest.approx(100 * (0.0 + 0.1 + 0.2) / 3)
+    assert got["varying"] == pytest.approx(4 / 12)
+    assert got["picks_target"] == pytest.approx(3 / 4)
+    assert got["picks_target_alone"] == pytest.approx(2 / 4)
+    assert got["picks_source"] == pytest.approx(1 / 4)
+    assert got["picks_other"] == pytest.approx(1 / 4)
+    assert got["readout_zero"] == pytest.approx(1 / 4)
+    # Distance 20 lies beyond the training maximum, 10 and 5 within it.
+    assert got["far_share"] == pytest.approx(1 / 3)
+    assert got["near_mape_readout"] == pytest.approx(100 * (0.1 + 0.0) / 2)
+    assert got["near_mape_target"] == pytest.approx(100 * (0.0 + 0.2) / 2)
+    assert got["far_mape_readout"] == pytest.approx(20.0)
+    assert got["far_signed_readout"] == pytest.approx(-20.0)
+    assert got["far_signed_target"] == pytest.approx(-10.0)
+
+
+def test_figures_with_nothing_varying_or_beyond():
+    parts = {"y": np.array([4.0]), "readout": np.array([4.0]), "target": np.array([4.0]),
+             "varying": np.array([0.0]), "picks": np.array([0.0]),
+             "alone": np.array([0.0]), "source": np.array([0.0]), "other": np.array([0.0]),
+             "zero": np.array([0.0]), "width": np.array(3)}
+    got = diag.figures(parts, train_max=15.0)
+    assert got["varying"] == 0.0
+    assert np.isnan(got["picks_target"])
+    assert got["far_share"] == 0.0
+    assert np.isnan(got["far_mape_readout"])
+    assert got["near_mape_readout"] == 0.0
+
+
+def test_shift_splits_change_one_thing_each(tmp_path):
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(data={"num_train": 4, "num_val": 2, "num_test": 12},
+                           data_root=str(tmp_path))
+    splits = diag.shift_splits(spec, tune_seed=7)
+    assert set(splits) == {"shift_size", "shift_weights", "shift_families"}
+
+    def nodes(name):
+        return [g.num_nodes for g in splits[name]]
+
+    def weights(name):
+        return torch.cat([g.edge_attr.view(-1) for g in splits[name]])
+
+    assert all(50 <= n < 70 for n in nodes("shift_size"))
+    assert all(20 <= n < 40 for n in nodes("shift_weights") + nodes("shift_families"))
+    for name in ("shift_size", "shift_families"):
+        assert float(weights(name).max()) <= 5.0
+    assert float(weights("shift_weights").max()) > 5.0
+    assert float(weights("shift_weights").max()) <= 10.0
+    trained = set(diag.task_info("shortest_path").params["train_families"])
+
+    def families(name):
+        return {splits[name].family(i) for i in range(len(splits[name]))}
+
+    assert families("shift_size") <= trained
+    assert families("shift_weights") <= trained
+    assert not families("shift_families") <= trained
