@@ -36,6 +36,7 @@ trained models::
     python experiments/sp_readout_diagnosis.py --configs min-min --seeds 0 \
         --data num_train=10000         # Xu et al.'s number of training graphs
 
+``--summary FILE...`` prints compact tables of ``--json`` files instead of training.
 ``--data`` and ``--set`` change the runs (their MAPE then has no committed run to repeat,
 shown as ``-``).
 """
@@ -194,6 +195,35 @@ def with_data(profile, data: dict):
     return dataclasses.replace(profile, tasks=tasks)
 
 
+SUMMARY_SPLITS = ("test_interp", "shift_size", "shift_families", "shift_weights",
+                  "test_extrap", "tune")
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """Markdown tables of ``rows`` (the ``--json`` output): per split and configuration
+    the MAPE through the readout and the share of varying channels whose readout value
+    the target alone attains, seed by seed."""
+    configs = sorted({r["config"] for r in rows})
+    by = {(r["config"], r["split"]): [] for r in rows}
+    for r in sorted(rows, key=lambda r: r["seed"]):
+        by[(r["config"], r["split"])].append(r)
+    lines = []
+    for title, key, fmt in (("MAPE (%) through the readout", "mape_readout", "{:.3g}"),
+                            ("Share of varying channels whose readout value the target "
+                             "alone attains", "picks_target_alone", "{:.2f}")):
+        lines += [f"{title}, seed by seed:", "",
+                  "| split | " + " | ".join(configs) + " |",
+                  "|---|" + "---|" * len(configs)]
+        for split in SUMMARY_SPLITS:
+            if not any((c, split) in by for c in configs):
+                continue
+            cells = [", ".join(fmt.format(r[key]) for r in by.get((c, split), [])) or "-"
+                     for c in configs]
+            lines.append(f"| {split} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,7 +239,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a data parameter of the task (JSON value), e.g. "
                              "num_train=10000")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--summary", nargs="+", metavar="JSON",
+                        help="train nothing: print summary tables of these --json files")
     args = parser.parse_args(argv)
+    if args.summary:
+        rows = []
+        for path in args.summary:
+            try:
+                rows += json.loads(Path(path).read_text())
+            except (OSError, ValueError) as err:
+                raise SystemExit(f"--summary: cannot read {path}: {err}") from None
+        print(summary(rows))
+        return 0
     configs = [c for c in args.configs.split(",") if c]
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
     try:

@@ -177,3 +177,22 @@ def test_shift_splits_change_one_thing_each(tmp_path):
     assert families("shift_size") <= trained
     assert families("shift_weights") <= trained
     assert not families("shift_families") <= trained
+
+
+def test_summary_tables_seed_by_seed(tmp_path):
+    rows = [{"config": c, "seed": seed, "split": split, "mape_readout": m,
+             "picks_target_alone": a}
+            for c, seed, split, m, a in [("min-min", 1, "test_extrap", 9.88, 0.11),
+                                         ("min-min", 0, "test_extrap", 9.66, 0.15),
+                                         ("min-max", 0, "test_extrap", 8.8, 0.94),
+                                         ("min-max", 0, "shift_weights", 9.26, 0.941)]]
+    text = diag.summary(rows)
+    assert "| test_extrap | 8.8 | 9.66, 9.88 |" in text
+    assert "| shift_weights | 9.26 | - |" in text
+    assert "| test_extrap | 0.94 | 0.15, 0.11 |" in text
+    assert "test_interp" not in text
+    path = tmp_path / "rows.json"
+    path.write_text(__import__("json").dumps(rows))
+    assert diag.main(["--summary", str(path)]) == 0
+    with pytest.raises(SystemExit, match="cannot read"):
+        diag.main(["--summary", str(tmp_path / "missing.json")])
