@@ -24,12 +24,12 @@ and then, per split:
   within the training split's largest, and for those beyond it, and the mean signed
   relative error there (negative: the prediction falls short).
 
-Splits: ``test_interp`` (training's node counts, families and edge weights),
-``test_extrap`` (larger graphs, other families, edge weights up to 10), ``tune`` (the
-extrapolation distribution from the tuning data seed), and three extrapolation splits
-from the tuning data seed with one shift each (``shift_size``, ``shift_weights``,
-``shift_families``; :func:`shift_splits`). Nothing here chooses a setting; it reads
-trained models::
+Splits: ``val`` (the run's validation split), ``test_interp`` (training's node counts,
+families and edge weights), ``test_extrap`` (larger graphs, other families, edge weights
+up to 10), ``tune`` (the extrapolation distribution from the tuning data seed), and three
+extrapolation splits from the tuning data seed with one shift each (``shift_size``,
+``shift_weights``, ``shift_families``; :func:`shift_splits`). Nothing here chooses a
+setting; it reads trained models::
 
     python experiments/sp_readout_diagnosis.py --configs min-min,min-max
     python experiments/sp_readout_diagnosis.py --profile quick --configs min-min --seeds 0
@@ -155,7 +155,8 @@ def shift_splits(spec, tune_seed: int) -> dict[str, Any]:
     params = task_info(TASK, **spec.data).params
     train = {"extrap_nodes": params["train_nodes"],
              "extrap_families": params["train_families"],
-             "extrap_weights": params["train_weights"]}
+             "extrap_weights": params["train_weights"],
+             "extrap_range": params["train_range"]}     # node features: no shift
     out = {}
     for name, keep in (("size", "extrap_nodes"), ("weights", "extrap_weights"),
                        ("families", "extrap_families")):
@@ -195,30 +196,47 @@ def with_data(profile, data: dict):
     return dataclasses.replace(profile, tasks=tasks)
 
 
-SUMMARY_SPLITS = ("test_interp", "shift_size", "shift_families", "shift_weights",
+SUMMARY_SPLITS = ("val", "test_interp", "shift_size", "shift_families", "shift_weights",
                   "test_extrap", "tune")
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    """Markdown tables of ``rows`` (the ``--json`` output): per split and configuration
-    the MAPE through the readout and the share of varying channels whose readout value
-    the target alone attains, seed by seed."""
+    """Markdown tables of ``rows`` (the ``--json`` output of runs with the same settings):
+    per split and configuration the MAPE through the readout and the shares of varying
+    channels whose readout value the target alone and the source attain, seed by seed.
+    ``ValueError`` for rows of runs with different settings (``hp_hash``) of one
+    configuration, or two rows of one (configuration, seed, split)."""
     configs = sorted({r["config"] for r in rows})
-    by = {(r["config"], r["split"]): [] for r in rows}
+    settings = {c: {r.get("hp_hash") for r in rows if r["config"] == c} for c in configs}
+    mixed = [c for c, hashes in settings.items() if len(hashes) > 1]
+    if mixed:
+        raise ValueError(f"rows of {mixed} come from runs with different settings "
+                         "(hp_hash); summarise each setting on its own")
+    seen: set[tuple[str, int, str]] = set()
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: r["seed"]):
-        by[(r["config"], r["split"])].append(r)
+        key = (r["config"], r["seed"], r["split"])
+        if key in seen:
+            raise ValueError(f"two rows of config {key[0]!r}, seed {key[1]}, split {key[2]!r}")
+        seen.add(key)
+        by.setdefault((r["config"], r["split"]), []).append(r)
+    seeds = {c: sorted({r["seed"] for r in rows if r["config"] == c}) for c in configs}
+    header = " | ".join(f"{c} (seeds {', '.join(map(str, seeds[c]))})" for c in configs)
     lines = []
     for title, key, fmt in (("MAPE (%) through the readout", "mape_readout", "{:.3g}"),
                             ("Share of varying channels whose readout value the target "
-                             "alone attains", "picks_target_alone", "{:.2f}")):
-        lines += [f"{title}, seed by seed:", "",
-                  "| split | " + " | ".join(configs) + " |",
-                  "|---|" + "---|" * len(configs)]
+                             "alone attains", "picks_target_alone", "{:.2f}"),
+                            ("Share of varying channels whose readout value the source "
+                             "attains", "picks_source", "{:.2f}")):
+        lines += [f"{title}:", "", f"| split | {header} |", "|---|" + "---|" * len(configs)]
         for split in SUMMARY_SPLITS:
             if not any((c, split) in by for c in configs):
                 continue
-            cells = [", ".join(fmt.format(r[key]) for r in by.get((c, split), [])) or "-"
-                     for c in configs]
+            cells = []
+            for c in configs:
+                got = {r["seed"]: r for r in by.get((c, split), [])}
+                cells.append(", ".join(fmt.format(got[s][key]) if s in got else "-"
+                                       for s in seeds[c]))
             lines.append(f"| {split} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -249,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows += json.loads(Path(path).read_text())
             except (OSError, ValueError) as err:
                 raise SystemExit(f"--summary: cannot read {path}: {err}") from None
-        print(summary(rows))
+        try:
+            print(summary(rows))
+        except ValueError as err:
+            raise SystemExit(f"--summary: {err}") from None
         return 0
     configs = [c for c in args.configs.split(",") if c]
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
@@ -284,12 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         splits = _splits(spec)
         hp = spec.hparams
         train_max = float(max(float(d.y.max()) for d in splits["train"]))
-        extra = shift_splits(spec, PROFILES[args.profile].tune_seed)
+        if spec.tune_seed is None:
+            raise SystemExit(f"--profile {args.profile} has no tuning data seed, which the "
+                             "one-shift splits are drawn from")
+        extra = shift_splits(spec, spec.tune_seed)
         with flush_denormal(hp.flush_denormal):
             model, *_ = _train(splits["train"].info, splits, spec.config, hp, spec.seed,
                                spec.label, 0, False)
             for split, dataset in ({**splits, **extra}).items():
-                if split in ("train", "val"):
+                if split == "train":
                     continue
                 row = {"config": spec.config.name, "seed": spec.seed, "split": split,
                        "train_max": train_max, "data": spec.data, "hp_hash": spec.hp_hash,

@@ -1,6 +1,8 @@
 """experiments/sp_readout_diagnosis.py: its per-graph parts against a loop over graphs and
 channels on a small model."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -31,25 +33,28 @@ def _graphs(count: int, seed: int = 0) -> list[Data]:
     return graphs
 
 
+@pytest.mark.parametrize("node_mlp_layers", [0, 2])
 @pytest.mark.parametrize("readout", ["min", "max"])
-def test_split_parts_against_a_loop(readout):
+def test_split_parts_against_a_loop(readout, node_mlp_layers):
     torch.manual_seed(0)
-    model = MessageMLPGNN(3, 1, 6, 2, "min", readout, edge_dim=1).eval()
+    model = MessageMLPGNN(3, 1, 6, 2, "min", readout, edge_dim=1,
+                          node_mlp_layers=node_mlp_layers).eval()
     graphs = _graphs(9)
+    parts = diag.split_parts(model, graphs, batch_size=4)
+    # The readout's input per graph, taken from the model's own forward on that graph
+    # alone (not from split_parts' layer loop).
     seen = []
     model.readout.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
-    parts = diag.split_parts(model, graphs, batch_size=4)
-    h_all = torch.cat(seen)
-    start = 0
+    ties = alone_differs = zeros = others = flat = 0
     for i, g in enumerate(graphs):
         with torch.no_grad():
             full = model(g.x, g.edge_index, g.edge_attr, torch.zeros(g.num_nodes, dtype=torch.long))
-        h = h_all[start:start + g.num_nodes]
-        start += g.num_nodes
+        h = seen.pop()
         pick = h.min(dim=0).values if readout == "min" else h.max(dim=0).values
         t, s = int(g.x[:, 2].argmax()), int(g.x[:, 1].argmax())
         varying = [c for c in range(h.size(1)) if h[:, c].max() != h[:, c].min()]
-        others = [v for v in range(g.num_nodes) if v not in (s, t)]
+        others_nodes = [v for v in range(g.num_nodes) if v not in (s, t)]
+        hits = {c: int((h[:, c] == pick[c]).sum()) for c in varying}
         assert parts["y"][i] == pytest.approx(float(g.y))
         assert parts["readout"][i] == pytest.approx(float(full), rel=1e-5, abs=1e-6)
         with torch.no_grad():
@@ -57,17 +62,22 @@ def test_split_parts_against_a_loop(readout):
                                                        abs=1e-6)
         assert parts["varying"][i] == len(varying)
         assert parts["picks"][i] == sum(bool(h[t, c] == pick[c]) for c in varying)
-        assert parts["alone"][i] == sum(bool(h[t, c] == pick[c])
-                                        and int((h[:, c] == pick[c]).sum()) == 1
+        assert parts["alone"][i] == sum(bool(h[t, c] == pick[c]) and hits[c] == 1
                                         for c in varying)
         assert parts["source"][i] == sum(bool(h[s, c] == pick[c]) for c in varying)
-        assert parts["other"][i] == sum(any(bool(h[v, c] == pick[c]) for v in others)
+        assert parts["other"][i] == sum(any(bool(h[v, c] == pick[c]) for v in others_nodes)
                                         for c in varying)
         assert parts["zero"][i] == sum(bool(pick[c] == 0) for c in varying)
-    assert start == h_all.size(0)
+        ties += sum(n > 1 for n in hits.values())
+        alone_differs += parts["picks"][i] != parts["alone"][i]
+        zeros += parts["zero"][i] > 0
+        others += parts["other"][i] > 0
+        flat += len(varying) < h.size(1)
     assert int(parts["width"]) == 6
-    # Something varies, so the shares the script prints are defined.
-    assert parts["varying"].sum() > 0
+    # The cases the counts must tell apart occur in these graphs.
+    assert others > 0 and parts["varying"].sum() > 0
+    if readout == "min":
+        assert ties > 0 and zeros > 0 and flat > 0 and alone_differs > 0
 
 
 def test_split_parts_needs_one_source_and_one_target():
@@ -181,18 +191,44 @@ def test_shift_splits_change_one_thing_each(tmp_path):
 
 def test_summary_tables_seed_by_seed(tmp_path):
     rows = [{"config": c, "seed": seed, "split": split, "mape_readout": m,
-             "picks_target_alone": a}
-            for c, seed, split, m, a in [("min-min", 1, "test_extrap", 9.88, 0.11),
-                                         ("min-min", 0, "test_extrap", 9.66, 0.15),
-                                         ("min-max", 0, "test_extrap", 8.8, 0.94),
-                                         ("min-max", 0, "shift_weights", 9.26, 0.941)]]
+             "picks_target_alone": a, "picks_source": 1 - a, "hp_hash": h}
+            for c, seed, split, m, a, h in [("min-min", 1, "test_extrap", 9.88, 0.11, "x"),
+                                            ("min-min", 0, "test_extrap", 9.66, 0.15, "x"),
+                                            ("min-max", 0, "test_extrap", 8.8, 0.94, "y"),
+                                            ("min-max", 0, "shift_weights", 9.26, 0.941,
+                                             "y")]]
     text = diag.summary(rows)
+    assert "| split | min-max (seeds 0) | min-min (seeds 0, 1) |" in text
     assert "| test_extrap | 8.8 | 9.66, 9.88 |" in text
-    assert "| shift_weights | 9.26 | - |" in text
+    assert "| shift_weights | 9.26 | -, - |" in text
     assert "| test_extrap | 0.94 | 0.15, 0.11 |" in text
+    assert "| test_extrap | 0.06 | 0.85, 0.89 |" in text
     assert "test_interp" not in text
+    # A seed missing from one split stays in its place.
+    gap = diag.summary(rows + [{**rows[0], "seed": 2, "split": "tune"}])
+    assert "| tune | - | -, -, 9.88 |" in gap
     path = tmp_path / "rows.json"
-    path.write_text(__import__("json").dumps(rows))
+    path.write_text(json.dumps(rows))
     assert diag.main(["--summary", str(path)]) == 0
     with pytest.raises(SystemExit, match="cannot read"):
         diag.main(["--summary", str(tmp_path / "missing.json")])
+    with pytest.raises(ValueError, match="different settings"):
+        diag.summary(rows + [{**rows[0], "seed": 5, "hp_hash": "z"}])
+    with pytest.raises(ValueError, match="two rows of config 'min-min', seed 1"):
+        diag.summary(rows + [dict(rows[0])])
+    path.write_text(json.dumps(rows + [dict(rows[0])]))
+    with pytest.raises(SystemExit, match="two rows"):
+        diag.main(["--summary", str(path)])
+
+
+def test_shift_splits_keep_training_node_features(tmp_path):
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(data={"num_train": 4, "num_val": 2, "num_test": 8,
+                                 "extrap_range": (-10.0, 10.0)}, data_root=str(tmp_path))
+    for name, split in diag.shift_splits(spec, tune_seed=3).items():
+        features = torch.cat([g.x[:, 0] for g in split])
+        assert float(features.abs().max()) <= 5.0, name
+    reported = diag.load_task("shortest_path", "test_extrap", root=str(tmp_path), seed=3,
+                              progress=False, **spec.data)
+    assert float(torch.cat([g.x[:, 0] for g in reported]).abs().max()) > 5.0
