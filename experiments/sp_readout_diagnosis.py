@@ -65,6 +65,9 @@ from gnpool.datasets import load_task, task_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASK = "shortest_path"
+CLASSIC = ("sum", "mean", "max", "min")
+PATH_PROFILES = sorted(name for name, p in PROFILES.items()
+                       if any(t.task == TASK for t in p.tasks))
 
 
 @torch.no_grad()
@@ -196,6 +199,42 @@ def with_data(profile, data: dict):
     return dataclasses.replace(profile, tasks=tasks)
 
 
+def read_rows(paths: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``--json`` files, checked: each file a non-empty JSON list of row
+    objects with ``config``, ``seed`` and ``split``, and no (config, seed, split) in two
+    files. ``SystemExit`` naming the file otherwise."""
+    rows: list[dict[str, Any]] = []
+    where: dict[tuple[str, int, str], str] = {}
+    for path in paths:
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except OSError as err:
+            raise SystemExit(f"--summary: cannot read {path}: {err}") from None
+        except ValueError as err:
+            raise SystemExit(f"--summary: {path} is not JSON ({err}); expected the list "
+                             "of rows that --json writes") from None
+        if (not isinstance(loaded, list) or not loaded
+                or not all(isinstance(r, dict) and {"config", "seed", "split"} <= r.keys()
+                           for r in loaded)):
+            raise SystemExit(f"--summary: {path} holds no rows; expected the non-empty "
+                             "JSON list of row objects (config, seed, split, figures) that "
+                             "--json writes")
+        for r in loaded:
+            key = (r["config"], r["seed"], r["split"])
+            if key in where:
+                place = (f"twice in {path}" if where[key] == path
+                         else f"in both {where[key]} and {path}")
+                raise SystemExit(f"--summary: config {key[0]!r}, seed {key[1]}, split "
+                                 f"{key[2]!r} is {place}")
+            where[key] = path
+        rows += loaded
+    try:
+        summary(rows)
+    except (KeyError, ValueError) as err:
+        raise SystemExit(f"--summary: {err}") from None
+    return rows
+
+
 SUMMARY_SPLITS = ("val", "test_interp", "shift_size", "shift_families", "shift_weights",
                   "test_extrap", "tune")
 
@@ -245,7 +284,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="standard", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="standard", choices=PATH_PROFILES,
+                        help="a profile with the shortest_path task (default: standard)")
     parser.add_argument("--configs", default="min-min,min-max",
                         help="comma-separated fixed configurations of the task's grid")
     parser.add_argument("--seeds", default=None,
@@ -261,19 +301,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="train nothing: print summary tables of these --json files")
     args = parser.parse_args(argv)
     if args.summary:
-        rows = []
-        for path in args.summary:
-            try:
-                rows += json.loads(Path(path).read_text())
-            except (OSError, ValueError) as err:
-                raise SystemExit(f"--summary: cannot read {path}: {err}") from None
-        try:
-            print(summary(rows))
-        except ValueError as err:
-            raise SystemExit(f"--summary: {err}") from None
+        print(summary(read_rows(args.summary)))
         return 0
-    configs = [c for c in args.configs.split(",") if c]
-    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    configs = [c.strip() for c in args.configs.split(",")]
+    if "" in configs or len(set(configs)) < len(configs):
+        parser.error(f"--configs {args.configs!r}: expected distinct comma-separated "
+                     "configuration names, e.g. min-min,min-max")
+    try:
+        seeds = (None if args.seeds is None
+                 else [int(t) for t in args.seeds.split(",")])
+    except ValueError:
+        seeds = []
+    if seeds is not None and (not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds)):
+        parser.error(f"--seeds {args.seeds!r}: expected distinct comma-separated "
+                     "non-negative integers, e.g. 0,1,2")
     try:
         hparams = parse_assignments(args.assign, check=True)
         data = parse_assignments(args.data)
@@ -284,14 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         task_info(TASK, **next(t.data for t in profile.tasks if t.task == TASK))
     except (TypeError, ValueError) as err:
         raise SystemExit(f"--data: {err}") from None
+    fixed = [s.config.name for s in plan(profile, tasks=[TASK], seeds=[0])
+             if s.config.aggr in CLASSIC and s.config.readout in CLASSIC]
+    if set(configs) - set(fixed):
+        parser.error(f"--configs: {sorted(set(configs) - set(fixed))} are not fixed "
+                     f"configurations of the profile's {TASK} grid; expected some of "
+                     f"{', '.join(fixed)}")
     specs = plan(profile, tasks=[TASK], configs=configs, seeds=seeds, hparams=hparams,
                  data_root=args.data_root)
-    learnable = [s.config.name for s in specs if s.config.aggr not in ("min", "max", "sum",
-                                                                      "mean")
-                 or s.config.readout not in ("min", "max", "sum", "mean")]
-    if learnable:
-        raise SystemExit(f"--configs: {sorted(set(learnable))} are not fixed configurations; "
-                         "expected fixed pairs such as min-min,min-max")
     torch.set_num_threads(1)
     recorded = committed(args.profile)
     results = []

@@ -96,9 +96,20 @@ def test_error_parts_of_no_graphs_are_nan():
     assert diag.signed(np.array([8.0]), np.array([10.0])) == pytest.approx(-20.0)
 
 
-def test_learnable_configs_are_refused():
-    with pytest.raises(SystemExit, match="not fixed configurations"):
-        diag.main(["--profile", "quick", "--configs", "gnp"])
+@pytest.mark.parametrize(("args", "message"), [
+    (["--configs", "gnp"], "['gnp'] are not fixed configurations"),
+    (["--configs", "nosuch"], "expected some of sum-sum"),
+    (["--configs", "min-min,min-min"], "expected distinct comma-separated configuration"),
+    (["--configs", "min-min,"], "expected distinct comma-separated configuration"),
+    (["--seeds", "x"], "--seeds 'x': expected distinct comma-separated non-negative"),
+    (["--seeds", "-1"], "--seeds '-1'"),
+    (["--seeds", "0,0"], "--seeds '0,0'"),
+    (["--profile", "sets"], "invalid choice: 'sets'"),
+])
+def test_bad_configs_seeds_and_profiles_are_refused_before_training(args, message, capsys):
+    with pytest.raises(SystemExit):
+        diag.main(["--profile", "quick", "--configs", "min-min", *args])
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -217,8 +228,20 @@ def test_summary_tables_seed_by_seed(tmp_path):
     with pytest.raises(ValueError, match="two rows of config 'min-min', seed 1"):
         diag.summary(rows + [dict(rows[0])])
     path.write_text(json.dumps(rows + [dict(rows[0])]))
-    with pytest.raises(SystemExit, match="two rows"):
+    with pytest.raises(SystemExit, match="split 'test_extrap' is twice in"):
         diag.main(["--summary", str(path)])
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([rows[0]]))
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps([rows[0]]))
+    with pytest.raises(SystemExit, match="seed 1, split 'test_extrap' is in both .*other"):
+        diag.main(["--summary", str(other), str(again)])
+    for bad, message in (("{}", "holds no rows"), ("[]", "holds no rows"),
+                         ("[1, 2]", "holds no rows"), ('[{"config": "a"}]', "holds no rows"),
+                         ("zz", "is not JSON")):
+        path.write_text(bad)
+        with pytest.raises(SystemExit, match=message):
+            diag.main(["--summary", str(path)])
 
 
 def test_shift_splits_keep_training_node_features(tmp_path):
