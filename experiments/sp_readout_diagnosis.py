@@ -57,6 +57,7 @@ import torch
 from torch_geometric.loader import DataLoader
 from torch_geometric.utils import scatter
 
+from gnpool.bench.__main__ import _seeds as parse_seeds
 from gnpool.bench.hparams import parse_assignments
 from gnpool.bench.profiles import PROFILES
 from gnpool.bench.runner import _splits, plan
@@ -308,13 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--configs {args.configs!r}: expected distinct comma-separated "
                      "configuration names, e.g. min-min,min-max")
     try:
-        seeds = (None if args.seeds is None
-                 else [int(t) for t in args.seeds.split(",")])
-    except ValueError:
-        seeds = []
-    if seeds is not None and (not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds)):
-        parser.error(f"--seeds {args.seeds!r}: expected distinct comma-separated "
-                     "non-negative integers, e.g. 0,1,2")
+        seeds = parse_seeds(args.seeds)     # the benchmark CLI's own check
+    except ValueError as err:
+        parser.error(str(err))
     try:
         hparams = parse_assignments(args.assign, check=True)
         data = parse_assignments(args.data)

@@ -101,9 +101,10 @@ def test_error_parts_of_no_graphs_are_nan():
     (["--configs", "nosuch"], "expected some of sum-sum"),
     (["--configs", "min-min,min-min"], "expected distinct comma-separated configuration"),
     (["--configs", "min-min,"], "expected distinct comma-separated configuration"),
-    (["--seeds", "x"], "--seeds 'x': expected distinct comma-separated non-negative"),
-    (["--seeds", "-1"], "--seeds '-1'"),
-    (["--seeds", "0,0"], "--seeds '0,0'"),
+    (["--seeds", "x"], "--seeds 'x' is invalid; expected comma-separated non-negative"),
+    (["--seeds", "-1"], "'-1' is not one"),
+    (["--seeds", "0,0"], "0 is given more than once"),
+    (["--seeds", "0,,1"], "has an empty item"),
     (["--profile", "sets"], "invalid choice: 'sets'"),
 ])
 def test_bad_configs_seeds_and_profiles_are_refused_before_training(args, message, capsys):
