@@ -201,11 +201,10 @@ def with_data(profile, data: dict):
 
 
 def read_rows(paths: list[str]) -> list[dict[str, Any]]:
-    """The rows of ``--json`` files, checked: each file a non-empty JSON list of row
-    objects with ``config``, ``seed`` and ``split``, and no (config, seed, split) in two
-    files. ``SystemExit`` naming the file otherwise."""
+    """The rows of ``--json`` files, each checked to be a non-empty JSON list of row
+    objects with ``config``, ``seed`` and ``split``; ``SystemExit`` naming the file
+    otherwise."""
     rows: list[dict[str, Any]] = []
-    where: dict[tuple[str, int, str], str] = {}
     for path in paths:
         try:
             loaded = json.loads(Path(path).read_text())
@@ -220,19 +219,7 @@ def read_rows(paths: list[str]) -> list[dict[str, Any]]:
             raise SystemExit(f"--summary: {path} holds no rows; expected the non-empty "
                              "JSON list of row objects (config, seed, split, figures) that "
                              "--json writes")
-        for r in loaded:
-            key = (r["config"], r["seed"], r["split"])
-            if key in where:
-                place = (f"twice in {path}" if where[key] == path
-                         else f"in both {where[key]} and {path}")
-                raise SystemExit(f"--summary: config {key[0]!r}, seed {key[1]}, split "
-                                 f"{key[2]!r} is {place}")
-            where[key] = path
         rows += loaded
-    try:
-        summary(rows)
-    except (KeyError, ValueError) as err:
-        raise SystemExit(f"--summary: {err}") from None
     return rows
 
 
@@ -297,12 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", action="append", metavar="KEY=VALUE", dest="data",
                         help="override a data parameter of the task (JSON value), e.g. "
                              "num_train=10000")
-    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--json", default=None, help="also write the figures to this file "
+                        "(rewritten after every run)")
     parser.add_argument("--summary", nargs="+", metavar="JSON",
                         help="train nothing: print summary tables of these --json files")
     args = parser.parse_args(argv)
     if args.summary:
-        print(summary(read_rows(args.summary)))
+        try:
+            print(summary(read_rows(args.summary)))
+        except (KeyError, ValueError) as err:
+            raise SystemExit(f"--summary {' '.join(args.summary)}: {err}") from None
         return 0
     configs = [c.strip() for c in args.configs.split(",")]
     if "" in configs or len(set(configs)) < len(configs):
@@ -330,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{', '.join(fixed)}")
     specs = plan(profile, tasks=[TASK], configs=configs, seeds=seeds, hparams=hparams,
                  data_root=args.data_root)
+    if PROFILES[args.profile].tune_seed is None:
+        raise SystemExit(f"--profile {args.profile} has no tuning data seed, which the "
+                         "one-shift splits are drawn from")
     torch.set_num_threads(1)
     recorded = committed(args.profile)
     results = []
@@ -343,9 +337,6 @@ def main(argv: list[str] | None = None) -> int:
         splits = _splits(spec)
         hp = spec.hparams
         train_max = float(max(float(d.y.max()) for d in splits["train"]))
-        if spec.tune_seed is None:
-            raise SystemExit(f"--profile {args.profile} has no tuning data seed, which the "
-                             "one-shift splits are drawn from")
         extra = shift_splits(spec, spec.tune_seed)
         with flush_denormal(hp.flush_denormal):
             model, *_ = _train(splits["train"].info, splits, spec.config, hp, spec.seed,
@@ -378,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells += [f"{row[k]:+.3g}" for k in ("far_signed_readout",
                                                      "far_signed_target")]
                 print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        if args.json:       # after every run: an interrupted command keeps what finished
+            Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

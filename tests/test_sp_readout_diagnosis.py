@@ -229,13 +229,15 @@ def test_summary_tables_seed_by_seed(tmp_path):
     with pytest.raises(ValueError, match="two rows of config 'min-min', seed 1"):
         diag.summary(rows + [dict(rows[0])])
     path.write_text(json.dumps(rows + [dict(rows[0])]))
-    with pytest.raises(SystemExit, match="split 'test_extrap' is twice in"):
+    with pytest.raises(SystemExit, match=r"--summary .*rows\.json: two rows of config "
+                                         r"'min-min', seed 1, split 'test_extrap'"):
         diag.main(["--summary", str(path)])
     other = tmp_path / "other.json"
     other.write_text(json.dumps([rows[0]]))
     again = tmp_path / "again.json"
     again.write_text(json.dumps([rows[0]]))
-    with pytest.raises(SystemExit, match="seed 1, split 'test_extrap' is in both .*other"):
+    with pytest.raises(SystemExit, match=r"--summary .*other\.json .*again\.json: two rows "
+                                         r"of config 'min-min', seed 1, split 'test_extrap'"):
         diag.main(["--summary", str(other), str(again)])
     for bad, message in (("{}", "holds no rows"), ("[]", "holds no rows"),
                          ("[1, 2]", "holds no rows"), ('[{"config": "a"}]', "holds no rows"),
@@ -256,3 +258,30 @@ def test_shift_splits_keep_training_node_features(tmp_path):
     reported = diag.load_task("shortest_path", "test_extrap", root=str(tmp_path), seed=3,
                               progress=False, **spec.data)
     assert float(torch.cat([g.x[:, 0] for g in reported]).abs().max()) > 5.0
+
+
+def test_json_keeps_the_runs_that_finished_before_an_interruption(tmp_path, monkeypatch):
+    from gnpool.bench.train import build_model
+
+    calls = []
+
+    def fake_train(info, splits, config, hp, seed, *_args):
+        # An untrained model of the run's configuration; the second run is interrupted.
+        calls.append(seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        torch.manual_seed(seed)
+        return build_model(info, config, hp), {}, {}, {}
+
+    monkeypatch.setattr(diag, "_train", fake_train)
+    out = tmp_path / "rows.json"
+    with pytest.raises(KeyboardInterrupt):
+        diag.main(["--profile", "quick", "--configs", "min-min", "--seeds", "0,1",
+                   "--data", "num_train=6", "--data", "num_val=4", "--data", "num_test=4",
+                   "--data-root", str(tmp_path / "data"), "--json", str(out)])
+    rows = json.loads(out.read_text())
+    assert calls == [0, 1]
+    assert {r["seed"] for r in rows} == {0}
+    assert [r["split"] for r in rows] == ["val", "test_interp", "test_extrap", "tune",
+                                          "shift_size", "shift_weights", "shift_families"]
+    assert all(r["mape_committed"] is None for r in rows)   # other data: no committed run
