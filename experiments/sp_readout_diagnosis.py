@@ -20,6 +20,9 @@ and then, per split:
   readout's value (ties included), ``picks target alone`` those in which no other node
   does; ``picks source`` and ``picks another node`` (any node but these two) the same;
   ``readout at 0``: varying pairs whose readout value is 0 (ReLU's floor);
+- ``one node alone``: the share of varying pairs whose readout value exactly one node
+  attains; ``others at 0``: in those pairs, the mean share of the graph's other nodes
+  whose value is 0 (the rest of the graph at ReLU's floor);
 - MAPE through the readout and from the target alone for the graphs whose distance lies
   within the training split's largest, and for those beyond it, and the mean signed
   relative error there (negative: the prediction falls short).
@@ -35,6 +38,8 @@ setting; it reads trained models::
     python experiments/sp_readout_diagnosis.py --profile quick --configs min-min --seeds 0
     python experiments/sp_readout_diagnosis.py --configs min-min --seeds 0 \
         --data num_train=10000         # Xu et al.'s number of training graphs
+    python experiments/sp_readout_diagnosis.py --configs min-max \
+        --set last_activation=false    # linear-ended MLPs: no floor at 0
 
 ``--summary FILE...`` prints compact tables of ``--json`` files instead of training.
 ``--data`` and ``--set`` change the runs (their MAPE then has no committed run to repeat,
@@ -78,10 +83,14 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
     values vary inside the graph (``varying``) and, of those, the number in which the
     target (``picks``), the target and no other node (``alone``), the source
     (``source``) and some other node (``other``) attain the readout's value, and in
-    which that value is 0 (``zero``: ReLU's floor). ``width``: channels per graph.
+    which that value is 0 (``zero``: ReLU's floor); the number of varying channels whose
+    readout value one node alone attains (``single``), and the sum over those channels of
+    the share of the graph's other nodes whose value is 0 (``others_zero``: the rest at
+    the floor). ``width``: channels per graph.
     ``ValueError`` unless every graph has exactly one source and one target node."""
     model.eval()
-    keys = ("y", "readout", "target", "varying", "picks", "alone", "source", "other", "zero")
+    keys = ("y", "readout", "target", "varying", "picks", "alone", "source", "other", "zero",
+            "single", "others_zero")
     out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     width = 0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -109,13 +118,21 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
         low = scatter(h, batch.batch, 0, graphs, reduce="min")
         varying = (high != low).double()
         target = (h_t == pooled).double()
+        # Where one node alone attains the readout's value: the share of the others at 0
+        # (the attaining node is one of the zeros only where the value itself is 0).
+        single = (count == 1).double()
+        zeros = scatter((h == 0).double(), batch.batch, 0, graphs, reduce="sum")
+        nodes = scatter(torch.ones_like(batch.batch, dtype=torch.double), batch.batch, 0,
+                        graphs, reduce="sum").unsqueeze(1)
+        rest_zero = (zeros - (pooled == 0).double()) / (nodes - 1).clamp(min=1)
         out["y"].append(batch.y.view(-1).double().numpy())
         out["readout"].append(model.head(pooled).view(-1).double().numpy())
         out["target"].append(model.head(h_t).view(-1).double().numpy())
         for key, hits in (("varying", varying), ("picks", target),
                           ("alone", target * (count == 1).double()),
                           ("source", (h_s == pooled).double()), ("other", other),
-                          ("zero", (pooled == 0).double())):
+                          ("zero", (pooled == 0).double()), ("single", single),
+                          ("others_zero", single * rest_zero)):
             out[key].append((hits * varying).sum(dim=1).numpy())
     parts = {k: np.concatenate(v) for k, v in out.items()}
     parts["width"] = np.array(width)
@@ -126,7 +143,8 @@ def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
     """A split's figures from :func:`split_parts`: MAPE (%) through the readout and from
     the target alone; the share of (graph, channel) pairs that vary; of those, the shares
     in which the target, the target alone, the source and another node attain the
-    readout's value and in which that value is 0; and MAPE and mean signed relative
+    readout's value and in which that value is 0; the share attained by one node alone
+    and, in those, the mean share of the other nodes at 0; and MAPE and mean signed relative
     error (%) of the graphs whose distance is at most / above ``train_max``."""
     y, readout, target = parts["y"], parts["readout"], parts["target"]
     varying = parts["varying"].sum()
@@ -140,7 +158,9 @@ def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
         "varying": float(varying / (len(y) * int(parts["width"]))) if len(y) else float("nan"),
         "picks_target": share("picks"), "picks_target_alone": share("alone"),
         "picks_source": share("source"), "picks_other": share("other"),
-        "readout_zero": share("zero"),
+        "readout_zero": share("zero"), "single_node": share("single"),
+        "single_others_zero": (float(parts["others_zero"].sum() / parts["single"].sum())
+                               if parts["single"].sum() else float("nan")),
         "near_mape_readout": part_mape(readout[~far], y[~far]),
         "near_mape_target": part_mape(target[~far], y[~far]),
         "far_share": float(far.mean()) if len(y) else float("nan"),
@@ -254,7 +274,12 @@ def summary(rows: list[dict[str, Any]]) -> str:
                             ("Share of varying channels whose readout value the target "
                              "alone attains", "picks_target_alone", "{:.2f}"),
                             ("Share of varying channels whose readout value the source "
-                             "attains", "picks_source", "{:.2f}")):
+                             "attains", "picks_source", "{:.2f}"),
+                            ("Where one node alone attains the readout's value: mean share "
+                             "of the graph's other nodes at 0", "single_others_zero",
+                             "{:.2f}")):
+        if not any(key in r for r in rows):     # files written before the figure existed
+            continue
         lines += [f"{title}:", "", f"| split | {header} |", "|---|" + "---|" * len(configs)]
         for split in SUMMARY_SPLITS:
             if not any((c, split) in by for c in configs):
@@ -262,7 +287,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
             cells = []
             for c in configs:
                 got = {r["seed"]: r for r in by.get((c, split), [])}
-                cells.append(", ".join(fmt.format(got[s][key]) if s in got else "-"
+                cells.append(", ".join(fmt.format(got[s][key]) if key in got.get(s, {})
+                                       else "-"
                                        for s in seeds[c]))
             lines.append(f"| {split} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -329,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     columns = ["config", "seed", "split", "MAPE (committed)", "MAPE readout",
                "MAPE target only", "varying channels", "picks target", "picks target alone",
-               "picks source", "picks another node", "readout at 0",
+               "picks source", "picks another node", "readout at 0", "one node alone",
+               "others at 0",
                "within train max: MAPE readout", "MAPE target only", "beyond: share",
                "MAPE readout", "MAPE target only", "signed readout", "signed target only"]
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
@@ -362,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells += [f"{row[k]:.3g}" for k in ("mape_readout", "mape_target")]
                 cells += [f"{row[k]:.2f}" for k in ("varying", "picks_target",
                                                     "picks_target_alone", "picks_source",
-                                                    "picks_other", "readout_zero")]
+                                                    "picks_other", "readout_zero",
+                                                    "single_node", "single_others_zero")]
                 cells += [f"{row[k]:.3g}" for k in ("near_mape_readout", "near_mape_target")]
                 cells += [f"{row['far_share']:.2f}"]
                 cells += [f"{row[k]:.3g}" for k in ("far_mape_readout", "far_mape_target")]

@@ -45,7 +45,7 @@ def test_split_parts_against_a_loop(readout, node_mlp_layers):
     # alone (not from split_parts' layer loop).
     seen = []
     model.readout.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
-    ties = alone_differs = zeros = others = flat = 0
+    ties = alone_differs = zeros = others = flat = some_zero = 0
     for i, g in enumerate(graphs):
         with torch.no_grad():
             full = model(g.x, g.edge_index, g.edge_attr, torch.zeros(g.num_nodes, dtype=torch.long))
@@ -68,6 +68,12 @@ def test_split_parts_against_a_loop(readout, node_mlp_layers):
         assert parts["other"][i] == sum(any(bool(h[v, c] == pick[c]) for v in others_nodes)
                                         for c in varying)
         assert parts["zero"][i] == sum(bool(pick[c] == 0) for c in varying)
+        single = [c for c in varying if hits[c] == 1]
+        assert parts["single"][i] == len(single)
+        rest_zero = [sum(bool(h[v, c] == 0) for v in range(g.num_nodes)
+                         if h[v, c] != pick[c]) / (g.num_nodes - 1) for c in single]
+        assert parts["others_zero"][i] == pytest.approx(sum(rest_zero))
+        some_zero += any(0 < z < 1 for z in rest_zero)
         ties += sum(n > 1 for n in hits.values())
         alone_differs += parts["picks"][i] != parts["alone"][i]
         zeros += parts["zero"][i] > 0
@@ -75,9 +81,11 @@ def test_split_parts_against_a_loop(readout, node_mlp_layers):
         flat += len(varying) < h.size(1)
     assert int(parts["width"]) == 6
     # The cases the counts must tell apart occur in these graphs.
-    assert others > 0 and parts["varying"].sum() > 0
+    assert others > 0 and parts["varying"].sum() > 0 and parts["single"].sum() > 0
     if readout == "min":
         assert ties > 0 and zeros > 0 and flat > 0 and alone_differs > 0
+    else:       # some but not all of the other nodes at the floor
+        assert some_zero > 0
 
 
 def test_split_parts_needs_one_source_and_one_target():
@@ -139,7 +147,8 @@ def test_figures_from_parts():
              "target": np.array([10.0, 18.0, 4.0]), "varying": np.array([2.0, 1.0, 1.0]),
              "picks": np.array([2.0, 0.0, 1.0]), "alone": np.array([1.0, 0.0, 1.0]),
              "source": np.array([0.0, 1.0, 0.0]), "other": np.array([1.0, 0.0, 0.0]),
-             "zero": np.array([1.0, 0.0, 0.0]), "width": np.array(4)}
+             "zero": np.array([1.0, 0.0, 0.0]), "single": np.array([1.0, 1.0, 1.0]),
+             "others_zero": np.array([0.5, 1.0, 0.0]), "width": np.array(4)}
     got = diag.figures(parts, train_max=15.0)
     assert got["mape_readout"] == pytest.approx(100 * (0.1 + 0.2 + 0.0) / 3)
     assert got["mape_target"] == pytest.approx(100 * (0.0 + 0.1 + 0.2) / 3)
@@ -149,6 +158,8 @@ def test_figures_from_parts():
     assert got["picks_source"] == pytest.approx(1 / 4)
     assert got["picks_other"] == pytest.approx(1 / 4)
     assert got["readout_zero"] == pytest.approx(1 / 4)
+    assert got["single_node"] == pytest.approx(3 / 4)
+    assert got["single_others_zero"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
     # Distance 20 lies beyond the training maximum, 10 and 5 within it.
     assert got["far_share"] == pytest.approx(1 / 3)
     assert got["near_mape_readout"] == pytest.approx(100 * (0.1 + 0.0) / 2)
@@ -162,10 +173,11 @@ def test_figures_with_nothing_varying_or_beyond():
     parts = {"y": np.array([4.0]), "readout": np.array([4.0]), "target": np.array([4.0]),
              "varying": np.array([0.0]), "picks": np.array([0.0]),
              "alone": np.array([0.0]), "source": np.array([0.0]), "other": np.array([0.0]),
-             "zero": np.array([0.0]), "width": np.array(3)}
+             "zero": np.array([0.0]), "single": np.array([0.0]),
+             "others_zero": np.array([0.0]), "width": np.array(3)}
     got = diag.figures(parts, train_max=15.0)
     assert got["varying"] == 0.0
-    assert np.isnan(got["picks_target"])
+    assert np.isnan(got["picks_target"]) and np.isnan(got["single_others_zero"])
     assert got["far_share"] == 0.0
     assert np.isnan(got["far_mape_readout"])
     assert got["near_mape_readout"] == 0.0
@@ -216,6 +228,13 @@ def test_summary_tables_seed_by_seed(tmp_path):
     assert "| test_extrap | 0.94 | 0.15, 0.11 |" in text
     assert "| test_extrap | 0.06 | 0.85, 0.89 |" in text
     assert "test_interp" not in text
+    # Files written before the others-at-0 figure existed get no such table; where some
+    # rows have it, the others show "-".
+    assert "other nodes at 0" not in text
+    floors = diag.summary([{**r, "single_others_zero": 0.97} if r["config"] == "min-max"
+                           else r for r in rows])
+    assert "other nodes at 0" in floors
+    assert "| test_extrap | 0.97 | -, - |" in floors
     # A seed missing from one split stays in its place.
     gap = diag.summary(rows + [{**rows[0], "seed": 2, "split": "tune"}])
     assert "| tune | - | -, -, 9.88 |" in gap
