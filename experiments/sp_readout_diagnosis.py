@@ -23,6 +23,9 @@ and then, per split:
 - ``one node alone``: the share of varying pairs whose readout value exactly one node
   attains; ``others at 0``: in those pairs, the mean share of the graph's other nodes
   whose value is 0 (the rest of the graph at ReLU's floor);
+- ``picks path`` and ``picks off path``: the share of varying pairs whose readout value a
+  node on the source's shortest path to the target (source and target included) attains,
+  and a node off that path;
 - MAPE through the readout and from the target alone for the graphs whose distance lies
   within the training split's largest, and for those beyond it, and the mean signed
   relative error there (negative: the prediction falls short).
@@ -68,12 +71,40 @@ from gnpool.bench.profiles import PROFILES
 from gnpool.bench.runner import _splits, plan
 from gnpool.bench.train import _train, flush_denormal, mape
 from gnpool.datasets import load_task, task_info
+from gnpool.datasets.labels import dijkstra
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASK = "shortest_path"
 CLASSIC = ("sum", "mean", "max", "min")
 PATH_PROFILES = sorted(name for name, p in PROFILES.items()
                        if any(t.task == TASK for t in p.tasks))
+
+
+def path_nodes(batch) -> torch.Tensor:
+    """``bool`` [num_nodes]: the nodes on each graph's shortest path from its source to
+    its target (both included), the nodes ``v`` with ``d(s, v) + d(v, t) = d(s, t)`` along
+    the directed edges and weights the graph holds (the task's paths are unique). Needs
+    exactly one source and one target node per graph."""
+    on = torch.zeros(batch.num_nodes, dtype=torch.bool)
+    src, dst = batch.edge_index.tolist()
+    weight = batch.edge_attr.view(-1).double().tolist()
+    is_target, is_source = batch.x[:, -1] == 1, batch.x[:, -2] == 1
+    ptr = batch.ptr.tolist()
+    # Out-edges for d(s, v), in-edges (the reversed graph) for d(v, t).
+    out: list[list[tuple[int, float]]] = [[] for _ in range(batch.num_nodes)]
+    into: list[list[tuple[int, float]]] = [[] for _ in range(batch.num_nodes)]
+    for u, v, w in zip(src, dst, weight, strict=True):
+        out[u].append((v, w))
+        into[v].append((u, w))
+    for g in range(batch.num_graphs):
+        lo, hi = ptr[g], ptr[g + 1]
+        s = int(is_source[lo:hi].nonzero())
+        t = int(is_target[lo:hi].nonzero())
+        from_s = dijkstra([[(v - lo, w) for v, w in out[u]] for u in range(lo, hi)], s)[0]
+        to_t = dijkstra([[(v - lo, w) for v, w in into[u]] for u in range(lo, hi)], t)[0]
+        for v in range(hi - lo):
+            on[lo + v] = math.isclose(from_s[v] + to_t[v], from_s[t], rel_tol=1e-9)
+    return on
 
 
 @torch.no_grad()
@@ -86,11 +117,13 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
     which that value is 0 (``zero``: ReLU's floor); the number of varying channels whose
     readout value one node alone attains (``single``), and the sum over those channels of
     the share of the graph's other nodes whose value is 0 (``others_zero``: the rest at
-    the floor). ``width``: channels per graph.
+    the floor); the number of varying channels whose readout value a node on the source's
+    shortest path to the target attains (``path``: :func:`path_nodes`, source and target
+    included) and a node off that path (``off_path``). ``width``: channels per graph.
     ``ValueError`` unless every graph has exactly one source and one target node."""
     model.eval()
     keys = ("y", "readout", "target", "varying", "picks", "alone", "source", "other", "zero",
-            "single", "others_zero")
+            "single", "others_zero", "path", "off_path")
     out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     width = 0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -125,6 +158,9 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
         nodes = scatter(torch.ones_like(batch.batch, dtype=torch.double), batch.batch, 0,
                         graphs, reduce="sum").unsqueeze(1)
         rest_zero = (zeros - (pooled == 0).double()) / (nodes - 1).clamp(min=1)
+        on = path_nodes(batch)
+        path = scatter(attains[on], batch.batch[on], 0, graphs, reduce="max")
+        off_path = scatter(attains[~on], batch.batch[~on], 0, graphs, reduce="max")
         out["y"].append(batch.y.view(-1).double().numpy())
         out["readout"].append(model.head(pooled).view(-1).double().numpy())
         out["target"].append(model.head(h_t).view(-1).double().numpy())
@@ -132,7 +168,8 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
                           ("alone", target * (count == 1).double()),
                           ("source", (h_s == pooled).double()), ("other", other),
                           ("zero", (pooled == 0).double()), ("single", single),
-                          ("others_zero", single * rest_zero)):
+                          ("others_zero", single * rest_zero), ("path", path),
+                          ("off_path", off_path)):
             out[key].append((hits * varying).sum(dim=1).numpy())
     parts = {k: np.concatenate(v) for k, v in out.items()}
     parts["width"] = np.array(width)
@@ -144,7 +181,9 @@ def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
     the target alone; the share of (graph, channel) pairs that vary; of those, the shares
     in which the target, the target alone, the source and another node attain the
     readout's value and in which that value is 0; the share attained by one node alone
-    and, in those, the mean share of the other nodes at 0; and MAPE and mean signed relative
+    and, in those, the mean share of the other nodes at 0; the shares in which a node on
+    the source's shortest path to the target and one off it attain that value; and MAPE
+    and mean signed relative
     error (%) of the graphs whose distance is at most / above ``train_max``."""
     y, readout, target = parts["y"], parts["readout"], parts["target"]
     varying = parts["varying"].sum()
@@ -161,6 +200,7 @@ def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
         "readout_zero": share("zero"), "single_node": share("single"),
         "single_others_zero": (float(parts["others_zero"].sum() / parts["single"].sum())
                                if parts["single"].sum() else float("nan")),
+        "picks_path": share("path"), "picks_off_path": share("off_path"),
         "near_mape_readout": part_mape(readout[~far], y[~far]),
         "near_mape_target": part_mape(target[~far], y[~far]),
         "far_share": float(far.mean()) if len(y) else float("nan"),
@@ -275,6 +315,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
                              "alone attains", "picks_target_alone", "{:.2f}"),
                             ("Share of varying channels whose readout value the source "
                              "attains", "picks_source", "{:.2f}"),
+                            ("Share of varying channels whose readout value a node on the "
+                             "source's shortest path to the target attains (source and "
+                             "target included)", "picks_path", "{:.2f}"),
                             ("Where one node alone attains the readout's value: mean share "
                              "of the graph's other nodes at 0", "single_others_zero",
                              "{:.2f}")):
@@ -356,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = ["config", "seed", "split", "MAPE (committed)", "MAPE readout",
                "MAPE target only", "varying channels", "picks target", "picks target alone",
                "picks source", "picks another node", "readout at 0", "one node alone",
-               "others at 0",
+               "others at 0", "picks path", "picks off path",
                "within train max: MAPE readout", "MAPE target only", "beyond: share",
                "MAPE readout", "MAPE target only", "signed readout", "signed target only"]
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
@@ -390,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells += [f"{row[k]:.2f}" for k in ("varying", "picks_target",
                                                     "picks_target_alone", "picks_source",
                                                     "picks_other", "readout_zero",
-                                                    "single_node", "single_others_zero")]
+                                                    "single_node", "single_others_zero",
+                                                    "picks_path", "picks_off_path")]
                 cells += [f"{row[k]:.3g}" for k in ("near_mape_readout", "near_mape_target")]
                 cells += [f"{row['far_share']:.2f}"]
                 cells += [f"{row[k]:.3g}" for k in ("far_mape_readout", "far_mape_target")]

@@ -2,6 +2,7 @@
 channels on a small model."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def test_split_parts_against_a_loop(readout, node_mlp_layers):
     # alone (not from split_parts' layer loop).
     seen = []
     model.readout.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
-    ties = alone_differs = zeros = others = flat = some_zero = 0
+    ties = alone_differs = zeros = others = flat = some_zero = inner = 0
     for i, g in enumerate(graphs):
         with torch.no_grad():
             full = model(g.x, g.edge_index, g.edge_attr, torch.zeros(g.num_nodes, dtype=torch.long))
@@ -74,6 +75,21 @@ def test_split_parts_against_a_loop(readout, node_mlp_layers):
                          if h[v, c] != pick[c]) / (g.num_nodes - 1) for c in single]
         assert parts["others_zero"][i] == pytest.approx(sum(rest_zero))
         some_zero += any(0 < z < 1 for z in rest_zero)
+        # The s-t shortest path by Floyd-Warshall on the graph's own edge weights.
+        d = torch.full((g.num_nodes, g.num_nodes), float("inf"), dtype=torch.double)
+        d.fill_diagonal_(0)
+        d[g.edge_index[0], g.edge_index[1]] = g.edge_attr.view(-1).double()
+        for k in range(g.num_nodes):
+            d = torch.minimum(d, d[:, k:k + 1] + d[k:k + 1, :])
+        on = [v for v in range(g.num_nodes)
+              if math.isclose(d[s, v] + d[v, t], d[s, t], rel_tol=1e-9)]
+        off = [v for v in range(g.num_nodes) if v not in on]
+        assert s in on and t in on
+        inner += len(on) > 2
+        assert parts["path"][i] == sum(any(bool(h[v, c] == pick[c]) for v in on)
+                                       for c in varying)
+        assert parts["off_path"][i] == sum(any(bool(h[v, c] == pick[c]) for v in off)
+                                           for c in varying)
         ties += sum(n > 1 for n in hits.values())
         alone_differs += parts["picks"][i] != parts["alone"][i]
         zeros += parts["zero"][i] > 0
@@ -82,6 +98,8 @@ def test_split_parts_against_a_loop(readout, node_mlp_layers):
     assert int(parts["width"]) == 6
     # The cases the counts must tell apart occur in these graphs.
     assert others > 0 and parts["varying"].sum() > 0 and parts["single"].sum() > 0
+    assert inner > 0            # paths through a node besides the source and the target
+    assert 0 < parts["path"].sum() and 0 < parts["off_path"].sum()
     if readout == "min":
         assert ties > 0 and zeros > 0 and flat > 0 and alone_differs > 0
     else:       # some but not all of the other nodes at the floor
@@ -148,7 +166,8 @@ def test_figures_from_parts():
              "picks": np.array([2.0, 0.0, 1.0]), "alone": np.array([1.0, 0.0, 1.0]),
              "source": np.array([0.0, 1.0, 0.0]), "other": np.array([1.0, 0.0, 0.0]),
              "zero": np.array([1.0, 0.0, 0.0]), "single": np.array([1.0, 1.0, 1.0]),
-             "others_zero": np.array([0.5, 1.0, 0.0]), "width": np.array(4)}
+             "others_zero": np.array([0.5, 1.0, 0.0]), "path": np.array([2.0, 1.0, 0.0]),
+             "off_path": np.array([1.0, 0.0, 1.0]), "width": np.array(4)}
     got = diag.figures(parts, train_max=15.0)
     assert got["mape_readout"] == pytest.approx(100 * (0.1 + 0.2 + 0.0) / 3)
     assert got["mape_target"] == pytest.approx(100 * (0.0 + 0.1 + 0.2) / 3)
@@ -160,6 +179,8 @@ def test_figures_from_parts():
     assert got["readout_zero"] == pytest.approx(1 / 4)
     assert got["single_node"] == pytest.approx(3 / 4)
     assert got["single_others_zero"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert got["picks_path"] == pytest.approx(3 / 4)
+    assert got["picks_off_path"] == pytest.approx(2 / 4)
     # Distance 20 lies beyond the training maximum, 10 and 5 within it.
     assert got["far_share"] == pytest.approx(1 / 3)
     assert got["near_mape_readout"] == pytest.approx(100 * (0.1 + 0.0) / 2)
@@ -174,7 +195,8 @@ def test_figures_with_nothing_varying_or_beyond():
              "varying": np.array([0.0]), "picks": np.array([0.0]),
              "alone": np.array([0.0]), "source": np.array([0.0]), "other": np.array([0.0]),
              "zero": np.array([0.0]), "single": np.array([0.0]),
-             "others_zero": np.array([0.0]), "width": np.array(3)}
+             "others_zero": np.array([0.0]), "path": np.array([0.0]),
+             "off_path": np.array([0.0]), "width": np.array(3)}
     got = diag.figures(parts, train_max=15.0)
     assert got["varying"] == 0.0
     assert np.isnan(got["picks_target"]) and np.isnan(got["single_others_zero"])
