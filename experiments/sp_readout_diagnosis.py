@@ -25,7 +25,8 @@ and then, per split:
   whose value is 0 (the rest of the graph at ReLU's floor);
 - ``picks path`` and ``picks off path``: the share of varying pairs whose readout value a
   node on the source's shortest path to the target (source and target included) attains,
-  and a node off that path;
+  and a node off that path; ``nodes on path``: the mean share of a graph's nodes on that
+  path (how often a node drawn at random would be on it);
 - MAPE through the readout and from the target alone for the graphs whose distance lies
   within the training split's largest, and for those beyond it, and the mean signed
   relative error there (negative: the prediction falls short).
@@ -119,11 +120,13 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
     the share of the graph's other nodes whose value is 0 (``others_zero``: the rest at
     the floor); the number of varying channels whose readout value a node on the source's
     shortest path to the target attains (``path``: :func:`path_nodes`, source and target
-    included) and a node off that path (``off_path``). ``width``: channels per graph.
+    included) and a node off that path (``off_path``); the share of the graph's nodes on
+    that path (``path_nodes``: how often a node drawn at random would be one).
+    ``width``: channels per graph.
     ``ValueError`` unless every graph has exactly one source and one target node."""
     model.eval()
     keys = ("y", "readout", "target", "varying", "picks", "alone", "source", "other", "zero",
-            "single", "others_zero", "path", "off_path")
+            "single", "others_zero", "path", "off_path", "path_nodes")
     out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     width = 0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -161,6 +164,8 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
         on = path_nodes(batch)
         path = scatter(attains[on], batch.batch[on], 0, graphs, reduce="max")
         off_path = scatter(attains[~on], batch.batch[~on], 0, graphs, reduce="max")
+        out["path_nodes"].append((scatter(on.double(), batch.batch, 0, graphs, reduce="sum")
+                                  / nodes.view(-1)).numpy())
         out["y"].append(batch.y.view(-1).double().numpy())
         out["readout"].append(model.head(pooled).view(-1).double().numpy())
         out["target"].append(model.head(h_t).view(-1).double().numpy())
@@ -182,7 +187,8 @@ def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
     in which the target, the target alone, the source and another node attain the
     readout's value and in which that value is 0; the share attained by one node alone
     and, in those, the mean share of the other nodes at 0; the shares in which a node on
-    the source's shortest path to the target and one off it attain that value; and MAPE
+    the source's shortest path to the target and one off it attain that value, and the
+    mean share of a graph's nodes on that path; and MAPE
     and mean signed relative
     error (%) of the graphs whose distance is at most / above ``train_max``."""
     y, readout, target = parts["y"], parts["readout"], parts["target"]
@@ -201,6 +207,7 @@ def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
         "single_others_zero": (float(parts["others_zero"].sum() / parts["single"].sum())
                                if parts["single"].sum() else float("nan")),
         "picks_path": share("path"), "picks_off_path": share("off_path"),
+        "path_nodes": float(parts["path_nodes"].mean()) if len(y) else float("nan"),
         "near_mape_readout": part_mape(readout[~far], y[~far]),
         "near_mape_target": part_mape(target[~far], y[~far]),
         "far_share": float(far.mean()) if len(y) else float("nan"),
@@ -318,6 +325,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
                             ("Share of varying channels whose readout value a node on the "
                              "source's shortest path to the target attains (source and "
                              "target included)", "picks_path", "{:.2f}"),
+                            ("Mean share of a graph's nodes on that path (how often a node "
+                             "drawn at random is on it)", "path_nodes", "{:.3f}"),
                             ("Where one node alone attains the readout's value: mean share "
                              "of the graph's other nodes at 0", "single_others_zero",
                              "{:.2f}")):
@@ -399,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = ["config", "seed", "split", "MAPE (committed)", "MAPE readout",
                "MAPE target only", "varying channels", "picks target", "picks target alone",
                "picks source", "picks another node", "readout at 0", "one node alone",
-               "others at 0", "picks path", "picks off path",
+               "others at 0", "picks path", "picks off path", "nodes on path",
                "within train max: MAPE readout", "MAPE target only", "beyond: share",
                "MAPE readout", "MAPE target only", "signed readout", "signed target only"]
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
@@ -434,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     "picks_target_alone", "picks_source",
                                                     "picks_other", "readout_zero",
                                                     "single_node", "single_others_zero",
-                                                    "picks_path", "picks_off_path")]
+                                                    "picks_path", "picks_off_path",
+                                                    "path_nodes")]
                 cells += [f"{row[k]:.3g}" for k in ("near_mape_readout", "near_mape_target")]
                 cells += [f"{row['far_share']:.2f}"]
                 cells += [f"{row[k]:.3g}" for k in ("far_mape_readout", "far_mape_target")]

@@ -90,6 +90,7 @@ def test_split_parts_against_a_loop(readout, node_mlp_layers):
                                        for c in varying)
         assert parts["off_path"][i] == sum(any(bool(h[v, c] == pick[c]) for v in off)
                                            for c in varying)
+        assert parts["path_nodes"][i] == pytest.approx(len(on) / g.num_nodes)
         ties += sum(n > 1 for n in hits.values())
         alone_differs += parts["picks"][i] != parts["alone"][i]
         zeros += parts["zero"][i] > 0
@@ -167,7 +168,8 @@ def test_figures_from_parts():
              "source": np.array([0.0, 1.0, 0.0]), "other": np.array([1.0, 0.0, 0.0]),
              "zero": np.array([1.0, 0.0, 0.0]), "single": np.array([1.0, 1.0, 1.0]),
              "others_zero": np.array([0.5, 1.0, 0.0]), "path": np.array([2.0, 1.0, 0.0]),
-             "off_path": np.array([1.0, 0.0, 1.0]), "width": np.array(4)}
+             "off_path": np.array([1.0, 0.0, 1.0]), "path_nodes": np.array([0.5, 0.2, 0.3]),
+             "width": np.array(4)}
     got = diag.figures(parts, train_max=15.0)
     assert got["mape_readout"] == pytest.approx(100 * (0.1 + 0.2 + 0.0) / 3)
     assert got["mape_target"] == pytest.approx(100 * (0.0 + 0.1 + 0.2) / 3)
@@ -181,6 +183,7 @@ def test_figures_from_parts():
     assert got["single_others_zero"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
     assert got["picks_path"] == pytest.approx(3 / 4)
     assert got["picks_off_path"] == pytest.approx(2 / 4)
+    assert got["path_nodes"] == pytest.approx(1.0 / 3)
     # Distance 20 lies beyond the training maximum, 10 and 5 within it.
     assert got["far_share"] == pytest.approx(1 / 3)
     assert got["near_mape_readout"] == pytest.approx(100 * (0.1 + 0.0) / 2)
@@ -196,7 +199,8 @@ def test_figures_with_nothing_varying_or_beyond():
              "alone": np.array([0.0]), "source": np.array([0.0]), "other": np.array([0.0]),
              "zero": np.array([0.0]), "single": np.array([0.0]),
              "others_zero": np.array([0.0]), "path": np.array([0.0]),
-             "off_path": np.array([0.0]), "width": np.array(3)}
+             "off_path": np.array([0.0]), "path_nodes": np.array([0.5]),
+             "width": np.array(3)}
     got = diag.figures(parts, train_max=15.0)
     assert got["varying"] == 0.0
     assert np.isnan(got["picks_target"]) and np.isnan(got["single_others_zero"])
