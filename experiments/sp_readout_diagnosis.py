@@ -121,7 +121,7 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
     the floor); the number of varying channels whose readout value a node on the source's
     shortest path to the target attains (``path``: :func:`path_nodes`, source and target
     included) and a node off that path (``off_path``); the share of the graph's nodes on
-    that path (``path_nodes``: how often a node drawn at random would be one).
+    that path (``path_nodes``: how often a node drawn at random would be on it).
     ``width``: channels per graph.
     ``ValueError`` unless every graph has exactly one source and one target node."""
     model.eval()
@@ -170,7 +170,7 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
         out["readout"].append(model.head(pooled).view(-1).double().numpy())
         out["target"].append(model.head(h_t).view(-1).double().numpy())
         for key, hits in (("varying", varying), ("picks", target),
-                          ("alone", target * (count == 1).double()),
+                          ("alone", target * single),
                           ("source", (h_s == pooled).double()), ("other", other),
                           ("zero", (pooled == 0).double()), ("single", single),
                           ("others_zero", single * rest_zero), ("path", path),
@@ -188,9 +188,8 @@ def figures(parts: dict[str, np.ndarray], train_max: float) -> dict[str, float]:
     readout's value and in which that value is 0; the share attained by one node alone
     and, in those, the mean share of the other nodes at 0; the shares in which a node on
     the source's shortest path to the target and one off it attain that value, and the
-    mean share of a graph's nodes on that path; and MAPE
-    and mean signed relative
-    error (%) of the graphs whose distance is at most / above ``train_max``."""
+    mean share of a graph's nodes on that path; and MAPE and mean signed relative error
+    (%) of the graphs whose distance is at most / above ``train_max``."""
     y, readout, target = parts["y"], parts["readout"], parts["target"]
     varying = parts["varying"].sum()
     far = y > train_max
