@@ -81,15 +81,15 @@ PATH_PROFILES = sorted(name for name, p in PROFILES.items()
                        if any(t.task == TASK for t in p.tasks))
 
 
-def path_nodes(batch) -> torch.Tensor:
+def path_nodes(batch, is_source: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
     """``bool`` [num_nodes]: the nodes on each graph's shortest path from its source to
     its target (both included), the nodes ``v`` with ``d(s, v) + d(v, t) = d(s, t)`` along
-    the directed edges and weights the graph holds (the task's paths are unique). Needs
-    exactly one source and one target node per graph."""
+    the directed edges and weights the graph holds (the task's paths are unique).
+    ``is_source``, ``is_target``: ``bool`` [num_nodes] marking exactly one node of each
+    graph (:func:`split_parts` checks)."""
     on = torch.zeros(batch.num_nodes, dtype=torch.bool)
     src, dst = batch.edge_index.tolist()
     weight = batch.edge_attr.view(-1).double().tolist()
-    is_target, is_source = batch.x[:, -1] == 1, batch.x[:, -2] == 1
     ptr = batch.ptr.tolist()
     # Out-edges for d(s, v), in-edges (the reversed graph) for d(v, t).
     out: list[list[tuple[int, float]]] = [[] for _ in range(batch.num_nodes)]
@@ -158,10 +158,9 @@ def split_parts(model: torch.nn.Module, dataset, batch_size: int) -> dict[str, n
         # (the attaining node is one of the zeros only where the value itself is 0).
         single = (count == 1).double()
         zeros = scatter((h == 0).double(), batch.batch, 0, graphs, reduce="sum")
-        nodes = scatter(torch.ones_like(batch.batch, dtype=torch.double), batch.batch, 0,
-                        graphs, reduce="sum").unsqueeze(1)
+        nodes = batch.ptr.diff().double().unsqueeze(1)
         rest_zero = (zeros - (pooled == 0).double()) / (nodes - 1).clamp(min=1)
-        on = path_nodes(batch)
+        on = path_nodes(batch, is_source, is_target)
         path = scatter(attains[on], batch.batch[on], 0, graphs, reduce="max")
         off_path = scatter(attains[~on], batch.batch[~on], 0, graphs, reduce="max")
         out["path_nodes"].append((scatter(on.double(), batch.batch, 0, graphs, reduce="sum")
